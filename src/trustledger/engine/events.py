@@ -1,0 +1,43 @@
+"""The event: an immutable fact about one subject, as the engine sees it.
+
+The ledger stores events and hands them to the engine as :class:`Event` values;
+the engine never reads storage itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+RETRACTION = "retraction"
+"""Reserved event type: an event of this type with ``supersedes`` withdraws the earlier event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One reported fact about one subject.
+
+    ``source_event_id`` is the source's own id (its idempotency key); the pair
+    ``(source, source_event_id)`` names the event. ``supersedes`` names an
+    earlier event *of the same source* that this one corrects (any type) or
+    withdraws (type :data:`RETRACTION`). ``occurred_at`` is when it happened,
+    ``recorded_at`` when the ledger accepted it; both are timezone-aware UTC.
+    ``seq`` is the ledger position, when the event came from a ledger.
+    """
+
+    source: str
+    source_event_id: str
+    subject: str
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    supersedes: str | None = None
+    seq: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The event's identity: ``(source, source_event_id)``."""
+        return (self.source, self.source_event_id)
