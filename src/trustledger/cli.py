@@ -34,3 +34,15 @@ def main() -> None:
 @app.callback()
 def _root() -> None:
     """Trust scores with reasons, consent and contestability built in."""
+
+
+def _register_areas() -> None:
+    # Imported here so each area owns its commands in its own module.
+    from trustledger.ledger import commands as ledger_commands
+    from trustledger.policy import commands as policy_commands
+
+    ledger_commands.register(app)
+    policy_commands.register(app)
+
+
+_register_areas()
