@@ -7,6 +7,9 @@ Each area registers its own commands: the ledger (``init``, ``ingest``,
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
@@ -34,6 +37,21 @@ def main() -> None:
 @app.callback()
 def _root() -> None:
     """Trust scores with reasons, consent and contestability built in."""
+
+
+@app.command()
+def synth(
+    output: Annotated[Path, typer.Argument(help="Parquet file to write.")],
+    subjects: Annotated[int, typer.Option(help="Number of subjects.")] = 10_000,
+    events: Annotated[int, typer.Option(help="Number of events.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
+) -> None:
+    """Write a deterministic synthetic population's events to a Parquet file."""
+    from trustledger.synth import Population, write_parquet
+
+    with console.status(f"generating {events:,} events for {subjects:,} subjects"):
+        rows = write_parquet(Population(subjects=subjects, events=events, seed=seed), output)
+    console.print(f"wrote {rows:,} events to {output}")
 
 
 def _register_areas() -> None:
