@@ -1,0 +1,193 @@
+"""Command-line commands of the models area: ``trustledger model train|list|show|verify|score``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from trustledger.errors import InputError, NotFoundError
+
+console = Console()
+
+ModelsOption = Annotated[
+    Path | None,
+    typer.Option("--models", envvar="TRUSTLEDGER_MODELS",
+                 help="Models folder (default: $TRUSTLEDGER_DATA/models)."),
+]
+
+
+def _models_dir(option: Path | None) -> Path:
+    if option is not None:
+        return option
+    from trustledger.config import data_dir
+
+    return data_dir() / "models"
+
+
+def train(
+    data: Annotated[Path, typer.Argument(help="Training data: CSV or Parquet, one row a person.")],
+    target: Annotated[str, typer.Option(help="The outcome column (two values: good / bad).")],
+    score_range: Annotated[tuple[int, int], typer.Option(
+        "--range", help="Lowest and highest score.")] = (350, 950),
+    bad: Annotated[str | None, typer.Option(
+        help="The target value that means bad (default: 1 of 0/1, or 'bad').")] = None,
+    columns: Annotated[Path | None, typer.Option(
+        help="Data dictionary (JSON): category and description of each column "
+             "(default: DATA's name with .columns.json).")] = None,
+    feature: Annotated[list[str] | None, typer.Option(
+        help="Use only these features (repeatable; default: every allowed column).")] = None,
+    group: Annotated[list[str] | None, typer.Option(
+        help="Fairness-report grouping column (repeatable; default: the protected ones).")
+    ] = None,
+    tier: Annotated[list[float] | None, typer.Option(
+        help="Tier threshold for the fairness report (repeatable; default 550 600 650 700).")
+    ] = None,
+    folds: Annotated[int, typer.Option(help="Folds of the out-of-fold validation.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the fold and holdout splits.")] = 0,
+    pdo: Annotated[float | None, typer.Option(
+        help="Points to double the odds (with --odds and --points; default: fit the range).")
+    ] = None,
+    odds: Annotated[float | None, typer.Option(help="Good:bad odds at --points.")] = None,
+    points: Annotated[float | None, typer.Option(help="Score at --odds.")] = None,
+    models: ModelsOption = None,
+) -> None:
+    """Train a statistical scorecard; write its artifact (named by hash) and model card."""
+    from trustledger.models.artifact import save_artifact
+    from trustledger.models.card import save_card
+    from trustledger.models.features import load_dictionary
+    from trustledger.models.train import DEFAULT_TIERS, PdoScaling, TrainingOptions, train_file
+
+    scaling_args = (pdo, odds, points)
+    if any(a is not None for a in scaling_args) and None in scaling_args:
+        raise InputError("--pdo, --odds and --points go together: give all three or none")
+    scaling = PdoScaling(pdo, odds, points) if (
+        pdo is not None and odds is not None and points is not None) else None
+    options = TrainingOptions(
+        target=target, bad=bad, score_range=score_range,
+        features=tuple(feature) if feature else None, groups=tuple(group) if group else None,
+        tiers=tuple(tier) if tier else DEFAULT_TIERS, folds=folds, seed=seed, pdo=scaling,
+    )
+    if not data.is_file():
+        raise NotFoundError(f"data file not found: {data}")
+    dictionary = load_dictionary(columns or data.with_name(f"{data.stem}.columns.json"))
+    with console.status(f"training on {data} ({folds}-fold validation)"):
+        trained = train_file(data, dictionary, options)
+    folder = _models_dir(models)
+    artifact_file = save_artifact(trained.artifact, folder)
+    card_json, card_md = save_card(trained.card, folder)
+    for r in trained.selection.refused:
+        console.print(f"[yellow]refused[/] {r}", highlight=False)
+    v = trained.artifact.training["validation"]
+    assert isinstance(v, dict)
+    console.print(f"features: {', '.join(trained.artifact.feature_names)}", highlight=False)
+    console.print(f"out-of-fold AUC {v['oof_auc']:.4f}  Gini {v['oof_gini']:.4f}  "
+                  f"KS {v['oof_ks']:.4f}  holdout PSI {v['psi_train_holdout']:.4f}")
+    for flag in trained.fairness.flags:
+        console.print(f"[red]four-fifths[/] {flag}", highlight=False)
+    console.print(f"model {trained.artifact.content_hash}")
+    console.print(f"wrote {artifact_file}, {card_md}, {card_json}", highlight=False)
+
+
+def list_models(models: ModelsOption = None) -> None:
+    """List the model artifacts in the models folder (hash, data, AUC)."""
+    from trustledger.models.artifact import list_artifacts, load_artifact
+
+    folder = _models_dir(models)
+    hashes = list_artifacts(folder)
+    if not hashes:
+        console.print(f"no models in {folder}", highlight=False)
+    for h in hashes:
+        artifact = load_artifact(folder, h)
+        data = artifact.training.get("data")
+        v = artifact.training.get("validation")
+        name = data.get("name") if isinstance(data, dict) else "?"
+        auc = v.get("oof_auc") if isinstance(v, dict) else None
+        shown = f"{auc:.4f}" if isinstance(auc, float) else "—"
+        console.print(f"{h}  {name}  features={len(artifact.features)}  "
+                      f"range={artifact.score_range[0]}-{artifact.score_range[1]}  AUC={shown}",
+                      highlight=False)
+
+
+def show(
+    model: Annotated[str, typer.Argument(help="Model hash (or a unique prefix of 8+ digits).")],
+    models: ModelsOption = None,
+) -> None:
+    """Print a model's card (Markdown), after verifying its artifact."""
+    from trustledger.models.artifact import load_artifact, resolve_hash
+    from trustledger.models.card import card_paths
+
+    folder = _models_dir(models)
+    h = resolve_hash(folder, model)
+    load_artifact(folder, h)
+    _, md = card_paths(folder, h)
+    if not md.is_file():
+        raise NotFoundError(f"no model card for {h} in {folder}")
+    sys.stdout.write(md.read_text(encoding="utf-8"))
+
+
+def verify(
+    model: Annotated[str, typer.Argument(help="Model hash (or a unique prefix of 8+ digits).")],
+    models: ModelsOption = None,
+) -> None:
+    """Check that a model artifact's content matches its hash."""
+    from trustledger.models.artifact import load_artifact, resolve_hash
+
+    folder = _models_dir(models)
+    h = resolve_hash(folder, model)
+    artifact = load_artifact(folder, h)
+    console.print(f"ok {h}: {len(artifact.features)} features, range "
+                  f"{artifact.score_range[0]}-{artifact.score_range[1]}", highlight=False)
+
+
+def score(
+    model: Annotated[str, typer.Argument(help="Model hash (or a unique prefix of 8+ digits).")],
+    data: Annotated[Path, typer.Argument(help="Rows to score: CSV or Parquet.")],
+    output: Annotated[Path | None, typer.Option(
+        help="CSV to write (score and up to four reasons per row); default: standard output.")
+    ] = None,
+    models: ModelsOption = None,
+) -> None:
+    """Score every row of a file with the compiled scorecard, with reason codes."""
+    import pandas as pd
+
+    from trustledger.models.artifact import resolve_hash
+    from trustledger.models.compiled import MAX_REASONS, CompiledScorecard
+    from trustledger.models.train import read_table
+
+    folder = _models_dir(models)
+    scorecard = CompiledScorecard.load(folder, resolve_hash(folder, model))
+    frame = read_table(data)
+    missing = [f for f in scorecard.features if f not in frame.columns]
+    if missing:
+        raise InputError(f"{data}: missing feature column(s): {', '.join(missing)}")
+    columns: dict[str, object] = {}
+    for f in scorecard.artifact.features:
+        col = frame[f.name]
+        columns[f.name] = col.to_numpy(dtype=object)
+    result = scorecard.score_batch(columns)
+    out = pd.DataFrame({"score": result.points})
+    texts = [[r.text for r in result.reasons(i)] for i in range(len(out))]
+    for k in range(MAX_REASONS):
+        out[f"reason_{k + 1}"] = [t[k] if k < len(t) else "" for t in texts]
+    if output is None:
+        out.to_csv(sys.stdout, index=False)
+    else:
+        out.to_csv(output, index=False)
+        console.print(f"scored {len(out):,} rows with {scorecard.hash[:12]} → {output}",
+                      highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``model`` command group to the root CLI."""
+    model_app = typer.Typer(name="model", no_args_is_help=True,
+                            help="Statistical scorecards: train, inspect, verify, score.")
+    model_app.command("train")(train)
+    model_app.command("list")(list_models)
+    model_app.command("show")(show)
+    model_app.command("verify")(verify)
+    model_app.command("score")(score)
+    app.add_typer(model_app, name="model")
