@@ -1,9 +1,154 @@
-"""Command-line commands of the ledger area."""
+"""Command-line commands of the ledger area: init, ingest, import, export, verify, stats."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from trustledger.ledger.ingest import FORMATS, ingest_file
+from trustledger.ledger.store import Ledger
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL of the ledger (default: $TRUSTLEDGER_DATABASE_URL, "
+        "else SQLite in $TRUSTLEDGER_DATA or ./data).",
+        show_default=False,
+    ),
+]
+
+_out = Console(soft_wrap=True)
+_err = Console(stderr=True)
+
+
+@contextmanager
+def _bar(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr; yields a callback taking the number of rows done."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+               MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=_err, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+
+        def advance(done: int) -> None:
+            bar.update(task, completed=done)
+
+        yield advance
+
+
+def init(database_url: DatabaseUrl = None) -> None:
+    """Create the ledger (or bring its schema up to date) and show where it is."""
+    with Ledger.open(database_url) as ledger:
+        seq, hash_ = ledger.head()
+        _out.print(f"ledger ready: {ledger.url}")
+        _out.print(f"head: seq={seq} hash={hash_}")
+
+
+def ingest(
+    file: Annotated[Path, typer.Argument(help="Events as CSV, JSON Lines or Parquet.")],
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Write bad rows here (JSON Lines) and append the rest; without "
+                          "it, one bad row means nothing is appended."),
+    ] = None,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help=f"One of {', '.join(FORMATS)} (default: by the file's suffix)."
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Append the events of a file as one atomic batch; bad rows are named by line."""
+    with Ledger.open(database_url) as ledger, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=_err, transient=True,
+    ) as bar:
+        tasks = {"read": bar.add_task("reading", total=None),
+                 "append": bar.add_task("appending", total=None, visible=False)}
+
+        def progress(phase: str, done: int) -> None:
+            bar.update(tasks[phase], completed=done, visible=True)
+
+        report = ingest_file(ledger, file, rejects=rejects, format=format, progress=progress)
+    _out.print(
+        f"{report.rows:,} rows read: {report.appended:,} appended, "
+        f"{report.existing:,} already in the ledger, {report.rejected:,} rejected"
+        + (f" (written to {rejects})" if rejects is not None else "")
+    )
+    _out.print(f"head: seq={report.head_seq} hash={report.head_hash}")
+
+
+def import_(
+    file: Annotated[Path, typer.Argument(help="An export (.parquet or .jsonl).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Restore an export into an empty ledger: same entries, same head hash."""
+    with Ledger.open(database_url) as ledger, _bar("importing") as progress:
+        report = ledger.import_(file, progress=progress)
+    _out.print(f"imported {report.entries:,} entries; head hash {report.head_hash}")
+
+
+def export(
+    file: Annotated[Path, typer.Argument(help="Where to write: .parquet or .jsonl.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write every entry, exactly as stored, to a Parquet or JSON Lines file."""
+    with Ledger.open(database_url) as ledger:
+        seq, _ = ledger.head()
+        with _bar("exporting", total=seq) as progress:
+            count = ledger.export(file, progress=progress)
+    _out.print(f"exported {count:,} entries to {file}")
+
+
+def verify(database_url: DatabaseUrl = None) -> None:
+    """Walk the hash chain; name the first entry changed, removed or reordered."""
+    with Ledger.open(database_url) as ledger:
+        seq, _ = ledger.head()
+        with _bar("verifying", total=seq) as progress:
+            report = ledger.verify(progress=progress)
+    _out.print(f"ok: {report.entries:,} entries verified; head hash {report.head_hash}")
+
+
+def stats(database_url: DatabaseUrl = None) -> None:
+    """Show aggregate figures about the ledger (never a list of subjects)."""
+    with Ledger.open(database_url) as ledger:
+        figures = ledger.stats()
+        url = ledger.url
+    table = Table(title=f"ledger {url}", show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right", overflow="fold")
+    for name in ("entries", "events", "purged", "subjects", "sources"):
+        table.add_row(name, f"{figures[name]:,}")
+    for kind, count in figures["kinds"].items():
+        table.add_row(f"entries of kind {kind}", f"{count:,}")
+    for name in ("first_recorded_at", "last_recorded_at"):
+        moment = figures[name]
+        table.add_row(name.replace("_", " "), "-" if moment is None else moment.isoformat())
+    table.add_row("head seq", str(figures["head_seq"]))
+    table.add_row("head hash", figures["head_hash"])
+    _out.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root CLI."""
+    app.command()(init)
+    app.command()(ingest)
+    app.command("import")(import_)
+    app.command()(export)
+    app.command()(verify)
+    app.command()(stats)

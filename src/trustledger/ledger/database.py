@@ -1,0 +1,130 @@
+"""Connections to the ledger's database: SQLite (WAL) or PostgreSQL (psycopg 3).
+
+One engine per :class:`~trustledger.ledger.Ledger`. Write transactions are serialised:
+on SQLite they start with ``BEGIN IMMEDIATE`` (the database's one write lock, taken
+up front so two writers never both read the same head); on PostgreSQL the writer
+locks the single ``ledger_head`` row (``SELECT ... FOR UPDATE``) before reading it.
+Read transactions see one consistent snapshot (SQLite WAL readers always do;
+PostgreSQL runs them REPEATABLE READ).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
+
+from trustledger.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_S = 60.0
+"""How long a SQLite writer waits for another writer's transaction before giving up."""
+
+_WRITE = "trustledger_write"
+# Any 64-bit number unique to this purpose: serialises migrations across processes.
+_MIGRATION_LOCK = 0x7472_7573_746C_6564
+
+
+def describe(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "<unparsable URL>"
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for a ledger URL (``sqlite:///...`` or ``postgresql+psycopg://...``)."""
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError as err:
+        raise ConfigError(f"database URL {url!r} is not a valid URL: {err}") from err
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise ConfigError(
+                f"database URL {describe(url)}: use the psycopg 3 driver "
+                "(postgresql+psycopg://...)"
+            )
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    raise ConfigError(
+        f"database URL {describe(url)}: only sqlite:/// and postgresql+psycopg:// are supported"
+    )
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # The driver's own transaction handling cannot say BEGIN IMMEDIATE: take it over.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit that returned survives a crash of the process and of the machine.
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA cache_size=-65536")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction, committed when the block ends without an exception.
+
+    The caller must lock the head row first thing (see :mod:`.schema`); on SQLite
+    the transaction already holds the write lock.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A read-only transaction over one consistent snapshot of the ledger."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            yield conn
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest version (``alembic upgrade head``), once per database.
+
+    Runs in one write transaction; concurrent openers of a new database wait for the
+    first one and then find nothing to do.
+    """
+    location = resources.files("trustledger.ledger") / "migrations"
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    with writing(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def connect_error(url: str, err: exc.DBAPIError) -> ConfigError:
+    """A :class:`ConfigError` for a database that cannot be opened, naming it."""
+    detail: Any = err.orig if err.orig is not None else err
+    return ConfigError(f"cannot open the ledger database {describe(url)}: {detail}")

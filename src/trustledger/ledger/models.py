@@ -1,0 +1,133 @@
+"""The ledger's values: an event as a source submits it, an entry as the ledger stores it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from trustledger.engine import RETRACTION
+from trustledger.ledger.chain import json_problems
+
+_TEXT_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_TEXT_PATTERN)]
+"""An identifier: 1-256 characters, no control characters, no surrounding whitespace."""
+
+
+def _no_numbers(value: Any) -> Any:
+    # Lax pydantic would read 1700000000 as a Unix time; a source must say what it means.
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date-time with a UTC offset, not a number")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    problems = json_problems(value, "attributes")
+    if problems:
+        raise ValueError("; ".join(f"{path}: {reason}" for path, reason in problems))
+    return value
+
+
+class EventIn(BaseModel):
+    """An event as a source submits it; validated, nothing else accepted.
+
+    ``occurred_at`` must carry a UTC offset (naive date-times are refused) and is
+    kept in UTC. ``attributes`` is a JSON object. ``supersedes`` names an earlier
+    event of the same source by its ``source_event_id``: this event corrects it,
+    or, when ``type`` is :data:`trustledger.engine.RETRACTION`, withdraws it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: Name
+    source_event_id: Name
+    subject: Name
+    type: Name
+    occurred_at: Annotated[AwareDatetime, BeforeValidator(_no_numbers), AfterValidator(_utc)]
+    attributes: Annotated[dict[str, Any], AfterValidator(_json_object)] = Field(
+        default_factory=dict
+    )
+    supersedes: Name | None = None
+
+    @model_validator(mode="after")
+    def _supersedes_fits(self) -> Self:
+        if self.type == RETRACTION and self.supersedes is None:
+            raise ValueError(
+                f"supersedes: a {RETRACTION!r} event must name the event it withdraws"
+            )
+        if self.supersedes == self.source_event_id:
+            raise ValueError("supersedes: an event cannot supersede itself")
+        return self
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The event's identity and idempotency key: ``(source, source_event_id)``."""
+        return (self.source, self.source_event_id)
+
+
+_REASONS = {
+    "missing": "required",
+    "extra_forbidden": "unknown field",
+    "timezone_aware": "must include a UTC offset (e.g. 2024-01-31T12:00:00Z); "
+    "naive date-times are refused",
+    "string_pattern_mismatch": "must be text without control characters or surrounding spaces",
+}
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field, reason)`` pairs of a pydantic error on :class:`EventIn`, field names dotted."""
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"])
+        reason = _REASONS.get(error["type"], error["msg"])
+        if reason.startswith("Value error, "):
+            reason = reason.removeprefix("Value error, ")
+        if not field and ": " in reason:
+            # Model-level checks name their field at the front of the message.
+            field, reason = reason.split(": ", 1)
+        problems.append((field or "(event)", reason))
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger entry: an event or another recorded state change.
+
+    ``payload`` is ``None`` once purged; ``payload_hash``, ``prev_hash`` and ``hash``
+    stay, so the chain still verifies (see :mod:`trustledger.ledger.chain`).
+    ``recorded_at`` is when the ledger accepted the entry (UTC).
+    """
+
+    seq: int
+    kind: str
+    subject: str | None
+    recorded_at: datetime
+    payload: dict[str, Any] | None
+    payload_hash: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """A verified chain: how many entries, and the hash of the last one."""
+
+    entries: int
+    head_hash: str

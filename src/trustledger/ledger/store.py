@@ -1,0 +1,711 @@
+"""The ledger: an append-only, hash-chained store of events and other state changes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+import sqlalchemy as sa
+from alembic.util import CommandError
+from pydantic import ValidationError
+from sqlalchemy import exc
+
+from trustledger import config
+from trustledger.engine import Event
+from trustledger.errors import (
+    BatchError,
+    ConfigError,
+    ConflictError,
+    InputError,
+    IntegrityError,
+    ItemProblem,
+    NotFoundError,
+)
+from trustledger.ledger import database
+from trustledger.ledger.bulk import CHUNK, paused_gc
+from trustledger.ledger.chain import (
+    COLUMNS,
+    EVENT_KIND,
+    PURGE_KIND,
+    ChainWalk,
+    StoredEntry,
+    canonical,
+    digest,
+    entry_hash,
+    from_us,
+    json_problems,
+    to_us,
+)
+from trustledger.ledger.models import Entry, EventIn, VerifyReport, validation_problems
+from trustledger.ledger.schema import entries, head
+
+Clock = Callable[[], datetime]
+"""Where ``recorded_at`` comes from: returns the current, timezone-aware time."""
+
+Validator = Callable[[EventIn], list[tuple[str, str]]]
+"""An extra check on each event (e.g. a policy's attribute schema): ``(field, reason)`` pairs."""
+
+Progress = Callable[[int], None]
+"""Called now and then with the number of rows done so far."""
+
+RESERVED_KINDS = frozenset({EVENT_KIND, PURGE_KIND})
+"""Entry kinds only the ledger itself writes (through ``append_events`` and ``purge_payload``)."""
+
+_KIND = re.compile(r"[a-z][a-z0-9_.\-]{0,63}")
+_PAGE = 5_000
+_BULK = 1_000  # batches at least this large pause the cyclic GC
+_KEYS_PER_QUERY = 2_000
+_e = entries.c
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What a bulk append did: how many events were new, how many were already there."""
+
+    appended: int
+    existing: int
+    head_seq: int
+    head_hash: str
+
+
+@dataclass(slots=True)
+class _Head:
+    """The chain's end while a write transaction extends it."""
+
+    seq: int
+    hash: str
+    recorded_at_us: int
+
+    def extend(
+        self,
+        kind: str,
+        subject: str | None,
+        recorded_at_us: int,
+        payload: str,
+        payload_hash: str,
+        source: str | None = None,
+        source_event_id: str | None = None,
+    ) -> StoredEntry:
+        seq, prev = self.seq + 1, self.hash
+        hashed = entry_hash(
+            seq, kind, subject, recorded_at_us, source, source_event_id, payload_hash, prev
+        )
+        self.seq, self.hash, self.recorded_at_us = seq, hashed, recorded_at_us
+        return StoredEntry(
+            seq, kind, subject, source, source_event_id, recorded_at_us, payload, payload_hash,
+            prev, hashed,
+        )
+
+
+@dataclass(slots=True)
+class _Batch:
+    """A batch of events being appended: the valid ones, their payloads, and what is wrong."""
+
+    events: list[EventIn | None]
+    payloads: list[str]
+    hashes: list[str]
+    problems: list[ItemProblem]
+    first: dict[tuple[str, str], int]  # key -> index of its first occurrence
+    alias: dict[int, int]  # index of a repeated item -> index of its first occurrence
+    targets: dict[tuple[str, str], list[int]]  # supersedes not met earlier in the batch
+
+
+def _entry(row: StoredEntry | sa.Row[Any]) -> Entry:
+    return Entry(
+        seq=row.seq,
+        kind=row.kind,
+        subject=row.subject,
+        recorded_at=from_us(row.recorded_at_us),
+        payload=None if row.payload is None else orjson.loads(row.payload),
+        payload_hash=row.payload_hash,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def _event(row: sa.Row[Any]) -> Event:
+    payload = orjson.loads(row.payload)
+    return Event(
+        source=row.source,
+        source_event_id=row.source_event_id,
+        subject=row.subject,
+        type=payload["type"],
+        occurred_at=datetime.fromisoformat(payload["occurred_at"]),
+        recorded_at=from_us(row.recorded_at_us),
+        attributes=payload["attributes"],
+        supersedes=payload["supersedes"],
+        seq=row.seq,
+    )
+
+
+def _event_payload(event: EventIn) -> dict[str, Any]:
+    return {
+        "source": event.source,
+        "source_event_id": event.source_event_id,
+        "subject": event.subject,
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "attributes": event.attributes,
+        "supersedes": event.supersedes,
+    }
+
+
+def _aware_us(moment: datetime, name: str) -> int:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InputError(f"{name}: must be timezone-aware")
+    return to_us(moment)
+
+
+class Ledger:
+    """The append-only, hash-chained ledger over SQLite or PostgreSQL.
+
+    Open with :meth:`open`; use as a context manager or call :meth:`close`. Every
+    method runs its own transaction; appends are serialised across processes, so
+    concurrent appenders never fork the chain, lose or duplicate an event.
+    """
+
+    def __init__(self, engine: sa.Engine, url: str, clock: Clock) -> None:
+        """Use :meth:`open`; this wraps an engine whose schema is already current."""
+        self._engine = engine
+        self._url = url
+        self._clock = clock
+        self._insert_sql: str | None = None
+        compiled = entries.insert().compile(dialect=engine.dialect)
+        if engine.dialect.positional and tuple(compiled.positiontup or ()) == COLUMNS:
+            self._insert_sql = str(compiled)
+
+    @classmethod
+    def open(cls, url: str | None = None, *, clock: Clock | None = None) -> Ledger:
+        """Open (creating and migrating if needed) the ledger at ``url``.
+
+        ``url`` defaults to :func:`trustledger.config.database_url`; ``clock`` (default:
+        the system clock in UTC) gives each entry's ``recorded_at``.
+        """
+        url = url or config.database_url()
+        engine = database.create_engine(url)
+        try:
+            database.migrate(engine)
+        except exc.DBAPIError as err:
+            engine.dispose()
+            raise database.connect_error(url, err) from err
+        except CommandError as err:
+            engine.dispose()
+            raise ConfigError(
+                f"ledger database {database.describe(url)} has a schema this version "
+                f"does not know: {err}"
+            ) from err
+        return cls(engine, url, clock or _utc_now)
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return database.describe(self._url)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append_event(self, event: EventIn) -> Entry:
+        """Append one event; the original entry if the same event was appended before.
+
+        Raises :class:`ConflictError` if its key was used with different content and
+        :class:`BatchError` if it is invalid (e.g. ``supersedes`` names no earlier event).
+        """
+        return self.append_events([event])[0]
+
+    def append_events(
+        self,
+        items: Sequence[EventIn | Mapping[str, Any]],
+        *,
+        validate: Validator | None = None,
+    ) -> list[Entry]:
+        """Append a batch of events atomically: all of them or none.
+
+        Returns one entry per item, in order: the new entry, or the original one
+        for an event already in the ledger with the same content (idempotency by
+        ``(source, source_event_id)``). Raises :class:`BatchError` listing every bad
+        item (invalid fields, problems from ``validate``, ``supersedes`` naming no
+        earlier event of the same source), or :class:`ConflictError` naming each key
+        already used with different content. Nothing is written in either case.
+        """
+        found: list[Entry] = []
+        self._append(items, validate, found=found)
+        return found
+
+    def append_record(
+        self, kind: str, payload: Mapping[str, Any], subject: str | None = None
+    ) -> Entry:
+        """Append a state change that is not an event (consent, dispute, resolution, ...).
+
+        ``kind`` is lower-case (``[a-z][a-z0-9_.-]*``, at most 64 characters) and not
+        one the ledger reserves (``event``, ``purge``); ``payload`` is a JSON object.
+        """
+        if not _KIND.fullmatch(kind) or kind in RESERVED_KINDS:
+            raise InputError(
+                f"kind: {kind!r} is not a record kind (lower-case letters, digits, '_.-'; "
+                f"not {', '.join(sorted(RESERVED_KINDS))})"
+            )
+        if subject is not None and not (0 < len(subject) <= 256 and subject.strip() == subject):
+            raise InputError("subject: must be 1-256 characters without surrounding spaces")
+        data = dict(payload)
+        problems = json_problems(data, "payload")
+        if problems:
+            raise InputError("; ".join(f"{path}: {reason}" for path, reason in problems))
+        text = canonical(data)
+        with database.writing(self._engine) as conn:
+            tip = self._lock(conn)
+            row = tip.extend(kind, subject, self._now_us(tip), text, digest(text))
+            self._insert(conn, [row])
+            self._save(conn, tip)
+        return _entry(row)
+
+    def purge_payload(self, seq: int, reason: str) -> Entry:
+        """Erase entry ``seq``'s payload, recording the purge as a new entry; returns it.
+
+        The chain still verifies: the header keeps the payload's hash. Raises
+        :class:`NotFoundError` for an unknown seq and :class:`InputError` if the
+        payload is already purged or the entry is itself a purge record.
+        """
+        if not reason.strip():
+            raise InputError("reason: required")
+        with database.writing(self._engine) as conn:
+            tip = self._lock(conn)
+            target = conn.execute(
+                sa.select(_e.kind, _e.subject, _e.payload).where(_e.seq == seq)
+            ).one_or_none()
+            if target is None:
+                raise NotFoundError(f"no ledger entry seq={seq}")
+            if target.kind == PURGE_KIND:
+                raise InputError(f"entry seq={seq} is a purge record; it cannot be purged")
+            if target.payload is None:
+                raise InputError(f"entry seq={seq}: payload already purged")
+            text = canonical({"seq": seq, "reason": reason})
+            row = tip.extend(PURGE_KIND, target.subject, self._now_us(tip), text, digest(text))
+            self._insert(conn, [row])
+            conn.execute(sa.update(entries).where(_e.seq == seq).values(payload=None))
+            self._save(conn, tip)
+        return _entry(row)
+
+    def _append(
+        self,
+        items: Sequence[EventIn | Mapping[str, Any]],
+        validate: Validator | None,
+        *,
+        found: list[Entry] | None = None,
+        progress: Progress | None = None,
+    ) -> Appended:
+        """Append a batch (see :meth:`append_events`); fill ``found`` with the entries if given."""
+        if len(items) < _BULK:
+            return self._append_batch(items, validate, found, progress)
+        with paused_gc():
+            return self._append_batch(items, validate, found, progress)
+
+    def _append_batch(
+        self,
+        items: Sequence[EventIn | Mapping[str, Any]],
+        validate: Validator | None,
+        found: list[Entry] | None,
+        progress: Progress | None,
+    ) -> Appended:
+        batch = _prepare(items, validate)
+        with database.writing(self._engine) as conn:
+            tip = self._lock(conn)
+            keys = list(batch.first)
+            stored = self._find_keys(conn, keys + list(batch.targets))
+            conflicts: list[str] = []
+            existing: dict[int, int] = {}  # item index -> seq of the same event already stored
+            for key in keys:
+                index = batch.first[key]
+                if key not in stored:
+                    continue
+                seq, payload_hash = stored[key]
+                if payload_hash == batch.hashes[index]:
+                    existing[index] = seq
+                else:
+                    conflicts.append(f"({key[0]!r}, {key[1]!r}) (seq={seq}, item {index})")
+            for target, indexes in batch.targets.items():
+                if target not in stored:
+                    batch.problems.extend(
+                        ItemProblem(i, "supersedes", f"names no earlier event {target[1]!r} "
+                                    f"of source {target[0]!r}")
+                        for i in indexes
+                    )
+            if batch.problems:
+                raise BatchError(sorted(batch.problems, key=lambda p: p.index))
+            if conflicts:
+                raise ConflictError(
+                    f"{len(conflicts)} event key(s) already recorded with different content, "
+                    f"nothing written: {'; '.join(conflicts[:20])}"
+                    + (f" (and {len(conflicts) - 20} more)" if len(conflicts) > 20 else "")
+                )
+            new = [i for i in batch.first.values() if i not in existing]
+            recorded_at_us = self._now_us(tip) if new else tip.recorded_at_us
+            written: dict[int, StoredEntry] = {}
+            for start in range(0, len(new), CHUNK):
+                rows = []
+                for i in new[start : start + CHUNK]:
+                    event = batch.events[i]
+                    assert event is not None  # only valid items are keyed
+                    row = tip.extend(
+                        EVENT_KIND, event.subject, recorded_at_us, batch.payloads[i],
+                        batch.hashes[i], event.source, event.source_event_id,
+                    )
+                    rows.append(row)
+                    if found is not None:
+                        written[i] = row
+                self._insert(conn, rows)
+                if progress is not None:
+                    progress(start + len(rows))
+            if new:
+                self._save(conn, tip)
+            if found is not None:
+                by_seq = self._rows_by_seq(conn, list(existing.values()))
+                for i in range(len(items)):
+                    first = batch.alias.get(i, i)
+                    new_row = written.get(first)
+                    found.append(_entry(by_seq[existing[first]] if new_row is None else new_row))
+        return Appended(len(new), len(items) - len(new), tip.seq, tip.hash)
+
+    def _lock(self, conn: sa.Connection) -> _Head:
+        """Lock the head row (the chain's single-writer token) and read it."""
+        row = conn.execute(
+            sa.select(head.c.seq, head.c.hash, head.c.recorded_at_us)
+            .where(head.c.id == 1)
+            .with_for_update()
+        ).one()
+        return _Head(row.seq, row.hash, row.recorded_at_us)
+
+    def _save(self, conn: sa.Connection, tip: _Head) -> None:
+        conn.execute(
+            sa.update(head)
+            .where(head.c.id == 1)
+            .values(seq=tip.seq, hash=tip.hash, recorded_at_us=tip.recorded_at_us)
+        )
+
+    def _now_us(self, tip: _Head) -> int:
+        """``recorded_at`` for new entries: the clock, never earlier than the chain's end."""
+        now = self._clock()
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ConfigError("the ledger's clock returned a naive date-time")
+        return max(to_us(now), tip.recorded_at_us)
+
+    def _insert(self, conn: sa.Connection, rows: Sequence[StoredEntry]) -> None:
+        if not rows:
+            return
+        if self._insert_sql is not None:
+            # The statement is SQLAlchemy's own compilation of entries.insert(); handing
+            # the driver tuples skips Core's per-row parameter processing, which would
+            # double the cost of a bulk insert into SQLite.
+            conn.exec_driver_sql(self._insert_sql, list(rows))
+        else:
+            conn.execute(entries.insert(), [row._asdict() for row in rows])
+
+    def _find_keys(
+        self, conn: sa.Connection, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, str]]:
+        """Which event keys are stored: ``key -> (seq, payload_hash)``."""
+        by_source: dict[str, list[str]] = {}
+        for source, source_event_id in keys:
+            by_source.setdefault(source, []).append(source_event_id)
+        stored: dict[tuple[str, str], tuple[int, str]] = {}
+        for source, ids in by_source.items():
+            for start in range(0, len(ids), _KEYS_PER_QUERY):
+                rows = conn.execute(
+                    sa.select(_e.source_event_id, _e.seq, _e.payload_hash).where(
+                        _e.source == source,
+                        _e.source_event_id.in_(ids[start : start + _KEYS_PER_QUERY]),
+                    )
+                )
+                for source_event_id, seq, payload_hash in rows:
+                    stored[(source, source_event_id)] = (seq, payload_hash)
+        return stored
+
+    def _rows_by_seq(self, conn: sa.Connection, seqs: list[int]) -> dict[int, sa.Row[Any]]:
+        rows: dict[int, sa.Row[Any]] = {}
+        for start in range(0, len(seqs), _KEYS_PER_QUERY):
+            chunk = seqs[start : start + _KEYS_PER_QUERY]
+            for row in conn.execute(sa.select(*entries.c).where(_e.seq.in_(chunk))):
+                rows[row.seq] = row
+        return rows
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, str]:
+        """The last entry's ``(seq, hash)``; ``(0, GENESIS)`` for an empty ledger."""
+        with database.reading(self._engine) as conn:
+            row = conn.execute(sa.select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
+        return (row.seq, row.hash)
+
+    def entry(self, seq: int) -> Entry:
+        """The entry at ``seq``; :class:`NotFoundError` if there is none."""
+        with database.reading(self._engine) as conn:
+            row = conn.execute(sa.select(*entries.c).where(_e.seq == seq)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no ledger entry seq={seq}")
+        return _entry(row)
+
+    def events(
+        self, subject: str | None = None, *, known_at: datetime | None = None
+    ) -> Iterator[Event]:
+        """Events in seq order, for one subject or all, as the engine takes them.
+
+        ``known_at`` keeps only events recorded at or before it. Purged events are
+        left out. Entries appended after the iteration started are not included.
+        """
+        where = [_e.kind == EVENT_KIND, _e.payload.is_not(None)]
+        if subject is not None:
+            where.append(_e.subject == subject)
+        if known_at is not None:
+            where.append(_e.recorded_at_us <= _aware_us(known_at, "known_at"))
+        columns = (_e.seq, _e.subject, _e.source, _e.source_event_id, _e.recorded_at_us,
+                   _e.payload)
+        for row in self._pages(columns, where):
+            yield _event(row)
+
+    def records(self, kind: str | None = None, subject: str | None = None) -> Iterator[Entry]:
+        """Entries in seq order, optionally of one kind and/or about one subject.
+
+        With no ``kind``, every entry (events included) is returned.
+        """
+        where = []
+        if kind is not None:
+            where.append(_e.kind == kind)
+        if subject is not None:
+            where.append(_e.subject == subject)
+        for row in self._pages(tuple(entries.c), where):
+            yield _entry(row)
+
+    def subjects(self) -> Iterator[str]:
+        """Every subject with at least one (unpurged) event, in sorted order."""
+        after: str | None = None
+        while True:
+            query = (
+                sa.select(_e.subject)
+                .where(_e.kind == EVENT_KIND, _e.payload.is_not(None))
+                .distinct()
+                .order_by(_e.subject)
+                .limit(_PAGE)
+            )
+            if after is not None:
+                query = query.where(_e.subject > after)
+            with database.reading(self._engine) as conn:
+                page = list(conn.execute(query).scalars())
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1]
+
+    def _pages(
+        self, columns: Sequence[sa.ColumnElement[Any]], where: list[sa.ColumnElement[bool]]
+    ) -> Iterator[sa.Row[Any]]:
+        """Rows in seq order, fetched a page at a time, up to the head when it started."""
+        upto, _ = self.head()
+        after = 0
+        while after < upto:
+            query = (
+                sa.select(*columns)
+                .where(*where, _e.seq > after, _e.seq <= upto)
+                .order_by(_e.seq)
+                .limit(_PAGE)
+            )
+            with database.reading(self._engine) as conn:
+                page = conn.execute(query).all()
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1].seq
+
+    def stats(self) -> dict[str, Any]:
+        """Aggregate figures about the whole ledger; never a list of subjects.
+
+        Keys: ``database``, ``entries``, ``events``, ``kinds`` (entries per kind),
+        ``purged``, ``subjects``, ``sources``, ``first_recorded_at``,
+        ``last_recorded_at``, ``head_seq``, ``head_hash``.
+        """
+        with database.reading(self._engine) as conn:
+            kinds = {
+                kind: count
+                for kind, count in conn.execute(
+                    sa.select(_e.kind, sa.func.count()).group_by(_e.kind).order_by(_e.kind)
+                )
+            }
+            totals = conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count().filter(_e.payload.is_(None)),
+                    sa.func.min(_e.recorded_at_us),
+                    sa.func.max(_e.recorded_at_us),
+                )
+            ).one()
+            subjects, sources = conn.execute(
+                sa.select(
+                    sa.func.count(sa.distinct(_e.subject)), sa.func.count(sa.distinct(_e.source))
+                ).where(_e.kind == EVENT_KIND)
+            ).one()
+            tip = conn.execute(sa.select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
+        entries_n, purged, first_us, last_us = totals
+        return {
+            "database": self._engine.dialect.name,
+            "entries": entries_n,
+            "events": kinds.get(EVENT_KIND, 0),
+            "kinds": kinds,
+            "purged": purged,
+            "subjects": subjects,
+            "sources": sources,
+            "first_recorded_at": None if first_us is None else from_us(first_us),
+            "last_recorded_at": None if last_us is None else from_us(last_us),
+            "head_seq": tip.seq,
+            "head_hash": tip.hash,
+        }
+
+    # -- integrity, backup and restore -------------------------------------------------------
+
+    def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Walk the whole chain; raise :class:`IntegrityError` naming the first bad entry.
+
+        Finds any entry changed (any column), removed (also at the end: the head row
+        must match the last entry) or reordered. ``progress`` gets the entries checked.
+        """
+        walk = ChainWalk()
+        with database.reading(self._engine) as conn:
+            tip = conn.execute(sa.select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
+            rows = conn.execution_options(yield_per=CHUNK).execute(
+                sa.select(*entries.c).order_by(_e.seq)
+            )
+            for row in rows:
+                walk.step(StoredEntry._make(row))
+                if progress is not None and walk.entries % CHUNK == 0:
+                    progress(walk.entries)
+        walk.finish()
+        if progress is not None:
+            progress(walk.entries)
+        if tip.seq > walk.entries:
+            raise IntegrityError(
+                walk.entries + 1,
+                f"entry missing: the head names seq={tip.seq}, the chain ends at "
+                f"seq={walk.entries}",
+            )
+        if (tip.seq, tip.hash) != (walk.entries, walk.head_hash):
+            raise IntegrityError(tip.seq, "the head row does not match the chain's last entry")
+        return VerifyReport(walk.entries, walk.head_hash)
+
+    def export(self, path: str | Path, progress: Progress | None = None) -> int:
+        """Write every entry, as stored, to ``path`` (``.parquet`` or ``.jsonl``).
+
+        Returns how many; one consistent snapshot, even while others append.
+        """
+        from trustledger.ledger import transfer
+
+        writer = transfer.writer_for(Path(path))
+        with database.reading(self._engine) as conn:
+            rows = conn.execution_options(yield_per=CHUNK).execute(
+                sa.select(*entries.c).order_by(_e.seq)
+            )
+            return writer(Path(path), (StoredEntry._make(row) for row in rows), progress)
+
+    def import_(self, path: str | Path, progress: Progress | None = None) -> VerifyReport:
+        """Restore an export into this ledger, which must be empty: same entries, same head.
+
+        The file's chain is verified while it is read (:class:`IntegrityError` names
+        the first bad entry); all or nothing.
+        """
+        from trustledger.ledger import transfer
+
+        rows = transfer.read_export(Path(path))
+        walk = ChainWalk(where=f" (in {path})")
+        with paused_gc(), database.writing(self._engine) as conn:
+            tip = self._lock(conn)
+            if tip.seq != 0:
+                raise InputError(
+                    f"import needs an empty ledger; {self.url} has {tip.seq} entries"
+                )
+            chunk: list[StoredEntry] = []
+            try:
+                for row in rows:
+                    walk.step(row)
+                    chunk.append(row)
+                    if len(chunk) == CHUNK:
+                        self._insert(conn, chunk)
+                        chunk = []
+                        if progress is not None:
+                            progress(walk.entries)
+                self._insert(conn, chunk)
+            except exc.IntegrityError as err:
+                raise InputError(f"{path}: the ledger refuses an entry: {err.orig}") from err
+            walk.finish()
+            self._save(conn, _Head(walk.entries, walk.head_hash, walk.head_recorded_at_us))
+        if progress is not None:
+            progress(walk.entries)
+        return VerifyReport(walk.entries, walk.head_hash)
+
+
+def _prepare(items: Sequence[EventIn | Mapping[str, Any]], validate: Validator | None) -> _Batch:
+    """Validate a batch and encode its payloads; everything that needs no database."""
+    batch = _Batch([], [], [], [], {}, {}, {})
+    for index, item in enumerate(items):
+        event: EventIn | None = None
+        if isinstance(item, EventIn):
+            event = item
+        elif isinstance(item, Mapping):
+            try:
+                event = EventIn.model_validate(item)
+            except ValidationError as err:
+                batch.problems.extend(
+                    ItemProblem(index, field, reason) for field, reason in validation_problems(err)
+                )
+        else:
+            batch.problems.append(
+                ItemProblem(index, "(event)", f"not an event (a {type(item).__name__})")
+            )
+        if event is not None and validate is not None:
+            checks = validate(event)
+            if checks:
+                batch.problems.extend(ItemProblem(index, f, reason) for f, reason in checks)
+                event = None
+        batch.events.append(event)
+        if event is None:
+            batch.payloads.append("")
+            batch.hashes.append("")
+            continue
+        text = canonical(_event_payload(event))
+        batch.payloads.append(text)
+        batch.hashes.append(digest(text))
+        if event.supersedes is not None:
+            target = (event.source, event.supersedes)
+            if target not in batch.first:
+                batch.targets.setdefault(target, []).append(index)
+        key = (event.source, event.source_event_id)
+        first = batch.first.get(key)
+        if first is None:
+            batch.first[key] = index
+        elif batch.hashes[first] == batch.hashes[index]:
+            batch.alias[index] = first
+        else:
+            batch.problems.append(
+                ItemProblem(index, "source_event_id",
+                            f"repeats item {first}'s key with different content")
+            )
+    return batch
