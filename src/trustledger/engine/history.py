@@ -1,0 +1,368 @@
+"""A subject's history as the policy sees it: which events count, with what points, until when.
+
+This is the first half of the reference evaluator (:mod:`trustledger.engine.evaluate`).
+It resolves knowledge (``known_at``, supersedes, retractions), computes each
+event's points, its counting interval ``[occurred_at, end)`` and its capped
+points per scorecard, and then answers "what is this score / metric at time t"
+in closed form:
+
+    score(t)  = clamp(base + Σ capped_i · 2^(-(t - o_i)/h_i)),  over i with o_i ≤ t < end_i
+    metric(t) = Σ (1 | points_i · decay_i(t)),  over selected i with o_i ≤ t < min(end_i, o_i + W)
+
+Only two things are sequential, and both follow the order of ``occurred_at``:
+caps (a calendar period's allowance is used up in order) and ``when``
+conditions (evaluated on the state just before the event).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from trustledger.engine.events import RETRACTION, Event
+from trustledger.errors import InputError
+from trustledger.policy.compiled import (
+    CompiledEventType,
+    CompiledMetric,
+    CompiledPolicy,
+    CompiledScorecard,
+)
+from trustledger.policy.models import Aggregate, Anchor, CapDirection, MetricValue, Sign
+
+LN2 = math.log(2.0)
+INF = math.inf
+
+
+def ts(moment: datetime) -> float:
+    """POSIX seconds of an aware datetime."""
+    return moment.timestamp()
+
+
+def at(seconds: float) -> datetime:
+    """The UTC datetime of POSIX seconds."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def day(moment: datetime | float) -> str:
+    """``YYYY-MM-DD`` of a moment, for reasons."""
+    value = at(moment) if isinstance(moment, float) else moment.astimezone(UTC)
+    return value.date().isoformat()
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One event the evaluation sees, with everything derived from it."""
+
+    event: Event
+    type: CompiledEventType | None
+    o: float
+    recorded: float
+    attrs: dict[str, Any] = field(default_factory=dict)
+    base_points: float = 0.0
+    points: float = 0.0
+    counted: bool = False
+    why_not: str | None = None
+    end: float = INF
+    end_reason: str = ""
+    expiry: float | None = None
+    overhang_by: Entry | None = None
+    capped: dict[str, float] = field(default_factory=dict)
+    cap_notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The event type's label, or the raw type name when the policy does not know it."""
+        return self.type.label if self.type is not None else self.event.type
+
+    @property
+    def half_life(self) -> float | None:
+        """Half-life in seconds, ``None`` without decay."""
+        return self.type.half_life if self.type is not None else None
+
+    def decay(self, t: float) -> float:
+        """The decay factor at POSIX time ``t``: ``2^(-age/half_life)``, 1 without decay."""
+        hl = self.half_life
+        if hl is None:
+            return 1.0
+        return math.exp(-LN2 * (t - self.o) / hl)
+
+    def live_at(self, t: float, left: bool = False) -> bool:
+        """Counts at ``t`` (or just before ``t`` when ``left``): ``o ≤ t < end``."""
+        if not self.counted:
+            return False
+        if left:
+            return self.o < t <= self.end
+        return self.o <= t < self.end
+
+
+def order_key(event: Event) -> tuple[datetime, datetime, str, str]:
+    """The deterministic order of events: occurred, recorded, source, source's id."""
+    return (event.occurred_at, event.recorded_at, event.source, event.source_event_id)
+
+
+def check_events(events: Iterable[Event]) -> tuple[list[Event], str | None]:
+    """All events as a list, after checking they are about one subject with distinct keys."""
+    out = list(events)
+    subjects = {e.subject for e in out}
+    if len(subjects) > 1:
+        raise InputError(
+            f"evaluate takes one subject's events; got {len(subjects)} subjects "
+            f"({', '.join(sorted(subjects)[:3])}...)")
+    seen: set[tuple[str, str]] = set()
+    for e in out:
+        if e.key in seen:
+            raise InputError(f"event {e.source}:{e.source_event_id} is given twice")
+        seen.add(e.key)
+        for name, value in (("occurred_at", e.occurred_at), ("recorded_at", e.recorded_at)):
+            if value.tzinfo is None:
+                raise InputError(f"event {e.source}:{e.source_event_id}: {name} has no time zone")
+    return out, (subjects.pop() if subjects else None)
+
+
+@dataclass(slots=True)
+class History:
+    """The entries of one evaluation, in order, with the lookups the engine needs."""
+
+    policy: CompiledPolicy
+    entries: list[Entry]
+    consented: frozenset[str]
+    by_scorecard: dict[str, list[Entry]]
+    by_metric: dict[str, list[tuple[Entry, float]]]
+
+    def score(self, card: CompiledScorecard, t: float, left: bool = False) -> float:
+        """The unclamped total ``base + Σ capped · decay`` of a scorecard at ``t``."""
+        total = card.base
+        name = card.name
+        for entry in self.by_scorecard[name]:
+            if entry.live_at(t, left):
+                total += entry.capped[name] * entry.decay(t)
+        return total
+
+    def metric(self, metric: CompiledMetric, t: float, left: bool = False) -> float | int:
+        """A metric's value at ``t``: count, or sum of (decayed or original) points."""
+        count = 0
+        total = 0.0
+        card = metric.scorecard
+        for entry, window_end in self.by_metric[metric.name]:
+            if not entry.live_at(t, left):
+                continue
+            if (left and t > window_end) or (not left and t >= window_end):
+                continue
+            points = entry.capped[card] if card is not None else entry.points
+            if metric.sign is Sign.NEGATIVE and points >= 0:
+                continue
+            if metric.sign is Sign.POSITIVE and points <= 0:
+                continue
+            count += 1
+            if metric.aggregate is Aggregate.SUM:
+                total += points if metric.value is MetricValue.ORIGINAL else \
+                    points * entry.decay(t)
+        return count if metric.aggregate is Aggregate.COUNT else total
+
+    def metric_members(self, metric: CompiledMetric, t: float) -> list[tuple[Entry, float]]:
+        """The entries a metric selects at ``t``, each with when it leaves the metric."""
+        out = []
+        card = metric.scorecard
+        for entry, window_end in self.by_metric[metric.name]:
+            if not entry.live_at(t) or t >= window_end:
+                continue
+            points = entry.capped[card] if card is not None else entry.points
+            if metric.sign is Sign.NEGATIVE and points >= 0:
+                continue
+            if metric.sign is Sign.POSITIVE and points <= 0:
+                continue
+            out.append((entry, min(entry.end, window_end)))
+        return out
+
+    def available(self, name: str) -> bool:
+        """Whether a scorecard (or a metric scoped to one) may be read: opt-in needs consent."""
+        policy = self.policy
+        if name in policy.scorecards:
+            card = policy.scorecards[name]
+            return not card.opt_in or name in self.consented
+        if name in policy.metrics:
+            scope = policy.metrics[name].scorecard
+            return scope is None or self.available(scope)
+        return True
+
+    def context(self, names: Iterable[str], t: float, left: bool = False) -> dict[str, Any]:
+        """The CEL variables for metrics and scorecards among ``names`` at ``t``."""
+        policy = self.policy
+        out: dict[str, Any] = {}
+        for name in names:
+            if name in policy.metrics and self.available(name):
+                out[name] = self.metric(policy.metrics[name], t, left)
+            elif name in policy.scorecards and self.available(name):
+                card = policy.scorecards[name]
+                score = card.clamp(self.score(card, t, left))
+                tier = card.tier_at(score, t)
+                out[name] = {"score": score, "tier": tier[1].name if tier else "",
+                             "rank": tier[0] if tier else -1}
+        return out
+
+
+def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetime,
+                  known_at: datetime | None, consented: frozenset[str]) -> History:
+    """Resolve knowledge and supersession, compute points, intervals, caps and ``when``."""
+    known = [e for e in events if known_at is None or e.recorded_at <= known_at]
+    superseded: dict[tuple[str, str], Event] = {}
+    for e in sorted(known, key=order_key):
+        if e.supersedes is not None:
+            superseded[(e.source, e.supersedes)] = e
+    entries = []
+    for e in sorted(known, key=order_key):
+        if e.occurred_at > valid_at:
+            continue
+        entry = Entry(e, policy.event_types.get(e.type), ts(e.occurred_at), ts(e.recorded_at))
+        entries.append(entry)
+        by = superseded.get(e.key)
+        if by is not None:
+            verb = "withdrawn" if by.type == RETRACTION else "corrected"
+            entry.why_not = f"{verb} by {by.source}:{by.source_event_id} " \
+                            f"(recorded {day(by.recorded_at)})"
+        elif e.type == RETRACTION:
+            entry.why_not = f"withdraws {e.source}:{e.supersedes}"
+        elif entry.type is None:
+            entry.why_not = f"event type {e.type} is not in policy {policy.name}"
+        else:
+            attrs = entry.type.normalise(e.attributes)
+            if isinstance(attrs, str):
+                entry.why_not = f"attributes do not fit the policy: {attrs}"
+            else:
+                entry.attrs = attrs
+                entry.base_points = entry.points = entry.type.points(attrs)
+                entry.counted = True
+    live = [x for x in entries if x.counted]
+    for entry in live:
+        _interval(entry, live)
+    history = History(policy, entries, consented, {}, {})
+    for name, card in policy.scorecards.items():
+        history.by_scorecard[name] = [x for x in live if x.event.type in card.events]
+    for name, metric in policy.metrics.items():
+        history.by_metric[name] = [
+            (x, metric.window.after(x.event.occurred_at).timestamp() if metric.window else INF)
+            for x in live if x.event.type in metric.types
+        ]
+    _fold(history, live)
+    return history
+
+
+def _interval(entry: Entry, live: list[Entry]) -> None:
+    etype = entry.type
+    assert etype is not None
+    e = entry.event
+    retention_end = etype.retention.after(e.occurred_at)
+    end, reason = ts(retention_end), "retention"
+    if etype.expiry is not None:
+        anchor = e.occurred_at if etype.expiry_from is Anchor.OCCURRED_AT else e.recorded_at
+        expiry = ts(etype.expiry.after(anchor))
+        entry.expiry = expiry
+        stop, why = expiry, "expiry"
+        if etype.overhang is not None:
+            by = _overhang_witness(entry, expiry, live)
+            if by is not None:
+                entry.overhang_by = by
+                stop, why = ts(etype.overhang.after(at(expiry))), "overhang"
+        if stop < end:
+            end, reason = stop, why
+    entry.end, entry.end_reason = end, reason
+
+
+def _overhang_witness(entry: Entry, expiry: float, live: list[Entry]) -> Entry | None:
+    # An offence committed before the expiry but recorded only after it keeps the entry
+    # counting through the overhang: the same domain, points of the same sign.
+    assert entry.type is not None
+    sign = math.copysign(1.0, entry.base_points) if entry.base_points else 0.0
+    if not sign:
+        return None
+    for other in live:
+        if other is entry or other.type is None or other.type.domain != entry.type.domain:
+            continue
+        if other.base_points * sign > 0 and other.o < expiry <= other.recorded:
+            return other
+    return None
+
+
+def _fold(history: History, live: list[Entry]) -> None:
+    policy = history.policy
+    used: dict[tuple[str, int, tuple[int, int]], float] = {}
+    processed: list[Entry] = []
+    for entry in live:
+        etype = entry.type
+        assert etype is not None
+        if etype.when is not None:
+            _decide_when(history, entry, processed)
+        for name in etype.scorecards:
+            _cap(policy.scorecards[name], entry, used)
+        processed.append(entry)
+
+
+def _decide_when(history: History, entry: Entry, processed: list[Entry]) -> None:
+    etype = entry.type
+    assert etype is not None and etype.when is not None
+    blocked = sorted(n for n in etype.when.names if not history.available(n))
+    if blocked:
+        entry.counted, entry.points = False, 0.0
+        entry.why_not = f"its condition reads {', '.join(blocked)}, which needs the " \
+                        "subject's consent (opt-in)"
+        return
+    # The state just before the event: only entries earlier in the order.
+    earlier = History(history.policy, processed, history.consented,
+                      _restrict(history.by_scorecard, processed),
+                      _restrict_metric(history.by_metric, processed))
+    context = earlier.context(etype.when.names - {"attrs"}, entry.o)
+    context["attrs"] = entry.attrs
+    if not etype.when.run_bool(context):
+        entry.counted, entry.points = False, 0.0
+        shown = ", ".join(f"{k} = {_brief(v)}" for k, v in sorted(context.items())
+                          if k != "attrs")
+        entry.why_not = f"condition `{etype.when.source}` was false when it occurred" + \
+            (f" ({shown})" if shown else "")
+
+
+def _restrict(groups: Mapping[str, list[Entry]], keep: list[Entry]) -> dict[str, list[Entry]]:
+    ids = {id(x) for x in keep}
+    return {k: [x for x in v if id(x) in ids] for k, v in groups.items()}
+
+
+def _restrict_metric(groups: Mapping[str, list[tuple[Entry, float]]],
+                     keep: list[Entry]) -> dict[str, list[tuple[Entry, float]]]:
+    ids = {id(x) for x in keep}
+    return {k: [p for p in v if id(p[0]) in ids] for k, v in groups.items()}
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value['score']:g}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _cap(card: CompiledScorecard, entry: Entry, used: dict[tuple[str, int, tuple[int, int]],
+                                                           float]) -> None:
+    points = entry.points if entry.counted else 0.0
+    if not card.caps or points == 0.0:
+        entry.capped[card.name] = points
+        return
+    amount = abs(points)
+    applied: list[tuple[tuple[str, int, tuple[int, int]], str]] = []
+    for i, cap in enumerate(card.caps):
+        if entry.event.type in cap.exempt:
+            continue
+        if (cap.applies_to is CapDirection.GAINS) != (points > 0):
+            continue
+        key = (card.name, i, cap.period_key(entry.event.occurred_at.astimezone(UTC)))
+        room = max(0.0, cap.max - used.get(key, 0.0))
+        if room < amount:
+            amount = room
+            entry.cap_notes[card.name] = (
+                f"{cap.period.value}ly cap of {cap.max:g} points "
+                f"{'gained' if points > 0 else 'lost'} reached")
+        applied.append((key, cap.period.value))
+    for key, _ in applied:
+        used[key] = used.get(key, 0.0) + amount
+    entry.capped[card.name] = math.copysign(amount, points)

@@ -1,0 +1,215 @@
+"""Measures over time: the state machine of privileges and restrictions.
+
+A measure's state at ``valid_at`` can depend on its past (a minimum holding
+time, a prerequisite given with notice), so the engine replays the subject's
+history at *decision instants*: every instant an input of a measure changes
+discretely (an event occurs, stops counting, or leaves a metric's window; a
+tier threshold changes; a holding time or a notice period ends), and
+``valid_at`` itself. Between two instants inputs change only by decay, which
+is continuous: when a condition's value differs just before the next instant,
+the change is located by bisection to the second, so a privilege regained by
+decay has the same ``since`` whatever ``valid_at`` is asked.
+
+Transitions at an instant ``t`` (measures in dependency order):
+
+* off → in force when the condition holds; with ``requires: {measure: p,
+  notice: N}`` only if ``p`` has been in force since ``t - N`` at the latest,
+  otherwise the measure is *set back*: ``p`` is put in force from ``t`` and the
+  measure applies at ``t + N`` if its condition still holds then;
+* in force → off when the condition fails, but not before ``since + hold``;
+* set back → off when the condition fails.
+
+Before the first event, a measure is in force if its condition holds for a
+subject with no events; its ``since`` is then ``None`` (from the start).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from trustledger.engine.history import INF, History, at
+from trustledger.policy.compiled import CompiledMeasure
+from trustledger.policy.models import Aggregate, MetricValue
+
+_START = -INF
+
+
+@dataclass(slots=True)
+class Track:
+    """One measure's state while the history is replayed."""
+
+    raw: bool = False
+    blocked: tuple[str, ...] = ()
+    on: bool = False
+    hold_end: float | None = None
+    set_back: bool = False
+    set_back_since: float | None = None
+    notice_end: float | None = None
+    effective: bool = False
+    effective_since: float | None = None
+    forced_by: str | None = None
+
+
+def replay(history: History, valid_at: float) -> dict[str, Track]:
+    """Replay the measures of the history's policy up to ``valid_at``; their final tracks."""
+    policy = history.policy
+    measures = list(policy.measures.values())
+    tracks = {m.name: Track() for m in measures}
+    if not measures:
+        return tracks
+    inputs = sorted({n for m in measures for n in (*m.metrics, *m.scorecards)})
+    instants, continuous = _instants(history, inputs, valid_at)
+    runner = _Runner(history, measures, tracks, inputs)
+    runner.process(_START)
+    previous = _START
+    heap = sorted(instants | {valid_at})
+    heapq.heapify(heap)
+    while heap:
+        t = heapq.heappop(heap)
+        if t <= previous or t > valid_at:
+            continue
+        if continuous and previous != _START:
+            previous = runner.follow_decay(previous, t)
+        for extra in runner.process(t):
+            if extra <= valid_at:
+                heapq.heappush(heap, extra)
+        previous = t
+    return tracks
+
+
+def _instants(history: History, inputs: list[str], valid_at: float) -> tuple[set[float], bool]:
+    policy = history.policy
+    instants: set[float] = set()
+    continuous = False
+    for name in inputs:
+        if name in policy.scorecards:
+            for entry in history.by_scorecard[name]:
+                if entry.counted and entry.capped[name] != 0.0:
+                    instants.update((entry.o, entry.end))
+                    continuous = continuous or entry.half_life is not None
+            for tier in policy.scorecards[name].tiers:
+                instants.update(start for start, _ in tier.thresholds[1:])
+        else:
+            metric = policy.metrics[name]
+            for entry, window_end in history.by_metric[name]:
+                if entry.counted:
+                    instants.update((entry.o, entry.end, window_end))
+                    if metric.aggregate is Aggregate.SUM and metric.value is MetricValue.CURRENT:
+                        continuous = continuous or entry.half_life is not None
+    return {t for t in instants if t <= valid_at and math.isfinite(t)}, continuous
+
+
+class _Runner:
+    def __init__(self, history: History, measures: list[CompiledMeasure],
+                 tracks: dict[str, Track], inputs: list[str]) -> None:
+        self.history = history
+        self.measures = measures
+        self.tracks = tracks
+        self.inputs = inputs
+        self.dependants: dict[str, list[str]] = {}
+        for m in measures:
+            if m.requires is not None:
+                self.dependants.setdefault(m.requires, []).append(m.name)
+        self.last_raw: tuple[bool, ...] = ()
+
+    def raws(self, t: float, left: bool = False) -> tuple[bool, ...]:
+        """Every measure's condition at ``t`` with the measures' current states."""
+        context = self.history.context(self.inputs, t, left)
+        out = []
+        for m in self.measures:
+            out.append(self._condition(m, context)[0])
+        return tuple(out)
+
+    def _condition(self, m: CompiledMeasure, context: dict[str, Any],
+                   ) -> tuple[bool, tuple[str, ...]]:
+        blocked = tuple(n for n in (*m.scorecards, *m.metrics) if n not in context)
+        if blocked:
+            return False, blocked
+        local = dict(context)
+        for q in m.measures:
+            local[q] = self.tracks[q].effective
+        return m.condition.run_bool(local), ()
+
+    def follow_decay(self, previous: float, t: float) -> float:
+        """Process every decay-driven change of a condition in ``(previous, t)``."""
+        while self.raws(t, left=True) != self.last_raw:
+            low, high = previous, t
+            while high - low > 1.0:
+                mid = low + math.floor((high - low) / 2.0)
+                if mid <= low:
+                    break
+                if self.raws(mid) != self.last_raw:
+                    high = mid
+                else:
+                    low = mid
+            if high >= t:
+                break
+            self.process(high)
+            previous = high
+        return previous
+
+    def process(self, t: float) -> list[float]:
+        """Apply the transitions at ``t``; returns new instants (hold and notice ends)."""
+        context = self.history.context(self.inputs, t)
+        before = {name: (tr.effective, tr.effective_since) for name, tr in self.tracks.items()}
+        later: list[float] = []
+        raws = []
+        for m in self.measures:
+            track = self.tracks[m.name]
+            track.raw, track.blocked = self._condition(m, context)
+            raws.append(track.raw)
+            self._transition(m, track, t, before, later)
+            track.effective = track.on or self._forced(m.name) is not None
+        for m in self.measures:
+            track = self.tracks[m.name]
+            track.forced_by = self._forced(m.name)
+            effective = track.on or track.forced_by is not None
+            if effective != before[m.name][0]:
+                track.effective_since = None if t == _START else t
+            track.effective = effective
+        self.last_raw = tuple(raws)
+        return later
+
+    def _forced(self, name: str) -> str | None:
+        for dependant in self.dependants.get(name, ()):
+            if self.tracks[dependant].set_back:
+                return dependant
+        return None
+
+    def _transition(self, m: CompiledMeasure, track: Track, t: float,
+                    before: dict[str, tuple[bool, float | None]], later: list[float]) -> None:
+        raw = track.raw
+        if t == _START:
+            track.on = raw
+            return
+        if track.on:
+            if not raw and (track.hold_end is None or t >= track.hold_end):
+                track.on, track.hold_end = False, None
+            return
+        if track.set_back:
+            if not raw:
+                track.set_back, track.set_back_since, track.notice_end = False, None, None
+            elif track.notice_end is not None and t >= track.notice_end:
+                track.set_back, track.set_back_since, track.notice_end = False, None, None
+                self._switch_on(m, track, t, later)
+            return
+        if not raw:
+            return
+        if m.requires is not None and m.notice is not None:
+            was, since = before[m.requires]
+            deadline = m.notice.before(at(t)).timestamp()
+            if not was or (since is not None and since > deadline):
+                track.set_back, track.set_back_since = True, t
+                track.notice_end = m.notice.after(at(t)).timestamp()
+                later.append(track.notice_end)
+                return
+        self._switch_on(m, track, t, later)
+
+    def _switch_on(self, m: CompiledMeasure, track: Track, t: float, later: list[float]) -> None:
+        track.on = True
+        if m.hold is not None:
+            track.hold_end = m.hold.after(at(t)).timestamp()
+            later.append(track.hold_end)

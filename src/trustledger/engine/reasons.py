@@ -1,0 +1,169 @@
+"""Principal reasons: specific sentences with dates and numbers, never "score too low".
+
+A score's reasons are its largest contributions now, adverse ones first
+("late rent payment on 2026-03-02: -20, now -19.40, halves to -10 by
+2026-09-02; counts until 2031-03-02"). A measure's reasons say what blocks or
+holds it (consent, a set-back, a holding time), the values its condition saw,
+and the events behind those values. At most four of each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from trustledger.engine.history import Entry, History, day
+from trustledger.engine.measures import Track
+from trustledger.engine.result import MAX_REASONS, Contribution, Reason
+from trustledger.policy.compiled import CompiledMeasure, CompiledScorecard
+from trustledger.policy.models import MeasureKind
+
+MINUS = "\u2212"
+
+
+def signed(value: float) -> str:
+    """``+10``, ``-20``, ``-14.14`` (true minus sign): whole numbers plain, others 2 decimals."""
+    text = f"{round(value):+d}" if abs(value - round(value)) < 5e-10 else f"{value:+.2f}"
+    return text.replace("-", MINUS)
+
+
+def plain(value: float) -> str:
+    """A score or metric value: ``650``, ``612.30``."""
+    if abs(value - round(value)) < 5e-10:
+        return str(round(value)).replace("-", MINUS)
+    return f"{value:.2f}".replace("-", MINUS)
+
+
+def contribution_text(contribution: Contribution, entry: Entry, valid_at: float) -> str:
+    """One contribution in words: what, when, points, decay, cap and how long it counts."""
+    text = f"{contribution.label} on {day(contribution.occurred_at)}: " \
+           f"{signed(contribution.capped)}"
+    if contribution.capped != contribution.points:
+        text += f" (of {signed(contribution.points)}; {'; '.join(contribution.notes[:1])})"
+    half_life = entry.half_life
+    if half_life is not None and contribution.capped:
+        age = max(0.0, valid_at - entry.o)
+        halvings = math.floor(age / half_life) + 1
+        by = entry.o + halvings * half_life
+        later = contribution.capped * 2.0 ** -halvings
+        if abs(contribution.points_now - contribution.capped) > 5e-10:
+            text += f", now {signed(contribution.points_now)}"
+        if by < entry.end:
+            text += f", {'halves' if halvings == 1 else 'decays'} to {signed(later)} by {day(by)}"
+    if math.isfinite(entry.end):
+        text += f"; counts until {day(entry.end)}"
+        if entry.overhang_by is not None and entry.expiry is not None:
+            witness = entry.overhang_by
+            text += (f" (expired {day(entry.expiry)}, kept through its overhang: "
+                     f"{witness.label} on {day(witness.o)} was committed before and "
+                     f"recorded after the expiry)")
+    return text
+
+
+def score_reasons(card: CompiledScorecard, score: float, total: float,
+                  contributions: Sequence[Contribution], entries: Mapping[tuple[str, str], Entry],
+                  valid_at: float) -> tuple[Reason, ...]:
+    """Up to four principal reasons for a score: a floor/ceiling, then the largest items."""
+    out: list[Reason] = []
+    if score != total:
+        bound = "floor" if total < score else "ceiling"
+        out.append(Reason(f"held at the {bound} of {plain(score)}: base {plain(card.base)} "
+                          f"plus all contributions is {plain(total)}"))
+    live = [c for c in contributions if c.counted and c.points_now != 0.0]
+    adverse = sorted((c for c in live if c.points_now < 0),
+                     key=lambda c: (c.points_now, c.occurred_at, c.event))
+    favourable = sorted((c for c in live if c.points_now > 0),
+                        key=lambda c: (-c.points_now, c.occurred_at, c.event))
+    for c in adverse + favourable:
+        if len(out) >= MAX_REASONS:
+            break
+        out.append(Reason(contribution_text(c, entries[c.event], valid_at), c.event,
+                          c.points_now))
+    if not live:
+        out.append(Reason(f"no event counts at {day(valid_at)}; the score is the base "
+                          f"{plain(card.base)}"))
+    return tuple(out[:MAX_REASONS])
+
+
+def value_text(value: Any) -> str:
+    """A condition input's value in words."""
+    if isinstance(value, bool):
+        return "in force" if value else "not in force"
+    if isinstance(value, dict):
+        tier = f" (tier {value['tier']})" if value.get("tier") else ""
+        return f"{plain(value['score'])}{tier}"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return plain(value)
+    return str(value)
+
+
+def measure_reasons(measure: CompiledMeasure, track: Track, history: History,
+                    context: Mapping[str, Any], labels: Mapping[str, str],
+                    contributions: Mapping[str, Sequence[Contribution]],
+                    valid_at: float) -> tuple[Reason, ...]:
+    """Up to four principal reasons for a measure's state at ``valid_at``."""
+    out: list[Reason] = []
+    if track.blocked:
+        out.append(Reason(f"needs the subject's consent to {', '.join(track.blocked)} (opt-in), "
+                          "which has not been given"))
+    if track.set_back and track.set_back_since is not None and measure.requires:
+        notice = measure.notice.describe() if measure.notice else ""
+        until = day(track.notice_end) if track.notice_end is not None else "?"
+        out.append(Reason(
+            f"set back to {labels[measure.requires]}: it had not been in force for {notice} "
+            f"when {measure.label} was reached on {day(track.set_back_since)}; "
+            f"{measure.label} applies from {until} if its condition still holds then"))
+    if track.forced_by is not None:
+        out.append(Reason(f"in force because {labels[track.forced_by]} was set back to it"))
+    if track.on and not track.raw and track.hold_end is not None:
+        hold = measure.hold.describe() if measure.hold else ""
+        out.append(Reason(f"kept in force until {day(track.hold_end)} by its minimum holding "
+                          f"time of {hold}, although its condition no longer holds"))
+    if not track.blocked:
+        shown = [f"{name}{'.score' if name in measure.scorecards else ''} = "
+                 f"{value_text(context[name])}"
+                 for name in (*measure.scorecards, *measure.metrics, *measure.measures)
+                 if name in context]
+        out.append(Reason(f"condition `{measure.condition.source}` is "
+                          f"{'true' if track.raw else 'false'} on {day(valid_at)}"
+                          + (f": {', '.join(shown)}" if shown else "")))
+        out.extend(_evidence(measure, track, history, contributions, valid_at))
+    return tuple(out[:MAX_REASONS])
+
+
+def _evidence(measure: CompiledMeasure, track: Track, history: History,
+              contributions: Mapping[str, Sequence[Contribution]],
+              valid_at: float) -> list[Reason]:
+    adverse = (measure.kind is MeasureKind.PRIVILEGE) != track.effective
+    candidates: list[tuple[float, Reason]] = []
+    entries = {x.event.key: x for x in history.entries}
+    for name in measure.scorecards:
+        for c in contributions.get(name, ()):
+            if not c.counted or c.points_now == 0.0 or (c.points_now < 0) != adverse:
+                continue
+            text = contribution_text(c, entries[c.event], valid_at)
+            candidates.append((abs(c.points_now), Reason(f"{name}: {text}", c.event,
+                                                         c.points_now)))
+    for name in measure.metrics:
+        metric = history.policy.metrics[name]
+        if not history.available(name):
+            continue
+        for entry, leaves in history.metric_members(metric, valid_at):
+            points = entry.capped[metric.scorecard] if metric.scorecard else entry.points
+            now = points * entry.decay(valid_at)
+            text = (f"{entry.label} on {day(entry.o)} ({signed(points)}) counts in {name} "
+                    f"until {day(leaves) if leaves != float('inf') else 'further notice'}")
+            candidates.append((abs(now) if now else 0.5, Reason(text, entry.event.key, now)))
+    candidates.sort(key=lambda item: (-item[0], item[1].text))
+    seen: set[tuple[str, str] | None] = set()
+    out = []
+    for _, reason in candidates:
+        if reason.event in seen:
+            continue
+        seen.add(reason.event)
+        out.append(reason)
+    return out
+

@@ -1,0 +1,290 @@
+"""A compiled policy: the validated model, its compiled expressions and its content hash.
+
+:func:`load_policy` and :func:`parse_policy` are the only ways to get a
+:class:`CompiledPolicy`; both validate the document, compile every expression
+and run the safeguards linter, every time. There is no option to skip a step.
+
+Times inside a compiled policy are POSIX seconds (``float``) so the engine's
+arithmetic is plain float arithmetic; a policy's durations stay calendar-aware
+through :class:`~trustledger.policy.durations.Duration`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from trustledger.errors import InputError, NotFoundError
+from trustledger.policy.conditions import Expression
+from trustledger.policy.durations import Duration
+from trustledger.policy.loader import Locator, read_yaml, validate
+from trustledger.policy.models import (
+    Aggregate,
+    Anchor,
+    AttributeType,
+    CapDirection,
+    CapPeriod,
+    MeasureKind,
+    MetricValue,
+    Policy,
+    Sign,
+)
+from trustledger.policy.taxonomy import Gravity
+
+PointsFunction = Callable[[Mapping[str, Any]], float]
+"""Computes an event's points from its (normalised) attributes."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledAttribute:
+    """An attribute's type and bounds, ready to check event attributes against."""
+
+    name: str
+    type: AttributeType
+    required: bool
+    minimum: float | None
+    maximum: float | None
+    values: frozenset[str] | None
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledEventType:
+    """An event type with its points rule compiled and its durations resolved."""
+
+    name: str
+    label: str
+    domain: str
+    category: str
+    gravity: Gravity
+    attributes: tuple[CompiledAttribute, ...]
+    points: PointsFunction
+    points_rule: str
+    when: Expression | None
+    half_life: float | None
+    half_life_text: Duration | None
+    expiry: Duration | None
+    expiry_from: Anchor
+    overhang: Duration | None
+    retention: Duration
+    scorecards: tuple[str, ...]
+
+    def normalise(self, attributes: Mapping[str, Any]) -> dict[str, Any] | str:
+        """Attributes checked and typed by the schema (numbers as ``float``), or why they fail."""
+        declared = {a.name for a in self.attributes}
+        unknown = sorted(set(attributes) - declared)
+        if unknown:
+            return f"unknown attribute(s) {', '.join(unknown)}"
+        out: dict[str, Any] = {}
+        for spec in self.attributes:
+            raw = attributes.get(spec.name)
+            if raw is None:
+                if spec.required:
+                    return f"attribute {spec.name} is missing"
+                continue
+            problem, value = _check_attribute(spec, raw)
+            if problem is not None:
+                return problem
+            out[spec.name] = value
+        return out
+
+
+def _check_attribute(spec: CompiledAttribute, value: Any) -> tuple[str | None, Any]:
+    name = spec.name
+    if spec.type is AttributeType.BOOLEAN:
+        return (None, value) if isinstance(value, bool) else (f"{name} must be true/false", None)
+    if spec.type in (AttributeType.STRING, AttributeType.ENUM):
+        if not isinstance(value, str):
+            return f"{name} must be a string", None
+        if spec.values is not None and value not in spec.values:
+            return f"{name}={value!r} is not one of {', '.join(sorted(spec.values))}", None
+        return None, value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return f"{name} must be a number", None
+    number: int | float
+    if spec.type is AttributeType.INTEGER:
+        if isinstance(value, float) and not value.is_integer():
+            return f"{name} must be a whole number", None
+        number = int(value)
+    else:
+        number = float(value)
+    if spec.minimum is not None and number < spec.minimum:
+        return f"{name}={number} is below its minimum {spec.minimum:g}", None
+    if spec.maximum is not None and number > spec.maximum:
+        return f"{name}={number} is above its maximum {spec.maximum:g}", None
+    return None, number
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledMetric:
+    """A metric with its event-type filter resolved to the set of types it can select."""
+
+    name: str
+    aggregate: Aggregate
+    value: MetricValue
+    window: Duration | None
+    scorecard: str | None
+    sign: Sign | None
+    types: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCap:
+    """A cap on points gained (or lost) per calendar period."""
+
+    period: CapPeriod
+    max: float
+    applies_to: CapDirection
+    exempt: frozenset[str]
+
+    def period_key(self, moment: datetime) -> tuple[int, int]:
+        """The calendar period (UTC) ``moment`` falls in: (year, day/week/month number)."""
+        if self.period is CapPeriod.DAY:
+            return (moment.year, moment.timetuple().tm_yday)
+        if self.period is CapPeriod.WEEK:
+            iso = moment.isocalendar()
+            return (iso.year, iso.week)
+        if self.period is CapPeriod.MONTH:
+            return (moment.year, moment.month)
+        return (moment.year, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTier:
+    """A tier with its lower bound over time: ``(from, min)`` pairs, oldest first."""
+
+    name: str
+    label: str
+    thresholds: tuple[tuple[float, float | None], ...]
+
+    def min_at(self, at: float) -> float | None:
+        """The lower bound in force at POSIX time ``at`` (``None``: no lower bound)."""
+        current = self.thresholds[0][1]
+        for start, value in self.thresholds[1:]:
+            if start <= at:
+                current = value
+        return current
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledScorecard:
+    """A scorecard ready for evaluation."""
+
+    name: str
+    label: str
+    base: float
+    floor: float | None
+    ceiling: float | None
+    opt_in: bool
+    events: frozenset[str]
+    domains: frozenset[str]
+    caps: tuple[CompiledCap, ...]
+    tiers: tuple[CompiledTier, ...]
+
+    def clamp(self, total: float) -> float:
+        """The score for a total: ``total`` clamped to [floor, ceiling]."""
+        if self.floor is not None and total < self.floor:
+            return self.floor
+        if self.ceiling is not None and total > self.ceiling:
+            return self.ceiling
+        return total
+
+    def tier_at(self, score: float, at: float) -> tuple[int, CompiledTier] | None:
+        """The tier (rank, tier) a score falls in at POSIX time ``at``; ``None`` below all."""
+        for rank in range(len(self.tiers) - 1, -1, -1):
+            tier = self.tiers[rank]
+            low = tier.min_at(at)
+            if low is None or score >= low:
+                return rank, tier
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledMeasure:
+    """A measure with its condition compiled and its inputs classified."""
+
+    name: str
+    label: str
+    kind: MeasureKind
+    domain: str
+    severity: Gravity | None
+    condition: Expression
+    requires: str | None
+    notice: Duration | None
+    hold: Duration | None
+    metrics: tuple[str, ...]
+    scorecards: tuple[str, ...]
+    measures: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledPolicy:
+    """A validated, compiled and linted policy version, named by its content hash.
+
+    Build one with :func:`load_policy` or :func:`parse_policy`. ``measures`` is
+    in dependency order (a measure comes after every measure it uses).
+    """
+
+    model: Policy
+    source: str
+    hash: str
+    effective_from: datetime
+    event_types: Mapping[str, CompiledEventType]
+    metrics: Mapping[str, CompiledMetric]
+    scorecards: Mapping[str, CompiledScorecard]
+    measures: Mapping[str, CompiledMeasure]
+    locator: Locator
+
+    @property
+    def name(self) -> str:
+        """The programme's name (the document's ``policy`` key)."""
+        return self.model.policy
+
+    def tier(self, scorecard: str, score: float, at: datetime) -> str | None:
+        """The name of the tier ``score`` falls in on ``scorecard`` at ``at``."""
+        if scorecard not in self.scorecards:
+            raise NotFoundError(f"policy {self.name} has no scorecard {scorecard!r}")
+        found = self.scorecards[scorecard].tier_at(score, at.timestamp())
+        return found[1].name if found else None
+
+
+def content_hash(policy: Policy) -> str:
+    """``sha256:<hex>`` of the policy's canonical JSON (comments and layout do not count)."""
+    canonical = json.dumps(policy.model_dump(mode="json", by_alias=True), sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def parse_policy(text: str, name: str = "<policy>") -> CompiledPolicy:
+    """Validate, compile and lint a policy document given as YAML text.
+
+    ``name`` is used as the file name in error locations. Raises
+    :class:`~trustledger.errors.PolicyError` (shape, references, expressions) or
+    :class:`~trustledger.errors.LintError` (safeguards), each problem naming
+    file, line, column, key path and rule.
+    """
+    from trustledger.policy.compiler import compile_policy
+    from trustledger.policy.linter import lint
+
+    root, locator = read_yaml(text, name)
+    model = validate(root, locator)
+    compiled = compile_policy(model, locator, content_hash(model))
+    lint(compiled)
+    return compiled
+
+
+def load_policy(path: str | Path) -> CompiledPolicy:
+    """Read a policy file and :func:`parse_policy` it (validation and linter always run)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"policy file {file} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read policy file {file}: {exc}") from exc
+    return parse_policy(text, str(file))

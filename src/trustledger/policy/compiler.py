@@ -1,0 +1,464 @@
+"""Compile a validated :class:`Policy` into a :class:`CompiledPolicy`.
+
+Checks every cross-reference (types a scorecard or metric names, names a
+condition uses, prerequisites, tier order, half-lives, retention) and compiles
+every expression once. All problems are collected and raised together as one
+:class:`~trustledger.errors.PolicyError`, each at its file, line and key path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from trustledger.engine.events import RETRACTION
+from trustledger.errors import PolicyError, PolicyProblem
+from trustledger.policy.compiled import (
+    CompiledAttribute,
+    CompiledCap,
+    CompiledEventType,
+    CompiledMeasure,
+    CompiledMetric,
+    CompiledPolicy,
+    CompiledScorecard,
+    CompiledTier,
+    PointsFunction,
+)
+from trustledger.policy.conditions import Expression, compile_expression
+from trustledger.policy.loader import Locator, PathPart
+from trustledger.policy.models import (
+    Anchor,
+    AttributeType,
+    EventType,
+    FormulaPoints,
+    LookupPoints,
+    Metric,
+    PerStartedPoints,
+    Policy,
+    Scorecard,
+)
+from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, OUT_OF_BOUNDS_CATEGORIES
+
+RESERVED_NAMES = frozenset({
+    "attrs", "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
+    "function", "if", "import", "let", "loop", "package", "namespace", "return", "var", "void",
+    "while", "has", "size", "int", "uint", "double", "string", "bytes", "bool", "timestamp",
+    "duration", "dyn", "type", "list", "map",
+})
+"""Names a metric, scorecard or measure may not take: CEL keywords, built-ins and ``attrs``."""
+
+MINUS = "\u2212"
+"""The minus sign used in texts shown to people."""
+
+PROBE_LIMIT = 512
+"""At most this many attribute combinations are tried per event type (load and linter)."""
+
+
+def probe_attributes(event_type: CompiledEventType) -> list[dict[str, Any]]:
+    """Attribute sets that exercise an event type: bounds, zero, large values, every enum value.
+
+    Used at load to run each points formula once per set (so a formula that
+    fails on valid input is refused at load) and by the proportionality probe
+    of the linter (the worst single event of a type).
+    """
+    choices: list[list[tuple[str, Any]]] = []
+    for spec in event_type.attributes:
+        options: list[Any] = list(_candidates(spec))
+        pairs = [(spec.name, value) for value in options]
+        if not spec.required:
+            pairs.append((spec.name, None))
+        choices.append(pairs)
+    total = math.prod(len(c) for c in choices) if choices else 1
+    if total > PROBE_LIMIT:
+        choices = [c if len(c) <= 2 else [c[0], c[-1]] for c in choices]
+    sets = []
+    for combo in itertools.islice(itertools.product(*choices), PROBE_LIMIT):
+        sets.append({name: value for name, value in combo if value is not None})
+    return sets
+
+
+def _candidates(spec: CompiledAttribute) -> list[Any]:
+    if spec.type is AttributeType.BOOLEAN:
+        return [False, True]
+    if spec.type is AttributeType.ENUM:
+        return sorted(spec.values or ())
+    if spec.type is AttributeType.STRING:
+        return ["", "x"]
+    raw = [-1e6, -1.0, 0.0, 1.0, 7.0, 30.0, 100.0, 1000.0, 1e6]
+    if spec.minimum is not None:
+        raw.append(spec.minimum)
+    if spec.maximum is not None:
+        raw.append(spec.maximum)
+    inside = sorted({
+        v for v in raw
+        if (spec.minimum is None or v >= spec.minimum)
+        and (spec.maximum is None or v <= spec.maximum)
+    })
+    if spec.type is AttributeType.INTEGER:
+        low = math.ceil(spec.minimum) if spec.minimum is not None else None
+        high = math.floor(spec.maximum) if spec.maximum is not None else None
+        ints = sorted({int(v) for v in inside} | {x for x in (low, high) if x is not None})
+        return [v for v in ints if (low is None or v >= low) and (high is None or v <= high)]
+    return inside
+
+
+class _Compiler:
+    def __init__(self, model: Policy, locator: Locator) -> None:
+        self.model = model
+        self.locator = locator
+        self.problems: list[PolicyProblem] = []
+
+    def problem(self, path: Sequence[PathPart], rule: str, message: str) -> None:
+        self.problems.append(self.locator.problem(path, rule, message))
+
+    def expression(self, source: str, path: Sequence[PathPart]) -> Expression | None:
+        try:
+            return compile_expression(source, self.locator.locate(path))
+        except PolicyError as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    # --- names -----------------------------------------------------------------------------
+
+    def check_names(self) -> None:
+        seen: dict[str, str] = {}
+        for section in ("metrics", "scorecards", "measures"):
+            names: Mapping[str, Any] = getattr(self.model, section)
+            for name in names:
+                if name in RESERVED_NAMES:
+                    self.problem((section, name), "reserved-name",
+                                 f"`{name}` is reserved in conditions; choose another name")
+                elif name in seen:
+                    self.problem((section, name), "name-clash",
+                                 f"`{name}` is already the name of one of the {seen[name]}; "
+                                 "metrics, scorecards and measures share one namespace")
+                seen.setdefault(name, section)
+        if RETRACTION in self.model.event_types:
+            self.problem(("event_types", RETRACTION), "reserved-name",
+                         f"`{RETRACTION}` is the reserved type of withdrawals")
+
+    # --- event types -----------------------------------------------------------------------
+
+    def event_type(self, name: str, spec: EventType) -> CompiledEventType | None:
+        path: tuple[PathPart, ...] = ("event_types", name)
+        attributes = tuple(
+            CompiledAttribute(a, s.type, s.required, s.minimum, s.maximum,
+                              frozenset(s.values) if s.values is not None else None)
+            for a, s in spec.attributes.items()
+        )
+        by_name = {a.name: a for a in attributes}
+        label = spec.display_label(name)
+        points = self.points((*path, "points"), spec, by_name, label)
+        when = None
+        if spec.when is not None:
+            when = self.expression(spec.when, (*path, "when"))
+        half_life = None
+        if spec.decay is not None:
+            half_life = spec.decay.half_life.exact_seconds
+            if half_life is None:
+                self.problem((*path, "decay", "half_life"), "half-life",
+                             "a half-life needs an exact length (weeks, days or hours), "
+                             f"not calendar years or months: {spec.decay.half_life}")
+        self.check_retention(path, spec)
+        if points is None:
+            return None
+        function, rule = points
+        compiled = CompiledEventType(
+            name=name, label=label, domain=spec.domain, category=spec.category,
+            gravity=spec.gravity, attributes=attributes, points=function, points_rule=rule,
+            when=when, half_life=half_life,
+            half_life_text=spec.decay.half_life if spec.decay else None,
+            expiry=spec.expiry.after if spec.expiry else None,
+            expiry_from=spec.expiry.from_ if spec.expiry else Anchor.OCCURRED_AT,
+            overhang=spec.expiry.overhang if spec.expiry else None,
+            retention=spec.retention,
+            scorecards=tuple(s for s, card in self.model.scorecards.items()
+                             if name in card.events),
+        )
+        for attrs in probe_attributes(compiled):
+            try:
+                compiled.points(attrs)
+            except PolicyError as exc:
+                self.problems.extend(exc.problems)
+                break
+        return compiled
+
+    def check_retention(self, path: tuple[PathPart, ...], spec: EventType) -> None:
+        if spec.expiry is None or spec.expiry.from_ is not Anchor.OCCURRED_AT:
+            return
+        start = self.model.effective_from
+        counts_until = spec.expiry.after.after(start)
+        if spec.expiry.overhang is not None:
+            counts_until = spec.expiry.overhang.after(counts_until)
+        if spec.retention.after(start) < counts_until:
+            self.problem((*path, "retention"), "retention",
+                         f"retention {spec.retention} ends before the entry stops counting "
+                         "(expiry plus overhang); the payload would be purged while it counts")
+
+    def points(self, path: tuple[PathPart, ...], spec: EventType,
+               attributes: Mapping[str, CompiledAttribute],
+               label: str) -> tuple[PointsFunction, str] | None:
+        rule = spec.points
+        if isinstance(rule, float | int):
+            constant = float(rule)
+            return (lambda _attrs: constant), _signed(constant)
+        if isinstance(rule, LookupPoints):
+            return self.lookup_points(path, rule, attributes)
+        if isinstance(rule, FormulaPoints):
+            return self.formula_points(path, rule, label)
+        return self.per_started_points(path, rule, attributes)
+
+    def lookup_points(self, path: tuple[PathPart, ...], rule: LookupPoints,
+                      attributes: Mapping[str, CompiledAttribute],
+                      ) -> tuple[PointsFunction, str] | None:
+        spec = attributes.get(rule.lookup)
+        if spec is None or spec.type is not AttributeType.ENUM or spec.values is None:
+            self.problem((*path, "lookup"), "unknown-reference",
+                         f"`lookup` needs an enum attribute of this event type; "
+                         f"`{rule.lookup}` is not one")
+            return None
+        missing = sorted(spec.values - set(rule.values))
+        extra = sorted(set(rule.values) - spec.values)
+        if missing or extra:
+            self.problem((*path, "values"), "lookup-table",
+                         f"the table must give points for exactly the values of "
+                         f"{rule.lookup}: missing {missing or 'none'}, unknown {extra or 'none'}")
+            return None
+        table = {k: float(v) for k, v in rule.values.items()}
+        key = rule.lookup
+        low, high = min(table.values()), max(table.values())
+        return (lambda attrs: table[attrs[key]]), f"{_signed(low)} to {_signed(high)} by {key}"
+
+    def formula_points(self, path: tuple[PathPart, ...], rule: FormulaPoints,
+                       label: str) -> tuple[PointsFunction, str] | None:
+        expression = self.expression(rule.formula, (*path, "formula"))
+        if expression is None:
+            return None
+        unknown = sorted(expression.names - {"attrs"})
+        if unknown:
+            self.problem((*path, "formula"), "unknown-name",
+                         f"a points formula may only use `attrs`, not {', '.join(unknown)}")
+            return None
+        low, high = rule.min, rule.max
+        compiled = expression
+
+        def formula(attrs: Mapping[str, Any]) -> float:
+            value = compiled.run({"attrs": attrs})
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise PolicyError([PolicyProblem(
+                    compiled.location, "expression-type",
+                    f"points formula of {label} gave {value!r}, not a number")])
+            points = float(value)
+            if low is not None and points < low:
+                points = low
+            if high is not None and points > high:
+                points = high
+            return points
+
+        bounds = ""
+        if low is not None or high is not None:
+            bounds = f", between {_signed(low) if low is not None else MINUS + '∞'} and " \
+                     f"{_signed(high) if high is not None else '+∞'}"
+        return formula, f"`{rule.formula}`{bounds}"
+
+    def per_started_points(self, path: tuple[PathPart, ...], rule: PerStartedPoints,
+                           attributes: Mapping[str, CompiledAttribute],
+                           ) -> tuple[PointsFunction, str] | None:
+        spec = attributes.get(rule.of)
+        if spec is None or spec.type not in (AttributeType.INTEGER, AttributeType.NUMBER):
+            self.problem((*path, "of"), "unknown-reference",
+                         f"`of` needs a numeric attribute of this event type; "
+                         f"`{rule.of}` is not one")
+            return None
+        each, size, key, most = rule.each, rule.per_started, rule.of, rule.max_periods
+
+        def per_started(attrs: Mapping[str, Any]) -> float:
+            amount = float(attrs.get(key) or 0.0)
+            periods = math.ceil(amount / size) if amount > 0 else 0
+            if most is not None:
+                periods = min(periods, most)
+            return each * periods
+
+        limit = f", at most {most} periods" if most is not None else ""
+        return per_started, f"{_signed(each)} per started {size:g} of {key}{limit}"
+
+    # --- metrics, scorecards, measures -------------------------------------------------------
+
+    def metric(self, name: str, spec: Metric) -> CompiledMetric:
+        path: tuple[PathPart, ...] = ("metrics", name)
+        types = self.model.event_types
+        for i, t in enumerate(spec.types or ()):
+            if t not in types:
+                self.problem((*path, "types", i), "unknown-reference", f"no event type `{t}`")
+        known = set(ALLOWED_CATEGORIES) | set(OUT_OF_BOUNDS_CATEGORIES)
+        for i, c in enumerate(spec.categories or ()):
+            if c not in known:
+                self.problem((*path, "categories", i), "unknown-reference",
+                             f"`{c}` is not a category of the taxonomy")
+        card: Scorecard | None = None
+        if spec.scorecard is not None:
+            card = self.model.scorecards.get(spec.scorecard)
+            if card is None:
+                self.problem((*path, "scorecard"), "unknown-reference",
+                             f"no scorecard `{spec.scorecard}`")
+        selected = frozenset(
+            t for t, et in types.items()
+            if (spec.types is None or t in spec.types)
+            and (spec.domains is None or et.domain in spec.domains)
+            and (spec.categories is None or et.category in spec.categories)
+            and (spec.min_gravity is None or et.gravity.rank >= spec.min_gravity.rank)
+            and (card is None or t in card.events)
+        )
+        if not selected and not self.problems:
+            self.problem(path, "empty-metric", "the filters select no event type")
+        return CompiledMetric(name, spec.aggregate, spec.value, spec.window, spec.scorecard,
+                              spec.sign, selected)
+
+    def scorecard(self, name: str, spec: Scorecard) -> CompiledScorecard:
+        path: tuple[PathPart, ...] = ("scorecards", name)
+        types = self.model.event_types
+        for i, t in enumerate(spec.events):
+            if t not in types:
+                self.problem((*path, "events", i), "unknown-reference", f"no event type `{t}`")
+        caps = []
+        for i, cap in enumerate(spec.caps):
+            for j, t in enumerate(cap.exempt):
+                if t not in spec.events:
+                    self.problem((*path, "caps", i, "exempt", j), "unknown-reference",
+                                 f"`{t}` is not one of this scorecard's events")
+            caps.append(CompiledCap(cap.period, cap.max, cap.applies_to, frozenset(cap.exempt)))
+        return CompiledScorecard(
+            name=name, label=spec.label or name.replace("_", " "), base=spec.base,
+            floor=spec.floor, ceiling=spec.ceiling, opt_in=spec.opt_in,
+            events=frozenset(spec.events),
+            domains=frozenset(types[t].domain for t in spec.events if t in types),
+            caps=tuple(caps), tiers=self.tiers(path, spec),
+        )
+
+    def tiers(self, path: tuple[PathPart, ...], spec: Scorecard) -> tuple[CompiledTier, ...]:
+        tiers = []
+        names: set[str] = set()
+        for i, tier in enumerate(spec.tiers):
+            where = (*path, "tiers", i)
+            if tier.name in names:
+                self.problem((*where, "name"), "tier-order", f"tier `{tier.name}` twice")
+            names.add(tier.name)
+            if tier.min is None and (i > 0 or tier.changes):
+                self.problem(where, "tier-order",
+                             "every tier but the lowest (listed first) needs a `min`")
+            steps: list[tuple[float, float | None]] = [(-math.inf, tier.min)]
+            steps += sorted((c.from_.timestamp(), c.min) for c in tier.changes)
+            tiers.append(CompiledTier(tier.name, tier.label or tier.name, tuple(steps)))
+        moments = {self.model.effective_from.timestamp()}
+        moments |= {start for t in tiers for start, _ in t.thresholds[1:]}
+        for moment in sorted(moments):
+            lows = [t.min_at(moment) for t in tiers]
+            for i in range(1, len(lows)):
+                low, high = lows[i - 1], lows[i]
+                if low is not None and high is not None and high <= low:
+                    when = datetime.fromtimestamp(moment, UTC).date().isoformat() \
+                        if moment > self.model.effective_from.timestamp() else "the start"
+                    self.problem((*path, "tiers", i), "tier-order",
+                                 f"tiers are listed lowest first; `{tiers[i].name}` starts at "
+                                 f"{high:g}, not above `{tiers[i - 1].name}` ({low:g}) "
+                                 f"from {when}")
+                    return tuple(tiers)
+        return tuple(tiers)
+
+    def measures(self, scorecards: Mapping[str, CompiledScorecard],
+                 metrics: Mapping[str, CompiledMetric]) -> dict[str, CompiledMeasure]:
+        compiled: dict[str, CompiledMeasure] = {}
+        for name, spec in self.model.measures.items():
+            path: tuple[PathPart, ...] = ("measures", name)
+            condition = self.expression(spec.condition, (*path, "condition"))
+            if condition is None:
+                continue
+            unknown = sorted(condition.names - set(scorecards) - set(metrics)
+                             - set(self.model.measures))
+            if unknown:
+                self.problem((*path, "condition"), "unknown-name",
+                             f"`{', '.join(unknown)}` is not a metric, scorecard or measure")
+            requires = spec.requires.measure if spec.requires else None
+            if requires is not None and (requires not in self.model.measures
+                                         or requires == name):
+                self.problem((*path, "requires", "measure"), "unknown-reference",
+                             f"`{requires}` is not another measure of this policy")
+            compiled[name] = CompiledMeasure(
+                name=name, label=spec.label or name.replace("_", " "), kind=spec.kind,
+                domain=spec.domain, severity=spec.severity, condition=condition,
+                requires=requires, notice=spec.requires.notice if spec.requires else None,
+                hold=spec.hold,
+                metrics=tuple(sorted(condition.names & set(metrics))),
+                scorecards=tuple(sorted(condition.names & set(scorecards))),
+                measures=tuple(sorted(condition.names & set(self.model.measures))),
+            )
+        return self.dependency_order(compiled)
+
+    def dependency_order(self, measures: dict[str, CompiledMeasure],
+                         ) -> dict[str, CompiledMeasure]:
+        ordered: dict[str, CompiledMeasure] = {}
+        visiting: list[str] = []
+
+        def visit(name: str) -> bool:
+            if name in ordered or name not in measures:
+                return True
+            if name in visiting:
+                cycle = [*visiting[visiting.index(name):], name]
+                self.problem(("measures", name), "cycle",
+                             f"measures depend on each other in a cycle: {' → '.join(cycle)}")
+                return False
+            visiting.append(name)
+            measure = measures[name]
+            deps = list(measure.measures) + ([measure.requires] if measure.requires else [])
+            ok = all(visit(dep) for dep in deps)
+            visiting.pop()
+            if ok:
+                ordered[name] = measure
+            return ok
+
+        for name in measures:
+            if not visit(name):
+                break
+        return ordered
+
+    def check_when(self, event_types: Mapping[str, CompiledEventType],
+                   metrics: Mapping[str, CompiledMetric],
+                   scorecards: Mapping[str, CompiledScorecard]) -> None:
+        allowed = {"attrs"} | set(metrics) | set(scorecards)
+        for name, et in event_types.items():
+            if et.when is None:
+                continue
+            unknown = sorted(et.when.names - allowed)
+            if unknown:
+                self.problem(("event_types", name, "when"), "unknown-name",
+                             f"a `when` condition may use attrs, metrics and scorecards; "
+                             f"`{', '.join(unknown)}` is none of them")
+
+
+def compile_policy(model: Policy, locator: Locator, content_hash: str) -> CompiledPolicy:
+    """Check cross-references and compile expressions; raise all problems at once."""
+    compiler = _Compiler(model, locator)
+    compiler.check_names()
+    event_types = {}
+    for name, spec in model.event_types.items():
+        compiled = compiler.event_type(name, spec)
+        if compiled is not None:
+            event_types[name] = compiled
+    scorecards = {name: compiler.scorecard(name, spec) for name, spec in model.scorecards.items()}
+    metrics = {name: compiler.metric(name, spec) for name, spec in model.metrics.items()}
+    compiler.check_when(event_types, metrics, scorecards)
+    measures = compiler.measures(scorecards, metrics)
+    if compiler.problems:
+        raise PolicyError(compiler.problems)
+    return CompiledPolicy(
+        model=model, source=locator.file, hash=content_hash,
+        effective_from=model.effective_from, event_types=event_types, metrics=metrics,
+        scorecards=scorecards, measures=measures, locator=locator,
+    )
+
+
+def _signed(value: float) -> str:
+    return f"{value:+g}".replace("-", MINUS)
