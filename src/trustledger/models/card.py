@@ -16,6 +16,7 @@ from typing import Any
 from trustledger.models.artifact import ScorecardArtifact, artifact_path
 from trustledger.models.fairness import FOUR_FIFTHS, MIN_GROUP, FairnessReport
 from trustledger.models.features import FeatureSelection
+from trustledger.models.train import quiet_optbinning
 
 
 def _plain(value: Any) -> Any:
@@ -34,8 +35,9 @@ def build_card(
     fairness: FairnessReport,
 ) -> dict[str, Any]:
     """The card's data, from the artifact, optbinning's fitted scorecard and the reports."""
-    table = reference.table(style="detailed")
-    summary = reference.binning_process_.summary().set_index("name")
+    with quiet_optbinning():
+        table = reference.table(style="detailed")
+        summary = reference.binning_process_.summary().set_index("name")
     features = []
     binning: dict[str, list[dict[str, Any]]] = {}
     for f in artifact.features:
