@@ -7,13 +7,14 @@ Each area registers its own commands: the ledger (``init``, ``ingest``,
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from trustledger.errors import TrustLedgerError
+from trustledger.errors import InputError, TrustLedgerError
 
 app = typer.Typer(
     name="trustledger",
@@ -52,6 +53,99 @@ def synth(
     with console.status(f"generating {events:,} events for {subjects:,} subjects"):
         rows = write_parquet(Population(subjects=subjects, events=events, seed=seed), output)
     console.print(f"wrote {rows:,} events to {output}")
+
+
+def parse_moment(value: str | None, option: str) -> datetime:
+    """A command-line date or date-time as aware UTC; ``None`` means now."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InputError(f"{option}: {value!r} is not an ISO 8601 date or date-time") from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Ledger database URL (default: $TRUSTLEDGER_DATABASE_URL "
+                 "or SQLite in the data folder)."),
+]
+AtOption = Annotated[
+    str | None, typer.Option("--at", help="Valid time, ISO 8601 (default: now, UTC).")
+]
+KnownAtOption = Annotated[
+    str | None,
+    typer.Option("--known-at", help="Only events recorded by then count (default: all)."),
+]
+
+
+@app.command()
+def score(
+    subject: Annotated[str, typer.Argument(help="The subject to score.")],
+    policy: Annotated[Path, typer.Option(help="Policy file to score with.")],
+    at: AtOption = None,
+    known_at: KnownAtOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Score one subject from the ledger with a policy file: score, tier, measures, reasons."""
+    from trustledger import render
+    from trustledger.ledger import Ledger
+    from trustledger.policy import load_policy
+    from trustledger.scoring import evaluate_subject
+
+    compiled = load_policy(policy)
+    valid = parse_moment(at, "--at")
+    known = parse_moment(known_at, "--known-at") if known_at else None
+    with Ledger.open(database_url) as ledger:
+        result = evaluate_subject(ledger, subject, compiled, valid, known)
+    console.print(render.evaluation(result))
+
+
+@app.command()
+def explain(
+    subject: Annotated[str, typer.Argument(help="The subject to explain.")],
+    at: AtOption = None,
+    known_at: KnownAtOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Explain one subject's evaluation under the published policy in force, event by event."""
+    from trustledger import render
+    from trustledger.ledger import Ledger
+    from trustledger.scoring import evaluate_subject, policy_in_force
+
+    valid = parse_moment(at, "--at")
+    known = parse_moment(known_at, "--known-at") if known_at else None
+    with Ledger.open(database_url) as ledger:
+        compiled = policy_in_force(ledger, valid).compile()
+        result = evaluate_subject(ledger, subject, compiled, valid, known)
+    console.print(render.evaluation(result, detail=True))
+
+
+@app.command()
+def demo(
+    policy: Annotated[Path, typer.Option(help="Policy to publish and score with.")] = Path(
+        "policies/sesame.yaml"),
+    at: AtOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Build the demo ledger on first run (synthetic population), verify it and score it."""
+    from trustledger import render
+    from trustledger.config import data_dir
+    from trustledger.demo import run_demo
+    from trustledger.ledger import Ledger
+
+    valid = parse_moment(at, "--at") if at else None
+    with Ledger.open(database_url) as ledger, console.status("demo") as status:
+        report = run_demo(ledger, policy, data_dir(), valid,
+                          status=lambda text: status.update(text))
+        console.print(f"ledger {ledger.url}: {report.verified.entries:,} entries, chain verified, "
+                      f"head {report.verified.head_hash[:16]}…")
+    console.print(f"policy {report.policy.name} {report.policy.hash[:19]}… "
+                  f"effective from {report.policy.effective_from.date()}")
+    console.print(render.summary(report.evaluations))
+    console.print("The first subject, explained (`trustledger explain SUBJECT` for any):")
+    console.print(render.evaluation(report.evaluations[0], detail=True))
 
 
 def _register_areas() -> None:
