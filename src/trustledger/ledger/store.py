@@ -592,14 +592,15 @@ class Ledger:
         walk = ChainWalk()
         with database.reading(self._engine) as conn:
             tip = conn.execute(sa.select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
-            rows = conn.execution_options(yield_per=CHUNK).execute(
+            # Closed even when a bad entry interrupts the walk: an open SQLite statement
+            # would keep this pooled connection's old snapshot alive for later reads.
+            with conn.execution_options(yield_per=CHUNK).execute(
                 sa.select(*entries.c).order_by(_e.seq)
-            )
-            for row in rows:
-                walk.step(StoredEntry._make(row))
-                if progress is not None and walk.entries % CHUNK == 0:
-                    progress(walk.entries)
-        walk.finish()
+            ) as rows:
+                for row in rows:
+                    walk.step(StoredEntry._make(row))
+                    if progress is not None and walk.entries % CHUNK == 0:
+                        progress(walk.entries)
         if progress is not None:
             progress(walk.entries)
         if tip.seq > walk.entries:
@@ -610,6 +611,8 @@ class Ledger:
             )
         if (tip.seq, tip.hash) != (walk.entries, walk.head_hash):
             raise IntegrityError(tip.seq, "the head row does not match the chain's last entry")
+        # After the head check: a removed tail also removes the purge entries it held.
+        walk.finish()
         return VerifyReport(walk.entries, walk.head_hash)
 
     def export(self, path: str | Path, progress: Progress | None = None) -> int:
@@ -620,10 +623,10 @@ class Ledger:
         from trustledger.ledger import transfer
 
         writer = transfer.writer_for(Path(path))
-        with database.reading(self._engine) as conn:
-            rows = conn.execution_options(yield_per=CHUNK).execute(
-                sa.select(*entries.c).order_by(_e.seq)
-            )
+        query = sa.select(*entries.c).order_by(_e.seq)
+        with database.reading(self._engine) as conn, conn.execution_options(
+            yield_per=CHUNK
+        ).execute(query) as rows:
             return writer(Path(path), (StoredEntry._make(row) for row in rows), progress)
 
     def import_(self, path: str | Path, progress: Progress | None = None) -> VerifyReport:
