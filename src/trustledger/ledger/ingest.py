@@ -30,8 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import TypeAdapter, ValidationError
 
 from trustledger.errors import BatchError, InputError
@@ -289,6 +287,9 @@ def _jsonl_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[st
 
 
 def _parquet_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[str, Any]]]:
+    import pyarrow as pa  # here, not at the top: pyarrow takes a while to import
+    import pyarrow.parquet as pq
+
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as err:
@@ -312,6 +313,9 @@ def _parquet_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[
 def _parquet_records(
     path: Path, names: list[str], result: IngestResult
 ) -> Iterator[tuple[int, dict[str, Any]]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     line = 0
     try:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK):
