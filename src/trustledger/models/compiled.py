@@ -167,7 +167,8 @@ class _Compiled:
             arr = arr.combine_chunks()
         if not isinstance(arr, pa.Array):
             try:
-                arr = pa.array(np.asarray(arr, dtype=object), from_pandas=True)
+                arr = pa.array(np.asarray(arr, dtype=object), type=pa.string(),
+                               from_pandas=True)
             except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as exc:
                 raise InputError(f"{self.name}: texts or None expected ({exc})") from exc
         if pa.types.is_null(arr.type):
@@ -264,29 +265,30 @@ class CompiledScorecard:
             raise InputError(f"missing feature column(s): {', '.join(missing)}")
         rows: int | None = None
         total: Floats | None = None
-        points_by_feature: list[Floats] = []
-        bins_by_feature: list[Indices] = []
-        for f in self._features:
+        feature_points: Floats | None = None
+        bins: Indices | None = None
+        for j, f in enumerate(self._features):
             idx = f.bins_of_column(columns[f.name], rows)
-            rows = idx.shape[0]
             pts: Floats = f.table[idx]
             if total is None:
+                rows = idx.shape[0]
                 total = np.zeros(rows, dtype=np.float64)
+                if explain:
+                    feature_points = np.empty((rows, len(self._features)), dtype=np.float64)
+                    bins = np.empty((rows, len(self._features)), dtype=np.intp)
             total += pts
-            if explain:
-                points_by_feature.append(pts)
-                bins_by_feature.append(idx)
+            if feature_points is not None and bins is not None:
+                feature_points[:, j] = pts
+                bins[:, j] = idx
         assert total is not None  # an artifact has at least one feature
         scores: Floats = total + self.artifact.intercept
-        if not explain:
+        if feature_points is None:
             return BatchScores(scores, self.features, None, None, None, self.hash, self)
-        feature_points: Floats = np.column_stack(points_by_feature)
-        bins: Indices = np.column_stack(bins_by_feature)
         return BatchScores(scores, self.features, feature_points, bins,
                            self._reason_features(feature_points), self.hash, self)
 
     def _reason_features(self, feature_points: Floats) -> Indices:
-        shortfall: Floats = self._max[None, :] - feature_points
+        shortfall: Floats = np.subtract(self._max[None, :], feature_points)
         n = shortfall.shape[0]
         rows = np.arange(n)
         out: Indices = np.full((n, MAX_REASONS), -1, dtype=np.intp)
