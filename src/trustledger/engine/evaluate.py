@@ -58,7 +58,7 @@ def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime
     if unknown:
         raise InputError(f"opt_ins names no scorecard of policy {policy.name}: "
                          f"{', '.join(unknown)}")
-    items, subject = check_events(events)
+    items, _ = check_events(events)
     history = build_history(policy, items, valid_at, known_at, consented)
     v = ts(valid_at)
     scorecards = {name: _scorecard(history, card, v) for name, card in policy.scorecards.items()}
@@ -78,8 +78,11 @@ def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime
             m, tracks[name], history, context, labels, contributions, v))
         for name, m in policy.measures.items()
     }
+    # Everything in the record comes from known events only, so an evaluation with a
+    # knowledge limit is the same as one given only the events known by then.
     known = [e for e in items if known_at is None or e.recorded_at <= known_at]
     seqs = [e.seq for e in known if e.seq is not None]
+    subject = known[0].subject if known else None
     return Evaluation(
         policy=policy.name, policy_hash=policy.hash, subject=subject, valid_at=valid_at,
         known_at=known_at, ledger_seq=max(seqs) if seqs else None, scorecards=scorecards,

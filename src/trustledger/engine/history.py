@@ -30,9 +30,18 @@ from trustledger.policy.compiled import (
     CompiledPolicy,
     CompiledScorecard,
 )
-from trustledger.policy.models import Aggregate, Anchor, CapDirection, MetricValue, Sign
+from trustledger.policy.models import (
+    Aggregate,
+    Anchor,
+    CapDirection,
+    CapPeriod,
+    MetricValue,
+    Sign,
+)
 
 LN2 = math.log(2.0)
+_ADJECTIVE = {CapPeriod.DAY: "daily", CapPeriod.WEEK: "weekly", CapPeriod.MONTH: "monthly",
+              CapPeriod.YEAR: "yearly"}
 INF = math.inf
 
 
@@ -360,7 +369,7 @@ def _cap(card: CompiledScorecard, entry: Entry, used: dict[tuple[str, int, tuple
         if room < amount:
             amount = room
             entry.cap_notes[card.name] = (
-                f"{cap.period.value}ly cap of {cap.max:g} points "
+                f"{_ADJECTIVE[cap.period]} cap of {cap.max:g} points "
                 f"{'gained' if points > 0 else 'lost'} reached")
         applied.append((key, cap.period.value))
     for key, _ in applied:

@@ -1,6 +1,7 @@
 """Principal reasons: specific sentences with dates and numbers, never "score too low".
 
-A score's reasons are its largest contributions now, adverse ones first
+A score's reasons are its largest contributions now, adverse ones first (negative
+points, or positive ones on a ``higher_is: worse`` penalty-points scorecard)
 ("late rent payment on 2026-03-02: -20, now -19.40, halves to -10 by
 2026-09-02; counts until 2031-03-02"). A measure's reasons say what blocks or
 holds it (consent, a set-back, a holding time), the values its condition saw,
@@ -71,10 +72,10 @@ def score_reasons(card: CompiledScorecard, score: float, total: float,
         out.append(Reason(f"held at the {bound} of {plain(score)}: base {plain(card.base)} "
                           f"plus all contributions is {plain(total)}"))
     live = [c for c in contributions if c.counted and c.points_now != 0.0]
-    adverse = sorted((c for c in live if c.points_now < 0),
-                     key=lambda c: (c.points_now, c.occurred_at, c.event))
-    favourable = sorted((c for c in live if c.points_now > 0),
-                        key=lambda c: (-c.points_now, c.occurred_at, c.event))
+    adverse = sorted((c for c in live if card.is_adverse(c.points_now)),
+                     key=lambda c: (-abs(c.points_now), c.occurred_at, c.event))
+    favourable = sorted((c for c in live if not card.is_adverse(c.points_now)),
+                        key=lambda c: (-abs(c.points_now), c.occurred_at, c.event))
     for c in adverse + favourable:
         if len(out) >= MAX_REASONS:
             break
@@ -117,7 +118,9 @@ def measure_reasons(measure: CompiledMeasure, track: Track, history: History,
             f"when {measure.label} was reached on {day(track.set_back_since)}; "
             f"{measure.label} applies from {until} if its condition still holds then"))
     if track.forced_by is not None:
-        out.append(Reason(f"in force because {labels[track.forced_by]} was set back to it"))
+        since = f" on {day(track.effective_since)}" if track.effective_since is not None else ""
+        out.append(Reason(f"in force because {labels[track.forced_by]} was set back to it"
+                          f"{since}"))
     if track.on and not track.raw and track.hold_end is not None:
         hold = measure.hold.describe() if measure.hold else ""
         out.append(Reason(f"kept in force until {day(track.hold_end)} by its minimum holding "
@@ -137,12 +140,15 @@ def measure_reasons(measure: CompiledMeasure, track: Track, history: History,
 def _evidence(measure: CompiledMeasure, track: Track, history: History,
               contributions: Mapping[str, Sequence[Contribution]],
               valid_at: float) -> list[Reason]:
-    adverse = (measure.kind is MeasureKind.PRIVILEGE) != track.effective
+    # Evidence for the condition's current value: adverse items make a restriction's
+    # condition true and a privilege's false.
+    adverse = (measure.kind is MeasureKind.PRIVILEGE) != track.raw
     candidates: list[tuple[float, Reason]] = []
     entries = {x.event.key: x for x in history.entries}
     for name in measure.scorecards:
+        card = history.policy.scorecards[name]
         for c in contributions.get(name, ()):
-            if not c.counted or c.points_now == 0.0 or (c.points_now < 0) != adverse:
+            if not c.counted or c.points_now == 0.0 or card.is_adverse(c.points_now) != adverse:
                 continue
             text = contribution_text(c, entries[c.event], valid_at)
             candidates.append((abs(c.points_now), Reason(f"{name}: {text}", c.event,

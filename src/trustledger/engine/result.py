@@ -134,7 +134,8 @@ class Evaluation:
     """The result of :func:`~trustledger.engine.evaluate`: a reproducible decision record.
 
     ``known_at`` is ``None`` when no knowledge limit was applied;
-    ``ledger_seq`` is the highest ledger position among the events used.
+    ``subject`` and ``ledger_seq`` (the highest ledger position) come from the known
+    events only, so a record is the same as if later-recorded events had not been given.
     ``metrics`` holds each metric's value (``None`` when it is scoped to an
     opt-in scorecard without consent).
     """

@@ -177,6 +177,7 @@ class CompiledScorecard:
 
     name: str
     label: str
+    adverse_sign: float
     base: float
     floor: float | None
     ceiling: float | None
@@ -185,6 +186,10 @@ class CompiledScorecard:
     domains: frozenset[str]
     caps: tuple[CompiledCap, ...]
     tiers: tuple[CompiledTier, ...]
+
+    def is_adverse(self, points: float) -> bool:
+        """Whether points work against the subject (negative, or positive on penalty points)."""
+        return points * self.adverse_sign > 0
 
     def clamp(self, total: float) -> float:
         """The score for a total: ``total`` clamped to [floor, ceiling]."""

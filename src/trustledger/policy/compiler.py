@@ -37,6 +37,7 @@ from trustledger.policy.models import (
     LookupPoints,
     Metric,
     PerStartedPoints,
+    Polarity,
     Policy,
     Scorecard,
 )
@@ -331,7 +332,8 @@ class _Compiler:
                                  f"`{t}` is not one of this scorecard's events")
             caps.append(CompiledCap(cap.period, cap.max, cap.applies_to, frozenset(cap.exempt)))
         return CompiledScorecard(
-            name=name, label=spec.label or name.replace("_", " "), base=spec.base,
+            name=name, label=spec.label or name.replace("_", " "),
+            adverse_sign=-1.0 if spec.higher_is is Polarity.BETTER else 1.0, base=spec.base,
             floor=spec.floor, ceiling=spec.ceiling, opt_in=spec.opt_in,
             events=frozenset(spec.events),
             domains=frozenset(types[t].domain for t in spec.events if t in types),

@@ -312,12 +312,20 @@ class Tier(_Model):
     changes: tuple[ThresholdChange, ...] = ()
 
 
+class Polarity(StrEnum):
+    """Whether a higher score is better for the subject (trust) or worse (penalty points)."""
+
+    BETTER = "better"
+    WORSE = "worse"
+
+
 class Scorecard(_Model):
     """A score: ``base`` plus the points of the events it uses, clamped to [floor, ceiling]."""
 
     label: str | None = None
     description: str = ""
     events: tuple[Name, ...] = Field(min_length=1)
+    higher_is: Polarity = Polarity.BETTER
     base: Number = 0.0
     floor: Number | None = None
     ceiling: Number | None = None
