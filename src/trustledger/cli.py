@@ -151,10 +151,12 @@ def demo(
 def _register_areas() -> None:
     # Imported here so each area owns its commands in its own module.
     from trustledger.ledger import commands as ledger_commands
+    from trustledger.models import commands as models_commands
     from trustledger.policy import commands as policy_commands
 
     ledger_commands.register(app)
     policy_commands.register(app)
+    models_commands.register(app)
 
 
 _register_areas()
