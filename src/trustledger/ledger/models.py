@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Self
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     StringConstraints,
     ValidationError,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from trustledger.engine import RETRACTION
 from trustledger.ledger.chain import json_problems
@@ -27,31 +27,20 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_T
 """An identifier: 1-256 characters, no control characters, no surrounding whitespace."""
 
 
-def _no_numbers(value: Any) -> Any:
-    # Lax pydantic would read 1700000000 as a Unix time; a source must say what it means.
-    if isinstance(value, int | float):
-        raise ValueError("must be an ISO 8601 date-time with a UTC offset, not a number")
-    return value
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def _json_object(value: dict[str, Any]) -> dict[str, Any]:
-    problems = json_problems(value, "attributes")
-    if problems:
-        raise ValueError("; ".join(f"{path}: {reason}" for path, reason in problems))
-    return value
+def _problem(field: str, reason: str, value: Any) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("event", "{reason}", {"reason": reason}), loc=(field,), input=value
+    )
 
 
 class EventIn(BaseModel):
     """An event as a source submits it; validated, nothing else accepted.
 
-    ``occurred_at`` must carry a UTC offset (naive date-times are refused) and is
-    kept in UTC. ``attributes`` is a JSON object. ``supersedes`` names an earlier
-    event of the same source by its ``source_event_id``: this event corrects it,
-    or, when ``type`` is :data:`trustledger.engine.RETRACTION`, withdraws it.
+    ``occurred_at`` must carry a UTC offset (naive date-times are refused; the
+    ledger stores it in UTC). ``attributes`` is a JSON object. ``supersedes`` names
+    an earlier event of the same source by its ``source_event_id``: this event
+    corrects it, or, when ``type`` is :data:`trustledger.engine.RETRACTION`,
+    withdraws it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,21 +49,33 @@ class EventIn(BaseModel):
     source_event_id: Name
     subject: Name
     type: Name
-    occurred_at: Annotated[AwareDatetime, BeforeValidator(_no_numbers), AfterValidator(_utc)]
-    attributes: Annotated[dict[str, Any], AfterValidator(_json_object)] = Field(
-        default_factory=dict
-    )
+    occurred_at: AwareDatetime
+    attributes: dict[str, Any] = Field(default_factory=dict)
     supersedes: Name | None = None
 
-    @model_validator(mode="after")
-    def _supersedes_fits(self) -> Self:
-        if self.type == RETRACTION and self.supersedes is None:
-            raise ValueError(
-                f"supersedes: a {RETRACTION!r} event must name the event it withdraws"
-            )
-        if self.supersedes == self.source_event_id:
-            raise ValueError("supersedes: an event cannot supersede itself")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _checks(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # One Python call per event for every check pydantic cannot make itself.
+        if isinstance(data, dict) and type(data.get("occurred_at")) in (int, float):
+            # Lax pydantic would read 1700000000 as a Unix time; a source must say what it means.
+            raise ValidationError.from_exception_data(cls.__name__, [_problem(
+                "occurred_at", "must be an ISO 8601 date-time with a UTC offset, not a number",
+                data["occurred_at"],
+            )])
+        event = handler(data)
+        problems = [_problem(field, reason, None)
+                    for field, reason in json_problems(event.attributes, "attributes")]
+        if event.type == RETRACTION and event.supersedes is None:
+            problems.append(_problem(
+                "supersedes", f"a {RETRACTION!r} event must name the event it withdraws", None
+            ))
+        if event.supersedes == event.source_event_id:
+            problems.append(_problem("supersedes", "an event cannot supersede itself",
+                                     event.supersedes))
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return event
 
     @property
     def key(self) -> tuple[str, str]:
@@ -96,13 +97,7 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for error in exc.errors(include_url=False, include_input=False):
         field = ".".join(str(part) for part in error["loc"])
-        reason = _REASONS.get(error["type"], error["msg"])
-        if reason.startswith("Value error, "):
-            reason = reason.removeprefix("Value error, ")
-        if not field and ": " in reason:
-            # Model-level checks name their field at the front of the message.
-            field, reason = reason.split(": ", 1)
-        problems.append((field or "(event)", reason))
+        problems.append((field or "(event)", _REASONS.get(error["type"], error["msg"])))
     return problems
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from trustledger.errors import (
 from trustledger.ledger import database
 from trustledger.ledger.bulk import CHUNK, paused_gc
 from trustledger.ledger.chain import (
+    CANONICAL,
     COLUMNS,
     EVENT_KIND,
     PURGE_KIND,
@@ -40,6 +42,7 @@ from trustledger.ledger.chain import (
     entry_hash,
     from_us,
     json_problems,
+    link,
     to_us,
 )
 from trustledger.ledger.models import Entry, EventIn, VerifyReport, validation_problems
@@ -154,7 +157,7 @@ def _event_payload(event: EventIn) -> dict[str, Any]:
         "source_event_id": event.source_event_id,
         "subject": event.subject,
         "type": event.type,
-        "occurred_at": event.occurred_at,
+        "occurred_at": event.occurred_at.astimezone(UTC),
         "attributes": event.attributes,
         "supersedes": event.supersedes,
     }
@@ -331,9 +334,28 @@ class Ledger:
         progress: Progress | None,
     ) -> Appended:
         batch = _prepare(items, validate)
+        if len(batch.first) >= _BULK and not batch.problems:
+            # A big batch is usually all new events: skip looking its keys up, and let the
+            # unique index refuse a key already stored; then (rolled back) look them up.
+            try:
+                return self._write_batch(batch, len(items), found, progress, lookup=False)
+            except exc.IntegrityError:
+                pass
+        return self._write_batch(batch, len(items), found, progress, lookup=True)
+
+    def _write_batch(
+        self,
+        batch: _Batch,
+        size: int,
+        found: list[Entry] | None,
+        progress: Progress | None,
+        *,
+        lookup: bool,
+    ) -> Appended:
+        problems = list(batch.problems)
         with database.writing(self._engine) as conn:
             tip = self._lock(conn)
-            keys = list(batch.first)
+            keys = list(batch.first) if lookup else []
             stored = self._find_keys(conn, keys + list(batch.targets))
             conflicts: list[str] = []
             existing: dict[int, int] = {}  # item index -> seq of the same event already stored
@@ -348,13 +370,13 @@ class Ledger:
                     conflicts.append(f"({key[0]!r}, {key[1]!r}) (seq={seq}, item {index})")
             for target, indexes in batch.targets.items():
                 if target not in stored:
-                    batch.problems.extend(
+                    problems.extend(
                         ItemProblem(i, "supersedes", f"names no earlier event {target[1]!r} "
                                     f"of source {target[0]!r}")
                         for i in indexes
                     )
-            if batch.problems:
-                raise BatchError(sorted(batch.problems, key=lambda p: p.index))
+            if problems:
+                raise BatchError(sorted(problems, key=lambda p: p.index))
             if conflicts:
                 raise ConflictError(
                     f"{len(conflicts)} event key(s) already recorded with different content, "
@@ -363,31 +385,31 @@ class Ledger:
                 )
             new = [i for i in batch.first.values() if i not in existing]
             recorded_at_us = self._now_us(tip) if new else tip.recorded_at_us
-            written: dict[int, StoredEntry] = {}
+            written: dict[int, tuple[Any, ...]] = {}
+            events, payloads, hashes = batch.events, batch.payloads, batch.hashes
             for start in range(0, len(new), CHUNK):
-                rows = []
-                for i in new[start : start + CHUNK]:
-                    event = batch.events[i]
-                    assert event is not None  # only valid items are keyed
-                    row = tip.extend(
-                        EVENT_KIND, event.subject, recorded_at_us, batch.payloads[i],
-                        batch.hashes[i], event.source, event.source_event_id,
-                    )
-                    rows.append(row)
-                    if found is not None:
-                        written[i] = row
+                chunk = new[start : start + CHUNK]
+                rows = link(tip.seq, tip.hash, EVENT_KIND, recorded_at_us, (
+                    (e.subject, e.source, e.source_event_id, payloads[i], hashes[i])
+                    for i in chunk if (e := events[i]) is not None
+                ))
                 self._insert(conn, rows)
+                tip.seq, tip.hash, tip.recorded_at_us = rows[-1][0], rows[-1][-1], recorded_at_us
+                if found is not None:
+                    written.update(zip(chunk, rows, strict=True))
                 if progress is not None:
                     progress(start + len(rows))
             if new:
                 self._save(conn, tip)
             if found is not None:
                 by_seq = self._rows_by_seq(conn, list(existing.values()))
-                for i in range(len(items)):
+                for i in range(size):
                     first = batch.alias.get(i, i)
                     new_row = written.get(first)
-                    found.append(_entry(by_seq[existing[first]] if new_row is None else new_row))
-        return Appended(len(new), len(items) - len(new), tip.seq, tip.hash)
+                    found.append(_entry(
+                        by_seq[existing[first]] if new_row is None else StoredEntry(*new_row)
+                    ))
+        return Appended(len(new), size - len(new), tip.seq, tip.hash)
 
     def _lock(self, conn: sa.Connection) -> _Head:
         """Lock the head row (the chain's single-writer token) and read it."""
@@ -412,7 +434,7 @@ class Ledger:
             raise ConfigError("the ledger's clock returned a naive date-time")
         return max(to_us(now), tip.recorded_at_us)
 
-    def _insert(self, conn: sa.Connection, rows: Sequence[StoredEntry]) -> None:
+    def _insert(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         if not rows:
             return
         if self._insert_sql is not None:
@@ -421,7 +443,7 @@ class Ledger:
             # double the cost of a bulk insert into SQLite.
             conn.exec_driver_sql(self._insert_sql, list(rows))
         else:
-            conn.execute(entries.insert(), [row._asdict() for row in rows])
+            conn.execute(entries.insert(), [dict(zip(COLUMNS, row, strict=True)) for row in rows])
 
     def _find_keys(
         self, conn: sa.Connection, keys: Iterable[tuple[str, str]]
@@ -668,6 +690,7 @@ class Ledger:
 def _prepare(items: Sequence[EventIn | Mapping[str, Any]], validate: Validator | None) -> _Batch:
     """Validate a batch and encode its payloads; everything that needs no database."""
     batch = _Batch([], [], [], [], {}, {}, {})
+    dumps, sha256 = orjson.dumps, hashlib.sha256
     for index, item in enumerate(items):
         event: EventIn | None = None
         if isinstance(item, EventIn):
@@ -693,9 +716,9 @@ def _prepare(items: Sequence[EventIn | Mapping[str, Any]], validate: Validator |
             batch.payloads.append("")
             batch.hashes.append("")
             continue
-        text = canonical(_event_payload(event))
+        text = dumps(_event_payload(event), option=CANONICAL).decode()
         batch.payloads.append(text)
-        batch.hashes.append(digest(text))
+        batch.hashes.append(sha256(text.encode()).hexdigest())
         if event.supersedes is not None:
             target = (event.source, event.supersedes)
             if target not in batch.first:
