@@ -162,6 +162,7 @@ def read_events(
                 if progress is not None:
                     progress(result.rows)
         _validate(pending, result)
+    result.problems.sort(key=lambda problem: problem.line)
     if progress is not None:
         progress(result.rows)
     return result
