@@ -35,7 +35,7 @@ def score(events: list[Event], at: str, known: str | None = None) -> float | Non
 
 
 def test_known_at_hides_events_recorded_later() -> None:
-    late = ev("1", "late", "2026-02-01", "2026-04-01", days=5)   # −10, recorded 2 months late
+    late = ev("1", "late", "2026-02-01", "2026-04-01", days=5)   # -10, recorded 2 months late
     assert score([late], "2026-03-01", known="2026-03-01") == 600   # not known yet
     assert score([late], "2026-03-01", known="2026-04-01") == 590   # known now, about March
     assert score([late], "2026-03-01") == 590                        # no knowledge limit
@@ -53,8 +53,8 @@ def test_withdrawal_takes_effect_only_once_known() -> None:
 
 
 def test_correction_replaces_the_earlier_event() -> None:
-    late = ev("1", "late", "2026-02-01", days=5)                    # −10
-    fixed = ev("2", "late", "2026-02-01", "2026-02-10", supersedes="1", days=2)   # −4
+    late = ev("1", "late", "2026-02-01", days=5)                    # -10
+    fixed = ev("2", "late", "2026-02-01", "2026-02-10", supersedes="1", days=2)   # -4
     assert score([late, fixed], "2026-03-01") == 596
     assert score([late, fixed], "2026-03-01", known="2026-02-05") == 590
     result = evaluate(POLICY, [late, fixed], d("2026-03-01"))

@@ -53,7 +53,7 @@ measures:
 """, "measures.yaml")
 
 HISTORY = [ev("g1", "good", "2020-01-01"), ev("g2", "good", "2020-02-01"),   # 600 + 20 = 620
-           ev("b1", "bad", "2021-01-01")]                                     # 620 − 5 = 615
+           ev("b1", "bad", "2021-01-01")]                                     # 620 - 5 = 615
 
 
 def test_compound_condition_score_and_no_negative_event_in_5_years() -> None:
@@ -82,7 +82,7 @@ def test_restriction_needs_two_negative_events() -> None:
 
 
 VIP = [ev(f"g{i}", "good", f"2026-01-0{i + 1}") for i in range(5)]   # 600 + 50 = 650 on 01-05
-DIP = [*VIP, ev("b", "bad", "2026-02-01")]                            # 650 − 5 = 645
+DIP = [*VIP, ev("b", "bad", "2026-02-01")]                            # 650 - 5 = 645
 
 
 def test_minimum_holding_time_before_demotion() -> None:
@@ -199,7 +199,7 @@ measures:
 
 def test_privilege_regained_by_decay_has_the_same_since_whatever_valid_at() -> None:
     events = [ev("r", "late_rent", "2026-03-02")]
-    # 600 − 20 = 580 on 2026-03-02; −20 · 2^(−t/184d) reaches −10 at 2026-09-02 (184 days)
+    # 600 - 20 = 580 on 2026-03-02; -20 · 2^(-t/184d) reaches -10 at 2026-09-02 (184 days)
     lost = evaluate(DECAY, events, d("2026-05-01")).measures["good_standing"]
     assert (lost.state, lost.since) == (MeasureState.DENIED, d("2026-03-02"))
     for at in ("2026-10-01", "2027-06-01", "2030-01-01"):

@@ -1,4 +1,5 @@
-"""Metrics: sums and counts over rolling windows, filtered by type, domain, category, gravity, sign."""
+"""Metrics: sums and counts over rolling windows, filtered by type, domain, category,
+gravity and sign."""
 
 from __future__ import annotations
 
@@ -60,11 +61,11 @@ EVENTS = [
 @pytest.mark.parametrize(("metric", "expected"), [
     # loan_late on 2025-03-01 leaves the 1-year window on 2026-03-01 (o ≤ t < o + 1y): only #5
     ("late_count_1y", 1),
-    # −20 − 20 + 5 + (−100 · 2^(−273/365) = −59.5451…): 2025-06-01 → 2026-03-01 is 273 days
+    # -20 - 20 + 5 + (-100 · 2^(-273/365) = -59.5451…): 2025-06-01 → 2026-03-01 is 273 days
     ("finance_sum_2y", -20 - 20 + 5 - 100 * 2 ** (-273 / 365)),
-    # original points, no decay: −20 − 20 + 5 − 100 = −135
+    # original points, no decay: -20 - 20 + 5 - 100 = -135
     ("finance_original_2y", -135),
-    # category credit_repayment: loan_late ×2 + loan_paid = 3
+    # category credit_repayment: loan_late x2 + loan_paid = 3
     ("repayments", 3),
     # gravity ≥ serious: the default
     ("serious_or_worse", 1),
@@ -86,6 +87,6 @@ def test_window_is_half_open_at_the_anniversary() -> None:
 
 
 def test_two_year_window_drops_old_events() -> None:
-    # at 2027-03-01: #1 (2025-03-01) has left the 2-year window; #5 −20, #2 −100, #3 +5 remain
+    # at 2027-03-01: #1 (2025-03-01) has left the 2-year window; #5 -20, #2 -100, #3 +5 remain
     result = evaluate(METRICS, EVENTS, d("2027-03-01"))
     assert result.metrics["finance_original_2y"] == -115

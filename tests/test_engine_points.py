@@ -61,37 +61,37 @@ def score(*events: object) -> float:
 
 
 def test_constant_points() -> None:
-    # 500 base − 20 = 480
+    # 500 base - 20 = 480
     assert score(ev("1", "fixed", "2026-02-01")) == 480
 
 
 @pytest.mark.parametrize(("severity", "expected"), [
-    ("low", 495),       # 500 − 5
-    ("medium", 490),    # 500 − 10
-    ("high", 475),      # 500 − 25
-    ("extreme", 450),   # 500 − 50
+    ("low", 495),       # 500 - 5
+    ("medium", 490),    # 500 - 10
+    ("high", 475),      # 500 - 25
+    ("extreme", 450),   # 500 - 50
 ])
 def test_value_chosen_from_a_range_by_an_attribute(severity: str, expected: float) -> None:
     assert score(ev("1", "graded", "2026-02-01", severity=severity)) == expected
 
 
 def test_formula_over_attributes() -> None:
-    # −5 − 10 days − 2500/1000 = −17.5; 500 − 17.5 = 482.5
+    # -5 - 10 days - 2500/1000 = -17.5; 500 - 17.5 = 482.5
     assert score(ev("1", "late", "2026-02-01", days_late=10, amount=2500)) == 482.5
 
 
 def test_formula_is_clamped_to_its_bounds() -> None:
-    # −5 − 100 − 0 = −105, clamped to min −60; 500 − 60 = 440
+    # -5 - 100 - 0 = -105, clamped to min -60; 500 - 60 = 440
     assert score(ev("1", "late", "2026-02-01", days_late=100, amount=0)) == 440
 
 
 @pytest.mark.parametrize(("days", "expected"), [
     (0, 500),     # 0 started periods: 0
-    (1, 490),     # ceil(1/30) = 1 period: −10
-    (30, 490),    # ceil(30/30) = 1: −10
-    (31, 480),    # ceil(31/30) = 2: −20
-    (90, 470),    # ceil(90/30) = 3: −30
-    (400, 440),   # ceil(400/30) = 14, at most 6: −60
+    (1, 490),     # ceil(1/30) = 1 period: -10
+    (30, 490),    # ceil(30/30) = 1: -10
+    (31, 480),    # ceil(31/30) = 2: -20
+    (90, 470),    # ceil(90/30) = 3: -30
+    (400, 440),   # ceil(400/30) = 14, at most 6: -60
 ])
 def test_points_per_started_period(days: int, expected: float) -> None:
     assert score(ev("1", "overdue", "2026-02-01", days_overdue=days)) == expected
@@ -120,7 +120,7 @@ def driving(events: list[object], at: str) -> tuple[float, list[tuple[str, bool,
 def test_course_counts_while_total_is_between_1_and_5() -> None:
     events = [ev("o1", "offence_serious", "2021-01-10"),   # +2
               ev("o2", "offence_minor", "2021-02-01"),     # +1  → 3
-              ev("c1", "remedial_course", "2021-03-01")]   # 3 is in [1, 5]: −1 → 2
+              ev("c1", "remedial_course", "2021-03-01")]   # 3 is in [1, 5]: -1 → 2
     total, rows = driving(events, "2021-06-01")
     assert total == 2
     assert ("c1", True, None) in rows
@@ -129,7 +129,7 @@ def test_course_counts_while_total_is_between_1_and_5() -> None:
 def test_second_course_within_5_years_does_not_count() -> None:
     events = [ev("o1", "offence_serious", "2021-01-10"),   # +2
               ev("o2", "offence_minor", "2021-02-01"),     # +1 → 3
-              ev("c1", "remedial_course", "2021-03-01"),   # −1 → 2
+              ev("c1", "remedial_course", "2021-03-01"),   # -1 → 2
               ev("c2", "remedial_course", "2022-01-01")]   # courses_5y = 1: not counted → 2
     total, rows = driving(events, "2022-02-01")
     assert total == 2
@@ -142,7 +142,7 @@ def test_course_counts_again_once_the_earlier_one_left_the_5_year_window() -> No
     events = [ev("o1", "offence_grave", "2021-01-10"),     # +3, counts 10 years
               ev("c1", "remedial_course", "2021-03-01"),   # 3 → 2
               ev("o2", "offence_grave", "2025-06-01"),     # +3 → 5
-              ev("c2", "remedial_course", "2026-03-01")]   # c1 left the window 2026-03-01: −1 → 4
+              ev("c2", "remedial_course", "2026-03-01")]   # c1 left the window 2026-03-01: -1 → 4
     total, rows = driving(events, "2026-04-01")
     assert total == 4
     assert ("c2", True, None) in rows

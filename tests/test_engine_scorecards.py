@@ -76,16 +76,16 @@ def test_new_week_and_ceiling() -> None:
 def test_floor() -> None:
     events = [ev(f"p{i}", "penalty", f"2026-03-0{i + 1}") for i in range(5)]
     card = evaluate(CAPS, events, d("2026-03-10")).scorecards["s"]
-    # 100 − 5 × 30 = −50, held at the floor of 0
+    # 100 - 5 x 30 = -50, held at the floor of 0
     assert (card.total, card.score) == (-50, 0)
 
 
 def test_cap_on_losses_applies_per_scorecard() -> None:
     events = [ev("p1", "penalty", "2026-03-02T10:00"), ev("p2", "penalty", "2026-03-02T11:00")]
     result = evaluate(CAPS, events, d("2026-03-03"))
-    # `losses` loses at most 40 a day: −30, then −10; 100 − 40 = 60
+    # `losses` loses at most 40 a day: -30, then -10; 100 - 40 = 60
     assert result.scorecards["losses"].score == 60
-    # `s` has no cap on losses: 100 − 60 = 40
+    # `s` has no cap on losses: 100 - 60 = 40
     assert result.scorecards["s"].score == 40
 
 
@@ -148,7 +148,7 @@ scorecards:
 
 def test_tier_threshold_applies_by_date() -> None:
     events = [ev("1", "fine", "2026-02-01")]
-    # 1000 − 145 = 855: B while B starts at 850, C once B starts at 860 (2026-07-01)
+    # 1000 - 145 = 855: B while B starts at 850, C once B starts at 860 (2026-07-01)
     assert evaluate(TIERS, events, d("2026-06-30")).scorecards["civic"].tier == "B"
     assert evaluate(TIERS, events, d("2026-07-01")).scorecards["civic"].tier == "C"
     assert evaluate(TIERS, [], d("2026-07-01")).scorecards["civic"].tier == "A"

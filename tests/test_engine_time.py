@@ -62,16 +62,16 @@ RENT = [ev("r1", "late_rent", "2026-03-02")]
 
 
 @pytest.mark.parametrize(("at", "expected"), [
-    ("2026-03-02", 580.0),   # age 0: 600 − 20
-    ("2026-09-02", 590.0),   # 2026-03-02 + 184 days: one half-life, −20 · 2^−1 = −10
-    ("2027-03-05", 595.0),   # 368 days, two half-lives: −20 · 2^−2 = −5
+    ("2026-03-02", 580.0),   # age 0: 600 - 20
+    ("2026-09-02", 590.0),   # 2026-03-02 + 184 days: one half-life, -20 · 2^-1 = -10
+    ("2027-03-05", 595.0),   # 368 days, two half-lives: -20 · 2^-2 = -5
 ])
 def test_exponential_decay_by_half_life(at: str, expected: float) -> None:
     assert s(RENT, at) == pytest.approx(expected, abs=1e-9)
 
 
 def test_decay_between_half_lives_is_exponential() -> None:
-    # 2026-03-02 → 2026-06-01 is 91 days: −20 · 2^(−91/184) = −14.1955…; 600 − 14.1955 = 585.8045
+    # 2026-03-02 → 2026-06-01 is 91 days: -20 · 2^(-91/184) = -14.1955…; 600 - 14.1955 = 585.8045
     assert s(RENT, "2026-06-01") == pytest.approx(600 - 20 * 2 ** (-91 / 184), abs=1e-9)
     assert 600 - 20 * math.exp(-math.log(2) * 91 / 184) == pytest.approx(585.8045, abs=1e-4)
 
@@ -89,7 +89,7 @@ BOTH = [ev("a", "from_occurred", "2024-01-01", "2024-07-01"),
 
 def test_expiry_counted_from_occurred_at_or_recorded_at() -> None:
     # both happened 2024-01-01 and were recorded 2024-07-01; expiry P2Y
-    assert s(BOTH, "2025-12-31") == 580   # both count: 600 − 10 − 10
+    assert s(BOTH, "2025-12-31") == 580   # both count: 600 - 10 - 10
     assert s(BOTH, "2026-01-01") == 590   # a expired (2024-01-01 + 2y); b counts to 2026-07-01
     assert s(BOTH, "2026-07-01") == 600   # b expired too (2024-07-01 + 2y)
 
@@ -104,7 +104,7 @@ def test_expired_entry_says_when_and_why() -> None:
 
 def test_retention_ends_counting() -> None:
     events = [ev("x", "short_lived", "2026-01-10")]
-    assert s(events, "2027-01-09T23:59:59") == 595   # 600 − 5
+    assert s(events, "2027-01-09T23:59:59") == 595   # 600 - 5
     assert s(events, "2027-01-10") == 600            # retention P1Y over
     result = evaluate(TIME, events, d("2027-02-01"))
     assert result.events[0].why_not == "stopped counting on 2027-01-10 (retention)"

@@ -233,7 +233,7 @@ measures:
 
 
 def test_single_event_with_unbounded_attribute_can_trigger_and_is_refused() -> None:
-    # one bill 1,000 days overdue is −340 on its own: a minor event, a serious restriction
+    # one bill 1,000 days overdue is -340 on its own: a minor event, a serious restriction
     problems = refusal(OVERDUE.format(gravity="minor"))
     assert rules(problems) == {"proportionality"}
     assert "`bill_overdue`" in problems[0].message and "days_overdue=" in problems[0].message

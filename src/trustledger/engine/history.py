@@ -17,7 +17,7 @@ conditions (evaluated on the state just before the event).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -98,13 +98,9 @@ class Entry:
             return 1.0
         return math.exp(-LN2 * (t - self.o) / hl)
 
-    def live_at(self, t: float, left: bool = False) -> bool:
-        """Counts at ``t`` (or just before ``t`` when ``left``): ``o ≤ t < end``."""
-        if not self.counted:
-            return False
-        if left:
-            return self.o < t <= self.end
-        return self.o <= t < self.end
+    def live_at(self, t: float) -> bool:
+        """Counts at ``t``: ``o ≤ t < end``."""
+        return self.counted and self.o <= t < self.end
 
 
 def order_key(event: Event) -> tuple[datetime, datetime, str, str]:
@@ -141,24 +137,22 @@ class History:
     by_scorecard: dict[str, list[Entry]]
     by_metric: dict[str, list[tuple[Entry, float]]]
 
-    def score(self, card: CompiledScorecard, t: float, left: bool = False) -> float:
+    def score(self, card: CompiledScorecard, t: float) -> float:
         """The unclamped total ``base + Σ capped · decay`` of a scorecard at ``t``."""
         total = card.base
         name = card.name
         for entry in self.by_scorecard[name]:
-            if entry.live_at(t, left):
+            if entry.live_at(t):
                 total += entry.capped[name] * entry.decay(t)
         return total
 
-    def metric(self, metric: CompiledMetric, t: float, left: bool = False) -> float | int:
+    def metric(self, metric: CompiledMetric, t: float) -> float | int:
         """A metric's value at ``t``: count, or sum of (decayed or original) points."""
         count = 0
         total = 0.0
         card = metric.scorecard
         for entry, window_end in self.by_metric[metric.name]:
-            if not entry.live_at(t, left):
-                continue
-            if (left and t > window_end) or (not left and t >= window_end):
+            if not entry.live_at(t) or t >= window_end:
                 continue
             points = entry.capped[card] if card is not None else entry.points
             if metric.sign is Sign.NEGATIVE and points >= 0:
@@ -197,20 +191,33 @@ class History:
             return scope is None or self.available(scope)
         return True
 
-    def context(self, names: Iterable[str], t: float, left: bool = False) -> dict[str, Any]:
-        """The CEL variables for metrics and scorecards among ``names`` at ``t``."""
+    def context(self, names: Iterable[str], t: float,
+                full: Collection[str] | None = None) -> dict[str, Any]:
+        """The CEL variables for metrics and scorecards among ``names`` at ``t``.
+
+        A scorecard is ``{score, tier, rank}``; only ``{score}`` when ``full`` is given
+        and does not name it (see :attr:`Expression.beyond_score`).
+        """
         policy = self.policy
         out: dict[str, Any] = {}
         for name in names:
             if name in policy.metrics and self.available(name):
-                out[name] = self.metric(policy.metrics[name], t, left)
+                out[name] = self.metric(policy.metrics[name], t)
             elif name in policy.scorecards and self.available(name):
                 card = policy.scorecards[name]
-                score = card.clamp(self.score(card, t, left))
-                tier = card.tier_at(score, t)
-                out[name] = {"score": score, "tier": tier[1].name if tier else "",
-                             "rank": tier[0] if tier else -1}
+                out[name] = scorecard_value(card, card.clamp(self.score(card, t)), t,
+                                            full is None or name in full)
         return out
+
+
+def scorecard_value(card: CompiledScorecard, score: float, t: float,
+                    full: bool) -> dict[str, Any]:
+    """A scorecard as a CEL map: ``{score, tier, rank}`` (or ``{score}`` alone)."""
+    if not full:
+        return {"score": score}
+    tier = card.tier_at(score, t)
+    return {"score": score, "tier": tier[1].name if tier else "",
+            "rank": tier[0] if tier else -1}
 
 
 def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetime,
@@ -322,7 +329,7 @@ def _decide_when(history: History, entry: Entry, processed: list[Entry]) -> None
     earlier = History(history.policy, processed, history.consented,
                       _restrict(history.by_scorecard, processed),
                       _restrict_metric(history.by_metric, processed))
-    context = earlier.context(etype.when.names - {"attrs"}, entry.o)
+    context = earlier.context(etype.when.names - {"attrs"}, entry.o, etype.when.beyond_score)
     context["attrs"] = entry.attrs
     if not etype.when.run_bool(context):
         entry.counted, entry.points = False, 0.0

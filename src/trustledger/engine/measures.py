@@ -30,11 +30,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from trustledger.engine.history import INF, History, at
+import cel
+
+from trustledger.engine.history import INF, LN2, Entry, History, at, scorecard_value
 from trustledger.policy.compiled import CompiledMeasure
-from trustledger.policy.models import Aggregate, MetricValue
+from trustledger.policy.models import Aggregate, MetricValue, Sign
 
 _START = -INF
+_REBASE = 64.0
+"""Move the forward-decay landmark once an exponent passes 2^64 (far from overflow)."""
 
 
 @dataclass(slots=True)
@@ -62,7 +66,7 @@ def replay(history: History, valid_at: float) -> dict[str, Track]:
         return tracks
     inputs = sorted({n for m in measures for n in (*m.metrics, *m.scorecards)})
     instants, continuous = _instants(history, inputs, valid_at)
-    runner = _Runner(history, measures, tracks, inputs)
+    runner = _Runner(history, measures, tracks, inputs, valid_at)
     runner.process(_START)
     previous = _START
     heap = sorted(instants | {valid_at})
@@ -102,40 +106,155 @@ def _instants(history: History, inputs: list[str], valid_at: float) -> tuple[set
     return {t for t in instants if t <= valid_at and math.isfinite(t)}, continuous
 
 
+class _Inputs:
+    """The measures' inputs kept up to date as the replay moves forward in time.
+
+    Counts and sums of non-decaying points change only when an entry starts or
+    stops counting (O(1) per change). Decaying points are kept per half-life as a
+    forward-decay sum ``A = Σ v·2^((o - L)/h)`` read as ``A·2^(-(t - L)/h)``, the
+    landmark ``L`` moving forward before the exponents get large. This is the
+    closed form of :meth:`History.score` and :meth:`History.metric` summed
+    incrementally; the decision at ``valid_at`` itself uses the direct sums, so it
+    sees exactly the reported values.
+    """
+
+    def __init__(self, history: History, names: list[str], full: frozenset[str]) -> None:
+        policy = history.policy
+        self.history = history
+        self.full = full
+        self.names = [n for n in names if history.available(n)]
+        self.static = dict.fromkeys(self.names, 0.0)
+        self.count = dict.fromkeys(self.names, 0)
+        self.forward: dict[str, dict[float, float]] = {n: {} for n in self.names}
+        self.live: dict[str, dict[int, tuple[Entry, float]]] = {n: {} for n in self.names}
+        self.landmark = 0.0
+        changes: list[tuple[float, int, str, Entry, float]] = []
+        for name in self.names:
+            if name in policy.scorecards:
+                for entry in history.by_scorecard[name]:
+                    value = entry.capped[name]
+                    if entry.counted and value != 0.0:
+                        changes += [(entry.o, 1, name, entry, value),
+                                    (entry.end, -1, name, entry, value)]
+                continue
+            metric = policy.metrics[name]
+            for entry, window_end in history.by_metric[name]:
+                if not entry.counted:
+                    continue
+                value = entry.capped[metric.scorecard] if metric.scorecard else entry.points
+                if (metric.sign is Sign.NEGATIVE and value >= 0) or (
+                        metric.sign is Sign.POSITIVE and value <= 0):
+                    continue
+                changes += [(entry.o, 1, name, entry, value),
+                            (min(entry.end, window_end), -1, name, entry, value)]
+        changes.sort(key=lambda c: c[0])
+        self.changes = changes
+        self.position = 0
+        if changes:
+            self.landmark = changes[0][0]
+
+    def _decays(self, name: str, entry: Entry) -> bool:
+        metric = self.history.policy.metrics.get(name)
+        return entry.half_life is not None and not (
+            metric is not None and metric.value is MetricValue.ORIGINAL)
+
+    def advance(self, t: float, inclusive: bool) -> None:
+        """Apply every change at or before ``t`` (strictly before, unless ``inclusive``)."""
+        changes = self.changes
+        while self.position < len(changes):
+            when, step, name, entry, value = changes[self.position]
+            if when > t or (when == t and not inclusive):
+                break
+            self.position += 1
+            self.count[name] += step
+            if not self._decays(name, entry):
+                self.static[name] += step * value
+                continue
+            hl = entry.half_life
+            assert hl is not None
+            if step > 0:
+                if (entry.o - self.landmark) / hl > _REBASE:
+                    self._rebase(entry.o)
+                self.live[name][id(entry)] = (entry, value)
+            else:
+                self.live[name].pop(id(entry), None)
+            group = self.forward[name]
+            group[hl] = group.get(hl, 0.0) + step * value * math.exp(
+                LN2 * (entry.o - self.landmark) / hl)
+
+    def _rebase(self, landmark: float) -> None:
+        self.landmark = landmark
+        for name, live in self.live.items():
+            group: dict[float, float] = {}
+            for entry, value in live.values():
+                hl = entry.half_life
+                assert hl is not None
+                group[hl] = group.get(hl, 0.0) + value * math.exp(
+                    LN2 * (entry.o - landmark) / hl)
+            self.forward[name] = group
+
+    def context(self, t: float) -> dict[str, Any]:
+        """The CEL variables at ``t`` from the current state (no change in between)."""
+        policy = self.history.policy
+        out: dict[str, Any] = {}
+        age = t - self.landmark
+        for name in self.names:
+            total = self.static[name]
+            for hl, acc in self.forward[name].items():
+                total += acc * math.exp(-LN2 * age / hl)
+            if name in policy.scorecards:
+                card = policy.scorecards[name]
+                out[name] = scorecard_value(card, card.clamp(card.base + total), t,
+                                            name in self.full)
+            elif policy.metrics[name].aggregate is Aggregate.COUNT:
+                out[name] = self.count[name]
+            else:
+                out[name] = total
+        return out
+
+
 class _Runner:
     def __init__(self, history: History, measures: list[CompiledMeasure],
-                 tracks: dict[str, Track], inputs: list[str]) -> None:
+                 tracks: dict[str, Track], inputs: list[str], valid_at: float) -> None:
         self.history = history
         self.measures = measures
         self.tracks = tracks
         self.inputs = inputs
+        self.full = frozenset().union(*(m.condition.beyond_score for m in measures))
+        self.state = _Inputs(history, inputs, self.full)
+        self.valid_at = valid_at
         self.dependants: dict[str, list[str]] = {}
         for m in measures:
             if m.requires is not None:
                 self.dependants.setdefault(m.requires, []).append(m.name)
         self.last_raw: tuple[bool, ...] = ()
 
-    def raws(self, t: float, left: bool = False) -> tuple[bool, ...]:
-        """Every measure's condition at ``t`` with the measures' current states."""
-        context = self.history.context(self.inputs, t, left)
-        out = []
-        for m in self.measures:
-            out.append(self._condition(m, context)[0])
-        return tuple(out)
+    def raws(self, t: float) -> tuple[bool, ...]:
+        """Every measure's condition at ``t`` (or just before the next change) as things stand."""
+        context = self.state.context(t)
+        shared = self._shared(context)
+        return tuple(self._condition(m, context, shared)[0] for m in self.measures)
 
-    def _condition(self, m: CompiledMeasure, context: dict[str, Any],
-                   ) -> tuple[bool, tuple[str, ...]]:
+    def _shared(self, context: dict[str, Any]) -> cel.Context:
+        # One CEL context for all conditions at an instant: converting values into CEL
+        # costs more than running a condition.
+        shared = cel.Context(context)
+        for name, track in self.tracks.items():
+            shared.add_variable(name, track.effective)
+        return shared
+
+    @staticmethod
+    def _condition(m: CompiledMeasure, context: dict[str, Any],
+                   shared: cel.Context) -> tuple[bool, tuple[str, ...]]:
         blocked = tuple(n for n in (*m.scorecards, *m.metrics) if n not in context)
         if blocked:
             return False, blocked
-        local = dict(context)
-        for q in m.measures:
-            local[q] = self.tracks[q].effective
-        return m.condition.run_bool(local), ()
+        return m.condition.run_bool(shared), ()
 
     def follow_decay(self, previous: float, t: float) -> float:
         """Process every decay-driven change of a condition in ``(previous, t)``."""
-        while self.raws(t, left=True) != self.last_raw:
+        self.state.advance(t, inclusive=False)
+        while self.raws(t) != self.last_raw:
             low, high = previous, t
             while high - low > 1.0:
                 mid = low + math.floor((high - low) / 2.0)
@@ -153,16 +272,22 @@ class _Runner:
 
     def process(self, t: float) -> list[float]:
         """Apply the transitions at ``t``; returns new instants (hold and notice ends)."""
-        context = self.history.context(self.inputs, t)
+        self.state.advance(t, inclusive=True)
+        if t == self.valid_at:
+            context = self.history.context(self.inputs, t, self.full)
+        else:
+            context = self.state.context(t)
         before = {name: (tr.effective, tr.effective_since) for name, tr in self.tracks.items()}
+        shared = self._shared(context)
         later: list[float] = []
         raws = []
         for m in self.measures:
             track = self.tracks[m.name]
-            track.raw, track.blocked = self._condition(m, context)
+            track.raw, track.blocked = self._condition(m, context, shared)
             raws.append(track.raw)
             self._transition(m, track, t, before, later)
             track.effective = track.on or self._forced(m.name) is not None
+            shared.add_variable(m.name, track.effective)
         for m in self.measures:
             track = self.tracks[m.name]
             track.forced_by = self._forced(m.name)

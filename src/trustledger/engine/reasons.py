@@ -11,7 +11,8 @@ and the events behind those values. At most four of each.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from trustledger.engine.history import Entry, History, day
@@ -141,18 +142,20 @@ def _evidence(measure: CompiledMeasure, track: Track, history: History,
               contributions: Mapping[str, Sequence[Contribution]],
               valid_at: float) -> list[Reason]:
     # Evidence for the condition's current value: adverse items make a restriction's
-    # condition true and a privilege's false.
+    # condition true and a privilege's false. Largest first, the most recent on a tie; an
+    # event in a metric is shown as such (it says when it leaves the metric). Only the
+    # ones shown are put into words.
     adverse = (measure.kind is MeasureKind.PRIVILEGE) != track.raw
-    candidates: list[tuple[float, Reason]] = []
+    candidates: list[tuple[float, float, tuple[str, str], int, Callable[[], Reason]]] = []
     entries = {x.event.key: x for x in history.entries}
     for name in measure.scorecards:
         card = history.policy.scorecards[name]
         for c in contributions.get(name, ()):
             if not c.counted or c.points_now == 0.0 or card.is_adverse(c.points_now) != adverse:
                 continue
-            text = contribution_text(c, entries[c.event], valid_at)
-            candidates.append((abs(c.points_now), Reason(f"{name}: {text}", c.event,
-                                                         c.points_now)))
+            entry = entries[c.event]
+            candidates.append((-abs(c.points_now), -entry.o, c.event, 1,
+                               partial(_contribution_reason, name, c, entry, valid_at)))
     for name in measure.metrics:
         metric = history.policy.metrics[name]
         if not history.available(name):
@@ -160,16 +163,26 @@ def _evidence(measure: CompiledMeasure, track: Track, history: History,
         for entry, leaves in history.metric_members(metric, valid_at):
             points = entry.capped[metric.scorecard] if metric.scorecard else entry.points
             now = points * entry.decay(valid_at)
-            text = (f"{entry.label} on {day(entry.o)} ({signed(points)}) counts in {name} "
-                    f"until {day(leaves) if leaves != float('inf') else 'further notice'}")
-            candidates.append((abs(now) if now else 0.5, Reason(text, entry.event.key, now)))
-    candidates.sort(key=lambda item: (-item[0], item[1].text))
-    seen: set[tuple[str, str] | None] = set()
-    out = []
-    for _, reason in candidates:
-        if reason.event in seen:
+            candidates.append((-(abs(now) or 0.5), -entry.o, entry.event.key, 0,
+                               partial(_member_reason, name, entry, points, now, leaves)))
+    candidates.sort(key=lambda item: item[:4])
+    seen: set[tuple[str, str]] = set()
+    out: list[Reason] = []
+    for _, _, key, _, build in candidates:
+        if key in seen:
             continue
-        seen.add(reason.event)
-        out.append(reason)
+        seen.add(key)
+        out.append(build())
+        if len(out) >= MAX_REASONS:
+            break
     return out
 
+
+def _contribution_reason(name: str, c: Contribution, entry: Entry, valid_at: float) -> Reason:
+    return Reason(f"{name}: {contribution_text(c, entry, valid_at)}", c.event, c.points_now)
+
+
+def _member_reason(name: str, entry: Entry, points: float, now: float, leaves: float) -> Reason:
+    until = day(leaves) if math.isfinite(leaves) else "further notice"
+    return Reason(f"{entry.label} on {day(entry.o)} ({signed(points)}) counts in {name} "
+                  f"until {until}", entry.event.key, now)

@@ -8,6 +8,7 @@ unknown names and the linter trace which events can reach a condition.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +25,10 @@ class Expression:
     program: cel.Program
     names: frozenset[str]
     location: SourceLocation
+    beyond_score: frozenset[str] = frozenset()
+    """Names used otherwise than as ``name.score`` (they need the tier and rank too)."""
 
-    def run(self, context: dict[str, Any]) -> Any:
+    def run(self, context: dict[str, Any] | cel.Context) -> Any:
         """Evaluate against ``context``; a CEL error becomes a located :class:`PolicyError`."""
         try:
             return self.program.execute(context)
@@ -35,7 +38,7 @@ class Expression:
                 f"`{self.source}` failed: {_first_line(exc)}",
             )]) from exc
 
-    def run_bool(self, context: dict[str, Any]) -> bool:
+    def run_bool(self, context: dict[str, Any] | cel.Context) -> bool:
         """Evaluate a condition; anything but ``true``/``false`` is a :class:`PolicyError`."""
         result = self.run(context)
         if not isinstance(result, bool):
@@ -59,7 +62,12 @@ def compile_expression(source: str, location: SourceLocation) -> Expression:
         detail = str(exc).split("ERROR: ", 1)[-1].replace("<input>:", "expression position ")
         raise PolicyError([PolicyProblem(location, "expression-syntax",
                                          f"`{source}` is not valid CEL: {detail}")]) from exc
-    return Expression(source, program, frozenset(program.variables()), location)
+    names = frozenset(program.variables())
+    # Converting a map into CEL costs per key, so a scorecard is passed as {score} alone
+    # unless the expression reads more of it (an over-estimate here is harmless).
+    beyond = frozenset(n for n in names
+                       if re.search(rf"\b{re.escape(n)}\b(?!\s*\.\s*score\b)", source))
+    return Expression(source, program, names, location, beyond)
 
 
 def _first_line(exc: BaseException) -> str:
