@@ -131,7 +131,7 @@ def stats(database_url: DatabaseUrl = None) -> None:
         url = ledger.url
     table = Table(title=f"ledger {url}", show_header=False)
     table.add_column("figure")
-    table.add_column("value", justify="right", overflow="fold")
+    table.add_column("value", justify="right")
     for name in ("entries", "events", "purged", "subjects", "sources"):
         table.add_row(name, f"{figures[name]:,}")
     for kind, count in figures["kinds"].items():
@@ -139,9 +139,8 @@ def stats(database_url: DatabaseUrl = None) -> None:
     for name in ("first_recorded_at", "last_recorded_at"):
         moment = figures[name]
         table.add_row(name.replace("_", " "), "-" if moment is None else moment.isoformat())
-    table.add_row("head seq", str(figures["head_seq"]))
-    table.add_row("head hash", figures["head_hash"])
     _out.print(table)
+    _out.print(f"head: seq={figures['head_seq']} hash={figures['head_hash']}")
 
 
 def register(app: typer.Typer) -> None:
