@@ -143,6 +143,9 @@ scorecards:
       - {name: C}
       - {name: B, min: 850, changes: [{from: 2026-07-01, min: 860}]}
       - {name: A, min: 960}
+measures:
+  b_or_better: {kind: privilege, domain: civic, condition: "civic.rank >= 1"}
+  grade_a: {kind: privilege, domain: civic, condition: "civic.tier == 'A'"}
 """, "tiers.yaml")
 
 
@@ -154,3 +157,14 @@ def test_tier_threshold_applies_by_date() -> None:
     assert evaluate(TIERS, [], d("2026-07-01")).scorecards["civic"].tier == "A"
     assert TIERS.tier("civic", 855, d("2026-06-30")) == "B"
     assert TIERS.tier("civic", 855, d("2026-07-01")) == "C"
+
+
+def test_conditions_read_tier_and_rank_by_date() -> None:
+    events = [ev("1", "fine", "2026-02-01")]
+    june = evaluate(TIERS, events, d("2026-06-30")).measures
+    assert (june["b_or_better"].state, june["grade_a"].state) == \
+        (MeasureState.GRANTED, MeasureState.DENIED)
+    july = evaluate(TIERS, events, d("2026-07-02")).measures["b_or_better"]
+    # B's threshold moved to 860 on 2026-07-01: 855 is C (rank 0) from then on
+    assert (july.state, july.since) == (MeasureState.DENIED, d("2026-07-01"))
+    assert "civic.score = 855 (tier C)" in july.reasons[0].text

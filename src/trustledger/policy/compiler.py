@@ -253,6 +253,10 @@ class _Compiler:
                     compiled.location, "expression-type",
                     f"points formula of {label} gave {value!r}, not a number")])
             points = float(value)
+            if not math.isfinite(points):
+                raise PolicyError([PolicyProblem(
+                    compiled.location, "expression-type",
+                    f"points formula of {label} gave {value!r}, not a finite number")])
             if low is not None and points < low:
                 points = low
             if high is not None and points > high:
