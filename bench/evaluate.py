@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         scored += len(result.events)
     elapsed = time.perf_counter() - start
 
-    command = " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else ""
+    command = " ".join(sys.orig_argv) if argv is None else f"main({argv!r})"
     print(f"command:    {command}")
     print(f"machine:    Python {platform.python_version()} on {platform.machine()}, one core, "
           "one process")

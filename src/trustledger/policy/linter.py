@@ -43,20 +43,19 @@ OUT_OF_BOUNDS_WORDS = {
     "assembly_protest": ("protest", "protests", "protested", "demonstration", "rally",
                          "assembly"),
     "religious_belief": ("religion", "religious", "church", "mosque", "temple", "synagogue",
-                         "prayer", "faith", "belief", "worship"),
+                         "prayer", "faith", "worship"),
     "political_opinion": ("political", "politics", "dissent", "ideology"),
-    "association": ("friend", "friends", "contact", "contacts", "acquaintance",
-                    "acquaintances", "relative", "relatives", "associate", "associates",
-                    "follower", "followers", "kin"),
-    "trade_union": ("union", "unions", "unionised", "unionized"),
+    "association": ("friend", "friends", "acquaintance", "acquaintances", "contacts",
+                    "relatives", "associates", "follower", "followers", "kin"),
+    "trade_union": ("trade_union", "labour_union", "labor_union", "unionised", "unionized"),
     "racial_ethnic_origin": ("race", "racial", "ethnic", "ethnicity"),
     "health": ("health", "diagnosis", "illness", "disease", "disability", "pregnancy",
                "medical", "medication"),
     "genetic_biometric": ("genetic", "dna", "genome", "biometric", "fingerprint"),
     "sex_life_orientation": ("sexual", "sexuality", "orientation", "gay", "lesbian"),
 }
-"""Words that, as a whole ``_``-separated part of an event type or attribute name, mark it
-as recording something out of bounds, whatever category it declares."""
+"""Words (or ``_``-joined phrases) that, as whole parts of an event type or attribute name,
+mark it as recording something out of bounds, whatever category it declares."""
 
 _WORD_CATEGORY = {word: cat for cat, words in OUT_OF_BOUNDS_WORDS.items() for word in words}
 
@@ -122,9 +121,10 @@ def _bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
 
 
 def _out_of_bounds_word(name: str) -> str | None:
-    for part in name.split("_"):
-        if part in _WORD_CATEGORY:
-            return part
+    padded = f"_{name}_"
+    for word in _WORD_CATEGORY:
+        if f"_{word}_" in padded:
+            return word
     return None
 
 
