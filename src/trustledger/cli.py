@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from trustledger.errors import InputError, TrustLedgerError
 
@@ -31,7 +32,8 @@ def main() -> None:
     try:
         app()
     except TrustLedgerError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        # Messages carry "[rule]" names: escape them so Rich does not read them as markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise SystemExit(2) from exc
 
 
