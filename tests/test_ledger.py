@@ -424,3 +424,19 @@ def test_entry_is_a_frozen_value(ledger: Ledger) -> None:
     assert isinstance(entry, Entry)
     with pytest.raises(AttributeError):
         entry.seq = 2  # type: ignore[misc]
+
+
+def test_append_bulk_returns_counts(ledger: Ledger) -> None:
+    seen: list[int] = []
+    first = ledger.append_bulk([event(i) for i in range(1_500)], progress=seen.append)
+    assert (first.appended, first.existing, first.head_seq) == (1_500, 0, 1_500)
+    assert seen[-1] == 1_500
+    # A replay mixed with new events: the first try hits the unique index, the retry
+    # looks the keys up and appends only what is new.
+    again = ledger.append_bulk([event(i) for i in range(1_000, 2_600)])
+    assert (again.appended, again.existing, again.head_seq) == (1_100, 500, 2_600)
+    assert (again.head_seq, again.head_hash) == ledger.head()
+    with pytest.raises(ConflictError):
+        ledger.append_bulk([event(i, subject="bob") for i in range(2_000, 3_500)])
+    assert ledger.head()[0] == 2_600
+    assert ledger.verify().entries == 2_600

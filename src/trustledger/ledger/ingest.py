@@ -55,6 +55,9 @@ _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "
 _EVENTS = TypeAdapter(list[EventIn])
 _SHOWN = 50
 
+Chunk = tuple[list[int], list[dict[str, Any]]]
+"""Rows of a file with their line (row) numbers."""
+
 Phase = Callable[[str, int], None]
 """Progress of an ingest: called with the phase (``"read"`` or ``"append"``) and rows done."""
 
@@ -151,31 +154,30 @@ def read_events(
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     result = IngestResult(path, kind)
-    rows = {"csv": _csv_rows, "jsonl": _jsonl_rows, "parquet": _parquet_rows}[kind](path, result)
+    if kind == "parquet":
+        chunks = _parquet_chunks(path, result)
+    else:
+        rows = _csv_rows(path, result) if kind == "csv" else _jsonl_rows(path, result)
+        chunks = _chunked(rows, result, json_text=kind == "csv")
     with paused_gc():
-        pending: list[tuple[int, dict[str, Any]]] = []
-        for line, row in rows:
-            pending.append((line, row))
-            if len(pending) == CHUNK:
-                _validate(pending, result)
-                pending = []
-                if progress is not None:
-                    progress(result.rows)
-        _validate(pending, result)
+        for lines, chunk in chunks:
+            _validate(lines, chunk, result)
+            if progress is not None:
+                progress(result.rows)
     result.problems.sort(key=lambda problem: problem.line)
     if progress is not None:
         progress(result.rows)
     return result
 
 
-def _validate(pending: list[tuple[int, dict[str, Any]]], result: IngestResult) -> None:
+def _validate(lines: list[int], rows: list[dict[str, Any]], result: IngestResult) -> None:
     """Validate rows, all at once when they are all fine (fast), else one by one."""
-    if not pending:
+    if not rows:
         return
     try:
-        events = _EVENTS.validate_python([row for _, row in pending])
+        events = _EVENTS.validate_python(rows)
     except ValidationError:
-        for line, row in pending:
+        for line, row in zip(lines, rows, strict=True):
             try:
                 event = EventIn.model_validate(row)
             except ValidationError as err:
@@ -185,7 +187,46 @@ def _validate(pending: list[tuple[int, dict[str, Any]]], result: IngestResult) -
             result.lines.append(line)
         return
     result.events.extend(events)
-    result.lines.extend(line for line, _ in pending)
+    result.lines.extend(lines)
+
+
+def _chunked(
+    rows: Iterator[tuple[int, dict[str, Any]]], result: IngestResult, *, json_text: bool
+) -> Iterator[Chunk]:
+    """Rows gathered into chunks; with ``json_text``, ``attributes`` parsed from JSON text."""
+    lines: list[int] = []
+    chunk: list[dict[str, Any]] = []
+    for line, row in rows:
+        lines.append(line)
+        chunk.append(row)
+        if len(chunk) == CHUNK:
+            yield _json_attributes(lines, chunk, result) if json_text else (lines, chunk)
+            lines, chunk = [], []
+    yield _json_attributes(lines, chunk, result) if json_text else (lines, chunk)
+
+
+def _json_attributes(lines: list[int], rows: list[dict[str, Any]], result: IngestResult) -> Chunk:
+    """Parse each row's JSON-text ``attributes`` in place; rows where it is bad are rejected."""
+    kept_lines: list[int] = []
+    kept: list[dict[str, Any]] = []
+    loads = orjson.loads
+    for line, row in zip(lines, rows, strict=True):
+        text = row.get("attributes")
+        if text is None or text == "":
+            row.pop("attributes", None)
+        elif type(text) is str:
+            try:
+                value = loads(text)
+            except orjson.JSONDecodeError as err:
+                result.reject(line, row, [("attributes", f"invalid JSON: {err}")])
+                continue
+            if type(value) is not dict:
+                result.reject(line, row, [("attributes", "must be a JSON object")])
+                continue
+            row["attributes"] = value
+        kept_lines.append(line)
+        kept.append(row)
+    return kept_lines, kept
 
 
 def _columns(path: Path, names: list[str], where: str) -> None:
@@ -203,26 +244,6 @@ def _columns(path: Path, names: list[str], where: str) -> None:
         raise InputError(
             f"{path}: {where}: {'; '.join(faults)} (columns: {', '.join(REQUIRED + OPTIONAL)})"
         )
-
-
-def _attributes(row: dict[str, Any], result: IngestResult, line: int) -> bool:
-    """Parse a JSON-text ``attributes`` value in place; False (row rejected) if it is bad."""
-    text = row.get("attributes")
-    if text is None or text == "":
-        row.pop("attributes", None)
-        return True
-    if not isinstance(text, str):
-        return True  # left for validation to refuse with its own message
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as err:
-        result.reject(line, row, [("attributes", f"invalid JSON: {err}")])
-        return False
-    if not isinstance(value, dict):
-        result.reject(line, row, [("attributes", "must be a JSON object")])
-        return False
-    row["attributes"] = value
-    return True
 
 
 def _text(path: Path) -> str:
@@ -268,8 +289,7 @@ def _csv_records(
         row: dict[str, Any] = dict(zip(header, cells, strict=True))
         if row.get("supersedes") == "":
             del row["supersedes"]
-        if _attributes(row, result, line):
-            yield line, row
+        yield line, row
 
 
 def _jsonl_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -289,7 +309,7 @@ def _jsonl_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[st
             yield line, row
 
 
-def _parquet_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[str, Any]]]:
+def _parquet_chunks(path: Path, result: IngestResult) -> Iterator[Chunk]:
     import pyarrow as pa  # here, not at the top: pyarrow takes a while to import
     import pyarrow.parquet as pq
 
@@ -310,26 +330,23 @@ def _parquet_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[
         or pa.types.is_large_string(schema.field("attributes").type)
     ):
         raise InputError(f"{path}: attributes: must be a string column of JSON objects")
-    return _parquet_records(path, names, result)
+    return _parquet_batches(path, names, result)
 
 
-def _parquet_records(
-    path: Path, names: list[str], result: IngestResult
-) -> Iterator[tuple[int, dict[str, Any]]]:
+def _parquet_batches(path: Path, names: list[str], result: IngestResult) -> Iterator[Chunk]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    line = 0
+    done = 0
     try:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK):
             columns = [_pylist(batch.column(name)) for name in names]
-            for values in zip(*columns, strict=True):
-                line += 1
-                row = dict(zip(names, values, strict=True))
-                if _attributes(row, result, line):
-                    yield line, row
+            rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+            lines = list(range(done + 1, done + 1 + len(rows)))
+            done += len(rows)
+            yield _json_attributes(lines, rows, result)
     except pa.ArrowException as err:
-        raise InputError(f"{path}: row {line + 1}: unreadable: {err}") from err
+        raise InputError(f"{path}: after row {done}: unreadable: {err}") from err
 
 
 def _pylist(column: Any) -> list[Any]:
@@ -368,8 +385,8 @@ def ingest_file(
     events, lines = result.events, result.lines
     while True:
         try:
-            appended = ledger._append(
-                events, validate,
+            appended = ledger.append_bulk(
+                events, validate=validate,
                 progress=None if progress is None else lambda n: progress("append", n),
             )
             break

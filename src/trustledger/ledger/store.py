@@ -312,6 +312,20 @@ class Ledger:
             self._save(conn, tip)
         return _entry(row)
 
+    def append_bulk(
+        self,
+        items: Sequence[EventIn | Mapping[str, Any]],
+        *,
+        validate: Validator | None = None,
+        progress: Progress | None = None,
+    ) -> Appended:
+        """Append a large batch atomically, like :meth:`append_events`, returning only counts.
+
+        For files of millions of events: no entry objects are built. ``progress``
+        gets the number of events written so far.
+        """
+        return self._append(items, validate, progress=progress)
+
     def _append(
         self,
         items: Sequence[EventIn | Mapping[str, Any]],
