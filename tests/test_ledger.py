@@ -440,3 +440,15 @@ def test_append_bulk_returns_counts(ledger: Ledger) -> None:
         ledger.append_bulk([event(i, subject="bob") for i in range(2_000, 3_500)])
     assert ledger.head()[0] == 2_600
     assert ledger.verify().entries == 2_600
+
+
+def test_a_schema_newer_than_this_code_is_refused(database_url: str) -> None:
+    Ledger.open(database_url).close()
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(ConfigError, match="schema this version does not know"):
+        Ledger.open(database_url)
