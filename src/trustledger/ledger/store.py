@@ -151,18 +151,6 @@ def _event(row: sa.Row[Any]) -> Event:
     )
 
 
-def _event_payload(event: EventIn) -> dict[str, Any]:
-    return {
-        "source": event.source,
-        "source_event_id": event.source_event_id,
-        "subject": event.subject,
-        "type": event.type,
-        "occurred_at": event.occurred_at.astimezone(UTC),
-        "attributes": event.attributes,
-        "supersedes": event.supersedes,
-    }
-
-
 def _aware_us(moment: datetime, name: str) -> int:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InputError(f"{name}: must be timezone-aware")
@@ -704,44 +692,42 @@ class Ledger:
 def _prepare(items: Sequence[EventIn | Mapping[str, Any]], validate: Validator | None) -> _Batch:
     """Validate a batch and encode its payloads; everything that needs no database."""
     batch = _Batch([], [], [], [], {}, {}, {})
-    dumps, sha256 = orjson.dumps, hashlib.sha256
+    # Bound once: this loop runs once per event of files with millions of them.
+    dumps, sha256, utc = orjson.dumps, hashlib.sha256, UTC
+    add_event, add_payload = batch.events.append, batch.payloads.append
+    add_hash, first_of, hashes = batch.hashes.append, batch.first, batch.hashes
     for index, item in enumerate(items):
-        event: EventIn | None = None
-        if isinstance(item, EventIn):
-            event = item
-        elif isinstance(item, Mapping):
-            try:
-                event = EventIn.model_validate(item)
-            except ValidationError as err:
-                batch.problems.extend(
-                    ItemProblem(index, field, reason) for field, reason in validation_problems(err)
-                )
-        else:
-            batch.problems.append(
-                ItemProblem(index, "(event)", f"not an event (a {type(item).__name__})")
-            )
+        event = item if type(item) is EventIn else _parse(index, item, batch.problems)
         if event is not None and validate is not None:
             checks = validate(event)
             if checks:
                 batch.problems.extend(ItemProblem(index, f, reason) for f, reason in checks)
                 event = None
-        batch.events.append(event)
+        add_event(event)
         if event is None:
-            batch.payloads.append("")
-            batch.hashes.append("")
+            add_payload("")
+            add_hash("")
             continue
-        text = dumps(_event_payload(event), option=CANONICAL).decode()
-        batch.payloads.append(text)
-        batch.hashes.append(sha256(text.encode()).hexdigest())
-        if event.supersedes is not None:
-            target = (event.source, event.supersedes)
-            if target not in batch.first:
-                batch.targets.setdefault(target, []).append(index)
-        key = (event.source, event.source_event_id)
-        first = batch.first.get(key)
+        source, supersedes = event.source, event.supersedes
+        text = dumps({
+            "source": source,
+            "source_event_id": event.source_event_id,
+            "subject": event.subject,
+            "type": event.type,
+            "occurred_at": event.occurred_at.astimezone(utc),
+            "attributes": event.attributes,
+            "supersedes": supersedes,
+        }, option=CANONICAL).decode()
+        payload_hash = sha256(text.encode()).hexdigest()
+        add_payload(text)
+        add_hash(payload_hash)
+        if supersedes is not None and (source, supersedes) not in first_of:
+            batch.targets.setdefault((source, supersedes), []).append(index)
+        key = (source, event.source_event_id)
+        first = first_of.get(key)
         if first is None:
-            batch.first[key] = index
-        elif batch.hashes[first] == batch.hashes[index]:
+            first_of[key] = index
+        elif hashes[first] == payload_hash:
             batch.alias[index] = first
         else:
             batch.problems.append(
@@ -749,3 +735,19 @@ def _prepare(items: Sequence[EventIn | Mapping[str, Any]], validate: Validator |
                             f"repeats item {first}'s key with different content")
             )
     return batch
+
+
+def _parse(index: int, item: Any, problems: list[ItemProblem]) -> EventIn | None:
+    """An item that is not yet an :class:`EventIn`, validated; None (and problems) if bad."""
+    if isinstance(item, EventIn):
+        return item
+    if not isinstance(item, Mapping):
+        problems.append(ItemProblem(index, "(event)", f"not an event (a {type(item).__name__})"))
+        return None
+    try:
+        return EventIn.model_validate(item)
+    except ValidationError as err:
+        problems.extend(
+            ItemProblem(index, field, reason) for field, reason in validation_problems(err)
+        )
+        return None
