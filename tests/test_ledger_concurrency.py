@@ -85,16 +85,24 @@ def _run_children(url: str, tmp_path: Path) -> list[dict[str, dict[str, int]]]:
         )
         for worker in range(WORKERS)
     ]
-    for child in children:  # all imported, opened and migrated: start them together
-        assert child.stdout is not None
-        assert child.stdout.readline() == "ready\n"
-    go.touch()
-    results = []
-    for child in children:
-        out, err = child.communicate(timeout=180)
-        assert child.returncode == 0, err
-        results.append(json.loads(out))
-    return results
+    try:
+        for child in children:  # all imported, opened and migrated: start them together
+            assert child.stdout is not None
+            if child.stdout.readline() != "ready\n":
+                _, err = child.communicate(timeout=60)
+                pytest.fail(f"an appender died before starting: {err}")
+        go.touch()
+        results = []
+        for child in children:
+            out, err = child.communicate(timeout=180)
+            assert child.returncode == 0, err
+            results.append(json.loads(out))
+        return results
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+            child.communicate()
 
 
 @pytest.mark.timeout(240)

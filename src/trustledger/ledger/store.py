@@ -369,7 +369,7 @@ class Ledger:
                 if payload_hash == batch.hashes[index]:
                     existing[index] = seq
                 else:
-                    conflicts.append(f"({key[0]!r}, {key[1]!r}) (seq={seq}, item {index})")
+                    conflicts.append(f"({key[0]!r}, {key[1]!r}) (recorded as seq={seq})")
             for target, indexes in batch.targets.items():
                 if target not in stored:
                     problems.extend(
