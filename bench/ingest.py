@@ -11,6 +11,15 @@ the figure is the median of the runs' events per second. PostgreSQL is a throwaw
 server started like the test suite's (``tests/postgres.py``), or the one
 ``$TRUSTLEDGER_TEST_POSTGRES_URL`` names; it runs with fsync off, SQLite with
 ``synchronous=FULL``, so the PostgreSQL figure flatters the disk.
+
+Where the time goes (per event, on the 2-core development machine, measured
+separately): reading the Parquet columns and building rows 3-4 µs, pydantic
+validation into ``EventIn`` 5-8 µs, canonical payload + SHA-256 4 µs, chaining
+(header + SHA-256) 2-3 µs, and SQLite itself 8 µs per insert plus 2 µs of commit
+(three B-trees: the rows, the ``(source, source_event_id)`` key and the
+``(subject, seq)`` index). SQLite alone therefore caps this machine near 100,000
+events/s before any Python runs; PostgreSQL spends most of its time in psycopg's
+per-row pipelined ``executemany``.
 """
 
 from __future__ import annotations
