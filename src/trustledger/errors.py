@@ -11,6 +11,7 @@ rule or entry at fault so the message alone tells what to fix::
     │       └── LintError      a policy breaks a safeguard (rule, element, why)
     ├── ConflictError          same idempotency key, different content; nothing was written
     ├── NotFoundError          a named subject, event, policy or entry does not exist
+    │   └── ErasedError        the subject's data was erased on request: there is no data
     └── IntegrityError         the ledger's hash chain does not verify (first broken entry)
 """
 
@@ -102,6 +103,14 @@ class ConflictError(TrustLedgerError):
 
 class NotFoundError(TrustLedgerError):
     """A named thing does not exist."""
+
+
+class ErasedError(NotFoundError):
+    """The subject's data was erased on request: no score and "no data" for relying parties."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(f"subject {subject!r}: no data (erased on request)")
 
 
 class IntegrityError(TrustLedgerError):

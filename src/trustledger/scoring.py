@@ -1,9 +1,24 @@
 """Scoring from the ledger: published policy versions, and one subject's evaluation.
 
 This is the one place that joins storage and the pure engine: it reads a
-subject's events and opt-ins from the ledger and calls
+subject's events and rights records from the ledger and calls
 :func:`trustledger.engine.evaluate`; every path that scores a subject from the
-ledger (CLI, service) goes through :func:`evaluate_subject`.
+ledger (CLI, service, report, what-if) goes through :func:`assess_subject` (or
+:func:`evaluate_subject`, its evaluation alone).
+
+Subject rights are applied around the one ``evaluate`` call, never inside the
+engine and never by editing events (:func:`assess`):
+
+* an erased subject is not scored at all (:class:`~trustledger.errors.ErasedError`);
+* opt-ins in force at the moment asked about choose the opt-in scorecards;
+* disputed adverse events (open, lapsed unverified, or found invalid) are left out
+  of the events handed to ``evaluate`` — so the score while disputed *is* a fresh
+  evaluation of the history without them — and the assessment says why per event;
+* human reviews are laid over the resulting measures (a lifted restriction is no
+  longer in force, with the reviewer's written reason).
+
+Rights are taken as recorded by ``known_at`` (or ``valid_at`` when there is no
+knowledge limit), so an evaluation of the past is reproducible.
 
 A policy version is published by appending a :data:`PUBLISHED` record holding
 its full YAML text, content hash and ``effective_from``; the version in force at
@@ -13,15 +28,19 @@ it (of two with the same date, the later published).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from trustledger.engine import Evaluation, evaluate
-from trustledger.errors import NotFoundError
+from trustledger.engine import Evaluation, Event, evaluate
+from trustledger.errors import ErasedError, InputError, NotFoundError
 from trustledger.ledger import Entry, Ledger
 from trustledger.policy import CompiledPolicy, load_policy, parse_policy
-from trustledger.rights import opt_ins
+from trustledger.rights.consent import active_consents
+from trustledger.rights.dispute import Dispute, fold_disputes, split_disputed
+from trustledger.rights.erasure import erased_at
+from trustledger.rights.review import Review, apply_reviews, fold_reviews
 
 PUBLISHED = "policy.published"
 """Record kind of a policy publication."""
@@ -81,6 +100,101 @@ def policy_in_force(ledger: Ledger, at: datetime) -> PublishedPolicy:
     return max(candidates, key=lambda p: (p.effective_from, p.seq))
 
 
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """An event scoring leaves out because of a dispute, and why in words."""
+
+    event: Event
+    dispute: Dispute
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One subject's evaluation with its rights applied, and what was applied.
+
+    ``events`` are all the subject's known events; ``scored`` those handed to
+    :func:`~trustledger.engine.evaluate` (``left_out`` says why the others are
+    not); ``engine`` is ``evaluate``'s own result and ``evaluation`` the same with
+    human reviews laid over its measures. ``as_of`` is the moment rights were
+    taken at: ``known_at``, or ``valid_at`` without a knowledge limit.
+    """
+
+    subject: str
+    policy: CompiledPolicy
+    valid_at: datetime
+    known_at: datetime | None
+    as_of: datetime
+    events: tuple[Event, ...]
+    scored: tuple[Event, ...]
+    left_out: tuple[LeftOut, ...]
+    opt_ins: frozenset[str]
+    disputes: tuple[Dispute, ...]
+    reviews: tuple[Review, ...]
+    engine: Evaluation
+    evaluation: Evaluation
+
+
+def assess(
+    policy: CompiledPolicy,
+    subject: str,
+    events: Sequence[Event],
+    records: Iterable[Entry],
+    valid_at: datetime,
+    known_at: datetime | None = None,
+) -> Assessment:
+    """Evaluate one subject's events with its rights applied; pure.
+
+    ``events`` are the subject's events known by ``known_at``; ``records`` its
+    ledger entries (``ledger.records(subject=...)``: consents, disputes, reviews,
+    purges). Raises :class:`~trustledger.errors.ErasedError` for an erased subject
+    and :class:`~trustledger.errors.NotFoundError` for one with no events.
+    """
+    if known_at is not None and (known_at.tzinfo is None or known_at.utcoffset() is None):
+        raise InputError("known_at: must be timezone-aware (UTC)")
+    if valid_at.tzinfo is None or valid_at.utcoffset() is None:
+        raise InputError("valid_at: must be timezone-aware (UTC)")
+    entries = list(records)
+    if erased_at(entries) is not None:
+        raise ErasedError(subject)
+    if not events:
+        raise NotFoundError(f"subject {subject!r} has no events in the ledger")
+    as_of = known_at or valid_at
+    consented = frozenset(
+        c.scorecard for c in active_consents(entries, as_of)
+        if c.scope == "scorecard" and c.scorecard is not None and c.scorecard in policy.scorecards
+    )
+    disputes = fold_disputes(entries, as_of)
+    kept, left = split_disputed(policy, events, disputes, as_of)
+    engine = evaluate(policy, kept, valid_at, known_at, opt_ins=consented)
+    reviews = fold_reviews(entries, as_of)
+    return Assessment(
+        subject=subject, policy=policy, valid_at=valid_at, known_at=known_at, as_of=as_of,
+        events=tuple(events), scored=tuple(kept),
+        left_out=tuple(LeftOut(e, d, d.describe(as_of)) for e, d in left),
+        opt_ins=consented, disputes=tuple(disputes), reviews=tuple(reviews), engine=engine,
+        evaluation=apply_reviews(engine, reviews, as_of),
+    )
+
+
+def assess_subject(
+    ledger: Ledger,
+    subject: str,
+    policy: CompiledPolicy,
+    valid_at: datetime,
+    known_at: datetime | None = None,
+) -> Assessment:
+    """Evaluate one subject from the ledger with its rights applied (see :func:`assess`).
+
+    Events are those recorded by ``known_at`` (all, if ``None``). Raises
+    :class:`~trustledger.errors.ErasedError` for an erased subject and
+    :class:`~trustledger.errors.NotFoundError` for a subject with no events.
+    """
+    records = list(ledger.records(subject=subject))
+    events = [] if erased_at(records) else list(ledger.events(subject, known_at=known_at))
+    return assess(policy, subject, events, records, valid_at, known_at)
+
+
 def evaluate_subject(
     ledger: Ledger,
     subject: str,
@@ -88,17 +202,14 @@ def evaluate_subject(
     valid_at: datetime,
     known_at: datetime | None = None,
 ) -> Evaluation:
-    """Evaluate one subject from the ledger.
+    """Evaluate one subject from the ledger with its rights applied (an assessment's evaluation).
 
-    Events are those recorded by ``known_at`` (all, if ``None``); opt-ins are those
-    in force at ``known_at`` (or at ``valid_at`` if ``known_at`` is ``None``).
-    Raises :class:`~trustledger.errors.NotFoundError` for a subject with no events.
+    Events are those recorded by ``known_at`` (all, if ``None``); opt-ins, disputes
+    and reviews those recorded by ``known_at`` (or ``valid_at`` if ``known_at`` is
+    ``None``). Raises :class:`~trustledger.errors.ErasedError` for an erased
+    subject and :class:`~trustledger.errors.NotFoundError` for a subject with no events.
     """
-    events = list(ledger.events(subject, known_at=known_at))
-    if not events:
-        raise NotFoundError(f"subject {subject!r} has no events in the ledger")
-    consented = opt_ins(ledger, subject, known_at or valid_at) & set(policy.scorecards)
-    return evaluate(policy, events, valid_at, known_at, opt_ins=consented)
+    return assess_subject(ledger, subject, policy, valid_at, known_at).evaluation
 
 
 def _published(entry: Entry) -> PublishedPolicy | None:

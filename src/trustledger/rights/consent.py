@@ -70,10 +70,14 @@ def active_consents(entries: Iterable[Entry], at: datetime) -> list[Consent]:
     return [c for c in _fold(entries, at) if c.active_at(at)]
 
 
+def fold_consents(entries: Iterable[Entry], at: datetime | None = None) -> list[Consent]:
+    """Every consent among ``entries`` (withdrawals filled in), as recorded by ``at``; pure."""
+    return _fold(entries, at or datetime.max.replace(tzinfo=UTC))
+
+
 def consents(ledger: Ledger, subject: str, at: datetime | None = None) -> list[Consent]:
     """Every consent the subject ever granted (withdrawals filled in), up to ``at``."""
-    moment = at or datetime.max.replace(tzinfo=UTC)
-    return _fold(_records(ledger, subject), moment)
+    return fold_consents(_records(ledger, subject), at)
 
 
 def opt_ins(ledger: Ledger, subject: str, at: datetime) -> frozenset[str]:
