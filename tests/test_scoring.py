@@ -125,3 +125,17 @@ def test_cli_score_and_explain(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["score", "carol", "--policy", str(SESAME), "--at", "soon",
                               "--database-url", url])
     assert "--at" in str(bad.exception)
+
+
+def test_cli_policy_publish_records_once_and_refuses_a_linted_policy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pub.db'}"
+    runner = CliRunner()
+    first = runner.invoke(app, ["policy", "publish", str(SESAME), "--database-url", url])
+    assert first.exit_code == 0, first.output
+    assert load_policy(SESAME).hash in first.output
+    refused = ROOT / "tests" / "policies" / "refused" / "travel_ban_for_a_ticket.yaml"
+    bad = runner.invoke(app, ["policy", "publish", str(refused), "--database-url", url])
+    assert bad.exit_code == 2
+    assert "[proportionality]" in bad.output
+    with Ledger.open(url) as ledger:
+        assert [p.hash for p in published_policies(ledger)] == [load_policy(SESAME).hash]
