@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: set up, then build the demo ledger and score it
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+## run: set up, then serve the HTTP API on the demo ledger (built on first start) at $(HOST):$(PORT)
 run: $(STAMP)
-	$(BIN)/trustledger demo
+	$(BIN)/trustledger serve --demo --host $(HOST) --port $(PORT)
 
 ## test: set up, then run linters and the whole test suite (SQLite and PostgreSQL)
 test: $(STAMP)

@@ -2,7 +2,8 @@
 
 Each area registers its own commands: the ledger (``init``, ``ingest``,
 ``import``, ``export``, ``verify``, ``stats``), the policy language
-(``policy check|schema|publish``) and scoring (``score``, ``explain``).
+(``policy check|schema|publish``), scoring (``score``, ``explain``), the HTTP
+service (``serve``) and its API keys (``principal add|list|revoke``).
 """
 
 from __future__ import annotations
@@ -152,13 +153,19 @@ def demo(
 
 def _register_areas() -> None:
     # Imported here so each area owns its commands in its own module.
+    from trustledger.api import serve as serve_command
     from trustledger.ledger import commands as ledger_commands
     from trustledger.models import commands as models_commands
     from trustledger.policy import commands as policy_commands
+    from trustledger.principals import commands as principal_commands
+    from trustledger.rights import commands as rights_commands
 
     ledger_commands.register(app)
     policy_commands.register(app)
     models_commands.register(app)
+    rights_commands.register(app)
+    serve_command.register(app)
+    principal_commands.register(app)
 
 
 _register_areas()

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -227,6 +227,17 @@ class CompiledMeasure:
     measures: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CompiledPurpose:
+    """A purpose: the measures and scorecards a decision for it discloses, in its domain."""
+
+    name: str
+    label: str
+    domain: str
+    measures: tuple[str, ...]
+    scorecards: tuple[str, ...]
+
+
 @dataclass(frozen=True, eq=False)
 class CompiledPolicy:
     """A validated, compiled and linted policy version, named by its content hash.
@@ -244,6 +255,7 @@ class CompiledPolicy:
     scorecards: Mapping[str, CompiledScorecard]
     measures: Mapping[str, CompiledMeasure]
     locator: Locator
+    purposes: Mapping[str, CompiledPurpose] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -260,7 +272,11 @@ class CompiledPolicy:
 
 def content_hash(policy: Policy) -> str:
     """``sha256:<hex>`` of the policy's canonical JSON (comments and layout do not count)."""
-    canonical = json.dumps(policy.model_dump(mode="json", by_alias=True), sort_keys=True,
+    document = policy.model_dump(mode="json", by_alias=True)
+    if not document["purposes"]:
+        # A policy without purposes keeps the hash it had before purposes existed.
+        del document["purposes"]
+    canonical = json.dumps(document, sort_keys=True,
                            separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

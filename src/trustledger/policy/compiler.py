@@ -23,6 +23,7 @@ from trustledger.policy.compiled import (
     CompiledMeasure,
     CompiledMetric,
     CompiledPolicy,
+    CompiledPurpose,
     CompiledScorecard,
     CompiledTier,
     PointsFunction,
@@ -444,6 +445,25 @@ class _Compiler:
                              f"`{', '.join(unknown)}` is none of them")
 
 
+    def purposes(self) -> dict[str, CompiledPurpose]:
+        compiled: dict[str, CompiledPurpose] = {}
+        for name, spec in self.model.purposes.items():
+            path: tuple[PathPart, ...] = ("purposes", name)
+            for section, names, known in (("measures", spec.measures, self.model.measures),
+                                          ("scorecards", spec.scorecards,
+                                           self.model.scorecards)):
+                for i, ref in enumerate(names):
+                    if ref not in known:
+                        self.problem((*path, section, i), "unknown-reference",
+                                     f"no {section[:-1]} `{ref}`")
+                    elif ref in names[:i]:
+                        self.problem((*path, section, i), "unknown-reference",
+                                     f"`{ref}` is listed twice")
+            compiled[name] = CompiledPurpose(name, spec.label, spec.domain, spec.measures,
+                                             spec.scorecards)
+        return compiled
+
+
 def compile_policy(model: Policy, locator: Locator, content_hash: str) -> CompiledPolicy:
     """Check cross-references and compile expressions; raise all problems at once."""
     compiler = _Compiler(model, locator)
@@ -457,12 +477,13 @@ def compile_policy(model: Policy, locator: Locator, content_hash: str) -> Compil
     metrics = {name: compiler.metric(name, spec) for name, spec in model.metrics.items()}
     compiler.check_when(event_types, metrics, scorecards)
     measures = compiler.measures(scorecards, metrics)
+    purposes = compiler.purposes()
     if compiler.problems:
         raise PolicyError(compiler.problems)
     return CompiledPolicy(
         model=model, source=locator.file, hash=content_hash,
         effective_from=model.effective_from, event_types=event_types, metrics=metrics,
-        scorecards=scorecards, measures=measures, locator=locator,
+        scorecards=scorecards, measures=measures, locator=locator, purposes=purposes,
     )
 
 

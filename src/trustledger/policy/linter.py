@@ -16,6 +16,10 @@ Rules, each refusal naming the rule, the offending element and why:
     scoped to an opt-in scorecard; a measure combining domains reads no opt-in input.
 ``cross-domain-restriction`` (safeguard 2)
     a restriction depends on a scorecard or metric that spans domains.
+``purpose-firewall`` (safeguard 2)
+    a purpose discloses a measure of another domain, or a scorecard whose events are
+    not of its domain (an opt-in scorecard may span domains if one of them is the
+    purpose's: the subject's opt-in covers the crossing).
 ``proportionality`` (safeguard 3)
     a restriction is in force for a subject with no events, or a single event of
     lower gravity than the restriction's severity can bring it into force. This
@@ -70,7 +74,7 @@ class _Reach:
 
 def lint(policy: CompiledPolicy) -> None:
     """Check the safeguards; raise :class:`LintError` listing every refusal."""
-    problems = [*_bounds(policy), *_firewall(policy)]
+    problems = [*_bounds(policy), *_firewall(policy), *_purposes(policy)]
     if not problems:
         problems.extend(_proportionality(policy))
     if problems:
@@ -245,6 +249,33 @@ def _consent_gated(policy: CompiledPolicy, measure: CompiledMeasure) -> bool:
         if scope is not None and policy.scorecards[scope].opt_in:
             return True
     return False
+
+
+def _purposes(policy: CompiledPolicy) -> list[PolicyProblem]:
+    out = []
+    for name, purpose in policy.purposes.items():
+        for i, measure_name in enumerate(purpose.measures):
+            measure = policy.measures.get(measure_name)
+            if measure is not None and measure.domain != purpose.domain:
+                out.append(_problem(
+                    policy, ("purposes", name, "measures", i), "purpose-firewall",
+                    f"safeguard 2: purpose `{name}` (domain {purpose.domain}) discloses "
+                    f"measure `{measure_name}` of domain {measure.domain}; a decision for a "
+                    "purpose may only disclose measures of the purpose's own domain"))
+        for i, card_name in enumerate(purpose.scorecards):
+            card = policy.scorecards.get(card_name)
+            if card is None:
+                continue
+            domains = card.domains
+            if domains == {purpose.domain} or (card.opt_in and purpose.domain in domains):
+                continue
+            out.append(_problem(
+                policy, ("purposes", name, "scorecards", i), "purpose-firewall",
+                f"safeguard 2: purpose `{name}` (domain {purpose.domain}) discloses scorecard "
+                f"`{card_name}` over the domains {', '.join(sorted(domains))}; a purpose may "
+                "disclose a scorecard of its own domain, or an opt-in scorecard that "
+                "includes its domain"))
+    return out
 
 
 # --- safeguard 3 ---------------------------------------------------------------------------

@@ -373,6 +373,20 @@ class Measure(_Model):
         return self
 
 
+class Purpose(_Model):
+    """A declared purpose a relying party asks decisions for, and what a decision discloses.
+
+    A decision for a purpose returns only the measures (and scorecards) listed here;
+    the linter keeps every disclosed measure inside the purpose's domain.
+    """
+
+    label: str
+    description: str = ""
+    domain: Name
+    measures: tuple[Name, ...] = Field(min_length=1)
+    scorecards: tuple[Name, ...] = ()
+
+
 class Policy(_Model):
     """A policy document: one version of a scoring programme's rules."""
 
@@ -384,6 +398,7 @@ class Policy(_Model):
     metrics: dict[Name, Metric] = Field(default_factory=dict)
     scorecards: dict[Name, Scorecard] = Field(default_factory=dict)
     measures: dict[Name, Measure] = Field(default_factory=dict)
+    purposes: dict[Name, Purpose] = Field(default_factory=dict)
 
 
 def json_schema() -> dict[str, Any]:

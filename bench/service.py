@@ -1,0 +1,310 @@
+"""The HTTP service under load, on loopback: decisions and event appends, SQLite and PostgreSQL.
+
+    .venv/bin/python bench/service.py                        # SQLite and PostgreSQL
+    .venv/bin/python bench/service.py --database sqlite --rate 1500 --duration 20
+
+For each database: a ledger with the demo population (10,000 subjects, 200,000 events,
+`policies/sesame.yaml`; the same seed as `make run`) is built and not timed; a relying
+party gets the consent of `--consenting` subjects (opted in to the Sesame score) and the
+server (`trustledger serve`, one uvicorn worker) is started on 127.0.0.1. Then:
+
+1. **decisions, cold**: one decision per consenting subject, 16 in flight (each subject's
+   first decision loads and evaluates it);
+2. **decisions at a fixed offered rate**: `--rate` requests/s for `--duration` s, open loop
+   (requests are sent on schedule whatever the answers; latency is measured from the
+   scheduled time, so a stall counts against every request it delays), subjects drawn at
+   random from the consenting ones;
+3. **events, single**: `--single` events, one per request, 16 in flight;
+4. **events, batched**: `--batches` batches of `--batch-size` events.
+
+Every decision is access-logged before it is answered (group commit). The load generator
+is a minimal HTTP/1.1 client over keep-alive connections on the same 2-core machine, so it
+takes CPU from the server: the figures are a floor. Bounded in count and time; loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shlex
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from trustledger.demo import DEMO_POPULATION  # noqa: E402
+from trustledger.ledger import ingest_file  # noqa: E402
+from trustledger.principals import Record, Role, ServiceLedger, add_principal  # noqa: E402
+from trustledger.rights.consent import GRANTED  # noqa: E402
+from trustledger.scoring import publish_policy  # noqa: E402
+from trustledger.synth import Population, subject_id, write_parquet  # noqa: E402
+
+HOST = "127.0.0.1"
+POLICY = ROOT / "policies" / "sesame.yaml"
+
+
+# -- a minimal HTTP/1.1 keep-alive client ---------------------------------------------------
+
+class Connection:
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        return cls(reader, writer)
+
+    async def request(self, method: str, path: str, key: str, body: bytes) -> tuple[int, bytes]:
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer {key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        data = await self.reader.readexactly(length)
+        return status, data
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def closed_loop(port: int, key: str, path: str, bodies: list[bytes],
+                      concurrency: int) -> tuple[float, list[float], dict[int, int]]:
+    """Send every body, ``concurrency`` in flight; (seconds, latencies, status counts)."""
+    queue = list(reversed(bodies))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def worker() -> None:
+        conn = await Connection.open(port)
+        try:
+            while queue:
+                body = queue.pop()
+                t = time.perf_counter()
+                status, _ = await conn.request("POST", path, key, body)
+                latencies.append(time.perf_counter() - t)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start, latencies, statuses
+
+
+async def open_loop(port: int, key: str, path: str, make_body: Any, rate: float,
+                    duration: float, connections: int) -> dict[str, Any]:
+    """Offer ``rate`` requests/s for ``duration`` s; latency from each scheduled send time."""
+    total = int(rate * duration)
+    free: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        free.put_nowait(await Connection.open(port))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    tasks = []
+
+    async def one(scheduled: float, body: bytes) -> None:
+        conn = await free.get()
+        try:
+            status, _ = await conn.request("POST", path, key, body)
+        finally:
+            free.put_nowait(conn)
+        latencies.append(time.perf_counter() - scheduled)
+        statuses[status] = statuses.get(status, 0) + 1
+
+    start = time.perf_counter()
+    for i in range(total):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled, make_body())))
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + 60)
+    elapsed = time.perf_counter() - start
+    while not free.empty():
+        free.get_nowait().close()
+    latencies.sort()
+    return {"offered_per_s": rate, "requests": total, "seconds": round(elapsed, 2),
+            "achieved_per_s": round(total / elapsed, 1), "statuses": statuses,
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+            "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2),
+            "max_ms": round(1000 * latencies[-1], 2)}
+
+
+# -- set-up -----------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def prepare(url: str, work: Path, population: Population, consenting: int
+            ) -> dict[str, str]:
+    """The demo population, the policy, principals and consents; returns the keys."""
+    with ServiceLedger.open(url) as ledger:
+        parquet = work / "population.parquet"
+        write_parquet(population, parquet)
+        ingest_file(ledger, parquet)
+        publish_policy(ledger, POLICY)
+        party = add_principal(ledger, "bench-party", Role.RELYING_PARTY,
+                              accreditations=("rental_deposit",), rate_limit=1_000_000)
+        source = add_principal(ledger, "bench-source", Role.SOURCE,
+                               accreditations=("bill_paid", "repayment_on_time"),
+                               rate_limit=1_000_000)
+        records = []
+        for i in range(consenting):
+            s = subject_id(i)
+            records.append(Record(GRANTED, {"scope": "scorecard", "scorecard": "sesame"}, s))
+            records.append(Record(GRANTED, {"scope": "decision", "party": "bench-party",
+                                            "purpose": "rental_deposit"}, s))
+        ledger.append_records(records)
+    return {"party": party.key, "source": source.key}
+
+
+@contextmanager
+def server(url: str, port: int, work: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "TRUSTLEDGER_DATA": str(work), "TRUSTLEDGER_MAX_IN_FLIGHT": "1000"}
+    command = [str(ROOT / ".venv" / "bin" / "trustledger"), "serve", "--host", HOST,
+               "--port", str(port), "--database-url", url]
+    log = (work / "server.log").open("wb")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((HOST, port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError(f"server did not start; see {work / 'server.log'}")
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    population = Population(subjects=args.subjects, events=args.events,
+                            seed=DEMO_POPULATION.seed)
+    t = time.perf_counter()
+    keys = prepare(url, work, population, args.consenting)
+    print(f"[{database}] ledger ready in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    port = free_port()
+    result: dict[str, Any] = {"database": database}
+    rng = random.Random(7)
+    subjects = [subject_id(i) for i in range(args.consenting)]
+
+    def decision_body() -> bytes:
+        return json.dumps({"subject": rng.choice(subjects),
+                           "purpose": "rental_deposit"}).encode()
+
+    with server(url, port, work):
+        bodies = [json.dumps({"subject": s, "purpose": "rental_deposit"}).encode()
+                  for s in subjects]
+        seconds, lat, statuses = asyncio.run(closed_loop(port, keys["party"], "/v1/decisions",
+                                                         bodies, 16))
+        result["decisions_cold"] = {"requests": len(bodies), "seconds": round(seconds, 2),
+                                    "per_s": round(len(bodies) / seconds, 1),
+                                    "p50_ms": round(1000 * statistics.median(lat), 2),
+                                    "statuses": statuses}
+        result["decisions"] = asyncio.run(open_loop(
+            port, keys["party"], "/v1/decisions", decision_body, args.rate, args.duration,
+            args.connections))
+        base = datetime(2026, 6, 1, tzinfo=UTC)
+
+        def event(i: int, tag: str) -> dict[str, Any]:
+            return {"source_event_id": f"bench-{tag}-{i}", "subject": subjects[i % len(subjects)],
+                    "type": "bill_paid", "occurred_at": (base + timedelta(seconds=i)).isoformat()}
+
+        singles = [json.dumps(event(i, "single")).encode() for i in range(args.single)]
+        seconds, lat, statuses = asyncio.run(closed_loop(port, keys["source"], "/v1/events",
+                                                         singles, 16))
+        result["events_single"] = {"events": len(singles), "seconds": round(seconds, 2),
+                                   "per_s": round(len(singles) / seconds, 1),
+                                   "p50_ms": round(1000 * statistics.median(lat), 2),
+                                   "statuses": statuses}
+        batches = [json.dumps({"events": [event(b * args.batch_size + i, "batch")
+                                          for i in range(args.batch_size)]}).encode()
+                   for b in range(args.batches)]
+        seconds, lat, statuses = asyncio.run(closed_loop(port, keys["source"],
+                                                         "/v1/events/batch", batches, 1))
+        events = args.batches * args.batch_size
+        result["events_batched"] = {"events": events, "batch_size": args.batch_size,
+                                    "seconds": round(seconds, 2),
+                                    "per_s": round(events / seconds, 1),
+                                    "p50_batch_ms": round(1000 * statistics.median(lat), 1),
+                                    "statuses": statuses}
+    return result
+
+
+@contextmanager
+def database(kind: str, work: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{work / 'ledger.db'}"
+        return
+    from tests.postgres import create_database, postgres_server
+
+    with postgres_server() as server_url:
+        yield create_database(server_url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--subjects", type=int, default=DEMO_POPULATION.subjects)
+    parser.add_argument("--events", type=int, default=DEMO_POPULATION.events)
+    parser.add_argument("--consenting", type=int, default=2_000)
+    parser.add_argument("--rate", type=float, default=1_500.0)
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--single", type=int, default=2_000)
+    parser.add_argument("--batches", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "out" / "service.json")
+    args = parser.parse_args()
+    command = "python bench/service.py " + shlex.join(sys.argv[1:])
+    results = []
+    for kind in (["sqlite", "postgres"] if args.database == "both" else [args.database]):
+        work = Path(tempfile.mkdtemp(prefix=f"tl-bench-{kind}-"))
+        try:
+            with database(kind, work) as url:
+                results.append(run(kind, url, args, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps(results[-1], indent=2))
+    report = {"command": command.strip(), "machine": f"{platform.machine()}, "
+              f"{os.cpu_count()} cores, Python {platform.python_version()}", "results": results}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The FastAPI application: one router per actor, problem+json errors, limits, logs, metrics.
+
+``create_app(settings)`` builds the app; the ledger is opened when the app starts
+(its lifespan) unless a :class:`~trustledger.api.service.Service` is passed in.
+``create_app_from_env`` is the factory ``uvicorn`` imports (``trustledger serve``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from trustledger import __version__
+from trustledger.api import problems
+from trustledger.api.auth import SECURITY_SCHEME
+from trustledger.api.middleware import Metrics, ServiceMiddleware
+from trustledger.api.routers import operator, relying_parties, sources, subjects, system
+from trustledger.api.schemas import CloudEvent, EventBatch, EventSubmission
+from trustledger.api.service import Service
+from trustledger.api.settings import Settings
+
+DESCRIPTION = """\
+Trust scores with reasons, consent and contestability built in.
+
+Every call but `/healthz` and `/metrics` needs an API key (`Authorization: Bearer tl_...`)
+issued by the operator. Each actor has its own routes: **sources** append events,
+**relying parties** ask for one subject's decision for a declared purpose (only with that
+subject's active consent), **subjects** see everything about themselves and grant or
+withdraw consent, the **operator** publishes policies, manages principals and sees
+aggregate statistics. Errors are RFC 9457 problem details.
+"""
+
+
+def create_app(settings: Settings | None = None, *, service: Service | None = None) -> FastAPI:
+    """The application; it opens (and at shutdown closes) its service unless given one."""
+    settings = settings or (service.settings if service else Settings.from_env())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = service is None
+        app.state.service = service or Service.open(settings)
+        try:
+            yield
+        finally:
+            if own:
+                app.state.service.close()
+
+    app = FastAPI(title="trustledger", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    if service is not None:
+        app.state.service = service
+    metrics = Metrics()
+    app.state.metrics = metrics
+    problems.install(app)
+    for module in (system, sources, relying_parties, subjects, operator):
+        app.include_router(module.router)
+    app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            _, extra = models_json_schema(
+                [(m, "validation") for m in (EventSubmission, CloudEvent, EventBatch,
+                                              problems.Problem, problems.ProblemItem)],
+                ref_template="#/components/schemas/{model}")
+            components.update(extra.get("$defs", {}))
+            components["CloudEventBatch"] = {
+                "type": "array", "minItems": 1,
+                "items": {"$ref": "#/components/schemas/CloudEvent"},
+                "title": "CloudEventBatch",
+                "description": "CloudEvents 1.0 batch (`application/cloudevents-batch+json`)."}
+            schema["components"]["securitySchemes"] = {"apiKey": SECURITY_SCHEME}
+            for path, operations in schema["paths"].items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app with settings from ``TRUSTLEDGER_*`` variables (uvicorn's factory)."""
+    return create_app(Settings.from_env())
+
+

@@ -1,0 +1,228 @@
+"""Events from sources: the plain form and CloudEvents 1.0, accreditation and schema checks.
+
+A source appends events in its own name (``source`` is the principal's name), only
+of the event types it is accredited for (HTTP 403 otherwise, each item named), and
+only events that fit the attribute schema of the policy in force (the ledger's
+``validate`` hook; HTTP 422 with each item's index, field and reason). A batch is
+atomic: all of it or none; a repeated event (same ``source_event_id``, same
+content) is ``existing``, not appended again.
+
+Accepted bodies: ``application/json`` (an event, or ``{"events": [...]}`` for a
+batch; a JSON object with ``specversion`` is read as a CloudEvent),
+``application/cloudevents+json`` (one structured CloudEvent) and
+``application/cloudevents-batch+json`` (a JSON array of them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from trustledger.api.problems import ItemsForbiddenError, ProblemItem, UnsupportedMediaTypeError
+from trustledger.api.schemas import CloudEvent
+from trustledger.api.service import Caller, Service
+from trustledger.engine import RETRACTION
+from trustledger.errors import BatchError, InputError, ItemProblem, NotFoundError
+from trustledger.ledger import Entry, EventIn
+from trustledger.ledger.store import Validator
+from trustledger.policy import CompiledPolicy
+from trustledger.principals import PermissionDeniedError
+
+JSON = "application/json"
+CLOUDEVENT = "application/cloudevents+json"
+CLOUDEVENT_BATCH = "application/cloudevents-batch+json"
+
+_cloud_event = TypeAdapter(CloudEvent)
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a ``Content-Type`` header, lower case, parameters dropped."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def load_json(body: bytes) -> Any:
+    """The JSON value of a request body; :class:`InputError` saying where it is broken."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"the body is not valid JSON: {exc}") from exc
+
+
+def _from_cloud_event(raw: Any, index: int, problems: list[ItemProblem]) -> dict[str, Any] | None:
+    try:
+        event = _cloud_event.validate_python(raw)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            field = ".".join(str(p) for p in error["loc"]) or "(event)"
+            reason = ("unknown attribute: trustledger reads only the CloudEvents core "
+                      "attributes and the extension `supersedes`"
+                      if error["type"] == "extra_forbidden" else str(error["msg"]))
+            problems.append(ItemProblem(index, field, reason))
+        return None
+    return {
+        "source": event.source, "source_event_id": event.id, "subject": event.subject,
+        "type": event.type, "occurred_at": event.time, "attributes": event.data or {},
+        "supersedes": event.supersedes,
+    }
+
+
+def _items(body: bytes, content_type: str | None, *, batch: bool,
+           max_items: int) -> list[Any]:
+    kind = media_type(content_type)
+    accepted = (JSON, CLOUDEVENT_BATCH) if batch else (JSON, CLOUDEVENT)
+    if kind not in accepted:
+        wanted = " or ".join(accepted)
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {kind or '(none)'!r} is not read here; send {wanted}")
+    value = load_json(body)
+    problems: list[ItemProblem] = []
+    if not batch:
+        if not isinstance(value, dict):
+            raise InputError("the body must be a JSON object: one event")
+        if kind == CLOUDEVENT or "specversion" in value:
+            item = _from_cloud_event(value, 0, problems)
+            if item is None:
+                raise BatchError(problems)
+            return [item]
+        return [value]
+    if kind == CLOUDEVENT_BATCH:
+        if not isinstance(value, list):
+            raise InputError("a CloudEvents batch is a JSON array of events")
+        raw_items = value
+    else:
+        if not isinstance(value, dict) or set(value) != {"events"} \
+                or not isinstance(value["events"], list):
+            raise InputError('a batch is a JSON object {"events": [...]} and nothing else')
+        raw_items = value["events"]
+    if not raw_items:
+        raise InputError("the batch is empty: send at least one event")
+    if len(raw_items) > max_items:
+        raise InputError(f"the batch has {len(raw_items)} events; at most {max_items} per "
+                         "request: split it")
+    items: list[Any] = []
+    for index, raw in enumerate(raw_items):
+        if kind == CLOUDEVENT_BATCH or (isinstance(raw, dict) and "specversion" in raw):
+            items.append(_from_cloud_event(raw, index, problems))
+        else:
+            items.append(raw)
+    if problems:
+        raise BatchError(problems)
+    return items
+
+
+def _own(caller: Caller, items: list[Any]) -> list[Any]:
+    """Fill in the caller as source; refuse other sources and unaccredited types (403)."""
+    principal = caller.principal
+    accredited = set(principal.accreditations)
+    forbidden: list[ProblemItem] = []
+    out: list[Any] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            out.append(item)  # the ledger names it as "not an event"
+            continue
+        source = item.get("source")
+        if source is not None and source != principal.name:
+            forbidden.append(ProblemItem(index=index, field="source", reason=(
+                f"{source!r} is not you: a source appends events only in its own name "
+                f"({principal.name!r})")))
+        kind = item.get("type")
+        if isinstance(kind, str) and kind != RETRACTION and kind not in accredited:
+            forbidden.append(ProblemItem(index=index, field="type", reason=(
+                f"{principal.name!r} is not accredited for event type {kind!r}; accredited: "
+                f"{', '.join(sorted(accredited))}")))
+        out.append({**item, "source": principal.name} if source is None else item)
+    if forbidden:
+        raise ItemsForbiddenError(
+            f"{len(forbidden)} item(s) may not be appended by {principal.name!r}, nothing "
+            "was written; each is listed in `errors`", forbidden)
+    return out
+
+
+def schema_validator(policy: CompiledPolicy) -> Validator:
+    """The ledger ``validate`` hook: the event fits the policy's type and attribute schema."""
+
+    def check(event: EventIn) -> list[tuple[str, str]]:
+        if event.type == RETRACTION:
+            if event.attributes:
+                return [("attributes", "a retraction carries no attributes")]
+            return []
+        spec = policy.event_types.get(event.type)
+        if spec is None:
+            return [("type", f"{event.type!r} is not an event type of policy {policy.name}")]
+        normal = spec.normalise(event.attributes)
+        return [("attributes", normal)] if isinstance(normal, str) else []
+
+    return check
+
+
+def _entry_json(entry: Entry, status: str) -> dict[str, Any]:
+    payload = entry.payload or {}
+    return {"status": status, "seq": entry.seq, "hash": entry.hash,
+            "recorded_at": entry.recorded_at, "source": payload.get("source"),
+            "source_event_id": payload.get("source_event_id"), "subject": entry.subject}
+
+
+def _append(service: Service, items: Sequence[Mapping[str, Any] | EventIn]) -> tuple[
+        int, list[Entry]]:
+    policy = service.view.policy_in_force(service.now())
+    before = service.ledger.position()
+    entries = service.ledger.append_events(list(items), validate=schema_validator(policy))
+    return before, entries
+
+
+def append_one(service: Service, caller: Caller, body: bytes,
+               content_type: str | None) -> tuple[int, dict[str, Any]]:
+    """Append one event; ``(201, entry)`` if new, ``(200, entry)`` if it was there already."""
+    items = _own(caller, _items(body, content_type, batch=False, max_items=1))
+    before, entries = _append(service, items)
+    entry = entries[0]
+    new = entry.seq > before
+    return (201 if new else 200), _entry_json(entry, "appended" if new else "existing")
+
+
+def append_batch(service: Service, caller: Caller, body: bytes,
+                 content_type: str | None) -> dict[str, Any]:
+    """Append a batch atomically; counts and each item's seq and status."""
+    items = _own(caller, _items(body, content_type, batch=True,
+                                max_items=service.settings.max_batch_items))
+    before, entries = _append(service, items)
+    seen: set[int] = set()
+    out = []
+    appended = 0
+    for index, entry in enumerate(entries):
+        new = entry.seq > before and entry.seq not in seen
+        seen.add(entry.seq)
+        appended += new
+        out.append({"index": index, "seq": entry.seq,
+                    "status": "appended" if new else "existing"})
+    head = max((e.seq for e in entries), default=before)
+    return {"appended": appended, "existing": len(entries) - appended,
+            "head_seq": max(head, before), "items": out}
+
+
+def supersede(service: Service, caller: Caller, target_id: str, new_id: str, kind: str,
+              occurred_at: datetime, attributes: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Append an event of the caller's that corrects (or, as a retraction, withdraws) another.
+
+    The target must be one of the caller's own events (404 otherwise: another
+    source's event is not visible to it).
+    """
+    principal = caller.principal
+    original = service.ledger.find_event(principal.name, target_id)
+    if original is None or original.subject is None:
+        raise NotFoundError(f"{principal.name!r} has appended no event {target_id!r}; a source "
+                            "may retract or correct only its own events")
+    if kind != RETRACTION and kind not in principal.accreditations:
+        raise PermissionDeniedError(f"{principal.name!r} is not accredited for event type "
+                                    f"{kind!r}")
+    event = {"source": principal.name, "source_event_id": new_id, "subject": original.subject,
+             "type": kind, "occurred_at": occurred_at, "attributes": attributes,
+             "supersedes": target_id}
+    before, entries = _append(service, [event])
+    entry = entries[0]
+    new = entry.seq > before
+    return (201 if new else 200), _entry_json(entry, "appended" if new else "existing")

@@ -1,0 +1,141 @@
+"""Evaluations, events, consents and principals as the JSON the API returns.
+
+Plain dictionaries (serialised with orjson), shaped exactly as the models of
+:mod:`trustledger.api.schemas`; building them directly keeps a decision cheap.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from trustledger.engine import (
+    Contribution,
+    Evaluation,
+    Event,
+    MeasureResult,
+    Reason,
+    ScorecardResult,
+)
+from trustledger.ledger import Entry
+from trustledger.policy import CompiledPolicy
+from trustledger.principals import Principal
+from trustledger.rights.consent import Consent
+from trustledger.scoring import Assessment, PublishedPolicy
+
+
+def reason(r: Reason) -> dict[str, Any]:
+    """A principal reason."""
+    return {
+        "text": r.text,
+        "event": None if r.event is None else {"source": r.event[0],
+                                               "source_event_id": r.event[1]},
+        "points": r.points,
+    }
+
+
+def score(card: ScorecardResult, label: str) -> dict[str, Any]:
+    """A scorecard's score, tier and reasons."""
+    return {"label": label, "consented": card.consented, "score": card.score,
+            "tier": card.tier, "reasons": [reason(r) for r in card.reasons]}
+
+
+def contribution(c: Contribution) -> dict[str, Any]:
+    """One event's contribution to a scorecard."""
+    return {
+        "event": {"source": c.event[0], "source_event_id": c.event[1]}, "type": c.type,
+        "label": c.label, "occurred_at": c.occurred_at, "points": c.points,
+        "capped": c.capped, "points_now": c.points_now, "counts_until": c.counts_until,
+        "counted": c.counted, "why_not": c.why_not, "notes": list(c.notes),
+    }
+
+
+def measure(m: MeasureResult) -> dict[str, Any]:
+    """A measure's state, since when and why."""
+    return {
+        "label": m.label, "kind": m.kind.value, "domain": m.domain, "state": m.state.value,
+        "in_force": m.in_force, "since": m.since, "held_until": m.held_until,
+        "reasons": [reason(r) for r in m.reasons],
+    }
+
+
+def decision(result: Evaluation, policy: CompiledPolicy, purpose: str, party: str,
+             subject: str, access_seq: int) -> dict[str, Any]:
+    """A decision: only the measures and scorecards the purpose discloses."""
+    declared = policy.purposes[purpose]
+    return {
+        "subject": subject, "purpose": purpose, "purpose_label": declared.label,
+        "party": party, "policy": result.policy, "policy_hash": result.policy_hash,
+        "valid_at": result.valid_at, "ledger_seq": result.ledger_seq, "access_seq": access_seq,
+        "scorecards": {name: score(result.scorecards[name], policy.scorecards[name].label)
+                       for name in declared.scorecards},
+        "measures": {name: measure(result.measures[name]) for name in declared.measures},
+    }
+
+
+def subject_scores(assessment: Assessment, subject: str) -> dict[str, Any]:
+    """The subject's whole evaluation, every contribution and every event left out included."""
+    result, policy = assessment.evaluation, assessment.policy
+    cards = {}
+    for name, card in result.scorecards.items():
+        detail = score(card, policy.scorecards[name].label)
+        detail["total"] = card.total
+        detail["contributions"] = [contribution(c) for c in card.contributions]
+        cards[name] = detail
+    return {
+        "subject": subject, "policy": result.policy, "policy_hash": result.policy_hash,
+        "valid_at": result.valid_at, "ledger_seq": result.ledger_seq, "scorecards": cards,
+        "measures": {name: measure(m) for name, m in result.measures.items()},
+        "metrics": dict(result.metrics),
+        "left_out": [{"event": {"source": x.event.source,
+                                "source_event_id": x.event.source_event_id}, "note": x.note}
+                     for x in assessment.left_out],
+    }
+
+
+def event(e: Event) -> dict[str, Any]:
+    """An event as recorded."""
+    return {
+        "seq": e.seq, "source": e.source, "source_event_id": e.source_event_id, "type": e.type,
+        "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
+        "attributes": dict(e.attributes), "supersedes": e.supersedes,
+    }
+
+
+def consent(c: Consent, now: datetime) -> dict[str, Any]:
+    """A consent with its state now."""
+    return {
+        "seq": c.seq, "scope": c.scope, "party": c.party, "purpose": c.purpose,
+        "scorecard": c.scorecard, "granted_at": c.granted_at, "expires_at": c.expires_at,
+        "withdrawn_at": c.withdrawn_at, "active": c.active_at(now),
+    }
+
+
+def access(entry: Entry) -> dict[str, Any]:
+    """One access-log entry."""
+    payload = entry.payload or {}
+    return {
+        "seq": entry.seq, "at": entry.recorded_at, "principal": str(payload.get("principal")),
+        "name": str(payload.get("name")), "role": str(payload.get("role")),
+        "purpose": str(payload.get("purpose")), "read": str(payload.get("read")),
+    }
+
+
+def principal(p: Principal) -> dict[str, Any]:
+    """A principal, never its key."""
+    return {
+        "id": p.id, "name": p.name, "role": p.role.value, "accreditations": list(p.accreditations),
+        "subject": p.subject, "rate_limit": p.rate_limit, "created_at": p.created_at,
+        "revoked_at": p.revoked_at,
+    }
+
+
+def policy(p: PublishedPolicy, compiled: CompiledPolicy, in_force: bool) -> dict[str, Any]:
+    """A published policy version and the purposes it declares."""
+    return {
+        "seq": p.seq, "name": p.name, "hash": p.hash, "effective_from": p.effective_from,
+        "published_at": p.published_at, "in_force": in_force,
+        "purposes": {name: {"label": x.label, "domain": x.domain, "measures": list(x.measures),
+                            "scorecards": list(x.scorecards)}
+                     for name, x in compiled.purposes.items()},
+    }

@@ -1,0 +1,1 @@
+"""One router per actor (sources, relying parties, subjects, operator) and the system routes."""

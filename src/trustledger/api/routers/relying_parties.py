@@ -1,0 +1,78 @@
+"""The relying parties' router: one subject's decision for one declared purpose.
+
+``POST /v1/decisions`` answers only while the subject's consent for this party and
+this purpose is active, only for a purpose the party is accredited for, and
+returns only what the purpose discloses (the policy's ``purposes``). Every answer
+is first recorded in the access log. There is no list or bulk endpoint.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from trustledger.api import render
+from trustledger.api.access import access_record
+from trustledger.api.auth import CallerDep, json_response, service_of
+from trustledger.api.problems import MissingConsentError, responses
+from trustledger.api.schemas import Decision, DecisionRequest
+from trustledger.api.view import current_assessment, reusable
+from trustledger.errors import InputError
+from trustledger.ledger.chain import iso
+from trustledger.principals import PermissionDeniedError, Role
+
+router = APIRouter(prefix="/v1", tags=["relying parties"])
+
+
+@router.post("/decisions", response_model=Decision,
+             responses=responses(401, 403, 404, 413, 422, 429, 503))
+async def decide(request: Request, caller: CallerDep, body: DecisionRequest) -> Response:
+    """The subject's decision for a purpose: its measures (and scorecards), with reasons.
+
+    403 if the party is not accredited for the purpose or the subject's consent for
+    this party and purpose is not active (the problem says which consent is
+    missing); 404 if the subject has no events.
+    """
+    # The hot path (subject in memory, assessment still fresh) runs on the event loop:
+    # one short read of what was appended, then the access-log commit is awaited.
+    # Loading or evaluating a subject goes to a worker thread.
+    caller.require(Role.RELYING_PARTY)
+    service = service_of(request)
+    service.begin(caller)
+    party = caller.principal
+    metrics = request.app.state.metrics
+    if body.purpose not in party.accreditations:
+        raise PermissionDeniedError(
+            f"{party.name!r} is not accredited for purpose {body.purpose!r}; accredited: "
+            f"{', '.join(party.accreditations)}")
+    now = service.now()
+    policy = service.view.policy_in_force(now)
+    declared = policy.purposes.get(body.purpose)
+    if declared is None:
+        raise InputError(f"purpose: {body.purpose!r} is not declared by policy {policy.name} "
+                         f"({policy.hash[:19]}…); declared: "
+                         f"{', '.join(policy.purposes) or 'none'}")
+    state = service.view.cached(body.subject)
+    if state is None:
+        state = await run_in_threadpool(service.view.subject, body.subject)
+    if not any(c.scope == "decision" and c.party == party.name and c.purpose == body.purpose
+               for c in state.consents(now)):
+        metrics.decisions.labels(body.purpose, "no-consent").inc()
+        raise MissingConsentError(
+            f"missing consent: subject {body.subject!r} has no active consent for party "
+            f"{party.name!r} and purpose {body.purpose!r} ({declared.label}); the subject "
+            f"can grant it (POST /v1/subjects/{{subject}}/consents)")
+    max_age = service.settings.decision_max_age
+    assessment = reusable(state, policy, now, max_age)
+    if assessment is None:
+        assessment = await run_in_threadpool(current_assessment, state, policy, now, max_age)
+    result = assessment.evaluation
+    entry = await service.access_log.append_async(access_record(
+        party, body.subject, body.purpose, "decision", caller.request_id,
+        {"policy_hash": result.policy_hash, "valid_at": iso(result.valid_at),
+         "ledger_seq": result.ledger_seq, "measures": list(declared.measures),
+         "scorecards": list(declared.scorecards)}))
+    metrics.decisions.labels(body.purpose, "answered").inc()
+    return json_response(render.decision(result, policy, body.purpose, party.name,
+                                         body.subject, entry.seq))

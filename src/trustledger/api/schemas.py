@@ -1,0 +1,426 @@
+"""The shapes of requests and responses: the API's OpenAPI schema is generated from these.
+
+Requests refuse unknown fields. Responses are built as plain JSON by the routers
+(see :mod:`trustledger.api.render`) and match these models; the schemathesis test
+checks every response against the published schema.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from trustledger.principals import Role
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=256,
+                                        pattern=r"^\S(?:.*\S)?$")]
+"""A name or id: 1-256 characters, no surrounding whitespace."""
+
+Ident = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+"""An identifier of the policy language (event type, purpose, scorecard)."""
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- sources ----------------------------------------------------------------------------------
+
+class EventSubmission(_In):
+    """An event as a source sends it (the plain form). ``source`` defaults to the caller."""
+
+    source_event_id: Text = Field(description="the source's own id: the idempotency key")
+    subject: Text
+    type: Text = Field(description="an event type of the policy in force the source is "
+                                   "accredited for")
+    occurred_at: AwareDatetime = Field(description="when it happened, with a UTC offset")
+    attributes: dict[str, Any] = Field(default_factory=dict,
+                                       description="as the event type's schema says")
+    supersedes: Text | None = Field(None, description="an earlier event of this source that "
+                                                      "this one corrects")
+    source: Text | None = Field(None, description="must be the caller's name if given")
+
+
+class CloudEvent(_In):
+    """A CloudEvents 1.0 event in structured JSON mode (``application/cloudevents+json``).
+
+    ``id`` is the source's event id, ``type`` the event type, ``time`` when it
+    happened, ``data`` the attributes; ``supersedes`` is an extension attribute.
+    """
+
+    specversion: Literal["1.0"]
+    id: Text
+    source: Text = Field(description="must be the caller's name")
+    type: Text
+    subject: Text
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] | None = None
+    dataschema: str | None = None
+    data: dict[str, Any] | None = None
+    supersedes: Text | None = None
+
+
+class EventBatch(_In):
+    """A batch of events in the plain form: all are appended, or none."""
+
+    events: list[EventSubmission] = Field(min_length=1)
+
+
+class Retraction(_In):
+    """Withdraw one of the caller's events: a new event of type ``retraction``."""
+
+    source_event_id: Text = Field(description="the retraction's own id (idempotency key)")
+    occurred_at: AwareDatetime | None = Field(None, description="default: now")
+
+
+class Correction(_In):
+    """Correct one of the caller's events: a new event that supersedes it."""
+
+    source_event_id: Text = Field(description="the correction's own id (idempotency key)")
+    type: Text
+    occurred_at: AwareDatetime
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Appended(_Out):
+    """One event in the ledger: newly ``appended``, or ``existing`` (sent before)."""
+
+    status: Literal["appended", "existing"]
+    seq: int
+    hash: str
+    recorded_at: datetime
+    source: str
+    source_event_id: str
+    subject: str
+
+
+class BatchItem(_Out):
+    """What became of one item of a batch."""
+
+    index: int
+    seq: int
+    status: Literal["appended", "existing"]
+
+
+class BatchAppended(_Out):
+    """A batch in the ledger: how many events were new, and each item's position."""
+
+    appended: int
+    existing: int
+    head_seq: int
+    items: list[BatchItem]
+
+
+# -- decisions and subjects --------------------------------------------------------------------
+
+class DecisionRequest(_In):
+    """A relying party's question: this subject's decision for this declared purpose."""
+
+    subject: Text
+    purpose: Ident
+
+
+class EventRef(_Out):
+    """An event's identity."""
+
+    source: str
+    source_event_id: str
+
+
+class ReasonOut(_Out):
+    """One principal reason, in words, with the event and points it is about."""
+
+    text: str
+    event: EventRef | None = None
+    points: float | None = None
+
+
+class ScoreOut(_Out):
+    """A scorecard's score and tier with its principal reasons (nothing without opt-in)."""
+
+    label: str
+    consented: bool
+    score: float | None
+    tier: str | None
+    reasons: list[ReasonOut]
+
+
+class MeasureOut(_Out):
+    """A privilege or restriction: its state, since when, and why."""
+
+    label: str
+    kind: Literal["privilege", "restriction"]
+    domain: str
+    state: Literal["granted", "denied", "active", "inactive", "set_back"]
+    in_force: bool
+    since: datetime | None
+    held_until: datetime | None
+    reasons: list[ReasonOut]
+
+
+class Decision(_Out):
+    """A decision for one purpose: only the measures and scorecards the purpose discloses.
+
+    A versioned record: it names the policy hash, the time it is for and the ledger
+    position it used; ``access_seq`` is the access-log entry that recorded this read.
+    """
+
+    subject: str
+    purpose: str
+    purpose_label: str
+    party: str
+    policy: str
+    policy_hash: str
+    valid_at: datetime
+    ledger_seq: int | None
+    access_seq: int
+    scorecards: dict[str, ScoreOut]
+    measures: dict[str, MeasureOut]
+
+
+class ContributionOut(_Out):
+    """One event's contribution to one scorecard: points then, capped, now, until when."""
+
+    event: EventRef
+    type: str
+    label: str
+    occurred_at: datetime
+    points: float
+    capped: float
+    points_now: float
+    counts_until: datetime | None
+    counted: bool
+    why_not: str | None
+    notes: list[str]
+
+
+class ScoreDetail(ScoreOut):
+    """A scorecard with its full derivation: every contribution."""
+
+    total: float | None
+    contributions: list[ContributionOut]
+
+
+class LeftOutOut(_Out):
+    """An event scoring leaves out while it is disputed, and why."""
+
+    event: EventRef
+    note: str
+
+
+class SubjectScores(_Out):
+    """Everything the subject's current evaluation says, derivation included."""
+
+    subject: str
+    policy: str
+    policy_hash: str
+    valid_at: datetime
+    ledger_seq: int | None
+    scorecards: dict[str, ScoreDetail]
+    measures: dict[str, MeasureOut]
+    metrics: dict[str, float | None]
+    left_out: list[LeftOutOut]
+
+
+class EventOut(_Out):
+    """One of the subject's events as recorded."""
+
+    seq: int
+    source: str
+    source_event_id: str
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    attributes: dict[str, Any]
+    supersedes: str | None
+
+
+class EventPage(_Out):
+    """A page of events in ledger order; ask again with ``after=next_after`` for more."""
+
+    events: list[EventOut]
+    next_after: int | None
+
+
+class DecisionConsent(_In):
+    """Consent for one relying party to ask for decisions for one purpose."""
+
+    scope: Literal["decision"]
+    party: Text
+    purpose: Ident
+    expires_at: AwareDatetime | None = None
+
+
+class ScorecardOptIn(_In):
+    """Opt-in to an opt-in scorecard (it produces nothing without it)."""
+
+    scope: Literal["scorecard"]
+    scorecard: Ident
+    expires_at: AwareDatetime | None = None
+
+
+ConsentRequest = Annotated[DecisionConsent | ScorecardOptIn, Field(discriminator="scope")]
+"""A consent to grant: a decision consent or a scorecard opt-in."""
+
+
+class ConsentOut(_Out):
+    """A consent as recorded, with its withdrawal if any."""
+
+    seq: int
+    scope: Literal["decision", "scorecard"]
+    party: str | None
+    purpose: str | None
+    scorecard: str | None
+    granted_at: datetime
+    expires_at: datetime | None
+    withdrawn_at: datetime | None
+    active: bool
+
+
+class AccessOut(_Out):
+    """One read of the subject's data by someone else."""
+
+    seq: int
+    at: datetime
+    principal: str
+    name: str
+    role: str
+    purpose: str
+    read: str
+
+
+class AccessPage(_Out):
+    """A page of the access log; ask again with ``after=next_after`` for more."""
+
+    reads: list[AccessOut]
+    next_after: int | None
+
+
+# -- operator ----------------------------------------------------------------------------------
+
+class PolicySubmission(_In):
+    """A policy version to publish: the YAML document as text."""
+
+    source: str = Field(min_length=1, description="the policy document (YAML)")
+
+
+class PurposeOut(_Out):
+    """A purpose a policy declares."""
+
+    label: str
+    domain: str
+    measures: list[str]
+    scorecards: list[str]
+
+
+class PolicyOut(_Out):
+    """A published policy version."""
+
+    seq: int
+    name: str
+    hash: str
+    effective_from: datetime
+    published_at: datetime
+    in_force: bool
+    purposes: dict[str, PurposeOut]
+
+
+class PrincipalRequest(_In):
+    """A principal to issue a key for."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")]
+    role: Role
+    accreditations: list[Ident] = Field(default_factory=list,
+                                        description="event types (source) or purposes "
+                                                    "(relying party)")
+    subject: Text | None = Field(None, description="the subject a subject principal "
+                                                   "speaks for")
+    rate_limit: float | None = Field(None, gt=0, le=1_000_000,
+                                     description="requests per second (default: the "
+                                                 "service's)")
+
+
+class PrincipalOut(_Out):
+    """A principal (never its key)."""
+
+    id: str
+    name: str
+    role: Role
+    accreditations: list[str]
+    subject: str | None
+    rate_limit: float | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class IssuedOut(_Out):
+    """A principal just issued and its API key: shown this once, stored only hashed."""
+
+    principal: PrincipalOut
+    key: str
+
+
+class Cell(_Out):
+    """One cell of an aggregate: a count of subjects, or ``null`` when suppressed."""
+
+    label: str
+    subjects: int | None
+    suppressed: bool
+
+
+class Bin(_Out):
+    """One histogram bin [low, high): a count of subjects, or ``null`` when suppressed."""
+
+    low: float
+    high: float
+    subjects: int | None
+    suppressed: bool
+
+
+class ScorecardStatistics(_Out):
+    """One scorecard over the population."""
+
+    scored: int | None
+    not_consented: int | None
+    histogram: list[Bin]
+    tiers: list[Cell]
+
+
+class Statistics(_Out):
+    """Aggregates over every subject; cells under ``suppress_below`` subjects are suppressed."""
+
+    status: Literal["ready"]
+    computed_at: datetime
+    ledger_seq: int
+    stale: bool
+    policy: str
+    policy_hash: str
+    subjects: int
+    suppress_below: int
+    scorecards: dict[str, ScorecardStatistics]
+    measures: list[Cell]
+
+
+class StatisticsPending(_Out):
+    """Statistics are being computed; ask again after ``retry_after`` seconds."""
+
+    status: Literal["computing"]
+    done: int
+    total: int | None
+    retry_after: int
+
+
+# -- system ------------------------------------------------------------------------------------
+
+class Health(_Out):
+    """The service is up and reads its ledger."""
+
+    status: Literal["ok"]
+    database: str
+    ledger_seq: int

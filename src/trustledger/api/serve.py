@@ -1,0 +1,158 @@
+"""``trustledger serve``: run the HTTP service with uvicorn, with the demo set up first if asked.
+
+``--demo`` (what ``make run`` uses) builds the demo ledger on first start — a
+deterministic synthetic population, ``policies/sesame.yaml`` published (see
+:mod:`trustledger.demo`) — records opt-ins for a share of the population, and
+issues one fresh demo API key per actor (revoking the previous demo keys), then
+prints the API docs' URL and the keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trustledger.config import DATABASE_URL_ENV
+
+DEMO_OPT_INS = 2_000
+"""How many demo subjects opt in to the opt-in scorecards (so statistics have cells)."""
+DEMO_PARTY = "demo-rentals"
+DEMO_SUBJECT_INDEX = 0
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    """One demo principal and its key."""
+
+    role: str
+    name: str
+    key: str
+    note: str
+
+
+def prepare_demo(database_url: str, policy: Path, subjects: int, events: int,
+                 status: Callable[[str], None] = print) -> list[DemoKey]:
+    """Set up the demo ledger (first start only) and issue fresh demo keys; return them."""
+    from datetime import UTC, datetime
+
+    from trustledger.config import data_dir
+    from trustledger.demo import DEMO_POPULATION, run_demo
+    from trustledger.principals import (
+        Record,
+        Role,
+        ServiceLedger,
+        add_principal,
+        list_principals,
+        revoke_principal,
+    )
+    from trustledger.rights import consents, grant_decision_consent
+    from trustledger.rights.consent import GRANTED
+    from trustledger.synth import Population, subject_id
+
+    population = Population(subjects=subjects, events=events, seed=DEMO_POPULATION.seed)
+    with ServiceLedger.open(database_url) as ledger:
+        report = run_demo(ledger, policy, data_dir(), population=population,
+                          shown=min(10, subjects), status=status)
+        compiled = report.policy.compile()
+        cards = [n for n, c in compiled.scorecards.items() if c.opt_in]
+        share = min(DEMO_OPT_INS, subjects)
+        if cards and not consents(ledger, subject_id(share - 1)):
+            status(f"recording opt-ins of {share:,} demo subjects")
+            ledger.append_records([
+                Record(GRANTED, {"scope": "scorecard", "scorecard": card}, subject_id(i))
+                for i in range(min(10, subjects), share) for card in cards])
+        purposes = tuple(compiled.purposes)
+        sources = tuple(sorted({t for t in compiled.event_types}))
+        subject = subject_id(DEMO_SUBJECT_INDEX)
+        wanted = [
+            (Role.OPERATOR, "demo-operator", (), None, "publishes policies, manages keys"),
+            (Role.SOURCE, "bank-a", sources, None, "appends events (all types)"),
+            (Role.RELYING_PARTY, DEMO_PARTY, purposes, None,
+             f"asks decisions for {', '.join(purposes) or 'no purpose'}"),
+            (Role.SUBJECT, subject, (), subject, "sees and manages their own data"),
+            (Role.REVIEWER, "demo-reviewer", (), None, "reviews (nothing to review yet)"),
+        ]
+        names = {(role, name) for role, name, *_ in wanted}
+        for old in list_principals(ledger):
+            if (old.role, old.name) in names:
+                revoke_principal(ledger, old.id)
+        keys = []
+        for role, name, accredited, speaks_for, note in wanted:
+            issued = add_principal(ledger, name, role, accreditations=accredited,
+                                   subject=speaks_for,
+                                   rate_limit=2_000.0 if role is Role.RELYING_PARTY else None)
+            keys.append(DemoKey(role.value.replace("_", " "), name, issued.key, note))
+        now = datetime.now(UTC)
+        if purposes and not any(c.party == DEMO_PARTY and c.active_at(now)
+                                for c in consents(ledger, subject)):
+            grant_decision_consent(ledger, subject, DEMO_PARTY, purposes[0])
+    return keys
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] =
+    "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (limits and caches are "
+                                              "per process).")] = 1,
+    demo: Annotated[bool, typer.Option(help="Set up the demo ledger and print demo keys "
+                                            "first.")] = False,
+    policy: Annotated[Path, typer.Option(help="With --demo: the policy to publish.")] = Path(
+        "policies/sesame.yaml"),
+    demo_subjects: Annotated[int, typer.Option(
+        envvar="TRUSTLEDGER_DEMO_SUBJECTS", help="With --demo: subjects of the synthetic "
+        "population (first start only).")] = 10_000,
+    demo_events: Annotated[int, typer.Option(
+        envvar="TRUSTLEDGER_DEMO_EVENTS", help="With --demo: events of the synthetic "
+        "population (first start only).")] = 200_000,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", help="Ledger database URL (default: $TRUSTLEDGER_DATABASE_URL or "
+        "SQLite in the data folder).")] = None,
+) -> None:
+    """Run the HTTP API (FastAPI on uvicorn); with --demo, set up the demo and print keys."""
+    import uvicorn
+
+    from trustledger.api.middleware import JSONFormatter
+    from trustledger.api.settings import Settings
+    from trustledger.config import database_url as default_url
+    from trustledger.ledger.database import describe
+
+    url = database_url or default_url()
+    os.environ[DATABASE_URL_ENV] = url
+    Settings.from_env()  # refuse bad TRUSTLEDGER_* settings before anything starts
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    keys: list[DemoKey] = []
+    if demo:
+        keys = prepare_demo(url, policy, demo_subjects, demo_events,
+                            status=lambda text: typer.echo(f"demo: {text}", err=True))
+    base = f"http://{host}:{port}"
+    typer.echo(f"trustledger serves {base} on the ledger {describe(url)}")
+    typer.echo(f"API docs: {base}/docs")
+    if keys:
+        typer.echo("demo API keys (shown once, stored only hashed; new ones at every start):")
+        width = max(len(k.name) for k in keys)
+        for k in keys:
+            typer.echo(f"  {k.role:<14} {k.name:<{width}}  {k.key}   {k.note}")
+        party = next(k for k in keys if k.name == DEMO_PARTY)
+        typer.echo("try a decision:")
+        typer.echo(f"  curl -s {base}/v1/decisions -H 'Authorization: Bearer {party.key}' "
+                   "-H 'Content-Type: application/json' "
+                   "-d '{\"subject\": \"subject-0000000\", \"purpose\": \"rental_deposit\"}'")
+    sys.stdout.flush()
+    uvicorn.run("trustledger.api.app:create_app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_config=None, access_log=False, timeout_keep_alive=5,
+                server_header=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the root CLI."""
+    app.command("serve")(serve)

@@ -1,0 +1,89 @@
+"""The service's settings: limits, freshness and where the ledger is (all from the environment).
+
+Every limit exists so that one misbehaving client cannot starve the others: a
+per-principal request rate and number of requests in flight, bounded request
+bodies read within a time limit, and a time limit on handling each request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+
+from trustledger.errors import ConfigError
+
+Clock = Callable[[], datetime]
+"""The service's notion of now (timezone-aware); tests pass a fixed one in."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the service runs. Each field can be set by ``TRUSTLEDGER_<FIELD>`` (upper case)."""
+
+    database_url: str | None = None
+    """The ledger (default: ``$TRUSTLEDGER_DATABASE_URL`` or SQLite in the data folder)."""
+    rate_limit: float = 50.0
+    """Requests per second per principal, unless the principal has its own limit."""
+    burst_seconds: float = 2.0
+    """A principal may send ``rate * burst_seconds`` requests at once before it is limited."""
+    max_in_flight: int = 32
+    """Requests one principal may have in progress at once."""
+    max_body_bytes: int = 64 * 1024
+    """Largest request body, except on the batch and policy endpoints."""
+    max_batch_bytes: int = 16 * 1024 * 1024
+    """Largest request body of ``POST /v1/events/batch`` and ``POST /v1/policies``."""
+    max_batch_items: int = 10_000
+    """Most events in one batch."""
+    body_timeout: float = 10.0
+    """Seconds a client has to send its whole request body (HTTP 408 after)."""
+    request_timeout: float = 30.0
+    """Seconds a request may take before the client is told to retry (HTTP 503)."""
+    decision_max_age: float = 60.0
+    """Seconds an evaluation may be reused for decisions while nothing about the subject
+    changed; the decision names the ``valid_at`` it is for. 0: evaluate every time."""
+    subject_cache: int = 20_000
+    """How many subjects' events and consents are kept in memory."""
+    suppress_below: int = 10
+    """Aggregate cells with fewer subjects than this are suppressed (DESIGN.md, k = 10)."""
+    histogram_width: float = 50.0
+    """Score histogram bin width in the operator's statistics."""
+    clock: Clock = field(default=_utc_now, compare=False)
+    """Where "now" comes from."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``TRUSTLEDGER_*`` variables, then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name == "clock":
+                continue
+            raw = env.get(f"TRUSTLEDGER_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kind = type(getattr(cls(), f.name))
+            try:
+                values[f.name] = raw if f.name == "database_url" else kind(raw)
+            except ValueError as exc:
+                raise ConfigError(f"TRUSTLEDGER_{f.name.upper()}={raw!r}: not a valid "
+                                  f"{kind.__name__}") from exc
+        settings = replace(cls(), **values, **overrides)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming the setting."""
+        positive = ("rate_limit", "burst_seconds", "max_in_flight", "max_body_bytes",
+                    "max_batch_bytes", "max_batch_items", "body_timeout", "request_timeout",
+                    "subject_cache", "suppress_below", "histogram_width")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"TRUSTLEDGER_{name.upper()}: must be greater than 0")
+        if self.decision_max_age < 0:
+            raise ConfigError("TRUSTLEDGER_DECISION_MAX_AGE: must not be negative")

@@ -1,0 +1,172 @@
+"""Aggregate statistics for the operator: score histograms, tier and measure counts.
+
+Computed over every subject by :func:`trustledger.scoring.assess` (the reference
+engine with each subject's rights applied, as for decisions), in a
+background thread, and cached for the ledger's data version; a request while none
+is ready gets HTTP 202 with progress. Never a subject name: only counts, and every
+cell under ``k`` subjects (DESIGN.md safeguard 4, k = 10) is suppressed — with a
+second cell whenever a group has exactly one suppressed cell, so it cannot be
+recovered from the group's total.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from trustledger.api.settings import Settings
+from trustledger.api.view import NOT_SUBJECT_STATE, LedgerView
+from trustledger.engine import Evaluation, Event
+from trustledger.errors import ErasedError
+from trustledger.ledger import Entry
+from trustledger.ledger.chain import EVENT_KIND
+from trustledger.policy import CompiledPolicy
+from trustledger.principals import ServiceLedger
+from trustledger.scoring import assess
+
+log = logging.getLogger("trustledger.api")
+
+
+def suppress(counts: Sequence[int], k: int) -> list[int | None]:
+    """Counts with cells of 1 to ``k - 1`` subjects hidden (``None``).
+
+    When exactly one cell would be hidden, the smallest other non-empty cell is too.
+    """
+    hidden = [0 < c < k for c in counts]
+    if sum(hidden) == 1:
+        others = [(c, i) for i, c in enumerate(counts) if not hidden[i] and c > 0]
+        if others:
+            hidden[min(others)[1]] = True
+    return [None if h else c for c, h in zip(counts, hidden, strict=True)]
+
+
+def _cells(labels: Sequence[str], counts: Sequence[int], k: int) -> list[dict[str, Any]]:
+    return [{"label": label, "subjects": shown, "suppressed": shown is None and count > 0}
+            for label, count, shown in zip(labels, counts, suppress(counts, k), strict=True)]
+
+
+def aggregate(results: Sequence[Evaluation], policy: CompiledPolicy, settings: Settings
+              ) -> dict[str, Any]:
+    """The statistics of a population's evaluations (no names, small cells suppressed)."""
+    k, width = settings.suppress_below, settings.histogram_width
+    cards: dict[str, Any] = {}
+    for name, card in policy.scorecards.items():
+        scores = [r.scorecards[name].score for r in results
+                  if r.scorecards[name].consented and r.scorecards[name].score is not None]
+        scored = [s for s in scores if s is not None]
+        bins: list[dict[str, Any]] = []
+        if scored:
+            low = card.floor if card.floor is not None else math.floor(min(scored) / width) * width
+            high = card.ceiling if card.ceiling is not None else \
+                (math.floor(max(scored) / width) + 1) * width
+            edges = [low + i * width for i in range(max(1, math.ceil((high - low) / width)))]
+            counts = [0] * len(edges)
+            for s in scored:
+                counts[min(len(edges) - 1, max(0, int((s - low) // width)))] += 1
+            for edge, count, shown in zip(edges, counts, suppress(counts, k), strict=True):
+                bins.append({"low": edge, "high": min(edge + width, high), "subjects": shown,
+                             "suppressed": shown is None and count > 0})
+        tiers = [t.name for t in card.tiers]
+        tier_counts = [sum(1 for r in results if r.scorecards[name].consented
+                           and r.scorecards[name].tier == t) for t in tiers]
+        no_tier = len(scored) - sum(tier_counts)
+        labels = tiers + (["(below every tier)"] if no_tier else [])
+        counts_all = tier_counts + ([no_tier] if no_tier else [])
+        head = suppress([len(scored), len(results) - len(scored)], k)
+        cards[name] = {"scored": head[0], "not_consented": head[1], "histogram": bins,
+                       "tiers": _cells(labels, counts_all, k) if tiers else []}
+    measures = list(policy.measures)
+    in_force = [sum(1 for r in results if r.measures[m].in_force) for m in measures]
+    return {"policy": policy.name, "policy_hash": policy.hash, "subjects": len(results),
+            "suppress_below": k, "scorecards": cards,
+            "measures": [{"label": f"{m} in force", "subjects": c if not 0 < c < k else None,
+                          "suppressed": 0 < c < k} for m, c in zip(measures, in_force,
+                                                                   strict=True)]}
+
+
+def suppress_erased() -> contextlib.suppress:
+    """Skip an erased subject: it has no data, so it is in no cell."""
+    return contextlib.suppress(ErasedError)
+
+
+def population(ledger: ServiceLedger, policy: CompiledPolicy, at: datetime,
+               progress: list[int]) -> list[Evaluation]:
+    """Every subject's evaluation at ``at`` with its rights applied (:func:`assess`).
+
+    Erased subjects are left out (they have no data).
+    """
+    by_subject: dict[str, list[Event]] = defaultdict(list)
+    for event in ledger.events():
+        by_subject[event.subject].append(event)
+    records: dict[str, list[Entry]] = defaultdict(list)
+    for entry in ledger.records():
+        if (entry.subject is not None and entry.kind != EVENT_KIND
+                and entry.kind not in NOT_SUBJECT_STATE):
+            records[entry.subject].append(entry)
+    progress[1] = len(by_subject)
+    results = []
+    for subject in sorted(by_subject):
+        with suppress_erased():
+            results.append(assess(policy, subject, by_subject[subject],
+                                  records.get(subject, []), at).evaluation)
+        progress[0] += 1
+    return results
+
+
+class StatisticsCache:
+    """The latest statistics and the background computation of the next."""
+
+    def __init__(self, ledger: ServiceLedger, view: LedgerView, settings: Settings) -> None:
+        """Nothing is computed until statistics are first asked for."""
+        self._ledger, self._view, self._settings = ledger, view, settings
+        self._lock = threading.Lock()
+        self._ready: tuple[int, dict[str, Any]] | None = None
+        self._running: threading.Thread | None = None
+        self._progress = [0, 0]
+
+    def get(self) -> tuple[int, dict[str, Any]]:
+        """``(200, statistics)`` (maybe ``stale``, then refreshed), or ``(202, progress)``."""
+        version = self._view.data_version
+        with self._lock:
+            ready = self._ready
+            if (ready is None or ready[0] != version) and self._running is None:
+                self._start(version)
+            if ready is not None:
+                return 200, {**ready[1], "stale": ready[0] != version}
+            done, total = self._progress
+        left = (total - done) if total else None
+        return 202, {"status": "computing", "done": done, "total": total or None,
+                     "retry_after": max(1, min(30, (left or 1000) // 500))}
+
+    def _start(self, version: int) -> None:
+        self._progress = [0, 0]
+        self._running = threading.Thread(target=self._compute, args=(version,),
+                                         name="statistics", daemon=True)
+        self._running.start()
+
+    def _compute(self, version: int) -> None:
+        try:
+            at = self._settings.clock()
+            policy = self._view.policy_in_force(at)
+            results = population(self._ledger, policy, at, self._progress)
+            body = {"status": "ready", "computed_at": at, "ledger_seq": version,
+                    **aggregate(results, policy, self._settings)}
+            with self._lock:
+                self._ready = (version, body)
+        except Exception:
+            log.exception("statistics: computation failed")
+        finally:
+            with self._lock:
+                self._running = None
+
+    def wait(self, timeout: float) -> None:
+        """Wait for a running computation (tests and benchmarks)."""
+        thread = self._running
+        if thread is not None:
+            thread.join(timeout)

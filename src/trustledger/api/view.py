@@ -1,0 +1,255 @@
+"""What the service knows of the ledger, kept current by reading only what was appended.
+
+Every request first calls :meth:`LedgerView.sync`, which reads the entries
+appended since the last sync (one query on the primary key; usually a handful of
+rows) and drops whatever they make stale: a subject's cached events, consents and
+evaluation, the compiled policies, the principals' key cache. So a consent
+withdrawn, a key revoked or an event appended — by this process or any other —
+counts from the next request on, while a request that finds nothing new reads
+nothing else.
+
+Subjects are loaded on demand with one indexed query (their events and every
+rights record: consents, disputes, reviews, erasure; not the access log) and kept
+in a bounded LRU. :func:`current_assessment` is the one place a subject's current
+state is evaluated for the service: it calls :func:`trustledger.scoring.assess`
+(the reference engine with the subject's rights applied), and is the switch point
+for the incremental engine (``engine/incremental.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from trustledger.api.access import ACCESS_READ
+from trustledger.engine import Event
+from trustledger.errors import NotFoundError
+from trustledger.ledger import Entry
+from trustledger.ledger.chain import EVENT_KIND
+from trustledger.policy import CompiledPolicy
+from trustledger.principals import KINDS as PRINCIPAL_KINDS
+from trustledger.principals import Change, ServiceLedger
+from trustledger.rights.consent import Consent, active_consents
+from trustledger.scoring import PUBLISHED, Assessment, PublishedPolicy, assess, published_policies
+
+NOT_SUBJECT_STATE = frozenset({ACCESS_READ, *PRINCIPAL_KINDS})
+"""Kinds of entries about a subject that do not change its evaluation (the rest do)."""
+
+_MAX_TRACKED = 200_000
+
+
+class NoPolicyError(NotFoundError):
+    """No published policy is in force (the operator must publish one)."""
+
+
+def event_of(entry: Entry) -> Event | None:
+    """The engine's :class:`Event` for a ledger entry of kind ``event`` (``None`` if purged).
+
+    The same conversion as :meth:`Ledger.events`, from an entry read with the
+    subject's other records in one query.
+    """
+    payload = entry.payload
+    if payload is None or entry.kind != EVENT_KIND or entry.subject is None:
+        return None
+    return Event(
+        source=payload["source"], source_event_id=payload["source_event_id"],
+        subject=entry.subject, type=payload["type"],
+        occurred_at=datetime.fromisoformat(payload["occurred_at"]),
+        recorded_at=entry.recorded_at, attributes=payload["attributes"],
+        supersedes=payload["supersedes"], seq=entry.seq,
+    )
+
+
+@dataclass
+class SubjectState:
+    """One subject as of ledger position ``loaded_at``: events, rights records, assessment."""
+
+    subject: str
+    loaded_at: int
+    events: tuple[Event, ...]
+    records: tuple[Entry, ...]
+    assessment: Assessment | None = field(default=None)
+
+    def consents(self, at: datetime) -> list[Consent]:
+        """The consents in force at ``at``."""
+        return active_consents(self.records, at)
+
+    def opt_ins(self, at: datetime, policy: CompiledPolicy) -> frozenset[str]:
+        """The policy's scorecards the subject has opted in to at ``at``."""
+        return frozenset(c.scorecard for c in self.consents(at)
+                         if c.scope == "scorecard" and c.scorecard is not None
+                         and c.scorecard in policy.scorecards)
+
+
+def current_assessment(state: SubjectState, policy: CompiledPolicy, now: datetime,
+                       max_age: float) -> Assessment:
+    """The subject's assessment for now: the one function the service scores through.
+
+    :func:`trustledger.scoring.assess` over the subject's events and rights records,
+    so equal to :func:`trustledger.scoring.assess_subject` at ``valid_at`` (a test
+    checks it). An assessment at most ``max_age`` seconds old is reused when the
+    policy, the opt-ins and the subject's entries are unchanged — nothing the
+    ledger knows differs, so it is the reference evaluation at its ``valid_at``.
+    Raises :class:`NotFoundError` for a subject with no events
+    (:class:`~trustledger.errors.ErasedError` for an erased one).
+    """
+    cached = reusable(state, policy, now, max_age)
+    if cached is not None:
+        return cached
+    result = assess(policy, state.subject, state.events, state.records, now, None)
+    state.assessment = result
+    return result
+
+
+def reusable(state: SubjectState, policy: CompiledPolicy, now: datetime,
+             max_age: float) -> Assessment | None:
+    """The subject's cached assessment if :func:`current_assessment` may return it now."""
+    cached = state.assessment
+    if cached is None or max_age <= 0 or cached.policy.hash != policy.hash:
+        return None
+    age = (now - cached.valid_at).total_seconds()
+    if 0 <= age <= max_age and cached.opt_ins == state.opt_ins(now, policy):
+        return cached
+    return None
+
+
+class LedgerView:
+    """The service's cache of the ledger: policies, subjects, and change tracking."""
+
+    def __init__(self, ledger: ServiceLedger, *, subject_cache: int = 20_000) -> None:
+        """Read the published policies and start following the ledger at its head."""
+        self.ledger = ledger
+        self._capacity = subject_cache
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._position = ledger.position()
+        self._synced_started = time.monotonic()
+        self._subjects: OrderedDict[str, SubjectState] = OrderedDict()
+        self._last_change: dict[str, int] = {}
+        self._floor = self._position
+        self.principal_epoch = 0
+        """Bumped whenever a principal changes: cached keys must be checked again."""
+        self.data_version = self._position
+        """Position of the last change to any subject's data or the policies."""
+        self._policies: list[PublishedPolicy] = []
+        self._compiled: dict[str, CompiledPolicy] = {}
+        self._reload_policies()
+
+    @property
+    def position(self) -> int:
+        """The ledger position the view is current with."""
+        return self._position
+
+    # -- following the ledger ----------------------------------------------------------------
+
+    def sync(self, arrived: float | None = None) -> None:
+        """Take in every entry appended since the last sync.
+
+        ``arrived`` (``time.monotonic()`` when the request arrived): a sync that
+        started after it already covers this request, so none is run again.
+        """
+        with self._sync_lock:
+            if arrived is not None and self._synced_started >= arrived:
+                return
+            started = time.monotonic()
+            while True:
+                changes = self.ledger.changes_after(self._position)
+                if not changes:
+                    break
+                self._apply(changes)
+            self._synced_started = started
+
+    def _apply(self, changes: Iterable[Change]) -> None:
+        policies = False
+        with self._lock:
+            for change in changes:
+                seq, kind, subject = change.seq, change.kind, change.subject
+                if subject is not None and kind not in NOT_SUBJECT_STATE:
+                    self._subjects.pop(subject, None)
+                    self._last_change[subject] = seq
+                    self.data_version = seq
+                elif kind == PUBLISHED:
+                    policies = True
+                    self.data_version = seq
+                if kind in PRINCIPAL_KINDS:
+                    self.principal_epoch += 1
+                self._position = seq
+            if len(self._last_change) > _MAX_TRACKED:
+                self._last_change.clear()
+                self._floor = self._position
+        if policies:
+            self._reload_policies()
+
+    # -- policies ----------------------------------------------------------------------------
+
+    def _reload_policies(self) -> None:
+        published = published_policies(self.ledger)
+        compiled = dict(self._compiled)
+        for policy in published:
+            if policy.hash not in compiled:
+                compiled[policy.hash] = policy.compile()
+        with self._lock:
+            self._policies, self._compiled = published, compiled
+
+    def policies(self) -> list[PublishedPolicy]:
+        """Every published policy version, in publication order."""
+        with self._lock:
+            return list(self._policies)
+
+    def policy_in_force(self, at: datetime) -> CompiledPolicy:
+        """The compiled policy version in force at ``at`` (as :func:`scoring.policy_in_force`)."""
+        with self._lock:
+            candidates = [p for p in self._policies if p.effective_from <= at]
+            if not candidates:
+                raise NoPolicyError(f"no published policy is in force at {at.isoformat()}: "
+                                    "the operator must publish one (POST /v1/policies)")
+            chosen = max(candidates, key=lambda p: (p.effective_from, p.seq))
+            return self._compiled[chosen.hash]
+
+    def compiled(self, policy_hash: str) -> CompiledPolicy:
+        """The compiled version of a published policy."""
+        with self._lock:
+            return self._compiled[policy_hash]
+
+    def add_policy(self, published: PublishedPolicy, compiled: CompiledPolicy) -> None:
+        """Remember a policy this process just published (saves recompiling it)."""
+        with self._lock:
+            self._compiled.setdefault(published.hash, compiled)
+
+    # -- subjects ----------------------------------------------------------------------------
+
+    def cached(self, subject: str) -> SubjectState | None:
+        """The subject's state if it is in memory and current (no database access)."""
+        with self._lock:
+            state = self._subjects.get(subject)
+            if state is not None:
+                self._subjects.move_to_end(subject)
+            return state
+
+    def subject(self, subject: str) -> SubjectState:
+        """The subject's events and rights records, current as of the last sync."""
+        state = self.cached(subject)
+        if state is not None:
+            return state
+        loaded_at, entries = self.ledger.subject_entries(subject, exclude=NOT_SUBJECT_STATE)
+        events = tuple(e for entry in entries if (e := event_of(entry)) is not None)
+        records = tuple(e for e in entries if e.kind != EVENT_KIND)
+        state = SubjectState(subject, loaded_at, events, records)
+        with self._lock:
+            # A sync may have seen a change newer than this snapshot meanwhile: then the
+            # state serves this request but is not kept.
+            fresh = loaded_at >= self._floor and self._last_change.get(subject, 0) <= loaded_at
+            if fresh:
+                self._subjects[subject] = state
+                while len(self._subjects) > self._capacity:
+                    self._subjects.popitem(last=False)
+        return state
+
+    def forget(self, subject: str) -> None:
+        """Drop a subject from the cache (after this process changed it)."""
+        with self._lock:
+            self._subjects.pop(subject, None)

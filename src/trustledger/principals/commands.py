@@ -1,0 +1,88 @@
+"""Command-line commands for principals: ``trustledger principal add|list|revoke``.
+
+``add`` prints the new API key once; only its SHA-256 hash is stored. Every
+change is also recorded in the ledger (without the key).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trustledger.principals.ledger import ServiceLedger
+from trustledger.principals.store import Role, add_principal, list_principals, revoke_principal
+
+principal_app = typer.Typer(
+    name="principal",
+    help="Issue, list and revoke API keys (principals) of the HTTP service.",
+    no_args_is_help=True,
+)
+console = Console()
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Ledger database URL (default: "
+                 "$TRUSTLEDGER_DATABASE_URL or SQLite in the data folder)."),
+]
+
+
+@principal_app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="The principal's name: a source's name is the "
+                                             "`source` of its events, a relying party's the "
+                                             "`party` subjects consent to.")],
+    role: Annotated[Role, typer.Option(help="What the principal is.")],
+    accredit: Annotated[list[str] | None, typer.Option(
+        "--accredit", help="An event type (source) or purpose (relying party) it is "
+                           "accredited for; repeat for several.")] = None,
+    subject: Annotated[str | None, typer.Option(
+        help="The subject id a subject principal speaks for.")] = None,
+    rate_limit: Annotated[float | None, typer.Option(
+        help="Requests per second (default: the service's limit).")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Issue an API key for a new principal and print it (once: it is stored hashed)."""
+    with ServiceLedger.open(database_url) as ledger:
+        issued = add_principal(ledger, name, role, accreditations=tuple(accredit or ()),
+                               subject=subject, rate_limit=rate_limit)
+    p = issued.principal
+    typer.echo(f"added {p.role.value} {p.name!r} ({p.id})")
+    typer.echo(f"API key (shown once, keep it safe): {issued.key}")
+
+
+@principal_app.command("list")
+def list_(
+    all_: Annotated[bool, typer.Option("--all", help="Include revoked principals.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
+    """List principals (never their keys)."""
+    with ServiceLedger.open(database_url) as ledger:
+        found = list_principals(ledger, include_revoked=all_)
+    table = Table(title=f"{len(found)} principal(s)")
+    for column in ("id", "name", "role", "accreditations", "subject", "created", "revoked"):
+        table.add_column(column)
+    for p in found:
+        table.add_row(p.id, p.name, p.role.value, ", ".join(p.accreditations) or "—",
+                      p.subject or "—", p.created_at.isoformat(timespec="seconds"),
+                      p.revoked_at.isoformat(timespec="seconds") if p.revoked_at else "—")
+    console.print(table)
+
+
+@principal_app.command("revoke")
+def revoke(
+    principal_id: Annotated[str, typer.Argument(help="The principal's id (pr_...).")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a principal's API key at once (a running service refuses it from its next request)."""
+    with ServiceLedger.open(database_url) as ledger:
+        p = revoke_principal(ledger, principal_id)
+    assert p.revoked_at is not None
+    typer.echo(f"revoked {p.role.value} {p.name!r} ({p.id}) at {p.revoked_at.isoformat()}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the root CLI."""
+    app.add_typer(principal_app)
