@@ -1,0 +1,243 @@
+"""A batch plan: a compiled policy at one ``valid_at``, turned into constants for the query.
+
+Everything calendar-aware is decided here, in Python, with the engine's own duration
+arithmetic (:mod:`trustledger.policy.durations`), so the columnar query only compares
+integers. "Does an event anchored at ``a`` still count at ``v``?" is ``D.after(a) > v``;
+``D.after`` never decreases as ``a`` grows, so the answer is ``a >= T`` for one threshold
+``T`` (in microseconds), found here by bisection. The same holds for retention, metric
+windows and overhangs. Decay is ``exp(-λ·(v - o))`` with ``λ = ln 2 / half-life``.
+
+The plan also says which policy features the vectorised query computes exactly and
+which subjects must be evaluated one by one with the reference engine (see
+``docs/scale.md``): subjects with an event of a type that has a ``when`` condition,
+with an entry that an overhang may keep counting, with events on a scorecard whose
+caps cannot be computed as nested running sums; and, when measures are asked for,
+every subject if a measure has a holding time or a prerequisite.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from trustledger.engine.incremental import stateless_measures
+from trustledger.policy.compiled import CompiledCap, CompiledPolicy
+from trustledger.policy.durations import Duration
+from trustledger.policy.models import Anchor, CapDirection, CapPeriod
+
+LN2 = math.log(2.0)
+NEVER = -(2**62)
+"""A threshold every timestamp passes (microseconds)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+# Period nesting: a day lies in one week, month and year; a month in one year. An ISO week
+# can straddle a month or a year, so it nests only days.
+_NESTS = {
+    (CapPeriod.DAY, CapPeriod.DAY), (CapPeriod.DAY, CapPeriod.WEEK),
+    (CapPeriod.DAY, CapPeriod.MONTH), (CapPeriod.DAY, CapPeriod.YEAR),
+    (CapPeriod.WEEK, CapPeriod.WEEK), (CapPeriod.MONTH, CapPeriod.MONTH),
+    (CapPeriod.MONTH, CapPeriod.YEAR), (CapPeriod.YEAR, CapPeriod.YEAR),
+}
+_SIZE = {CapPeriod.DAY: 0, CapPeriod.WEEK: 1, CapPeriod.MONTH: 2, CapPeriod.YEAR: 3}
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    return (moment - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    """The UTC datetime ``us`` microseconds after the epoch."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def first_counting(shift: Callable[[datetime], datetime], v_us: int, longest: int) -> int:
+    """The least anchor ``a`` (µs) with ``shift(a) > v``; ``shift`` is non-decreasing.
+
+    ``longest`` bounds ``shift(a) - a`` in microseconds.
+    """
+    lo, hi = v_us - longest - 1, v_us  # shift(lo) <= v < shift(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if to_us(shift(from_us(mid))) > v_us:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _longest(duration: Duration) -> int:
+    return ((duration.months * 31 + duration.days + 1) * 86400 + duration.seconds) * 1_000_000
+
+
+def duration_threshold(duration: Duration, v_us: int) -> int:
+    """The least anchor (µs) with ``duration.after(anchor) > v``."""
+    return first_counting(duration.after, v_us, _longest(duration))
+
+
+@dataclass(frozen=True, slots=True)
+class TypePlan:
+    """One event type's constants at ``valid_at``.
+
+    ``constant``: the points when they depend on no attribute and the type declares
+    none (``None``: computed per distinct attributes). The event counts at ``v`` when
+    ``occurred_us >= occurred_from`` and ``recorded_us >= recorded_from``. With an
+    overhang, an entry whose expiry has passed may count on while its anchor is at least
+    ``overhang_from`` (only the per-subject pass decides that).
+    """
+
+    name: str
+    constant: float | None
+    lam: float
+    occurred_from: int
+    recorded_from: int
+    expiry_from: int
+    expiry_anchor: Anchor
+    overhang_from: int | None
+    conditional: bool
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class CapStage:
+    """One cap, as one running sum: per subject and period, in ``occurred_at`` order."""
+
+    index: int
+    period: CapPeriod
+    max: float
+    gains: bool
+    types: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CardPlan:
+    """A scorecard's constants: base, bounds, tiers at ``v``, caps as nested stages."""
+
+    name: str
+    base: float
+    floor: float | None
+    ceiling: float | None
+    opt_in: bool
+    types: frozenset[str]
+    tiers: tuple[tuple[str, float | None], ...]  # highest first
+    stages: tuple[CapStage, ...]  # innermost first, per direction
+    sequential: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPlan:
+    """A metric's constants: which types, since when an event is inside its window."""
+
+    name: str
+    count: bool
+    decays: bool
+    types: frozenset[str]
+    window_from: int
+    scorecard: str | None
+    sign: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The policy at ``valid_at`` (and ``known_at``) as constants for the columnar query."""
+
+    policy: CompiledPolicy
+    valid_at: datetime
+    known_at: datetime | None
+    v_us: int
+    known_us: int | None
+    types: tuple[TypePlan, ...]
+    cards: tuple[CardPlan, ...]
+    metrics: tuple[MetricPlan, ...]
+    stateless: frozenset[str]
+
+    @property
+    def conditional_types(self) -> frozenset[str]:
+        """Types with a ``when`` condition: their subjects take the per-subject path."""
+        return frozenset(t.name for t in self.types if t.conditional)
+
+    @property
+    def sequential_types(self) -> frozenset[str]:
+        """Types on a scorecard whose caps are not nested: per-subject path."""
+        return frozenset().union(*(c.types for c in self.cards if c.sequential))
+
+    @property
+    def computed_types(self) -> frozenset[str]:
+        """Types whose points depend on attributes (computed per distinct attributes)."""
+        return frozenset(t.name for t in self.types if t.constant is None)
+
+    def stateful_measures(self) -> tuple[str, ...]:
+        """Measures with a history (hold, prerequisite): per-subject path when asked for."""
+        return tuple(n for n in self.policy.measures if n not in self.stateless)
+
+
+def make_plan(policy: CompiledPolicy, valid_at: datetime,
+              known_at: datetime | None = None) -> Plan:
+    """Compile ``policy`` at ``valid_at`` into a :class:`Plan`."""
+    v_us = to_us(valid_at)
+    types = []
+    for name, et in policy.event_types.items():
+        rule = policy.model.event_types[name].points
+        constant = float(rule) if isinstance(rule, int | float) and not et.attributes else None
+        occurred_from = duration_threshold(et.retention, v_us)
+        recorded_from = NEVER
+        expiry_from = NEVER
+        overhang_from = None
+        if et.expiry is not None:
+            expiry = et.expiry
+            expiry_from = duration_threshold(expiry, v_us)
+            if et.expiry_from is Anchor.OCCURRED_AT:
+                occurred_from = max(occurred_from, expiry_from)
+            else:
+                recorded_from = expiry_from
+            if et.overhang is not None:
+                overhang = et.overhang
+                overhang_from = first_counting(_then(expiry, overhang), v_us,
+                                               _longest(expiry) + _longest(overhang))
+        lam = LN2 / et.half_life if et.half_life is not None else 0.0
+        types.append(TypePlan(name, constant, lam, occurred_from, recorded_from, expiry_from,
+                              et.expiry_from, overhang_from, et.when is not None, et.domain))
+    cards = []
+    v = valid_at.timestamp()
+    for name, card in policy.scorecards.items():
+        tiers = tuple((t.name, t.min_at(v)) for t in reversed(card.tiers))
+        stages, sequential = _stages(card.caps, card.events)
+        cards.append(CardPlan(name, card.base, card.floor, card.ceiling, card.opt_in,
+                              card.events, tiers, stages, sequential))
+    metrics = []
+    for name, m in policy.metrics.items():
+        window_from = duration_threshold(m.window, v_us) if m.window is not None else NEVER
+        metrics.append(MetricPlan(name, m.aggregate.value == "count",
+                                  m.value.value == "current", m.types, window_from,
+                                  m.scorecard, m.sign.value if m.sign else None))
+    return Plan(policy, valid_at, known_at, v_us,
+                to_us(known_at) if known_at is not None else None, tuple(types), tuple(cards),
+                tuple(metrics), stateless_measures(policy))
+
+
+def _then(first: Duration, second: Duration) -> Callable[[datetime], datetime]:
+    return lambda moment: second.after(first.after(moment))
+
+
+def _stages(caps: tuple[CompiledCap, ...],
+            events: frozenset[str]) -> tuple[tuple[CapStage, ...], bool]:
+    """Caps as running sums, innermost first; ``sequential`` when they do not nest.
+
+    Caps on one direction compose as successive running sums when their periods nest
+    and each outer cap applies to every type the inner one does: the outer allowance,
+    once used up, stops everything the inner one would still let through.
+    """
+    stages: list[CapStage] = []
+    for gains in (True, False):
+        mine = [(i, c) for i, c in enumerate(caps)
+                if (c.applies_to is CapDirection.GAINS) == gains]
+        mine.sort(key=lambda ic: (_SIZE[ic[1].period], -len(ic[1].exempt)))
+        for (_, inner), (_, outer) in itertools.pairwise(mine):
+            if (inner.period, outer.period) not in _NESTS or not outer.exempt <= inner.exempt:
+                return (), True
+        stages += [CapStage(i, c.period, c.max, gains, events - c.exempt) for i, c in mine]
+    return tuple(stages), False

@@ -1,0 +1,153 @@
+"""Where a population job reads its events, and the two backends it runs on.
+
+The batch expression reads one table with the columns of
+:data:`~trustledger.batch.expression.EVENT_COLUMNS`. This module makes that table:
+
+* from an events Parquet file (what ``trustledger synth`` writes, or
+  :func:`write_ledger_events` from a ledger): ``subject, source, source_event_id, type,
+  occurred_at, recorded_at, attributes, supersedes`` with UTC timestamps; a file without
+  ``recorded_at`` (recorded when it occurred) or ``supersedes`` (none) is accepted;
+* on DuckDB (embedded, the default; out-of-core within a memory limit) or on Spark
+  (``local[2]`` here; any cluster elsewhere), where the only backend-specific step is
+  turning timestamps into integer microseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trustledger.engine import Event
+from trustledger.errors import InputError
+
+EVENTS_SCHEMA = pa.schema([
+    ("subject", pa.string()),
+    ("source", pa.string()),
+    ("source_event_id", pa.string()),
+    ("type", pa.string()),
+    ("occurred_at", pa.timestamp("us", tz="UTC")),
+    ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ("attributes", pa.string()),
+    ("supersedes", pa.string()),
+])
+"""An events Parquet file for batch jobs; ``attributes`` is canonical JSON (sorted keys)."""
+
+_REQUIRED = ("subject", "source", "source_event_id", "type", "occurred_at", "attributes")
+
+
+def duckdb_backend(memory_limit: str = "6GB", threads: int = 2,
+                   temp_directory: str | None = None) -> Any:
+    """An embedded DuckDB connection that spills to disk beyond ``memory_limit``."""
+    con = ibis.duckdb.connect(threads=threads, memory_limit=memory_limit,
+                              temp_directory=temp_directory or tempfile.gettempdir(),
+                              preserve_insertion_order=False)
+    return con
+
+
+def spark_session(memory: str = "4g", cores: int = 2, partitions: int = 4) -> Any:
+    """A local Spark session (UTC, no UI) for running the batch expression on Spark."""
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return (SparkSession.builder.master(f"local[{cores}]")
+            .appName("trustledger-batch")
+            .config("spark.driver.memory", memory)
+            .config("spark.sql.shuffle.partitions", str(partitions))
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .getOrCreate())
+
+
+def spark_backend(session: Any) -> Any:
+    """An Ibis backend over a Spark session."""
+    return ibis.pyspark.connect(session)
+
+
+def _columns(path: Path) -> set[str]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{path}: not a Parquet file ({exc})") from exc
+    names = set(schema.names)
+    missing = [c for c in _REQUIRED if c not in names]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; an events file "
+                         "has " + ", ".join(EVENTS_SCHEMA.names))
+    return names
+
+
+def read_events(backend: Any, path: str | Path, name: str = "events") -> ir.Table:
+    """The events of a Parquet file as the batch expression's input table on ``backend``."""
+    file = Path(path)
+    names = _columns(file)
+    if backend.name == "duckdb":
+        recorded = "recorded_at" if "recorded_at" in names else "occurred_at"
+        supersedes = "supersedes" if "supersedes" in names else "CAST(NULL AS VARCHAR)"
+        quoted = str(file.resolve()).replace("'", "''")
+        return backend.sql(
+            "SELECT subject, source, source_event_id, type, "
+            "epoch_us(occurred_at) AS occurred_us, "
+            f"epoch_us({recorded}) AS recorded_us, attributes, {supersedes} AS supersedes "
+            f"FROM read_parquet('{quoted}')")
+    if backend.name == "pyspark":
+        session = backend._session
+        recorded = "recorded_at" if "recorded_at" in names else "occurred_at"
+        supersedes = "supersedes" if "supersedes" in names else "CAST(NULL AS STRING)"
+        frame = session.read.parquet(str(file.resolve())).selectExpr(
+            "subject", "source", "source_event_id", "type",
+            "unix_micros(occurred_at) AS occurred_us",
+            f"unix_micros({recorded}) AS recorded_us", "attributes",
+            f"{supersedes} AS supersedes")
+        frame.createOrReplaceTempView(name)
+        return backend.table(name)
+    raise InputError(f"backend {backend.name} is not supported; use duckdb or pyspark")
+
+
+def event_rows(events: Iterator[Event] | list[Event]) -> Iterator[dict[str, Any]]:
+    """Engine events as rows of :data:`EVENTS_SCHEMA` (times converted to UTC)."""
+    for e in events:
+        yield {"subject": e.subject, "source": e.source, "source_event_id": e.source_event_id,
+               "type": e.type, "occurred_at": e.occurred_at, "recorded_at": e.recorded_at,
+               "attributes": orjson.dumps(dict(e.attributes),
+                                          option=orjson.OPT_SORT_KEYS).decode(),
+               "supersedes": e.supersedes}
+
+
+def write_events(events: Iterator[Event] | list[Event], path: str | Path,
+                 progress: Callable[[int], None] | None = None, chunk: int = 200_000) -> int:
+    """Write engine events to an events Parquet file; returns how many."""
+    count = 0
+    with pq.ParquetWriter(str(path), EVENTS_SCHEMA) as writer:
+        rows: list[dict[str, Any]] = []
+        for row in event_rows(events):
+            rows.append(row)
+            if len(rows) == chunk:
+                writer.write_table(pa.Table.from_pylist(rows, EVENTS_SCHEMA))
+                count += len(rows)
+                rows = []
+                if progress is not None:
+                    progress(count)
+        writer.write_table(pa.Table.from_pylist(rows, EVENTS_SCHEMA))
+        count += len(rows)
+    return count
+
+
+def events_table(backend: Any, events: list[Event], folder: str | Path) -> ir.Table:
+    """Engine events written to ``folder`` and read back on ``backend`` (tests, small jobs)."""
+    name = f"events_{uuid.uuid4().hex}"
+    path = Path(folder) / f"{name}.parquet"
+    write_events(events, path)
+    return read_events(backend, path, name=name)

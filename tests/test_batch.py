@@ -1,0 +1,174 @@
+"""The population job on DuckDB equals the reference ``evaluate`` for every subject
+(hypothesis: random policies within the language, random histories with late-recorded and
+corrected events, random ``valid_at``/``known_at`` and consents)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.policies.support import d, ev, example, policy_file
+from tests.test_incremental_strategies import (
+    START,
+    close,
+    histories,
+    near_threshold,
+    policies,
+)
+from trustledger.batch import (
+    COLUMNAR,
+    PER_SUBJECT,
+    Rescore,
+    duckdb_backend,
+    events_table,
+    make_plan,
+    read_events,
+    rescore,
+)
+from trustledger.engine import Event, evaluate
+from trustledger.errors import InputError
+from trustledger.policy import CompiledPolicy
+
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@pytest.fixture(scope="module")
+def con() -> Iterator[Any]:
+    backend = duckdb_backend(memory_limit="1GB")
+    yield backend
+    backend.disconnect()
+
+
+@pytest.fixture(scope="module")
+def folder() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as name:
+        yield Path(name)
+
+
+def check_population(policy: CompiledPolicy, people: dict[str, list[Event]], job: Rescore,
+                     consents: dict[str, frozenset[str]], known_at: Any) -> None:
+    rows = {r["subject"]: r for r in job.table.to_pylist()}
+    assert set(rows) == {s for s, events in people.items() if events}
+    at = job.valid_at
+    for subject, row in rows.items():
+        expected = evaluate(policy, people[subject], at, known_at,
+                            opt_ins=consents.get(subject, frozenset()))
+        edge = False
+        for name, result in expected.scorecards.items():
+            assert close(row[f"score__{name}"], result.score), (subject, name, row, result)
+            assert close(row[f"total__{name}"], result.total), (subject, name)
+            if near_threshold(policy, name, result.score, at):
+                edge = True
+            else:
+                assert row[f"tier__{name}"] == result.tier, (subject, name)
+        for name, value in expected.metrics.items():
+            got = row[f"metric__{name}"]
+            assert close(None if got is None else float(got),
+                         None if value is None else float(value)), (subject, name, got, value)
+        for name, measure in expected.measures.items():
+            if not edge:
+                assert row[f"measure__{name}"] == measure.in_force, (subject, name)
+
+
+@st.composite
+def populations(draw: st.DrawFn, **features: bool) -> tuple[CompiledPolicy,
+                                                             dict[str, list[Event]]]:
+    policy, specs = draw(policies(**features))
+    people = {f"p{i}": draw(histories(specs, subject=f"p{i}", max_events=14))
+              for i in range(draw(st.integers(1, 6)))}
+    return policy, people
+
+
+def run(con: Any, folder: Path, policy: CompiledPolicy, people: dict[str, list[Event]],
+        data: st.DataObject) -> tuple[Rescore, dict[str, frozenset[str]], Any]:
+    events = [e for history in people.values() for e in history]
+    valid_at = START + timedelta(hours=data.draw(st.integers(0, 5 * 365 * 24)))
+    known_at = data.draw(st.one_of(st.none(), st.integers(0, 5 * 365 * 24).map(
+        lambda h: START + timedelta(hours=h))))
+    cards = sorted(policy.scorecards)
+    consents = {s: frozenset(data.draw(st.sets(st.sampled_from(cards)))) for s in people}
+    table = events_table(con, events, folder)
+    return rescore(policy, table, valid_at, known_at, consents=consents), consents, known_at
+
+
+@SETTINGS
+@given(data=st.data())
+def test_columnar_path_equals_evaluate(con: Any, folder: Path, data: st.DataObject) -> None:
+    """Without when/overhang/held measures every subject takes the columnar path."""
+    policy, people = data.draw(populations(conditions=False, overhangs=False, measures=False))
+    job, consents, known_at = run(con, folder, policy, people, data)
+    plan = make_plan(policy, job.valid_at)
+    if not plan.sequential_types:
+        assert set(job.table.column("path").to_pylist()) <= {COLUMNAR}
+    check_population(policy, people, job, consents, known_at)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_whole_language_equals_evaluate(con: Any, folder: Path, data: st.DataObject) -> None:
+    """Every feature, some subjects taking the per-subject path."""
+    policy, people = data.draw(populations())
+    job, consents, known_at = run(con, folder, policy, people, data)
+    check_population(policy, people, job, consents, known_at)
+
+
+def test_sesame_population_from_synth(con: Any, folder: Path) -> None:
+    from trustledger.synth import Population, write_parquet
+
+    policy = example("sesame")
+    path = folder / "sesame.parquet"
+    write_parquet(Population(subjects=40, events=600, seed=5), path)
+    at = d("2026-11-01")
+    job = rescore(policy, read_events(con, path), at, consent_all=True)
+    table = pq.read_table(path)
+    people: dict[str, list[Event]] = {}
+    from trustledger.batch.run import _event
+
+    for row in read_events(con, path).to_pyarrow().to_pylist():
+        people.setdefault(row["subject"], []).append(_event(row))
+    assert job.subjects == len(people) and table.num_rows == 600
+    check_population(policy, people, job, {s: frozenset({"sesame"}) for s in people}, None)
+    # identity_verified has a `when`, priority_service a holding time: per-subject path
+    assert set(job.table.column("path").to_pylist()) == {PER_SUBJECT}
+
+
+def test_driving_caps_free_policy_is_columnar_apart_from_measures(con: Any,
+                                                                   folder: Path) -> None:
+    policy = policy_file("driving")
+    events = [ev("a", "offence_serious", "2021-02-01"), ev("b", "offence_grave", "2022-03-01"),
+              ev("c", "offence_minor", "2022-04-01", subject="bob")]
+    table = events_table(con, events, folder)
+    job = rescore(policy, table, d("2023-01-01"), measures=False)
+    rows = {r["subject"]: r for r in job.table.to_pylist()}
+    assert rows["alice"]["score__driving"] == 5.0 and rows["alice"]["tier__driving"] == "admonished"
+    assert rows["bob"]["score__driving"] == 1.0
+    assert set(job.table.column("path").to_pylist()) == {COLUMNAR}
+
+
+def test_naive_and_early_valid_at_are_refused(con: Any, folder: Path) -> None:
+    policy = policy_file("driving")
+    table = events_table(con, [ev("a", "offence_minor", "2021-02-01")], folder)
+    with pytest.raises(InputError, match="timezone"):
+        rescore(policy, table, d("2023-01-01").replace(tzinfo=None))
+    with pytest.raises(InputError, match="effective"):
+        rescore(policy, table, d("2019-01-01"))
+
+
+def test_missing_columns_are_refused(con: Any, folder: Path) -> None:
+    import pyarrow as pa
+
+    path = folder / "bad.parquet"
+    pq.write_table(pa.table({"subject": ["a"]}), path)
+    with pytest.raises(InputError, match="missing column"):
+        read_events(con, path)
+    with pytest.raises(InputError, match="no such file"):
+        read_events(con, folder / "nope.parquet")
