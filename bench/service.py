@@ -6,16 +6,18 @@
 For each database: a ledger with the demo population (10,000 subjects, 200,000 events,
 `policies/sesame.yaml`; the same seed as `make run`) is built and not timed; a relying
 party gets the consent of `--consenting` subjects (opted in to the Sesame score) and the
-server (`trustledger serve`, one uvicorn worker) is started on 127.0.0.1. Then:
+server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.0.1. Then:
 
 1. **decisions, cold**: one decision per consenting subject, 16 in flight (each subject's
    first decision loads and evaluates it);
-2. **decisions at a fixed offered rate**: `--rate` requests/s for `--duration` s, open loop
-   (requests are sent on schedule whatever the answers; latency is measured from the
-   scheduled time, so a stall counts against every request it delays), subjects drawn at
-   random from the consenting ones;
-3. **events, single**: `--single` events, one per request, 16 in flight;
-4. **events, batched**: `--batches` batches of `--batch-size` events.
+2. **decision capacity**: 64 requests always in flight for `--duration` s (closed loop);
+3. **decisions at fixed offered rates**: each of `--rates` requests/s for `--duration` s,
+   open loop (requests are sent on schedule whatever the answers; latency is measured from
+   the scheduled time, so a stall counts against every request it delays; offering stops,
+   marked `overloaded`, once 2,000 requests wait), subjects drawn at random from the
+   consenting ones;
+4. **events, single**: `--single` events, one per request, 16 in flight;
+5. **events, batched**: `--batches` batches of `--batch-size` events.
 
 Every decision is access-logged before it is answered (group commit). The load generator
 is a minimal HTTP/1.1 client over keep-alive connections on the same 2-core machine, so it
@@ -117,8 +119,12 @@ async def closed_loop(port: int, key: str, path: str, bodies: list[bytes],
 
 
 async def open_loop(port: int, key: str, path: str, make_body: Any, rate: float,
-                    duration: float, connections: int) -> dict[str, Any]:
-    """Offer ``rate`` requests/s for ``duration`` s; latency from each scheduled send time."""
+                    duration: float, connections: int, backlog: int = 2_000) -> dict[str, Any]:
+    """Offer ``rate`` requests/s for ``duration`` s; latency from each scheduled send time.
+
+    When more than ``backlog`` requests are waiting, the server cannot keep up: offering
+    stops there and the result says ``overloaded`` (latency then only grows).
+    """
     total = int(rate * duration)
     free: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
@@ -137,19 +143,24 @@ async def open_loop(port: int, key: str, path: str, make_body: Any, rate: float,
         statuses[status] = statuses.get(status, 0) + 1
 
     start = time.perf_counter()
+    overloaded = False
     for i in range(total):
         scheduled = start + i / rate
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+        if len(tasks) - len(latencies) > backlog:
+            overloaded = True
+            break
         tasks.append(asyncio.create_task(one(scheduled, make_body())))
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + 60)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + 120)
     elapsed = time.perf_counter() - start
     while not free.empty():
         free.get_nowait().close()
     latencies.sort()
-    return {"offered_per_s": rate, "requests": total, "seconds": round(elapsed, 2),
-            "achieved_per_s": round(total / elapsed, 1), "statuses": statuses,
+    return {"offered_per_s": rate, "requests": len(tasks), "seconds": round(elapsed, 2),
+            "achieved_per_s": round(len(tasks) / elapsed, 1), "overloaded": overloaded,
+            "statuses": statuses,
             "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
             "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2),
             "max_ms": round(1000 * latencies[-1], 2)}
@@ -187,10 +198,10 @@ def prepare(url: str, work: Path, population: Population, consenting: int
 
 
 @contextmanager
-def server(url: str, port: int, work: Path) -> Iterator[subprocess.Popen[bytes]]:
+def server(url: str, port: int, work: Path, workers: int) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "TRUSTLEDGER_DATA": str(work), "TRUSTLEDGER_MAX_IN_FLIGHT": "1000"}
     command = [str(ROOT / ".venv" / "bin" / "trustledger"), "serve", "--host", HOST,
-               "--port", str(port), "--database-url", url]
+               "--port", str(port), "--database-url", url, "--workers", str(workers)]
     log = (work / "server.log").open("wb")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     try:
@@ -210,6 +221,34 @@ def server(url: str, port: int, work: Path) -> Iterator[subprocess.Popen[bytes]]
         log.close()
 
 
+async def capacity(port: int, key: str, path: str, make_body: Any, seconds: float,
+                   connections: int) -> dict[str, Any]:
+    """Closed loop: ``connections`` requests always in flight for ``seconds``."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        conn = await Connection.open(port)
+        try:
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                status, _ = await conn.request("POST", path, key, make_body())
+                latencies.append(time.perf_counter() - t)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"connections": connections, "requests": len(latencies),
+            "per_s": round(len(latencies) / elapsed, 1), "statuses": statuses,
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+            "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2)}
+
+
 def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     population = Population(subjects=args.subjects, events=args.events,
                             seed=DEMO_POPULATION.seed)
@@ -225,18 +264,20 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
         return json.dumps({"subject": rng.choice(subjects),
                            "purpose": "rental_deposit"}).encode()
 
-    with server(url, port, work):
+    with server(url, port, work, args.workers):
         bodies = [json.dumps({"subject": s, "purpose": "rental_deposit"}).encode()
-                  for s in subjects]
+                  for s in subjects] * args.workers  # each worker process has its own cache
         seconds, lat, statuses = asyncio.run(closed_loop(port, keys["party"], "/v1/decisions",
                                                          bodies, 16))
         result["decisions_cold"] = {"requests": len(bodies), "seconds": round(seconds, 2),
                                     "per_s": round(len(bodies) / seconds, 1),
                                     "p50_ms": round(1000 * statistics.median(lat), 2),
                                     "statuses": statuses}
-        result["decisions"] = asyncio.run(open_loop(
-            port, keys["party"], "/v1/decisions", decision_body, args.rate, args.duration,
-            args.connections))
+        result["decisions_capacity"] = asyncio.run(capacity(
+            port, keys["party"], "/v1/decisions", decision_body, args.duration, 64))
+        result["decisions"] = [asyncio.run(open_loop(
+            port, keys["party"], "/v1/decisions", decision_body, rate, args.duration,
+            args.connections)) for rate in args.rates]
         base = datetime(2026, 6, 1, tzinfo=UTC)
 
         def event(i: int, tag: str) -> dict[str, Any]:
@@ -281,8 +322,11 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=DEMO_POPULATION.subjects)
     parser.add_argument("--events", type=int, default=DEMO_POPULATION.events)
     parser.add_argument("--consenting", type=int, default=2_000)
-    parser.add_argument("--rate", type=float, default=1_500.0)
-    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--rates", type=lambda text: [float(x) for x in text.split(",")],
+                        default=[250.0, 500.0, 1_000.0, 1_500.0],
+                        help="offered decision rates, requests/s, comma-separated")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--batches", type=int, default=10)

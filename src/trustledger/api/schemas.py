@@ -100,21 +100,16 @@ class Appended(_Out):
     subject: str
 
 
-class BatchItem(_Out):
-    """What became of one item of a batch."""
-
-    index: int
-    seq: int
-    status: Literal["appended", "existing"]
-
-
 class BatchAppended(_Out):
-    """A batch in the ledger: how many events were new, and each item's position."""
+    """A batch in the ledger: how many events were new, and the chain's head after it.
+
+    ``existing`` counts the events appended before and those repeated within the batch.
+    """
 
     appended: int
     existing: int
     head_seq: int
-    items: list[BatchItem]
+    head_hash: str
 
 
 # -- decisions and subjects --------------------------------------------------------------------
