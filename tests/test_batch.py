@@ -172,3 +172,59 @@ def test_missing_columns_are_refused(con: Any, folder: Path) -> None:
         read_events(con, path)
     with pytest.raises(InputError, match="no such file"):
         read_events(con, folder / "nope.parquet")
+
+
+def test_rescore_command_on_a_synthetic_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trustledger.cli import app
+    from trustledger.synth import WIDE_POLICY, Population, write_parquet
+
+    events, policy, out = tmp_path / "wide.parquet", tmp_path / "wide.yaml", tmp_path / "r.pq"
+    write_parquet(Population(subjects=30, events=400, seed=2, profile="wide"), events)
+    policy.write_text(WIDE_POLICY)
+    result = CliRunner().invoke(app, ["rescore", str(events), "--policy", str(policy),
+                                      "--at", "2026-11-01", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "30 subjects scored" in result.output and "by the per-subject path" in result.output
+    table = pq.read_table(out)
+    assert table.num_rows == 30
+    assert table.schema.metadata[b"trustledger.policy_hash"].startswith(b"sha256:")
+    missing = CliRunner().invoke(app, ["rescore", str(events), "--at", "2026-11-01"])
+    assert missing.exit_code != 0
+
+
+def test_rescore_command_from_the_ledger_equals_evaluate_subject(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from trustledger.cli import app
+    from trustledger.ledger import EventIn, Ledger
+    from trustledger.rights import grant_opt_in
+    from trustledger.scoring import evaluate_subject, publish_policy
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    sesame = Path(__file__).resolve().parent.parent / "policies" / "sesame.yaml"
+    with Ledger.open(url, clock=lambda: now) as ledger:
+        publish_policy(ledger, sesame)
+        ledger.append_events([
+            EventIn(source="bank-a", source_event_id=f"{s}-{i}", subject=s,
+                    type="repayment_on_time", occurred_at=datetime(2026, 1 + i, 3, tzinfo=UTC),
+                    attributes={"amount": 400.0 * (i + 1)})
+            for s in ("ann", "bo") for i in range(4)])
+        grant_opt_in(ledger, "ann", "sesame")
+    out = tmp_path / "ledger.parquet"
+    result = CliRunner().invoke(app, ["rescore", "--database-url", url, "--at", "2026-06-01",
+                                      "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {r["subject"]: r for r in pq.read_table(out).to_pylist()}
+    with Ledger.open(url, clock=lambda: now) as ledger:
+        from trustledger.policy import load_policy
+
+        expected = evaluate_subject(ledger, "ann", load_policy(sesame), now)
+    assert close(rows["ann"]["score__sesame"], expected.scorecards["sesame"].score)
+    assert rows["bo"]["score__sesame"] is None  # no opt-in: the opt-in score is not produced
+    assert rows["ann"]["measure__priority_service"] == \
+        expected.measures["priority_service"].in_force

@@ -49,12 +49,16 @@ def synth(
     subjects: Annotated[int, typer.Option(help="Number of subjects.")] = 10_000,
     events: Annotated[int, typer.Option(help="Number of events.")] = 200_000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
+    profile: Annotated[str, typer.Option(
+        help="Event mix: sesame (policies/sesame.yaml) or wide (20 types, benchmarks).")] =
+        "sesame",
 ) -> None:
     """Write a deterministic synthetic population's events to a Parquet file."""
     from trustledger.synth import Population, write_parquet
 
+    population = Population(subjects=subjects, events=events, seed=seed, profile=profile)
     with console.status(f"generating {events:,} events for {subjects:,} subjects"):
-        rows = write_parquet(Population(subjects=subjects, events=events, seed=seed), output)
+        rows = write_parquet(population, output)
     console.print(f"wrote {rows:,} events to {output}")
 
 
@@ -154,6 +158,7 @@ def demo(
 def _register_areas() -> None:
     # Imported here so each area owns its commands in its own module.
     from trustledger.api import serve as serve_command
+    from trustledger.batch import commands as batch_commands
     from trustledger.ledger import commands as ledger_commands
     from trustledger.models import commands as models_commands
     from trustledger.policy import commands as policy_commands
@@ -166,6 +171,7 @@ def _register_areas() -> None:
     rights_commands.register(app)
     serve_command.register(app)
     principal_commands.register(app)
+    batch_commands.register(app)
 
 
 _register_areas()

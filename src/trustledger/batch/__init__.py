@@ -11,20 +11,38 @@ feature takes which path::
     con = duckdb_backend()
     job = rescore(policy, read_events(con, "events.parquet"), valid_at, consent_all=True)
     job.table  # one row per subject
+
+Names are imported on first use, so the command line does not load Ibis until a job runs.
 """
 
-from trustledger.batch.expression import EVENT_COLUMNS, population
-from trustledger.batch.plan import Plan, make_plan
-from trustledger.batch.run import COLUMNAR, PER_SUBJECT, Progress, Rescore, rescore
-from trustledger.batch.sources import (
-    EVENTS_SCHEMA,
-    duckdb_backend,
-    events_table,
-    read_events,
-    spark_backend,
-    spark_session,
-    write_events,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trustledger.batch.expression import EVENT_COLUMNS, population
+    from trustledger.batch.plan import Plan, make_plan
+    from trustledger.batch.run import COLUMNAR, PER_SUBJECT, Progress, Rescore, rescore
+    from trustledger.batch.sources import (
+        EVENTS_SCHEMA,
+        duckdb_backend,
+        events_table,
+        read_events,
+        spark_backend,
+        spark_session,
+        write_events,
+    )
+
+_WHERE = {
+    "EVENT_COLUMNS": "expression", "population": "expression",
+    "Plan": "plan", "make_plan": "plan",
+    "COLUMNAR": "run", "PER_SUBJECT": "run", "Progress": "run", "Rescore": "run",
+    "rescore": "run",
+    "EVENTS_SCHEMA": "sources", "duckdb_backend": "sources", "events_table": "sources",
+    "read_events": "sources", "spark_backend": "sources", "spark_session": "sources",
+    "write_events": "sources",
+}
 
 __all__ = [
     "COLUMNAR",
@@ -44,3 +62,10 @@ __all__ = [
     "spark_session",
     "write_events",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"trustledger.batch.{_WHERE[name]}"), name)
