@@ -29,8 +29,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+## bench: the quick benchmarks (the population-scale ones take flags: see docs/scale.md)
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python bench/evaluate.py
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python bench/incremental.py
+	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/batch.py --subjects 100000 --events 2000000
 
 ## docs: regenerate the generated documentation (checked by tests/test_docs.py)
 docs: $(STAMP)
