@@ -34,7 +34,9 @@ def main() -> None:
         app()
     except TrustLedgerError as exc:
         # Messages carry "[rule]" names: escape them so Rich does not read them as markup.
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         raise SystemExit(2) from exc
 
 
