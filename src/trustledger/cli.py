@@ -152,8 +152,10 @@ def demo(
                       f"head {report.verified.head_hash[:16]}…")
     console.print(f"policy {report.policy.name} {report.policy.hash[:19]}… "
                   f"effective from {report.policy.effective_from.date()}")
-    console.print(render.summary(report.evaluations))
-    console.print("The first subject, explained (`trustledger explain SUBJECT` for any):")
+    # One subject at a time, as that subject would see it: never a list of names with scores
+    # (DESIGN.md safeguard 4).
+    console.print(f"{len(report.evaluations)} demo subjects opted in and were scored; the first, "
+                  "explained (`trustledger explain SUBJECT` for another):")
     console.print(render.evaluation(report.evaluations[0], detail=True))
 
 

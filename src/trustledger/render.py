@@ -76,19 +76,3 @@ def evaluation(result: Evaluation, *, detail: bool = False) -> Group:
     parts.append(measures(result))
     return Group(*parts)
 
-
-def summary(results: list[Evaluation]) -> Table:
-    """One row per subject: each scorecard's score and tier, measures in force, first reason."""
-    table = Table(title="subjects")
-    for column in ("subject", "scores", "measures in force", "first reason"):
-        table.add_column(column)
-    for result in results:
-        scores = ", ".join(
-            f"{c.name} {c.score:g} ({c.tier})" if c.consented and c.score is not None
-            else f"{c.name}: no consent"
-            for c in result.scorecards.values()
-        )
-        in_force = ", ".join(m.label for m in result.measures.values() if m.in_force)
-        first = next((str(c.reasons[0]) for c in result.scorecards.values() if c.reasons), "—")
-        table.add_row(result.subject or "?", scores, in_force or "—", first)
-    return table
