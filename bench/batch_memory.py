@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     spill.mkdir(exist_ok=True)
     out = subprocess.run([sys.executable, "-c", CHILD, str(path), args.memory_limit,
                           str(args.threads), str(spill)],
-                         check=True, capture_output=True, text=True).stdout.split()
+                         check=True, capture_output=True, text=True).stdout.splitlines()[-1].split()
     subjects, table_bytes, elapsed, peak_kib = int(out[0]), int(out[1]), float(out[2]), \
         int(out[3])
     peak = peak_kib * 1024

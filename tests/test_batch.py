@@ -37,7 +37,7 @@ from trustledger.engine import Event, evaluate
 from trustledger.errors import InputError
 from trustledger.policy import CompiledPolicy
 
-SETTINGS = settings(max_examples=60, deadline=None,
+SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

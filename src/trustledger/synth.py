@@ -11,6 +11,7 @@ Rows are made column by column (NumPy and Arrow compute, no per-row Python), so
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,24 +108,30 @@ def subject_id(index: int) -> str:
     return f"subject-{index:07d}"
 
 
-def generate(population: Population, *, chunk: int = 1_000_000) -> list[pa.Table]:
-    """Generate the population's events as Arrow tables of at most ``chunk`` rows each."""
+def chunks(population: Population, *, chunk: int = 1_000_000) -> Iterator[pa.Table]:
+    """The population's events as Arrow tables of at most ``chunk`` rows, one at a time.
+
+    Only one chunk is in memory at once, so any number of events can be written.
+    """
     rng = np.random.default_rng(population.seed)
     reliability = rng.beta(8.0, 2.0, size=population.subjects)
-    tables: list[pa.Table] = []
     start = 0
     while start < population.events:
         n = min(chunk, population.events - start)
-        tables.append(_chunk(rng, population, reliability, start, n))
+        yield _chunk(rng, population, reliability, start, n)
         start += n
-    return tables
+
+
+def generate(population: Population, *, chunk: int = 1_000_000) -> list[pa.Table]:
+    """Generate the population's events as Arrow tables of at most ``chunk`` rows each."""
+    return list(chunks(population, chunk=chunk))
 
 
 def write_parquet(population: Population, path: Path) -> int:
-    """Write the population's events to a Parquet file; returns the number of rows."""
+    """Write the population's events to a Parquet file, chunk by chunk; returns the rows."""
     rows = 0
     with pq.ParquetWriter(path, EVENT_SCHEMA) as writer:
-        for table in generate(population):
+        for table in chunks(population):
             writer.write_table(table)
             rows += table.num_rows
     return rows

@@ -51,6 +51,7 @@ def duckdb_backend(memory_limit: str = "6GB", threads: int = 2,
     con = ibis.duckdb.connect(threads=threads, memory_limit=memory_limit,
                               temp_directory=temp_directory or tempfile.gettempdir(),
                               preserve_insertion_order=False)
+    con.raw_sql("SET enable_progress_bar = false")  # the caller shows its own progress
     return con
 
 
