@@ -51,7 +51,7 @@ def test_spark_session_really_runs(spark: Any) -> None:
     assert spark._session.range(3).count() == 3
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_spark_equals_evaluate(spark: Any, folder: Path, data: st.DataObject) -> None:
