@@ -194,6 +194,16 @@ def prepare(url: str, work: Path, population: Population, consenting: int
             records.append(Record(GRANTED, {"scope": "decision", "party": "bench-party",
                                             "purpose": "rental_deposit"}, s))
         ledger.append_records(records)
+    if url.startswith("postgresql"):
+        # A freshly bulk-loaded table has no planner statistics until autovacuum gets to
+        # it; a server in service has them. Without, a subject's entries are read by a
+        # sequential scan of the whole table.
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text("ANALYZE"))
+        engine.dispose()
     return {"party": party.key, "source": source.key}
 
 

@@ -482,3 +482,52 @@ def test_health_metrics_and_json_logs(world: World, caplog: pytest.LogCaptureFix
         in metrics.text
     bad_id = world.client.get("/healthz", headers={"X-Request-ID": "x" * 200})
     assert bad_id.headers["x-request-id"] != "x" * 200  # not echoed: a new one is made
+
+
+def test_a_request_that_takes_too_long_gets_503_with_retry_after(database_url: str) -> None:
+    for world in build_world(database_url, request_timeout=1e-6):
+        r = world.call("alice", "GET", "/v1/whoami")
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert "longer than" in r.json()["detail"]
+
+
+def test_too_many_requests_in_flight_for_one_principal() -> None:
+    from trustledger.api.limits import Limiter
+    from trustledger.api.problems import RateLimitedError
+
+    limiter = Limiter(rate=1_000.0, burst_seconds=1.0, max_in_flight=2, clock=lambda: 0.0)
+    principal = Principal("pr_x", "x", Role.SOURCE, ("bill_paid",), None, None,
+                          datetime.now(UTC), None)
+    other = Principal("pr_y", "y", Role.SOURCE, ("bill_paid",), None, None,
+                      datetime.now(UTC), None)
+    limiter.acquire(principal)
+    limiter.acquire(principal)
+    with pytest.raises(RateLimitedError, match="already in progress") as refused:
+        limiter.acquire(principal)
+    assert refused.value.retry_after == 1
+    limiter.acquire(other)  # others are not held up
+    limiter.release(principal)
+    limiter.acquire(principal)
+
+
+class _BrokenLedger(ServiceLedger):
+    """A ledger whose group commits fail, as when the disk is full."""
+
+    def append_records(self, records: Any) -> Any:
+        raise OSError("disk full")
+
+
+def test_a_read_that_cannot_be_logged_is_not_answered(tmp_path: Path) -> None:
+    from trustledger.api.access import AccessLog, access_record
+    from trustledger.api.problems import UnavailableError
+
+    broken = _BrokenLedger.open(f"sqlite:///{tmp_path / 'ledger.db'}")
+    log = AccessLog(broken)
+    try:
+        principal = Principal("pr_x", "x", Role.RELYING_PARTY, ("p",), None, None,
+                              datetime.now(UTC), None)
+        with pytest.raises(UnavailableError, match="could not be written"):
+            log.append(access_record(principal, "alice", "p", "decision", "r1"))
+    finally:
+        log.close()
+        broken.close()

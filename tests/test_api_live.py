@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
@@ -182,3 +183,18 @@ def test_make_run_as_a_new_user_would(tmp_path: Path) -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--database-url", "mysql://x@localhost/db"], {}, "only sqlite:/// and postgresql"),
+    ([], {"TRUSTLEDGER_RATE_LIMIT": "fast"}, "TRUSTLEDGER_RATE_LIMIT='fast'"),
+    ([], {"TRUSTLEDGER_MAX_IN_FLIGHT": "0"}, "must be greater than 0"),
+])
+def test_serve_refuses_bad_settings_before_starting(tmp_path: Path, args: list[str],
+                                                     env: dict[str, str], message: str) -> None:
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "trustledger"), "serve", "--port", str(free_port()),
+         *args], env={**os.environ, "TRUSTLEDGER_DATA": str(tmp_path), **env},
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr

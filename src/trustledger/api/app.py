@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +21,7 @@ from trustledger.api import problems
 from trustledger.api.auth import SECURITY_SCHEME
 from trustledger.api.middleware import Metrics, ServiceMiddleware
 from trustledger.api.routers import operator, relying_parties, sources, subjects, system
-from trustledger.api.schemas import CloudEvent, EventBatch, EventSubmission
+from trustledger.api.schemas import CloudEvent, DecisionRequest, EventBatch, EventSubmission
 from trustledger.api.service import Service
 from trustledger.api.settings import Settings
 
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             _, extra = models_json_schema(
                 [(m, "validation") for m in (EventSubmission, CloudEvent, EventBatch,
-                                              problems.Problem, problems.ProblemItem)],
+                                              DecisionRequest, problems.Problem,
+                                              problems.ProblemItem)],
                 ref_template="#/components/schemas/{model}")
             components.update(extra.get("$defs", {}))
             components["CloudEventBatch"] = {
@@ -89,7 +91,12 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
 
 
 def create_app_from_env() -> FastAPI:
-    """The app with settings from ``TRUSTLEDGER_*`` variables (uvicorn's factory)."""
-    return create_app(Settings.from_env())
+    """The app with settings from ``TRUSTLEDGER_*`` variables (uvicorn's factory).
+
+    Also sets the server process's thread switch interval (``switch_interval``).
+    """
+    settings = Settings.from_env()
+    sys.setswitchinterval(settings.switch_interval)
+    return create_app(settings)
 
 

@@ -243,6 +243,8 @@ def _validation_items(exc: RequestValidationError) -> list[ProblemItem]:
             reason = "unknown field; it is refused rather than ignored"
         elif kind == "json_invalid":
             reason = f"the body is not valid JSON: {error.get('ctx', {}).get('error', '')}"
+        elif kind == "json_type":
+            reason = "the body must be a JSON object"
         else:
             reason = str(error.get("msg", "invalid"))
         items.append(ProblemItem(field=where or source, reason=reason))

@@ -123,10 +123,12 @@ def serve(
     from trustledger.api.settings import Settings
     from trustledger.config import database_url as default_url
     from trustledger.ledger.database import describe
+    from trustledger.principals import ServiceLedger
 
     url = database_url or default_url()
     os.environ[DATABASE_URL_ENV] = url
     Settings.from_env()  # refuse bad TRUSTLEDGER_* settings before anything starts
+    ServiceLedger.open(url).close()  # an unusable database fails here, plainly; migrates once
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)

@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from starlette.concurrency import run_in_threadpool
+
 from trustledger.api.access import AccessLog
 from trustledger.api.limits import Limiter
 from trustledger.api.settings import Settings
@@ -115,8 +117,17 @@ class Service:
         """Bring the view up to date; refuse the caller if their key was revoked meanwhile."""
         self.view.sync(caller.arrived)
         if caller.epoch != self.view.principal_epoch:
-            current = get_principal(self.ledger, caller.principal.id)
-            if current.revoked_at is not None:
-                raise AuthenticationError(f"the API key was revoked at "
-                                          f"{current.revoked_at.isoformat()}: ask the "
-                                          "operator for a new key")
+            self._recheck(caller)
+
+    async def begin_async(self, caller: Caller) -> None:
+        """:meth:`begin` for the event loop (the database is read by other threads)."""
+        await self.view.sync_async(caller.arrived)
+        if caller.epoch != self.view.principal_epoch:
+            await run_in_threadpool(self._recheck, caller)
+
+    def _recheck(self, caller: Caller) -> None:
+        current = get_principal(self.ledger, caller.principal.id)
+        if current.revoked_at is not None:
+            raise AuthenticationError(f"the API key was revoked at "
+                                      f"{current.revoked_at.isoformat()}: ask the operator "
+                                      "for a new key")

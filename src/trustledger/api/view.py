@@ -18,6 +18,7 @@ for the incremental engine (``engine/incremental.py``).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
@@ -33,6 +34,7 @@ from trustledger.ledger.chain import EVENT_KIND
 from trustledger.policy import CompiledPolicy
 from trustledger.principals import KINDS as PRINCIPAL_KINDS
 from trustledger.principals import Change, ServiceLedger
+from trustledger.principals.ledger import CHANGES_PAGE
 from trustledger.rights.consent import Consent, active_consents
 from trustledger.scoring import PUBLISHED, Assessment, PublishedPolicy, assess, published_policies
 
@@ -40,6 +42,15 @@ NOT_SUBJECT_STATE = frozenset({ACCESS_READ, *PRINCIPAL_KINDS})
 """Kinds of entries about a subject that do not change its evaluation (the rest do)."""
 
 _MAX_TRACKED = 200_000
+
+
+def _settle(future: asyncio.Future[None], failure: BaseException | None) -> None:
+    if future.done():
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(None)
 
 
 class NoPolicyError(NotFoundError):
@@ -126,6 +137,10 @@ class LedgerView:
         self._capacity = subject_cache
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
+        self._waiting: list[tuple[float, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiting_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._follower: threading.Thread | None = None
         self._position = ledger.position()
         self._synced_started = time.monotonic()
         self._subjects: OrderedDict[str, SubjectState] = OrderedDict()
@@ -158,10 +173,46 @@ class LedgerView:
             started = time.monotonic()
             while True:
                 changes = self.ledger.changes_after(self._position)
-                if not changes:
+                if changes:
+                    self._apply(changes)
+                if len(changes) < CHANGES_PAGE:
                     break
-                self._apply(changes)
             self._synced_started = started
+
+    async def sync_async(self, arrived: float) -> None:
+        """:meth:`sync` for the event loop, which it never blocks on the database.
+
+        A follower thread runs the syncs; every request waiting when one starts is
+        answered by it (one query for all of them, as a group commit does for writes).
+        """
+        if self._synced_started >= arrived:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._waiting_lock:
+            self._waiting.append((arrived, loop, future))
+            if self._follower is None:
+                self._follower = threading.Thread(target=self._follow, name="ledger-follower",
+                                                  daemon=True)
+                self._follower.start()
+        self._wake.set()
+        await future
+
+    def _follow(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._waiting_lock:
+                waiting, self._waiting = self._waiting, []
+            if not waiting:
+                continue
+            failure: BaseException | None = None
+            try:
+                self.sync()
+            except Exception as exc:
+                failure = exc
+            for _, loop, future in waiting:
+                loop.call_soon_threadsafe(_settle, future, failure)
 
     def _apply(self, changes: Iterable[Change]) -> None:
         policies = False

@@ -44,7 +44,8 @@ from trustledger.ledger.store import Clock
 T = TypeVar("T")
 
 _e = entries.c
-_CHANGES_PAGE = 10_000
+CHANGES_PAGE = 10_000
+"""At most this many entries per :meth:`ServiceLedger.changes_after`."""
 _KIND_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
@@ -256,7 +257,7 @@ class ServiceLedger(Ledger):
         if self._changes is None:
             query = (sa.select(_e.seq, _e.kind, _e.subject)
                      .where(_e.seq > sa.bindparam("after"))
-                     .order_by(_e.seq).limit(_CHANGES_PAGE))
+                     .order_by(_e.seq).limit(CHANGES_PAGE))
             self._changes = _Prepared(query, self._engine.dialect)
         return [Change(*row) for row in self._changes.run(self._engine, after=seq)]
 
