@@ -531,3 +531,20 @@ def test_a_read_that_cannot_be_logged_is_not_answered(tmp_path: Path) -> None:
     finally:
         log.close()
         broken.close()
+
+
+def test_a_database_that_fails_under_the_service_gives_503_not_500(tmp_path: Path) -> None:
+    import sqlite3
+
+    for world in build_world(f"sqlite:///{tmp_path / 'ledger.db'}"):
+        assert world.call("alice", "GET", "/v1/whoami").status_code == 200
+        with sqlite3.connect(tmp_path / "ledger.db") as raw:
+            raw.execute("ALTER TABLE entries RENAME TO entries_gone")
+        for role, method, path, kwargs in (
+                ("alice", "GET", "/v1/whoami", {}),
+                ("party", "POST", "/v1/decisions",
+                 {"json": {"subject": "alice", "purpose": "rental_deposit"}}),
+                ("operator", "GET", "/v1/principals", {})):
+            r = world.call(role, method, path, **kwargs)
+            assert r.status_code == 503, (path, r.text)
+            assert r.headers["content-type"] == PROBLEM and r.headers["retry-after"]

@@ -10,7 +10,8 @@ to a status, a title and a ``type`` URI::
     │   └── UnsupportedMediaTypeError ......... 415 (below)
     ├── ConflictError ......................... 409
     ├── NotFoundError ......................... 404
-    ├── ConfigError, IntegrityError ........... 503 (the server's state, never the input)
+    ├── ConfigError, IntegrityError ........... 503 (the server's state, never the input;
+    │                                              so is any SQLAlchemyError)
     ├── AuthenticationError ................... 401 (principals)
     ├── PermissionDeniedError ................. 403 (principals)
     │   ├── MissingConsentError ............... 403, type .../missing-consent (below)
@@ -36,6 +37,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -201,6 +203,8 @@ def error_response(request: Request | None, exc: TrustLedgerError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimitedError | UnavailableError):
         headers["Retry-After"] = str(exc.retry_after)
+    elif status == 503:
+        headers["Retry-After"] = "5"
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="trustledger"'
     detail = str(exc)
@@ -277,7 +281,16 @@ def install(app: FastAPI) -> None:
         return problem_response(request, exc.status_code, slug, detail,
                                 headers=dict(exc.headers) if exc.headers else None)
 
+    async def on_database(request: Request, exc: Exception) -> Response:
+        # The database failed under a request (unreachable, out of space): the server's
+        # trouble, not the input's; the client may retry.
+        log.error("database error: %s", exc, exc_info=exc)
+        return error_response(request, UnavailableError(
+            f"the ledger database is not available ({type(exc).__name__}); try again shortly",
+            retry_after=5))
+
     app.add_exception_handler(TrustLedgerError, on_trustledger)
+    app.add_exception_handler(SQLAlchemyError, on_database)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
 

@@ -210,6 +210,7 @@ class LedgerView:
             try:
                 self.sync()
             except Exception as exc:
+                # Not hidden: every waiting request raises it (a database failure is a 503).
                 failure = exc
             for _, loop, future in waiting:
                 loop.call_soon_threadsafe(_settle, future, failure)

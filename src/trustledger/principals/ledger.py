@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy import exc
 
 from trustledger.errors import ConfigError, InputError
 from trustledger.ledger import RESERVED_KINDS, Entry, Ledger
@@ -86,6 +87,12 @@ def check_record(record: Record) -> None:
         raise InputError("; ".join(f"{path}: {reason}" for path, reason in problems))
 
 
+def unreadable(engine: sa.Engine, err: BaseException) -> ConfigError:
+    """The error for a database that failed under the service (it answers 503)."""
+    detail = getattr(err, "orig", None) or err
+    return ConfigError(f"the ledger database ({engine.dialect.name}) failed: {detail}")
+
+
 class _Prepared:
     """A statement compiled once for a dialect, run straight through the driver."""
 
@@ -103,16 +110,19 @@ class _Prepared:
         values = {**self.defaults, **given}
         params: Any = (tuple(values[name] for name in self.positional)
                        if self.positional is not None else values)
-        conn = engine.raw_connection()
         try:
-            cursor = conn.cursor()
+            conn = engine.raw_connection()
             try:
-                cursor.execute(self.sql, params)
-                return list(cursor.fetchall())
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(self.sql, params)
+                    return list(cursor.fetchall())
+                finally:
+                    cursor.close()
             finally:
-                cursor.close()
-        finally:
-            conn.close()  # back to the pool, which ends the driver's transaction
+                conn.close()  # back to the pool, which ends the driver's transaction
+        except (engine.dialect.loaded_dbapi.Error, exc.DBAPIError) as err:
+            raise unreadable(engine, err) from err
 
 
 class _GroupWrite:
@@ -209,7 +219,10 @@ class ServiceLedger(Ledger):
         if self._group is None:
             self._group = _GroupWrite(self._engine.dialect)
         group = self._group
-        conn = self._engine.raw_connection()
+        try:
+            conn = self._engine.raw_connection()
+        except exc.DBAPIError as err:
+            raise unreadable(self._engine, err) from err
         try:
             cursor = conn.cursor()
             try:
@@ -235,6 +248,9 @@ class ServiceLedger(Ledger):
                 cursor.executemany(group.insert, [group.row(r) for r in rows])
                 cursor.execute(group.save, group.head(seq, prev, recorded_at_us))
                 conn.commit()
+            except self._engine.dialect.loaded_dbapi.Error as err:
+                conn.rollback()
+                raise unreadable(self._engine, err) from err
             except BaseException:
                 conn.rollback()
                 raise
