@@ -69,6 +69,9 @@ SNAPSHOT_FORMAT = "trustledger.incremental/1"
 _REBASE = 64.0
 """Move the landmark once an exponent would pass 2^64 (2^1023 overflows)."""
 
+_CANCELLATION = 2.0**20
+"""Removing a term this much larger than what is left recomputes the sum (lost digits)."""
+
 OrderKey = tuple[float, float, str, str]
 """The deterministic order of events: occurred, recorded (POSIX seconds), source, id."""
 
@@ -119,9 +122,17 @@ class _Sink:
     static: float = 0.0
     count: int = 0
     forward: dict[float, float] = field(default_factory=dict)
+    live: dict[float, int] = field(default_factory=dict)
+    """How many decaying contributions each forward sum holds (0: the sum is exactly 0)."""
 
-    def value(self, t: float, landmark: float) -> float:
-        total = self.static
+    def value(self, t: float, landmark: float, base: float = 0.0) -> float:
+        """``base`` + the sum at ``t``: the exact part first, then the decayed part.
+
+        The reference sums in event order; any other order may round differently, so a
+        value that sits exactly on a condition's bound (to the last bit) can fall on
+        either side of it (see ``docs/scale.md``).
+        """
+        total = base + self.static
         for hl, acc in self.forward.items():
             total += acc * math.exp(-LN2 * (t - landmark) / hl)
         return total
@@ -443,8 +454,24 @@ class SubjectState:
         elif step > 0 and (item.o - self._landmark) / hl > _REBASE:
             self._rebase(item.o)
         landmark = self._landmark
-        acc.forward[hl] = acc.forward.get(hl, 0.0) + step * value * math.exp(
-            LN2 * (item.o - landmark) / hl)
+        term = value * math.exp(LN2 * (item.o - landmark) / hl)
+        left = acc.live.get(hl, 0) + step
+        acc.live[hl] = left
+        if not left:
+            acc.forward[hl] = 0.0  # nothing left: no rounding residue either
+            return
+        total = acc.forward.get(hl, 0.0) + step * term
+        if step < 0 and abs(term) > _CANCELLATION * abs(total):
+            total = self._forward(sink, hl)  # most digits cancelled: sum the live ones again
+        acc.forward[hl] = total
+
+    def _forward(self, sink: str, hl: float) -> float:
+        """The forward sum of ``sink`` for half-life ``hl``, from the live entries."""
+        landmark = self._landmark or 0.0
+        return math.fsum(value * math.exp(LN2 * (item.o - landmark) / hl)
+                         for item in self._items.values() if item.type.half_life == hl
+                         for name, value in item.held.items()
+                         if name == sink and self._decays(item, sink))
 
     def _rebase(self, landmark: float) -> None:
         self._landmark = landmark
@@ -472,9 +499,9 @@ class SubjectState:
             heapq.heappush(self._heap, (exit_, next(self._tick), item, item.version, sink))
 
     def _unplace(self, item: _Item) -> None:
-        for sink, value in item.held.items():
+        while item.held:
+            sink, value = item.held.popitem()
             self._add(item, sink, value, -1)
-        item.held = {}
 
     def _advance(self, t: float) -> None:
         """Remove every contribution that stops at or before ``t``."""
@@ -498,7 +525,7 @@ class SubjectState:
             sink = self._sinks[name]
             if name in policy.scorecards:
                 card = policy.scorecards[name]
-                out[name] = scorecard_value(card, card.clamp(card.base + sink.value(t, landmark)),
+                out[name] = scorecard_value(card, card.clamp(sink.value(t, landmark, card.base)),
                                             t, full is None or name in full)
             elif policy.metrics[name].aggregate is Aggregate.COUNT:
                 out[name] = sink.count
@@ -536,7 +563,7 @@ class SubjectState:
             if not self._available(name):
                 scores[name] = totals[name] = tiers[name] = None
                 continue
-            total = card.base + self._sinks[name].value(v, landmark)
+            total = self._sinks[name].value(v, landmark, card.base)
             score = card.clamp(total)
             tier = card.tier_at(score, v)
             scores[name], totals[name] = score, total
@@ -582,7 +609,8 @@ class SubjectState:
             "now": _finite(self._now),
             "last": list(self._last) if self._last is not None else None,
             "sinks": {name: {"static": s.static, "count": s.count,
-                             "forward": [[hl, a] for hl, a in s.forward.items()]}
+                             "forward": [[hl, a] for hl, a in s.forward.items()],
+                             "live": [[hl, n] for hl, n in s.live.items()]}
                       for name, s in self._sinks.items()},
             "caps": {name: book.dump() for name, book in self._caps.items()},
             "items": items,
@@ -635,7 +663,8 @@ class SubjectState:
         state._last = tuple(data["last"]) if data["last"] is not None else None
         for name, s in data["sinks"].items():
             state._sinks[name] = _Sink(float(s["static"]), int(s["count"]),
-                                       {float(hl): float(a) for hl, a in s["forward"]})
+                                       {float(hl): float(a) for hl, a in s["forward"]},
+                                       {float(hl): int(n) for hl, n in s["live"]})
         for name, dumped in data["caps"].items():
             state._caps[name].load(dumped, state._items)
         return state
