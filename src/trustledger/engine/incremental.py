@@ -28,10 +28,13 @@ event out of ``occurred_at`` order             O(1); O(k) if a cap applies (its 
 correction or withdrawal of an applied event   as above, for the withdrawn entry
 read at ``t``                                  O(expired since the last read) amortized,
                                                plus O(half-lives * sinks)
+removing a term 2^20 times the rest of its sum O(live) recompute of that sum (rare: the
+                                               oldest, smallest terms usually leave first)
 reading earlier than the previous read         rebuild, O(n log n)
-out-of-order event before a ``when`` event,    rebuild, O(n log n)
-a withdrawn overhang witness, a ``when`` event
-or a withdrawal after a later read
+an out-of-order event or a withdrawal before   rebuild, O(n log n)
+a ``when`` event; a ``when`` event older than
+a previous read; withdrawing an overhang
+witness
 =============================================  ==========================================
 
 Measures with a holding time or a prerequisite depend on their own past (the decision
