@@ -74,6 +74,7 @@ def check_population(policy: CompiledPolicy, people: dict[str, list[Event]], job
             got = row[f"metric__{name}"]
             assert close(None if got is None else float(got),
                          None if value is None else float(value)), (subject, name, got, value)
+            assert value is None or type(got) is type(value), (subject, name, got, value)
         for name, measure in expected.measures.items():
             if not edge:
                 assert row[f"measure__{name}"] == measure.in_force, (subject, name)
@@ -228,3 +229,12 @@ def test_rescore_command_from_the_ledger_equals_evaluate_subject(tmp_path: Path)
     assert rows["bo"]["score__sesame"] is None  # no opt-in: the opt-in score is not produced
     assert rows["ann"]["measure__priority_service"] == \
         expected.measures["priority_service"].in_force
+    # the same from a ledger export (events and consents read from the file)
+    export, again = tmp_path / "export.parquet", tmp_path / "again.parquet"
+    with Ledger.open(url, clock=lambda: now) as ledger:
+        ledger.export(export)
+    result = CliRunner().invoke(app, ["rescore", str(export), "--policy", str(sesame),
+                                      "--at", "2026-06-01", "--output", str(again)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(again).sort_by("subject").to_pylist() == \
+        pq.read_table(out).sort_by("subject").to_pylist()

@@ -1,8 +1,9 @@
 """The ``trustledger rescore`` command: the whole population, as one job, with progress.
 
-Events come from an events Parquet file (``trustledger synth`` writes one) or, without
-one, from the ledger (its events and opt-in consents, written to a temporary Parquet
-file first). The policy is a file, or the published version in force at ``--at``. The
+Events come from an events Parquet file (``trustledger synth`` writes one), a ledger
+export (``trustledger export``: its events and opt-in consents) or, without a file, from
+the ledger itself (its events and opt-in consents, written to a temporary Parquet file
+first). The policy is a file, or the published version in force at ``--at``. The
 result is a Parquet file with one row per subject (what the service stores); the
 terminal shows only aggregates, cells under 10 subjects suppressed (safeguard 4).
 """
@@ -36,7 +37,7 @@ class Engine(enum.StrEnum):
 
 def rescore(
     events: Annotated[Path | None, typer.Argument(
-        help="Events Parquet file (default: the ledger's events and consents).")] = None,
+        help="Events Parquet file or ledger export (default: the ledger itself).")] = None,
     policy: Annotated[Path | None, typer.Option(
         help="Policy file (default: the published version in force at --at).")] = None,
     engine: Annotated[Engine, typer.Option(help="duckdb (embedded) or spark (local).")] =
@@ -72,9 +73,13 @@ def rescore(
             events, compiled, consents = _from_ledger(database_url, policy, valid, known,
                                                       Path(scratch), bar, task)
         else:
+            from trustledger.batch.sources import export_consents, is_export
+
             if policy is None:
                 raise InputError("--policy: give a policy file with an events file")
             compiled = load_policy(policy)
+            if is_export(events) and not consent_all:
+                consents = export_consents(events, known or valid, compiled.scorecards)
         backend, session = _backend(engine, memory_limit, scratch)
         try:
             from trustledger.batch.sources import read_events

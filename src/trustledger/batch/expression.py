@@ -145,7 +145,8 @@ def population(plan: Plan, events: ir.Table, constants: ir.Table, *,
         elif metric.sign == "positive":
             member = member & (val > 0)
         if metric.count:
-            aggregates[f"m__{metric.name}"] = ibis.ifelse(member, 1, 0).sum()
+            # COUNT(...) FILTER: a BIGINT on every backend (DuckDB's SUM of ints is INT128)
+            aggregates[f"m__{metric.name}"] = t.subject.count(where=member)
         else:
             amount = val * t.e_decay if metric.decays else val
             aggregates[f"m__{metric.name}"] = ibis.ifelse(member, amount, 0.0).sum()
@@ -234,8 +235,6 @@ def _finish(plan: Plan, t: ir.Table, consents: ir.Table | None,
                                                     ibis.null("string"))
     for metric in plan.metrics:
         value = t[f"m__{metric.name}"]
-        if metric.count:
-            value = value.cast("int64")
         ok = available[metric.scorecard] if metric.scorecard else ibis.literal(True)
         columns[metric_column(metric.name)] = ibis.ifelse(
             ok, value, ibis.null("int64" if metric.count else "float64"))

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import pyarrow.parquet as pq
 
 from trustledger.engine import Event
 from trustledger.errors import InputError
+from trustledger.ledger.chain import EVENT_KIND
 
 EVENTS_SCHEMA = pa.schema([
     ("subject", pa.string()),
@@ -90,9 +92,76 @@ def _columns(path: Path) -> set[str]:
     return names
 
 
-def read_events(backend: Any, path: str | Path, name: str = "events") -> ir.Table:
-    """The events of a Parquet file as the batch expression's input table on ``backend``."""
+def is_export(path: str | Path) -> bool:
+    """Whether ``path`` is a ledger export (``trustledger export``), not an events file."""
     file = Path(path)
+    if not file.is_file():
+        raise InputError(f"{file}: no such file")
+    try:
+        names = set(pq.read_schema(file).names)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InputError(f"{file}: not a Parquet file ({exc})") from exc
+    return {"kind", "payload", "seq"} <= names
+
+
+def _read_export(backend: Any, file: Path, name: str) -> ir.Table:
+    """A ledger export's events (purged ones left out), with the payload's fields."""
+    quoted = str(file.resolve()).replace("'", "''")
+    where = f"kind = '{EVENT_KIND}' AND payload IS NOT NULL"
+    if backend.name == "duckdb":
+        return backend.sql(
+            "SELECT subject, source, source_event_id, "
+            "json_extract_string(payload, '$.type') AS type, "
+            "epoch_us(CAST(json_extract_string(payload, '$.occurred_at') AS TIMESTAMPTZ)) "
+            "AS occurred_us, epoch_us(recorded_at) AS recorded_us, "
+            "CAST(json_extract(payload, '$.attributes') AS VARCHAR) AS attributes, "
+            "json_extract_string(payload, '$.supersedes') AS supersedes "
+            f"FROM read_parquet('{quoted}') WHERE {where}")
+    if backend.name == "pyspark":
+        frame = backend._session.read.parquet(str(file.resolve())).where(where).selectExpr(
+            "subject", "source", "source_event_id",
+            "get_json_object(payload, '$.type') AS type",
+            "unix_micros(to_timestamp(get_json_object(payload, '$.occurred_at'))) "
+            "AS occurred_us", "unix_micros(recorded_at) AS recorded_us",
+            "get_json_object(payload, '$.attributes') AS attributes",
+            "get_json_object(payload, '$.supersedes') AS supersedes")
+        frame.createOrReplaceTempView(name)
+        return backend.table(name)
+    raise InputError(f"backend {backend.name} is not supported; use duckdb or pyspark")
+
+
+def export_consents(path: str | Path, at: datetime,
+                    scorecards: Iterable[str]) -> dict[str, frozenset[str]]:
+    """The opt-ins in force at ``at`` recorded in a ledger export, per subject."""
+    from trustledger.ledger import Entry
+    from trustledger.rights import active_consents
+    from trustledger.rights.consent import GRANTED, WITHDRAWN
+
+    table = pq.read_table(Path(path), columns=["seq", "kind", "subject", "recorded_at",
+                                               "payload", "payload_hash", "prev_hash",
+                                               "hash"],
+                          filters=[("kind", "in", [GRANTED, WITHDRAWN])])
+    entries = sorted((Entry(r["seq"], r["kind"], r["subject"], r["recorded_at"],
+                            orjson.loads(r["payload"]) if r["payload"] else None,
+                            r["payload_hash"], r["prev_hash"], r["hash"])
+                      for r in table.to_pylist()), key=lambda e: e.seq)
+    names = set(scorecards)
+    out: dict[str, set[str]] = {}
+    for consent in active_consents(entries, at):
+        if consent.scope == "scorecard" and consent.scorecard in names:
+            out.setdefault(consent.subject, set()).add(consent.scorecard)
+    return {subject: frozenset(cards) for subject, cards in out.items()}
+
+
+def read_events(backend: Any, path: str | Path, name: str = "events") -> ir.Table:
+    """The events of a Parquet file as the batch expression's input table on ``backend``.
+
+    The file is an events file (:data:`EVENTS_SCHEMA`) or a ledger export
+    (``trustledger export``, whose event payloads are read in the query).
+    """
+    file = Path(path)
+    if is_export(file):
+        return _read_export(backend, file, name)
     names = _columns(file)
     if backend.name == "duckdb":
         recorded = "recorded_at" if "recorded_at" in names else "occurred_at"
