@@ -113,7 +113,8 @@ def rescore(policy: CompiledPolicy, events: ir.Table, valid_at: datetime,
     table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else \
         execute(backend, expr.limit(0))
     table = table.drop_columns(["needs_subject_pass"])
-    evaluations = _per_subject(plan, events, backend, flagged, consents, consent_all, report)
+    evaluations = _per_subject(plan, events, backend, flagged, stateful, consents,
+                               consent_all, report)
     table = _assemble(plan, table, evaluations, consents, consent_all, measures, report)
     return Rescore(table, policy.hash, valid_at, known_at, table.num_rows, len(evaluations))
 
@@ -190,26 +191,40 @@ def _superseded(plan: Plan, events: ir.Table, backend: Any) -> ir.Table | None:
 
 
 def _per_subject(plan: Plan, events: ir.Table, backend: Any, subjects: list[str],
-                 consents: Mapping[str, frozenset[str]] | None, consent_all: bool,
-                 report: Progress) -> dict[str, Evaluation]:
-    """Evaluate the flagged subjects with the reference engine."""
+                 everyone: bool, consents: Mapping[str, frozenset[str]] | None,
+                 consent_all: bool, report: Progress) -> dict[str, Evaluation]:
+    """Evaluate the flagged subjects with the reference engine.
+
+    One query streams their events ordered by subject (every event when ``everyone``),
+    so each subject is evaluated as soon as its events are complete.
+    """
     out: dict[str, Evaluation] = {}
     if not subjects:
         return out
     report("per-subject", 0, len(subjects))
-    chunk = 20_000
-    for start in range(0, len(subjects), chunk):
-        wanted = subjects[start:start + chunk]
-        names = small_table(backend, "wanted", pa.table({"q_subject": pa.array(wanted,
-                                                                               pa.string())}))
-        rows = execute(backend, events.semi_join(names, events.subject == names.q_subject))
-        grouped: dict[str, list[Event]] = {s: [] for s in wanted}
-        for record in rows.to_pylist():
-            grouped[record["subject"]].append(_event(record))
-        for subject, history in grouped.items():
-            out[subject] = evaluate(plan.policy, history, plan.valid_at, plan.known_at,
-                                    opt_ins=_opt_ins(plan, subject, consents, consent_all))
-        report("per-subject", len(out), len(subjects))
+    query = events
+    if not everyone:
+        names = small_table(backend, "wanted", pa.table({"q_subject": pa.array(subjects,
+                                                                                pa.string())}))
+        query = events.semi_join(names, events.subject == names.q_subject)
+    current: str | None = None
+    history: list[Event] = []
+
+    def finish() -> None:
+        if current is not None:
+            out[current] = evaluate(plan.policy, history, plan.valid_at, plan.known_at,
+                                    opt_ins=_opt_ins(plan, current, consents, consent_all))
+            if len(out) % 10_000 == 0:
+                report("per-subject", len(out), len(subjects))
+
+    for batch in stream(backend, query.order_by("subject"), 100_000):
+        for record in batch.to_pylist():
+            if record["subject"] != current:
+                finish()
+                current, history = record["subject"], []
+            history.append(_event(record))
+    finish()
+    report("per-subject", len(out), len(subjects))
     return out
 
 
