@@ -331,14 +331,8 @@ def disputes(ledger: Ledger, subject: str, at: datetime | None = None) -> list[D
 
 def get_dispute(ledger: Ledger, dispute_seq: int) -> Dispute:
     """The dispute opened at ``dispute_seq``; :class:`NotFoundError` naming the field if none."""
-    fields.seq("dispute_seq", dispute_seq)
-    try:
-        entry = ledger.entry(dispute_seq)
-    except NotFoundError:
-        entry = None
-    if entry is None or entry.kind != OPENED or entry.subject is None:
-        raise NotFoundError(f"dispute_seq: there is no dispute {dispute_seq}")
-    found = next((d for d in disputes(ledger, entry.subject) if d.seq == dispute_seq), None)
+    subject = fields.case_subject(ledger, "dispute_seq", dispute_seq, OPENED, "dispute")
+    found = next((d for d in disputes(ledger, subject) if d.seq == dispute_seq), None)
     if found is None:
         raise NotFoundError(f"dispute_seq: dispute {dispute_seq} was purged")
     return found

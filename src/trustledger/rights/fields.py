@@ -7,8 +7,12 @@ then appends to the ledger, so a refused request changes nothing.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from trustledger.errors import InputError
+from trustledger.errors import InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from trustledger.ledger import Ledger
 
 MAX_NAME = 256
 """Longest name (subject, source, party, purpose, reviewer), as the ledger's columns allow."""
@@ -57,3 +61,19 @@ def seq(field: str, value: int) -> int:
 def day(value: datetime) -> str:
     """``YYYY-MM-DD`` (UTC) of a moment, as reasons and notes show dates."""
     return value.astimezone(UTC).date().isoformat()
+
+
+def case_subject(ledger: Ledger, field: str, value: int, kind: str, what: str) -> str:
+    """The subject of the entry at ``value`` if it opened a case of ``kind``.
+
+    Used to find a dispute or review request by its seq; raises :class:`NotFoundError`
+    naming ``field`` when there is no such entry, it is of another kind, or it has no subject.
+    """
+    seq(field, value)
+    try:
+        entry = ledger.entry(value)
+    except NotFoundError:
+        entry = None
+    if entry is None or entry.kind != kind or entry.subject is None:
+        raise NotFoundError(f"{field}: there is no {what} {value}")
+    return entry.subject

@@ -170,14 +170,9 @@ def reviews(ledger: Ledger, subject: str, at: datetime | None = None) -> list[Re
 
 def get_review(ledger: Ledger, request_seq: int) -> Review:
     """The review requested at ``request_seq``; :class:`NotFoundError` naming the field if none."""
-    fields.seq("request_seq", request_seq)
-    try:
-        entry = ledger.entry(request_seq)
-    except NotFoundError:
-        entry = None
-    if entry is None or entry.kind != REQUESTED or entry.subject is None:
-        raise NotFoundError(f"request_seq: there is no review request {request_seq}")
-    found = next((r for r in reviews(ledger, entry.subject) if r.seq == request_seq), None)
+    subject = fields.case_subject(ledger, "request_seq", request_seq, REQUESTED,
+                                  "review request")
+    found = next((r for r in reviews(ledger, subject) if r.seq == request_seq), None)
     if found is None:
         raise NotFoundError(f"request_seq: review request {request_seq} was purged")
     return found
