@@ -11,17 +11,20 @@ this one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import math
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from trustledger.engine.events import Event
 from trustledger.engine.history import Entry, History, at, build_history, check_events, day, ts
 from trustledger.engine.measures import Track, replay
-from trustledger.engine.reasons import measure_reasons, score_reasons
+from trustledger.engine.reasons import measure_reasons, score_reasons, statistical_reasons
 from trustledger.engine.result import (
     Contribution,
     Evaluation,
     EventOutcome,
+    FeatureScore,
     MeasureResult,
     MeasureState,
     Reason,
@@ -34,17 +37,21 @@ from trustledger.policy.models import MeasureKind
 
 def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime,
              known_at: datetime | None = None, *,
-             opt_ins: Collection[str] = ()) -> Evaluation:
+             opt_ins: Collection[str] = (),
+             attributes: Mapping[str, Any] | None = None) -> Evaluation:
     """Evaluate one subject's events under a compiled policy.
 
     ``valid_at``: the time the scores, tiers and measures are for.
     ``known_at``: only events recorded at or before it are seen (``None``: all given).
     ``opt_ins``: the opt-in scorecards the subject has consented to; an opt-in
     scorecard without consent produces nothing.
+    ``attributes``: values supplied at decision time for statistical scorecards'
+    features (see :func:`check_attributes`); one not given scores as the model's
+    missing bin.
 
     Raises :class:`~trustledger.errors.InputError` for naive datetimes, events of
-    several subjects, a repeated event key, an unknown opt-in name, or a
-    ``valid_at`` before the policy's ``effective_from``.
+    several subjects, a repeated event key, an unknown opt-in name, an unknown or
+    mistyped attribute, or a ``valid_at`` before the policy's ``effective_from``.
     """
     for name, moment in (("valid_at", valid_at), ("known_at", known_at)):
         if moment is not None and moment.tzinfo is None:
@@ -58,8 +65,9 @@ def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime
     if unknown:
         raise InputError(f"opt_ins names no scorecard of policy {policy.name}: "
                          f"{', '.join(unknown)}")
+    supplied = check_attributes(policy, attributes or {})
     items, _ = check_events(events)
-    history = build_history(policy, items, valid_at, known_at, consented)
+    history = build_history(policy, items, valid_at, known_at, consented, supplied)
     v = ts(valid_at)
     scorecards = {name: _scorecard(history, card, v) for name, card in policy.scorecards.items()}
     metrics: dict[str, float | None] = {
@@ -87,13 +95,56 @@ def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime
         policy=policy.name, policy_hash=policy.hash, subject=subject, valid_at=valid_at,
         known_at=known_at, ledger_seq=max(seqs) if seqs else None, scorecards=scorecards,
         metrics=metrics, measures=measures,
-        events=tuple(_outcome(entry, v) for entry in history.entries),
+        events=tuple(_outcome(entry, v) for entry in history.entries), attributes=supplied,
     )
+
+
+def check_attributes(policy: CompiledPolicy,
+                     attributes: Mapping[str, Any]) -> dict[str, float | int | str | None]:
+    """Decision-time attributes checked against the statistical scorecards that use them.
+
+    Numerical features take numbers (not booleans), categorical ones texts; ``None``
+    (or NaN) is missing and scores as the model's missing bin, as optbinning does. An
+    attribute no statistical scorecard of the policy uses is refused (nothing is
+    scored that the policy does not declare). Raises
+    :class:`~trustledger.errors.InputError` naming the attribute.
+    """
+    expected: dict[str, tuple[bool, str]] = {}
+    for card in policy.scorecards.values():
+        if card.model is None:
+            continue
+        for f in card.model.features:
+            if f.attribute is not None:
+                expected.setdefault(f.attribute, (f.numerical, f"{card.name}.{f.name}"))
+    unknown = sorted(set(attributes) - set(expected))
+    if unknown:
+        known = ", ".join(sorted(expected)) or "none"
+        raise InputError(f"attributes: {', '.join(unknown)} "
+                         f"{'is' if len(unknown) == 1 else 'are'} not used by any statistical "
+                         f"scorecard of policy {policy.name} (it uses: {known})")
+    out: dict[str, float | int | str | None] = {}
+    for name, value in attributes.items():
+        numerical, used = expected[name]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out[name] = None
+        elif numerical:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InputError(f"attributes.{name}: a number is expected (feature {used}), "
+                                 f"got {type(value).__name__} {value!r}")
+            out[name] = value
+        else:
+            if not isinstance(value, str):
+                raise InputError(f"attributes.{name}: a text is expected (feature {used}), "
+                                 f"got {type(value).__name__} {value!r}")
+            out[name] = value
+    return out
 
 
 def _scorecard(history: History, card: CompiledScorecard, v: float) -> ScorecardResult:
     if not history.available(card.name):
         return ScorecardResult(card.name, False, None, None, None, (), ())
+    if card.model is not None:
+        return _statistical(history, card, v)
     contributions = tuple(
         _contribution(entry, card.name, v) for entry in history.entries
         if entry.event.type in card.events
@@ -105,6 +156,24 @@ def _scorecard(history: History, card: CompiledScorecard, v: float) -> Scorecard
     reasons = score_reasons(card, score, total, contributions, entries, v)
     return ScorecardResult(card.name, True, score, tier[1].name if tier else None, total,
                            contributions, reasons)
+
+
+def _statistical(history: History, card: CompiledScorecard, v: float) -> ScorecardResult:
+    model = card.model
+    assert model is not None
+    metrics = {name: history.metric(history.policy.metrics[name], v) for name in model.metrics}
+    inputs = model.inputs(metrics, history.attributes)
+    result = model.scorer.score(inputs)
+    maxima = {f.name: f.max_points for f in model.scorer.artifact.features}
+    features = tuple(
+        FeatureScore(f.name, f.description, f.source, inputs[f.name], result.feature_bins[f.name],
+                     result.feature_points[f.name], maxima[f.name])
+        for f in model.features
+    )
+    tier = card.tier_at(result.points, v)
+    return ScorecardResult(card.name, True, result.points, tier[1].name if tier else None,
+                           result.points, (), statistical_reasons(card, result, features),
+                           model=f"sha256:{model.hash}", features=features)
 
 
 def _why_not(entry: Entry, v: float) -> str | None:

@@ -20,7 +20,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustledger.engine.events import RETRACTION, Event
 from trustledger.errors import InputError
@@ -38,6 +38,9 @@ from trustledger.policy.models import (
     MetricValue,
     Sign,
 )
+
+if TYPE_CHECKING:
+    from trustledger.models.compiled import ScoreResult
 
 LN2 = math.log(2.0)
 _ADJECTIVE = {CapPeriod.DAY: "daily", CapPeriod.WEEK: "weekly", CapPeriod.MONTH: "monthly",
@@ -136,15 +139,29 @@ class History:
     consented: frozenset[str]
     by_scorecard: dict[str, list[Entry]]
     by_metric: dict[str, list[tuple[Entry, float]]]
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    """Attributes supplied at decision time (statistical scorecards' features)."""
 
     def score(self, card: CompiledScorecard, t: float) -> float:
-        """The unclamped total ``base + Σ capped · decay`` of a scorecard at ``t``."""
+        """The unclamped total ``base + Σ capped · decay`` of a scorecard at ``t``.
+
+        A statistical scorecard's score is its model's points for its metrics at ``t``
+        and the decision-time attributes.
+        """
+        if card.model is not None:
+            return self.statistical(card, t).points
         total = card.base
         name = card.name
         for entry in self.by_scorecard[name]:
             if entry.live_at(t):
                 total += entry.capped[name] * entry.decay(t)
         return total
+
+    def statistical(self, card: CompiledScorecard, t: float) -> ScoreResult:
+        """A statistical scorecard's model result at ``t``: points, per feature, reason codes."""
+        assert card.model is not None
+        metrics = {name: self.metric(self.policy.metrics[name], t) for name in card.model.metrics}
+        return card.model.score(metrics, self.attributes)
 
     def metric(self, metric: CompiledMetric, t: float) -> float | int:
         """A metric's value at ``t``: count, or sum of (decayed or original) points."""
@@ -185,6 +202,8 @@ class History:
         policy = self.policy
         if name in policy.scorecards:
             card = policy.scorecards[name]
+            if card.model is not None and not all(self.available(m) for m in card.model.metrics):
+                return False
             return not card.opt_in or name in self.consented
         if name in policy.metrics:
             scope = policy.metrics[name].scorecard
@@ -221,7 +240,8 @@ def scorecard_value(card: CompiledScorecard, score: float, t: float,
 
 
 def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetime,
-                  known_at: datetime | None, consented: frozenset[str]) -> History:
+                  known_at: datetime | None, consented: frozenset[str],
+                  attributes: Mapping[str, Any] | None = None) -> History:
     """Resolve knowledge and supersession, compute points, intervals, caps and ``when``."""
     known = [e for e in events if known_at is None or e.recorded_at <= known_at]
     superseded: dict[tuple[str, str], Event] = {}
@@ -254,7 +274,7 @@ def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetim
     live = [x for x in entries if x.counted]
     for entry in live:
         _interval(entry, live)
-    history = History(policy, entries, consented, {}, {})
+    history = History(policy, entries, consented, {}, {}, dict(attributes or {}))
     for name, card in policy.scorecards.items():
         history.by_scorecard[name] = [x for x in live if x.event.type in card.events]
     for name, metric in policy.metrics.items():

@@ -89,7 +89,16 @@ def _instants(history: History, inputs: list[str], valid_at: float) -> tuple[set
     instants: set[float] = set()
     continuous = False
     for name in inputs:
-        if name in policy.scorecards:
+        card = policy.scorecards.get(name)
+        if card is not None and card.model is not None:
+            # A statistical score changes when one of its metrics does.
+            for metric_name in card.model.metrics:
+                more, decays = _instants(history, [metric_name], valid_at)
+                instants |= more
+                continuous = continuous or decays
+            for tier in card.tiers:
+                instants.update(start for start, _ in tier.thresholds[1:])
+        elif name in policy.scorecards:
             for entry in history.by_scorecard[name]:
                 if entry.counted and entry.capped[name] != 0.0:
                     instants.update((entry.o, entry.end))
@@ -204,8 +213,11 @@ class _Inputs:
                 total += acc * math.exp(-LN2 * age / hl)
             if name in policy.scorecards:
                 card = policy.scorecards[name]
-                out[name] = scorecard_value(card, card.clamp(card.base + total), t,
-                                            name in self.full)
+                # A statistical score is the model's points for its metrics at t, read
+                # from the history (the reference path; it has no events of its own).
+                score = self.history.score(card, t) if card.model is not None else \
+                    card.clamp(card.base + total)
+                out[name] = scorecard_value(card, score, t, name in self.full)
             elif policy.metrics[name].aggregate is Aggregate.COUNT:
                 out[name] = self.count[name]
             else:

@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustledger.engine.history import Entry, History, day
 from trustledger.engine.measures import Track
-from trustledger.engine.result import MAX_REASONS, Contribution, Reason
+from trustledger.engine.result import MAX_REASONS, Contribution, FeatureScore, Reason
 from trustledger.policy.compiled import CompiledMeasure, CompiledScorecard
 from trustledger.policy.models import MeasureKind
+
+if TYPE_CHECKING:
+    from trustledger.models.compiled import ScoreResult
 
 MINUS = "\u2212"
 
@@ -86,6 +89,28 @@ def score_reasons(card: CompiledScorecard, score: float, total: float,
         out.append(Reason(f"no event counts at {day(valid_at)}; the score is the base "
                           f"{plain(card.base)}"))
     return tuple(out[:MAX_REASONS])
+
+
+def statistical_reasons(card: CompiledScorecard, result: ScoreResult,
+                        features: Sequence[FeatureScore]) -> tuple[Reason, ...]:
+    """The model's reason codes in words: the features furthest below their maximum.
+
+    Each says the feature, the bin it fell in, where the value came from and the
+    points it gave of the most it could give; ``points`` is that shortfall (negative).
+    """
+    by_name = {f.feature: f for f in features}
+    out = []
+    for code in result.reasons[:MAX_REASONS]:
+        f = by_name[code.feature]
+        shown = f"{f.source} not supplied" if f.value is None else \
+            f"{f.source} = {value_text(f.value)}"
+        out.append(Reason(f"{code.text} ({shown}): {plain(code.points)} of at "
+                          f"most {plain(code.max_points)} points", None,
+                          code.points - code.max_points))
+    if not out:
+        out.append(Reason(f"every feature of {card.label} gives its highest points: "
+                          f"{plain(result.points)}"))
+    return tuple(out)
 
 
 def value_text(value: Any) -> str:

@@ -9,7 +9,7 @@ score and measure carries up to four specific principal reasons.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -80,12 +80,31 @@ class Contribution:
 
 
 @dataclass(frozen=True, slots=True)
+class FeatureScore:
+    """One feature of a statistical score: where its value came from, its bin and points.
+
+    ``source`` is ``metric <name>`` or ``attribute <name>``; ``value`` ``None`` when
+    missing (it then scores as the model's missing bin).
+    """
+
+    feature: str
+    description: str
+    source: str
+    value: float | int | str | None
+    bin: str
+    points: float
+    max_points: float
+
+
+@dataclass(frozen=True, slots=True)
 class ScorecardResult:
     """A scorecard's score at ``valid_at``, its tier, its contributions and reasons.
 
     An opt-in scorecard without the subject's consent has ``consented=False``
     and produces nothing: no score, no tier, no contributions.
     ``total`` is ``base + Σ points_now`` before the floor and ceiling.
+    A statistical scorecard names its ``model`` (``sha256:…``), has no contributions
+    and lists its ``features`` instead; its score and total are the model's points.
     """
 
     name: str
@@ -95,6 +114,8 @@ class ScorecardResult:
     total: float | None
     contributions: tuple[Contribution, ...]
     reasons: tuple[Reason, ...]
+    model: str | None = None
+    features: tuple[FeatureScore, ...] = ()
 
 
 class MeasureState(StrEnum):
@@ -150,3 +171,5 @@ class Evaluation:
     metrics: Mapping[str, float | None]
     measures: Mapping[str, MeasureResult]
     events: tuple[EventOutcome, ...]
+    attributes: Mapping[str, float | int | str | None] = field(default_factory=dict)
+    """The decision-time attributes the evaluation was given (statistical scorecards)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -265,6 +266,23 @@ def artifact_from_document(document: Json) -> ScorecardArtifact:
         target=_object(_get(obj, "target", "artifact"), "target"),
         training=_object(_get(obj, "training", "artifact"), "training"),
     )
+
+
+MODELS_DIR_ENV = "TRUSTLEDGER_MODELS"
+"""The environment variable naming the models folder."""
+
+
+def default_models_dir() -> Path:
+    """The models folder: ``$TRUSTLEDGER_MODELS``, else ``$TRUSTLEDGER_DATA/models``.
+
+    The CLI's ``--models`` and a policy's statistical scorecards both use it.
+    """
+    named = os.environ.get(MODELS_DIR_ENV)
+    if named:
+        return Path(named)
+    from trustledger.config import data_dir
+
+    return data_dir() / "models"
 
 
 def artifact_path(models_dir: Path, content_hash: str) -> Path:

@@ -23,9 +23,9 @@ ModelsOption = Annotated[
 def _models_dir(option: Path | None) -> Path:
     if option is not None:
         return option
-    from trustledger.config import data_dir
+    from trustledger.models.artifact import default_models_dir
 
-    return data_dir() / "models"
+    return default_models_dir()
 
 
 def train(

@@ -22,7 +22,7 @@ import math
 import numbers
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +75,8 @@ class ScoreResult:
     feature_points: Mapping[str, float]
     reasons: tuple[ReasonCode, ...]
     model: str
+    feature_bins: Mapping[str, str] = field(default_factory=dict)
+    """The bin each feature's value fell in, in words."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ class CompiledScorecard:
         """
         total = 0.0
         per_feature: dict[str, float] = {}
+        labels: dict[str, str] = {}
         shortfalls: list[tuple[float, int, int]] = []
         for j, f in enumerate(self._features):
             try:
@@ -246,13 +249,14 @@ class CompiledScorecard:
             p = f.table_list[b]
             total += p
             per_feature[f.name] = p
+            labels[f.name] = f.bins.label(b)
             short = f.max_points - p
             if short > 0:
                 shortfalls.append((-short, j, b))
         shortfalls.sort()
         reasons = tuple(self.reason(j, b) for _, j, b in shortfalls[:MAX_REASONS])
         return ScoreResult(points=total + self.artifact.intercept, feature_points=per_feature,
-                           reasons=reasons, model=self.hash)
+                           reasons=reasons, model=self.hash, feature_bins=labels)
 
     def score_batch(self, columns: Mapping[str, object], *, explain: bool = True) -> BatchScores:
         """Score a batch given column-wise: one sequence, numpy or Arrow array per feature.

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustledger.errors import InputError, NotFoundError
 from trustledger.policy.conditions import Expression
@@ -36,6 +36,10 @@ from trustledger.policy.models import (
     Sign,
 )
 from trustledger.policy.taxonomy import Gravity
+
+if TYPE_CHECKING:
+    from trustledger.models.compiled import CompiledScorecard as ModelScorer
+    from trustledger.models.compiled import FeatureValue, ScoreResult
 
 PointsFunction = Callable[[Mapping[str, Any]], float]
 """Computes an event's points from its (normalised) attributes."""
@@ -172,8 +176,63 @@ class CompiledTier:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledFeature:
+    """One feature of a statistical scorecard and where its value comes from."""
+
+    name: str
+    description: str
+    category: str
+    numerical: bool
+    metric: str | None
+    attribute: str | None
+
+    @property
+    def source(self) -> str:
+        """Where the value comes from, in words: ``metric late_12m`` or ``attribute housing``."""
+        return f"metric {self.metric}" if self.metric is not None else \
+            f"attribute {self.attribute}"
+
+
+@dataclass(frozen=True, eq=False)
+class StatisticalModel:
+    """A statistical scorecard's verified model artifact and the source of each feature.
+
+    ``scorer`` is the models area's compiled scoring path, loaded (and its hash
+    verified) once when the policy is loaded; scoring is pure arithmetic.
+    """
+
+    hash: str
+    scorer: ModelScorer
+    features: tuple[CompiledFeature, ...]
+    score_range: tuple[int, int]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics the model's features read, in feature order, without repeats."""
+        return tuple(dict.fromkeys(f.metric for f in self.features if f.metric is not None))
+
+    def inputs(self, metrics: Mapping[str, float | int | None],
+               attributes: Mapping[str, FeatureValue]) -> dict[str, FeatureValue]:
+        """Each feature's value: its metric's value, or its attribute (``None``: missing)."""
+        out: dict[str, FeatureValue] = {}
+        for f in self.features:
+            if f.metric is not None:
+                value = metrics.get(f.metric)
+                out[f.name] = float(value) if value is not None else None
+            else:
+                assert f.attribute is not None
+                out[f.name] = attributes.get(f.attribute)
+        return out
+
+    def score(self, metrics: Mapping[str, float | int | None],
+              attributes: Mapping[str, FeatureValue]) -> ScoreResult:
+        """The model's points, per-feature points and reason codes for these inputs."""
+        return self.scorer.score(self.inputs(metrics, attributes))
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledScorecard:
-    """A scorecard ready for evaluation."""
+    """A scorecard ready for evaluation (rule-based; statistical when ``model`` is set)."""
 
     name: str
     label: str
@@ -186,6 +245,7 @@ class CompiledScorecard:
     domains: frozenset[str]
     caps: tuple[CompiledCap, ...]
     tiers: tuple[CompiledTier, ...]
+    model: StatisticalModel | None = None
 
     def is_adverse(self, points: float) -> bool:
         """Whether points work against the subject (negative, or positive on penalty points)."""
@@ -281,10 +341,14 @@ def content_hash(policy: Policy) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def parse_policy(text: str, name: str = "<policy>") -> CompiledPolicy:
+def parse_policy(text: str, name: str = "<policy>", *,
+                 models_dir: Path | None = None) -> CompiledPolicy:
     """Validate, compile and lint a policy document given as YAML text.
 
-    ``name`` is used as the file name in error locations. Raises
+    ``name`` is used as the file name in error locations. Statistical scorecards'
+    model artifacts are read (and verified) from ``models_dir``, by default
+    ``$TRUSTLEDGER_MODELS`` or ``$TRUSTLEDGER_DATA/models``; a policy without
+    statistical scorecards reads nothing. Raises
     :class:`~trustledger.errors.PolicyError` (shape, references, expressions) or
     :class:`~trustledger.errors.LintError` (safeguards), each problem naming
     file, line, column, key path and rule.
@@ -294,12 +358,12 @@ def parse_policy(text: str, name: str = "<policy>") -> CompiledPolicy:
 
     root, locator = read_yaml(text, name)
     model = validate(root, locator)
-    compiled = compile_policy(model, locator, content_hash(model))
+    compiled = compile_policy(model, locator, content_hash(model), models_dir=models_dir)
     lint(compiled)
     return compiled
 
 
-def load_policy(path: str | Path) -> CompiledPolicy:
+def load_policy(path: str | Path, *, models_dir: Path | None = None) -> CompiledPolicy:
     """Read a policy file and :func:`parse_policy` it (validation and linter always run)."""
     file = Path(path)
     try:
@@ -308,4 +372,4 @@ def load_policy(path: str | Path) -> CompiledPolicy:
         raise NotFoundError(f"policy file {file} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read policy file {file}: {exc}") from exc
-    return parse_policy(text, str(file))
+    return parse_policy(text, str(file), models_dir=models_dir)

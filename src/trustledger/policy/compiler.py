@@ -8,18 +8,22 @@ every expression once. All problems are collected and raised together as one
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from trustledger.engine.events import RETRACTION
-from trustledger.errors import PolicyError, PolicyProblem
+from trustledger.errors import InputError, IntegrityError, NotFoundError, PolicyError, PolicyProblem
 from trustledger.policy.compiled import (
     CompiledAttribute,
     CompiledCap,
     CompiledEventType,
+    CompiledFeature,
     CompiledMeasure,
     CompiledMetric,
     CompiledPolicy,
@@ -27,6 +31,7 @@ from trustledger.policy.compiled import (
     CompiledScorecard,
     CompiledTier,
     PointsFunction,
+    StatisticalModel,
 )
 from trustledger.policy.conditions import Expression, compile_expression
 from trustledger.policy.loader import Locator, PathPart
@@ -41,6 +46,7 @@ from trustledger.policy.models import (
     Polarity,
     Policy,
     Scorecard,
+    StatisticalScorecard,
 )
 from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, OUT_OF_BOUNDS_CATEGORIES
 
@@ -54,6 +60,9 @@ RESERVED_NAMES = frozenset({
 
 MINUS = "\u2212"
 """The minus sign used in texts shown to people."""
+
+MODEL_REFERENCE = re.compile(r"sha256:([0-9a-f]{64})")
+"""How a statistical scorecard names its model artifact: ``sha256:`` and the full hash."""
 
 PROBE_LIMIT = 512
 """At most this many attribute combinations are tried per event type (load and linter)."""
@@ -178,7 +187,7 @@ class _Compiler:
             overhang=spec.expiry.overhang if spec.expiry else None,
             retention=spec.retention,
             scorecards=tuple(s for s, card in self.model.scorecards.items()
-                             if name in card.events),
+                             if isinstance(card, Scorecard) and name in card.events),
         )
         for attrs in probe_attributes(compiled):
             try:
@@ -306,10 +315,16 @@ class _Compiler:
                              f"`{c}` is not a category of the taxonomy")
         card: Scorecard | None = None
         if spec.scorecard is not None:
-            card = self.model.scorecards.get(spec.scorecard)
-            if card is None:
+            found = self.model.scorecards.get(spec.scorecard)
+            if found is None:
                 self.problem((*path, "scorecard"), "unknown-reference",
                              f"no scorecard `{spec.scorecard}`")
+            elif isinstance(found, StatisticalScorecard):
+                self.problem((*path, "scorecard"), "unknown-reference",
+                             f"`{spec.scorecard}` is a statistical scorecard: it has no events "
+                             "of its own to scope a metric to")
+            else:
+                card = found
         selected = frozenset(
             t for t, et in types.items()
             if (spec.types is None or t in spec.types)
@@ -345,7 +360,120 @@ class _Compiler:
             caps=tuple(caps), tiers=self.tiers(path, spec),
         )
 
-    def tiers(self, path: tuple[PathPart, ...], spec: Scorecard) -> tuple[CompiledTier, ...]:
+    def statistical(self, name: str, spec: StatisticalScorecard,
+                    models_dir: Path | None) -> CompiledScorecard:
+        path: tuple[PathPart, ...] = ("scorecards", name)
+        for feature, source in spec.features.items():
+            if source.metric is not None and source.metric not in self.model.metrics:
+                self.problem((*path, "features", feature, "metric"), "unknown-reference",
+                             f"no metric `{source.metric}`")
+        tiers = self.tiers(path, spec)
+        model = self.model_of(path, spec, models_dir)
+        return CompiledScorecard(
+            name=name, label=spec.label or name.replace("_", " "), adverse_sign=-1.0,
+            base=0.0, floor=None, ceiling=None, opt_in=spec.opt_in, events=frozenset(),
+            domains=frozenset({spec.domain}), caps=(), tiers=tiers, model=model,
+        )
+
+    def model_of(self, path: tuple[PathPart, ...], spec: StatisticalScorecard,
+                 models_dir: Path | None) -> StatisticalModel | None:
+        from trustledger.models.artifact import default_models_dir
+        from trustledger.models.compiled import CompiledScorecard as ModelScorer
+
+        where = (*path, "model")
+        match = MODEL_REFERENCE.fullmatch(spec.model)
+        if match is None:
+            self.problem(where, "model-artifact",
+                         f"`model` names an artifact by its full hash, `sha256:` and 64 "
+                         f"hexadecimal digits (as `trustledger model list` prints); "
+                         f"got {spec.model!r}")
+            return None
+        digest = match.group(1)
+        folder = models_dir if models_dir is not None else default_models_dir()
+        try:
+            scorer = ModelScorer.load(folder, digest)
+        except NotFoundError:
+            self.problem(where, "model-artifact",
+                         f"no model artifact {digest} in the models folder {folder} "
+                         "(`trustledger model list` shows the models there; the folder is "
+                         "$TRUSTLEDGER_MODELS, else $TRUSTLEDGER_DATA/models)")
+            return None
+        except IntegrityError as exc:
+            self.problem(where, "model-integrity",
+                         f"model artifact {digest} does not match its hash, so it was "
+                         f"changed after training (`trustledger model verify` says the "
+                         f"same): {exc}")
+            return None
+        except InputError as exc:
+            self.problem(where, "model-artifact",
+                         f"model artifact {digest} in {folder} is not a valid scorecard "
+                         f"artifact: {exc}")
+            return None
+        artifact = scorer.artifact
+        short = f"sha256:{digest[:12]}…"
+        if tuple(spec.range) != tuple(artifact.score_range):
+            low, high = artifact.score_range
+            self.problem((*path, "range"), "model-range",
+                         f"the range [{spec.range[0]}, {spec.range[1]}] is not the model's: "
+                         f"{short} scores from {low} to {high}")
+        bins = {f.name: f for f in artifact.features}
+        unmapped = [f for f in artifact.feature_names if f not in spec.features]
+        if unmapped:
+            self.problem((*path, "features"), "model-features",
+                         f"model {short} has feature(s) this scorecard does not map: "
+                         f"{', '.join(unmapped)}; map each to a `metric` or an `attribute`")
+        features = []
+        for feature, source in spec.features.items():
+            at_feature = (*path, "features", feature)
+            found = bins.get(feature)
+            if found is None:
+                self.problem(at_feature, "model-features",
+                             f"model {short} has no feature `{feature}`; its features: "
+                             f"{', '.join(artifact.feature_names)}")
+                continue
+            numerical = found.kind == "numerical"
+            if source.metric is not None and not numerical:
+                self.problem((*at_feature, "metric"), "model-features",
+                             f"feature `{feature}` of model {short} is categorical (a text "
+                             f"such as {found.labels[0]!r}); a metric gives a number")
+            features.append(CompiledFeature(feature, found.description, found.category,
+                                            numerical, source.metric, source.attribute))
+        if unmapped or len(features) != len(spec.features):
+            return None
+        return StatisticalModel(digest, scorer, tuple(features),
+                                (artifact.score_range[0], artifact.score_range[1]))
+
+    def attribute_types(self, scorecards: Mapping[str, CompiledScorecard]) -> None:
+        seen: dict[str, tuple[bool, str]] = {}
+        for name, card in scorecards.items():
+            if card.model is None:
+                continue
+            for f in card.model.features:
+                if f.attribute is None:
+                    continue
+                where = f"`{name}.{f.name}`"
+                earlier = seen.setdefault(f.attribute, (f.numerical, where))
+                if earlier[0] != f.numerical:
+                    kinds = ("a number", "a text")
+                    self.problem(("scorecards", name, "features", f.name, "attribute"),
+                                 "model-features",
+                                 f"attribute `{f.attribute}` is {kinds[not f.numerical]} for "
+                                 f"{where} but {kinds[not earlier[0]]} for {earlier[1]}; "
+                                 "one attribute has one type")
+
+    def statistical_domains(self, card: CompiledScorecard,
+                            metrics: Mapping[str, CompiledMetric]) -> CompiledScorecard:
+        if card.model is None:
+            return card
+        types = self.model.event_types
+        domains = set(card.domains)
+        for name in card.model.metrics:
+            if name in metrics:
+                domains |= {types[t].domain for t in metrics[name].types}
+        return dataclasses.replace(card, domains=frozenset(domains))
+
+    def tiers(self, path: tuple[PathPart, ...],
+              spec: Scorecard | StatisticalScorecard) -> tuple[CompiledTier, ...]:
         tiers = []
         names: set[str] = set()
         for i, tier in enumerate(spec.tiers):
@@ -435,6 +563,7 @@ class _Compiler:
                    metrics: Mapping[str, CompiledMetric],
                    scorecards: Mapping[str, CompiledScorecard]) -> None:
         allowed = {"attrs"} | set(metrics) | set(scorecards)
+        statistical = {n for n, card in scorecards.items() if card.model is not None}
         for name, et in event_types.items():
             if et.when is None:
                 continue
@@ -443,6 +572,13 @@ class _Compiler:
                 self.problem(("event_types", name, "when"), "unknown-name",
                              f"a `when` condition may use attrs, metrics and scorecards; "
                              f"`{', '.join(unknown)}` is none of them")
+            read = sorted(et.when.names & statistical)
+            if read:
+                self.problem(("event_types", name, "when"), "statistical-when",
+                             f"a `when` condition cannot read the statistical scorecard "
+                             f"`{read[0]}`: its attributes are supplied at decision time, not "
+                             "when the event occurred, so whether an event counts would change "
+                             "with every decision")
 
 
     def purposes(self) -> dict[str, CompiledPurpose]:
@@ -464,8 +600,13 @@ class _Compiler:
         return compiled
 
 
-def compile_policy(model: Policy, locator: Locator, content_hash: str) -> CompiledPolicy:
-    """Check cross-references and compile expressions; raise all problems at once."""
+def compile_policy(model: Policy, locator: Locator, content_hash: str, *,
+                   models_dir: Path | None = None) -> CompiledPolicy:
+    """Check cross-references and compile expressions; raise all problems at once.
+
+    Statistical scorecards load and verify their model artifact from ``models_dir``
+    (default: :func:`trustledger.models.artifact.default_models_dir`).
+    """
     compiler = _Compiler(model, locator)
     compiler.check_names()
     event_types = {}
@@ -473,8 +614,15 @@ def compile_policy(model: Policy, locator: Locator, content_hash: str) -> Compil
         compiled = compiler.event_type(name, spec)
         if compiled is not None:
             event_types[name] = compiled
-    scorecards = {name: compiler.scorecard(name, spec) for name, spec in model.scorecards.items()}
+    scorecards = {
+        name: (compiler.statistical(name, spec, models_dir)
+               if isinstance(spec, StatisticalScorecard) else compiler.scorecard(name, spec))
+        for name, spec in model.scorecards.items()
+    }
     metrics = {name: compiler.metric(name, spec) for name, spec in model.metrics.items()}
+    scorecards = {name: compiler.statistical_domains(card, metrics)
+                  for name, card in scorecards.items()}
+    compiler.attribute_types(scorecards)
     compiler.check_when(event_types, metrics, scorecards)
     measures = compiler.measures(scorecards, metrics)
     purposes = compiler.purposes()

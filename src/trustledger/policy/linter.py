@@ -20,6 +20,10 @@ Rules, each refusal naming the rule, the offending element and why:
     a purpose discloses a measure of another domain, or a scorecard whose events are
     not of its domain (an opt-in scorecard may span domains if one of them is the
     purpose's: the subject's opt-in covers the crossing).
+``protected-attribute`` (safeguard 1)
+    a statistical scorecard's feature, or the attribute feeding it, is a protected
+    attribute (sex, marital status, age as such, nationality…: the models area's one
+    list, :mod:`trustledger.models.features`), or the model declares it so.
 ``proportionality`` (safeguard 3)
     a restriction is in force for a subject with no events, or a single event of
     lower gravity than the restriction's severity can bring it into force. This
@@ -89,7 +93,7 @@ def _problem(policy: CompiledPolicy, path: tuple[str | int, ...], rule: str,
 # --- safeguard 1 ---------------------------------------------------------------------------
 
 def _bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
-    out = []
+    out = _statistical_bounds(policy)
     for name, et in policy.event_types.items():
         path = ("event_types", name, "category")
         if et.category in OUT_OF_BOUNDS_CATEGORIES:
@@ -121,6 +125,56 @@ def _bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
                                     "out-of-bounds-category",
                                     f"safeguard 1: metric `{name}` selects `{category}`: "
                                     f"{OUT_OF_BOUNDS_CATEGORIES[category]}"))
+    return out
+
+
+def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
+    # A model is trained with protected attributes refused; the artifact could still be
+    # hand-made, and a policy could feed a feature from an attribute named for one. The
+    # models' list of protected attributes and this linter's out-of-bounds words both apply.
+    from trustledger.models.features import (
+        ALLOWED_CATEGORIES as FEATURE_CATEGORIES,
+    )
+    from trustledger.models.features import (
+        PROTECTED_CATEGORIES,
+        protected_by_name,
+    )
+
+    out = []
+    for name, card in policy.scorecards.items():
+        if card.model is None:
+            continue
+        for f in card.model.features:
+            path: tuple[str | int, ...] = ("scorecards", name, "features", f.name)
+            if f.category in PROTECTED_CATEGORIES:
+                out.append(_problem(policy, path, "protected-attribute",
+                                    f"safeguard 1: feature `{f.name}` of scorecard `{name}` is "
+                                    f"declared by its model as `{f.category}`: "
+                                    f"{PROTECTED_CATEGORIES[f.category]}"))
+            elif f.category not in FEATURE_CATEGORIES:
+                out.append(_problem(policy, path, "unknown-category",
+                                    f"safeguard 1: feature `{f.name}` of scorecard `{name}` has "
+                                    f"category `{f.category}`, which is not a feature category; "
+                                    f"allowed: {', '.join(FEATURE_CATEGORIES)}"))
+            names = [(path, f.name, "feature")]
+            if f.attribute is not None:
+                names.append(((*path, "attribute"), f.attribute, "attribute"))
+            for where, word_of, what in names:
+                found = protected_by_name(word_of)
+                if found:
+                    out.append(_problem(policy, where, "protected-attribute",
+                                        f"safeguard 1: {what} `{word_of}` of scorecard `{name}` "
+                                        f"is a protected attribute: "
+                                        f"{'; '.join(PROTECTED_CATEGORIES[c] for c in found)}"))
+                    continue
+                word = _out_of_bounds_word(word_of)
+                if word is not None:
+                    category = _WORD_CATEGORY[word]
+                    out.append(_problem(policy, where, "out-of-bounds-name",
+                                        f"safeguard 1: {what} `{word_of}` of scorecard `{name}` "
+                                        f"is named for `{word}`, which records "
+                                        f"{category.replace('_', ' ')}: "
+                                        f"{OUT_OF_BOUNDS_CATEGORIES[category]}"))
     return out
 
 
@@ -159,9 +213,12 @@ class _Graph:
         """The types reaching a scorecard, metric or measure, and the inputs on the way."""
         policy = self.policy
         if name in policy.scorecards:
+            card = policy.scorecards[name]
             types = frozenset().union(*(self.type_reach(t, stack)
-                                        for t in policy.scorecards[name].events
-                                        if t in policy.event_types))
+                                        for t in card.events if t in policy.event_types))
+            if card.model is not None:
+                types |= frozenset().union(*(self.reach(m, stack).types
+                                             for m in card.model.metrics))
             return _Reach(types, (name,))
         if name in policy.metrics:
             types = frozenset().union(*(self.type_reach(t, stack)
@@ -189,6 +246,8 @@ def _firewall(policy: CompiledPolicy) -> list[PolicyProblem]:
     spanning: set[str] = set()
     for name, card in policy.scorecards.items():
         domains = graph.domains(graph.reach(name).types)
+        if card.model is not None:
+            domains |= card.domains
         if len(domains) > 1:
             spanning.add(name)
             if not card.opt_in:
@@ -229,6 +288,14 @@ def _restriction_firewall(policy: CompiledPolicy, graph: _Graph, measure: Compil
                          "score may only grant privileges, never restrict")]
     foreign = sorted(t for t in reach.types
                      if policy.event_types[t].domain != measure.domain)
+    for ref in reach.via:
+        card = policy.scorecards.get(ref)
+        if card is not None and card.model is not None and card.domains != {measure.domain}:
+            return [_problem(policy, (*path, "condition"), "context-firewall",
+                             f"safeguard 2: restriction `{measure.name}` in domain "
+                             f"{measure.domain} reads the statistical scorecard `{ref}` of "
+                             f"domain {', '.join(sorted(card.domains))}; a restriction may "
+                             "only use its own domain")]
     if not foreign:
         return []
     shown = ", ".join(f"`{t}` ({policy.event_types[t].domain})" for t in foreign[:4])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -322,6 +322,8 @@ class Polarity(StrEnum):
 class Scorecard(_Model):
     """A score: ``base`` plus the points of the events it uses, clamped to [floor, ceiling]."""
 
+    # Excluded from dumps so rule-based scorecards hash as they did before `kind` existed.
+    kind: Literal["rules"] = Field(default="rules", exclude=True)
     label: str | None = None
     description: str = ""
     events: tuple[Name, ...] = Field(min_length=1)
@@ -338,6 +340,59 @@ class Scorecard(_Model):
         if self.floor is not None and self.ceiling is not None and self.floor > self.ceiling:
             raise ValueError("floor is greater than ceiling")
         return self
+
+
+class FeatureSource(_Model):
+    """Where a statistical scorecard's feature comes from: a metric, or a decision-time attribute.
+
+    ``metric`` names a metric of the policy (its value at ``valid_at``); ``attribute``
+    names a value the relying party supplies with the decision request.
+    """
+
+    metric: Name | None = None
+    attribute: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FeatureSource:
+        if (self.metric is None) == (self.attribute is None):
+            raise ValueError("a feature comes from exactly one of `metric` or `attribute`")
+        return self
+
+
+class StatisticalScorecard(_Model):
+    """A score given by a trained model artifact (``trustledger model train``), named by hash.
+
+    Every feature of the model is mapped to a metric of the policy or to an attribute
+    supplied at decision time; the score is the model's points for those values.
+    """
+
+    kind: Literal["statistical"]
+    label: str | None = None
+    description: str = ""
+    model: Annotated[str, StringConstraints(min_length=1)]
+    domain: Name
+    range: tuple[Annotated[int, Strict()], Annotated[int, Strict()]]
+    features: dict[Annotated[str, StringConstraints(min_length=1)], FeatureSource] = Field(
+        min_length=1)
+    opt_in: bool = False
+    tiers: tuple[Tier, ...] = ()
+
+
+def _scorecard_kind(value: Any) -> str | None:
+    kind = value.get("kind", "rules") if isinstance(value, dict) else getattr(value, "kind", None)
+    return {"rules": "scorecard:rules", "statistical": "scorecard:statistical"}.get(str(kind))
+
+
+AnyScorecard = Annotated[
+    Annotated[Scorecard, Tag("scorecard:rules")]
+    | Annotated[StatisticalScorecard, Tag("scorecard:statistical")],
+    Discriminator(
+        _scorecard_kind,
+        custom_error_type="scorecard_kind",
+        custom_error_message="`kind` of a scorecard is `rules` (the default) or `statistical`",
+    ),
+]
+"""A rule-based scorecard (the default) or a statistical one (``kind: statistical``)."""
 
 
 class MeasureKind(StrEnum):
@@ -396,7 +451,7 @@ class Policy(_Model):
     effective_from: Instant
     event_types: dict[Name, EventType] = Field(min_length=1)
     metrics: dict[Name, Metric] = Field(default_factory=dict)
-    scorecards: dict[Name, Scorecard] = Field(default_factory=dict)
+    scorecards: dict[Name, AnyScorecard] = Field(default_factory=dict)
     measures: dict[Name, Measure] = Field(default_factory=dict)
     purposes: dict[Name, Purpose] = Field(default_factory=dict)
 
