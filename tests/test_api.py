@@ -62,6 +62,8 @@ class World:
     keys: dict[str, str]
     principals: dict[str, Principal]
     seq: dict[str, int] = field(default_factory=dict)
+    cases: dict[str, int] = field(default_factory=dict)
+    """Seqs of disputes and reviews a test set up, by name."""
 
     def h(self, role: str | None) -> dict[str, str]:
         """Headers of a role's key (none for ``None``)."""

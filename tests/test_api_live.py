@@ -55,7 +55,7 @@ def serving(app: FastAPI) -> Iterator[str]:
 
 
 def seed(url: str) -> dict[str, str]:
-    """The Sesame policy, a source, a relying party and a subject; their keys."""
+    """The Sesame policy, a source, a relying party, a subject and a reviewer; their keys."""
     with ServiceLedger.open(url) as ledger:
         publish_policy(ledger, ROOT / "policies" / "sesame.yaml")
         return {
@@ -65,6 +65,7 @@ def seed(url: str) -> dict[str, str]:
             "party": add_principal(ledger, "rentals", Role.RELYING_PARTY,
                                    accreditations=("rental_deposit",)).key,
             "alice": add_principal(ledger, "alice", Role.SUBJECT, subject="alice").key,
+            "reviewer": add_principal(ledger, "rev", Role.REVIEWER).key,
         }
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.test_api import World, build_world, event
+from trustledger.ledger import EventIn
 from trustledger.principals import revoke_principal
+from trustledger.rights import open_dispute, request_review
+from trustledger.scoring import evaluate_subject
 
 Request = tuple[str, str, dict[str, Any]]
 _ids = itertools.count(1)
@@ -109,7 +114,37 @@ for target, own in (("alice", True), ("bob", False)):
         f"access log of {target}": (
             lambda w, t=target: ("GET", f"/v1/subjects/{t}/access-log", {}),
             _expect(403, **code(200))),
+        f"report of {target}": (
+            lambda w, t=target: ("GET", f"/v1/subjects/{t}/report", {}),
+            _expect(403, **code(200))),
+        f"printable report of {target}": (
+            lambda w, t=target: ("GET", f"/v1/subjects/{t}/report.html", {}),
+            _expect(403, **code(200))),
+        f"what-if for {target}": (
+            lambda w, t=target: ("POST", f"/v1/subjects/{t}/whatif", {"json": {
+                "at": "2027-06-01T00:00:00Z", "reach": "deposit_free_rental"}}),
+            _expect(403, **code(200))),
+        f"disputes of {target}": (
+            lambda w, t=target: ("GET", f"/v1/subjects/{t}/disputes", {}),
+            _expect(403, **code(200))),
+        f"open a dispute for {target}": (
+            lambda w, t=target: ("POST", f"/v1/subjects/{t}/disputes", {"json": {
+                "event_seq": _fresh_event(w, t), "reason": "not mine"}}),
+            _expect(403, **code(201))),
+        f"add dispute information for {target}": (
+            lambda w, t=target: ("POST", f"/v1/subjects/{t}/disputes/{_fresh_dispute(w, t)}"
+                                 "/information", {"json": {"text": "my bank statement"}}),
+            _expect(403, **code(200))),
+        f"reviews of {target}": (
+            lambda w, t=target: ("GET", f"/v1/subjects/{t}/reviews", {}),
+            _expect(403, **code(200))),
+        f"ask for human review for {target}": (
+            lambda w, t=target: ("POST", f"/v1/subjects/{t}/reviews",
+                                 {"json": {"measure": "deposit_free_rental"}}),
+            _expect(403, **code(201))),
     }
+# Alice's own erasure is in test_erasure_matrix: in this world it would end her other cases.
+CASES["erasure of bob"] = (lambda w: ("POST", "/v1/subjects/bob/erasure", {}), _expect(403))
 CASES |= {
     "list policies": (lambda w: ("GET", "/v1/policies", {}), _expect(200, alice=403)),
     "publish policy": (
@@ -126,7 +161,52 @@ CASES |= {
         lambda w: ("DELETE", f"/v1/principals/{w.spare()}", {}),
         _expect(403, operator=200)),
     "statistics": (lambda w: ("GET", "/v1/statistics", {}), _expect(403, operator=202)),
+    "disputes about own events": (lambda w: ("GET", "/v1/disputes", {}),
+                                  _expect(403, source=200)),
+    "a dispute about own event": (
+        lambda w: ("GET", f"/v1/disputes/{w.cases['dispute']}", {}), _expect(403, source=200)),
+    "a dispute about another source's event": (
+        lambda w: ("GET", f"/v1/disputes/{w.cases['other dispute']}", {}),
+        _expect(403, source=404)),
+    "answer a dispute about own event": (
+        lambda w: ("POST", f"/v1/disputes/{_fresh_dispute(w, 'alice')}/answer",
+                   {"json": {"answer": "verified"}}),
+        _expect(403, source=200)),
+    "answer a dispute about another source's event": (
+        lambda w: ("POST", f"/v1/disputes/{w.cases['other dispute']}/answer",
+                   {"json": {"answer": "verified"}}),
+        _expect(403, source=404)),
+    "reviewer queue": (lambda w: ("GET", "/v1/reviewer/queue", {}), _expect(403, reviewer=200)),
+    "reviewer reads a dispute": (
+        lambda w: ("GET", f"/v1/reviewer/disputes/{w.cases['dispute']}", {}),
+        _expect(403, reviewer=200)),
+    "reviewer resolves a dispute": (
+        lambda w: ("POST", f"/v1/reviewer/disputes/{_fresh_dispute(w, 'bob')}/resolution",
+                   {"json": {"outcome": "invalid", "reason": "no record of it"}}),
+        _expect(403, reviewer=200)),
+    "reviewer reads a review": (
+        lambda w: ("GET", f"/v1/reviewer/reviews/{w.cases['review']}", {}),
+        _expect(403, reviewer=200)),
+    "reviewer decides a review": (
+        lambda w: ("POST", f"/v1/reviewer/reviews/{w.cases['review']}/resolution",
+                   {"json": {"decision": "confirmed", "reason": "the score is below 600"}}),
+        _expect(403, reviewer=200)),
 }
+
+
+def _fresh_event(w: World, subject: str, source: str = "bank-a") -> int:
+    """A new event of ``source`` about ``subject``, appended directly; its seq."""
+    kind = "bill_paid" if source == "bank-a" else "rental_returned"
+    body = {**event(0, subject, kind, source=source), "source_event_id": _new_id()}
+    if source != "bank-a":
+        body["attributes"] = {"late_hours": 0}
+    (entry,) = w.ledger.append_events([EventIn.model_validate(body)])
+    return entry.seq
+
+
+def _fresh_dispute(w: World, subject: str, source: str = "bank-a") -> int:
+    """A new dispute of ``subject`` about a new event of ``source``; its seq."""
+    return open_dispute(w.ledger, subject, _fresh_event(w, subject, source), "not mine").seq
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +230,13 @@ def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             return str(r.json()["principal"]["id"])
 
         world.spare = spare  # type: ignore[attr-defined]
+        now = datetime.now(UTC)
+        world.cases = {
+            "dispute": _fresh_dispute(world, "alice"),
+            "other dispute": _fresh_dispute(world, "alice", "rentals-a"),
+            "review": request_review(world.ledger, evaluate_subject(
+                world.ledger, "bob", world.ledger_policy(), now), "pay_later").seq,
+        }
         yield world
 
 
@@ -167,3 +254,16 @@ def test_matrix(matrix_world: World, case: str, role: str) -> None:
         assert response.status_code == want, f"{case} as {role}: {response.text}"
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("role", OPS)
+def test_erasure_matrix(tmp_path: Path, role: str) -> None:
+    """Only the subject themself may erase their data (its own world: it ends alice's data)."""
+    for world in build_world(f"sqlite:///{tmp_path / 'ledger.db'}"):
+        world.keys["revoked"] = world.keys["operator"]
+        if role == "revoked":
+            revoke_principal(world.ledger, world.principals["operator"].id)
+        response = world.call(None if role == "anonymous" else role, "POST",
+                              "/v1/subjects/alice/erasure")
+        want = {"alice": 201, "anonymous": 401, "revoked": 401}.get(role, 403)
+        assert response.status_code == want, f"erasure as {role}: {response.text}"

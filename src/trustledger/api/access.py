@@ -79,6 +79,27 @@ class AccessLog:
         self._queue.put((record, deliver))
         return future.result(timeout)
 
+    def append_all(self, records: list[Record], timeout: float = 30.0) -> list[Entry]:
+        """Append several records (one read of several subjects); once all are committed.
+
+        They usually go into one group commit. Raises what the ledger raised, as
+        :meth:`append`; the read must then not be answered.
+        """
+        futures: list[Future[Entry]] = []
+        for record in records:
+            future: Future[Entry] = Future()
+
+            def deliver(entry: Entry | None, failure: BaseException | None,
+                        future: Future[Entry] = future) -> None:
+                if failure is not None:
+                    future.set_exception(failure)
+                else:
+                    future.set_result(entry)  # type: ignore[arg-type]
+
+            futures.append(future)
+            self._queue.put((record, deliver))
+        return [future.result(timeout) for future in futures]
+
     async def append_async(self, record: Record, timeout: float = 30.0) -> Entry:
         """:meth:`append` for the event loop: awaits the commit without holding a thread."""
         loop = asyncio.get_running_loop()

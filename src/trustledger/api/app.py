@@ -20,10 +20,19 @@ from trustledger import __version__
 from trustledger.api import problems
 from trustledger.api.auth import SECURITY_SCHEME
 from trustledger.api.middleware import Metrics, ServiceMiddleware
-from trustledger.api.routers import operator, relying_parties, sources, subjects, system
+from trustledger.api.routers import (
+    disputes,
+    operator,
+    relying_parties,
+    reviewers,
+    sources,
+    subjects,
+    system,
+)
 from trustledger.api.schemas import CloudEvent, DecisionRequest, EventBatch, EventSubmission
 from trustledger.api.service import Service
 from trustledger.api.settings import Settings
+from trustledger.portal import router as portal_router
 
 DESCRIPTION = """\
 Trust scores with reasons, consent and contestability built in.
@@ -58,8 +67,9 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     metrics = Metrics()
     app.state.metrics = metrics
     problems.install(app)
-    for module in (system, sources, relying_parties, subjects, operator):
+    for module in (system, sources, disputes, relying_parties, subjects, reviewers, operator):
         app.include_router(module.router)
+    app.include_router(portal_router)  # the web portal (/portal): server-rendered pages
     app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics)
 
     def openapi() -> dict[str, Any]:

@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
 from trustledger.principals import Role
 
@@ -119,6 +129,9 @@ class DecisionRequest(_In):
 
     subject: Text
     purpose: Ident
+    attributes: dict[Ident, StrictInt | StrictFloat | StrictStr | StrictBool | None] | None = None
+    """Values for the policy's statistical scorecards' features, supplied at decision time
+    (one not given scores as the model's missing bin)."""
 
 
 class EventRef(_Out):
@@ -295,6 +308,261 @@ class AccessPage(_Out):
 
     reads: list[AccessOut]
     next_after: int | None
+
+
+# -- subject rights: report, what-if, disputes, human review, erasure --------------------------
+
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+"""Free text a person writes (a dispute's reason, a reviewer's written reason): 1-4000."""
+
+Note = Annotated[str, StringConstraints(max_length=4000)]
+"""Optional free text (a statement, a source's note): at most 4000 characters."""
+
+
+class SubjectReport(_Out):
+    """The subject's full report (see docs/rights.md): every event, score, reason and right.
+
+    The same document as ``trustledger report SUBJECT --json``.
+    """
+
+    subject: str
+    as_of: datetime
+    policy: str
+    policy_hash: str
+    ledger_seq: int
+    ledger_hash: str
+    scorecards: list[dict[str, Any]]
+    measures: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    disputes: list[dict[str, Any]]
+    reviews: list[dict[str, Any]]
+    consents: list[dict[str, Any]]
+    access_log: list[dict[str, Any]]
+    purged_events: int
+
+
+class HypotheticalEvent(_In):
+    """An event that might happen (what-if); ``recorded_at`` defaults to ``occurred_at``."""
+
+    type: Ident
+    occurred_at: AwareDatetime
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    recorded_at: AwareDatetime | None = None
+
+
+class WhatIfRequest(_In):
+    """A modified history to evaluate, and/or a target to reach.
+
+    ``remove``: ledger seqs of your events to leave out; ``add``: hypothetical events;
+    ``at``: the moment to evaluate (default now; usually a future date); ``reach``:
+    ``SCORECARD:TIER`` or a measure's name — what it takes to reach it.
+    """
+
+    remove: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(default_factory=list,
+                                                                 max_length=100)
+    add: list[HypotheticalEvent] = Field(default_factory=list, max_length=100)
+    at: AwareDatetime | None = None
+    reach: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class WhatIfEventOut(_Out):
+    """An event removed or added by a what-if."""
+
+    seq: int | None
+    source: str
+    source_event_id: str
+    type: str
+    occurred_at: datetime
+
+
+class OutcomeOut(_Out):
+    """Scores, tiers and measures of one evaluation, with reasons."""
+
+    valid_at: datetime
+    scorecards: dict[str, ScoreOut]
+    measures: dict[str, MeasureOut]
+
+
+class WhatItTakesOut(_Out):
+    """What it takes to reach a target: the day decay alone does, the fewest removals."""
+
+    target: str
+    reached_now: bool
+    by_decay_at: datetime | None
+    removals: list[WhatIfEventOut] | None
+    removals_exact: bool
+    candidates: list[WhatIfEventOut]
+    summary: list[str]
+
+
+class WhatIfOut(_Out):
+    """The current decision and the decision for the modified history (``after``)."""
+
+    valid_at: datetime
+    removed: list[WhatIfEventOut]
+    added: list[WhatIfEventOut]
+    changes: list[str]
+    before: OutcomeOut
+    after: OutcomeOut
+    what_it_takes: WhatItTakesOut | None
+
+
+class DisputeRequest(_In):
+    """Dispute one of your events (by ledger seq), saying why.
+
+    ``new_information``: you give information the source did not have (it then has 45
+    days instead of 30 to verify the event).
+    """
+
+    event_seq: int = Field(ge=1, le=2**62)
+    reason: Reason
+    new_information: bool = False
+
+
+class DisputeInformation(_In):
+    """Information added to an open dispute (within 30 days it extends the SLA to 45)."""
+
+    text: Reason
+
+
+class SourceAnswerOut(_Out):
+    """The source's answer to a dispute."""
+
+    at: datetime
+    source: str
+    answer: Literal["verified", "corrected", "retracted"]
+    note: str
+    event_seq: int | None
+
+
+class ResolutionOut(_Out):
+    """A reviewer's resolution of a dispute, with the written reason the subject sees."""
+
+    at: datetime
+    reviewer: str
+    outcome: Literal["valid", "invalid"]
+    reason: str
+
+
+class InformationOut(_Out):
+    """Information the subject added to a dispute."""
+
+    seq: int
+    at: datetime
+    text: str
+
+
+class DisputeOut(_Out):
+    """A dispute: the event, the reason, the deadline, where it stands, and its effect."""
+
+    seq: int
+    subject: str
+    event_seq: int
+    event: EventRef
+    reason: str
+    opened_at: datetime
+    new_information: bool
+    information: list[InformationOut]
+    deadline: datetime
+    status: Literal["open", "verified", "corrected", "retracted", "lapsed", "valid", "invalid"]
+    note: str
+    answer: SourceAnswerOut | None
+    resolution: ResolutionOut | None
+
+
+class DisputeAnswer(_In):
+    """The disputed event's source answers: ``verified``, ``corrected`` or ``retracted``.
+
+    A correction is a new event of yours superseding the disputed one (``source_event_id``,
+    ``type``, ``occurred_at``, ``attributes``); a retraction is one of type ``retraction``
+    (``source_event_id``; ``occurred_at`` defaults to now). A verification carries none.
+    """
+
+    answer: Literal["verified", "corrected", "retracted"]
+    note: Note = ""
+    source_event_id: Text | None = Field(None, description="the correcting or retracting "
+                                                           "event's own id")
+    type: Text | None = Field(None, description="the correction's event type")
+    occurred_at: AwareDatetime | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class DisputeResolution(_In):
+    """A reviewer's finding: ``valid`` (the event counts again) or ``invalid`` (removed)."""
+
+    outcome: Literal["valid", "invalid"]
+    reason: Reason
+
+
+class ReviewRequest(_In):
+    """Ask for human review of a restriction in force or a privilege denied (its name)."""
+
+    measure: Ident
+    statement: Note = ""
+
+
+class ReviewOut(_Out):
+    """A request for human review and, once decided, the reviewer's decision and reason."""
+
+    seq: int
+    subject: str
+    measure: str
+    label: str
+    kind: Literal["privilege", "restriction"]
+    state: Literal["granted", "denied", "active", "inactive", "set_back"]
+    since: datetime | None
+    policy_hash: str
+    requested_at: datetime
+    due_at: datetime
+    statement: str
+    decision: Literal["confirmed", "lifted"] | None
+    reviewer: str | None
+    reason: str | None
+    resolved_at: datetime | None
+    note: str
+
+
+class ReviewResolution(_In):
+    """A reviewer confirms or lifts the reviewed measure, with a written reason."""
+
+    decision: Literal["confirmed", "lifted"]
+    reason: Reason
+
+
+class ErasureOut(_Out):
+    """A completed erasure: its record (no personal data) and how many payloads it purged."""
+
+    seq: int
+    recorded_at: datetime
+    purged: int
+    first_purge_seq: int | None
+    last_purge_seq: int | None
+
+
+class QueueItem(_Out):
+    """One case waiting for a reviewer: a dispute or a human-review request, and its due date."""
+
+    kind: Literal["dispute", "review"]
+    seq: int
+    subject: str
+    opened_at: datetime
+    due_at: datetime
+    overdue: bool
+    status: str
+
+
+class ReviewQueue(_Out):
+    """Open disputes and pending reviews, earliest due first."""
+
+    as_of: datetime
+    items: list[QueueItem]
+
+
+class SourceDisputes(_Out):
+    """Disputes about your events (open ones unless asked for all)."""
+
+    disputes: list[DisputeOut]
 
 
 # -- operator ----------------------------------------------------------------------------------

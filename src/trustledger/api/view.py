@@ -36,6 +36,7 @@ from trustledger.principals import KINDS as PRINCIPAL_KINDS
 from trustledger.principals import Change, ServiceLedger
 from trustledger.principals.ledger import CHANGES_PAGE
 from trustledger.rights.consent import Consent, active_consents
+from trustledger.rights.erasure import erased_at
 from trustledger.scoring import PUBLISHED, Assessment, PublishedPolicy, assess, published_policies
 
 NOT_SUBJECT_STATE = frozenset({ACCESS_READ, *PRINCIPAL_KINDS})
@@ -76,14 +77,23 @@ def event_of(entry: Entry) -> Event | None:
 
 
 @dataclass
-class SubjectState:
-    """One subject as of ledger position ``loaded_at``: events, rights records, assessment."""
+class SubjectRecord:
+    """One subject as the service caches it, as of ledger position ``loaded_at``.
+
+    Its events, its rights records (consents, disputes, reviews, purges) and its last
+    assessment.
+    """
 
     subject: str
     loaded_at: int
     events: tuple[Event, ...]
     records: tuple[Entry, ...]
     assessment: Assessment | None = field(default=None)
+
+    @property
+    def erased(self) -> bool:
+        """Whether the subject was erased on request (then there is no data to show)."""
+        return erased_at(self.records) is not None
 
     def consents(self, at: datetime) -> list[Consent]:
         """The consents in force at ``at``."""
@@ -96,7 +106,7 @@ class SubjectState:
                          and c.scorecard in policy.scorecards)
 
 
-def current_assessment(state: SubjectState, policy: CompiledPolicy, now: datetime,
+def current_assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
                        max_age: float) -> Assessment:
     """The subject's assessment for now: the one function the service scores through.
 
@@ -116,7 +126,7 @@ def current_assessment(state: SubjectState, policy: CompiledPolicy, now: datetim
     return result
 
 
-def reusable(state: SubjectState, policy: CompiledPolicy, now: datetime,
+def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
              max_age: float) -> Assessment | None:
     """The subject's cached assessment if :func:`current_assessment` may return it now."""
     cached = state.assessment
@@ -143,7 +153,7 @@ class LedgerView:
         self._follower: threading.Thread | None = None
         self._position = ledger.position()
         self._synced_started = time.monotonic()
-        self._subjects: OrderedDict[str, SubjectState] = OrderedDict()
+        self._subjects: OrderedDict[str, SubjectRecord] = OrderedDict()
         self._last_change: dict[str, int] = {}
         self._floor = self._position
         self.principal_epoch = 0
@@ -274,7 +284,7 @@ class LedgerView:
 
     # -- subjects ----------------------------------------------------------------------------
 
-    def cached(self, subject: str) -> SubjectState | None:
+    def cached(self, subject: str) -> SubjectRecord | None:
         """The subject's state if it is in memory and current (no database access)."""
         with self._lock:
             state = self._subjects.get(subject)
@@ -282,7 +292,7 @@ class LedgerView:
                 self._subjects.move_to_end(subject)
             return state
 
-    def subject(self, subject: str) -> SubjectState:
+    def subject(self, subject: str) -> SubjectRecord:
         """The subject's events and rights records, current as of the last sync."""
         state = self.cached(subject)
         if state is not None:
@@ -290,7 +300,7 @@ class LedgerView:
         loaded_at, entries = self.ledger.subject_entries(subject, exclude=NOT_SUBJECT_STATE)
         events = tuple(e for entry in entries if (e := event_of(entry)) is not None)
         records = tuple(e for e in entries if e.kind != EVENT_KIND)
-        state = SubjectState(subject, loaded_at, events, records)
+        state = SubjectRecord(subject, loaded_at, events, records)
         with self._lock:
             # A sync may have seen a change newer than this snapshot meanwhile: then the
             # state serves this request but is not kept.

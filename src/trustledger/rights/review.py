@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -38,6 +38,8 @@ RESOLVED = "review.resolved"
 """Record kind: a reviewer confirmed or lifted the measure."""
 KINDS = (REQUESTED, RESOLVED)
 """Every review record kind."""
+SLA = timedelta(days=30)
+"""How long a reviewer has to decide a request (GDPR Art. 12(3): one month); its due date."""
 
 
 class Decision(StrEnum):
@@ -69,6 +71,11 @@ class Review:
     reason: str | None = None
     resolved_at: datetime | None = None
     resolution_seq: int | None = None
+
+    @property
+    def due_at(self) -> datetime:
+        """When a reviewer should have decided: :data:`SLA` after the request."""
+        return self.requested_at + SLA
 
     def decision_at(self, at: datetime) -> Decision | None:
         """The decision in force at ``at`` (``None``: pending, or not yet requested)."""

@@ -8,6 +8,8 @@ is first recorded in the access log. There is no list or bulk endpoint.
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -20,9 +22,10 @@ from trustledger.api.auth import CallerDep, json_response, service_of
 from trustledger.api.problems import MissingConsentError, responses
 from trustledger.api.schemas import Decision, DecisionRequest
 from trustledger.api.view import current_assessment, reusable
-from trustledger.errors import InputError
+from trustledger.errors import ErasedError, InputError
 from trustledger.ledger.chain import iso
 from trustledger.principals import PermissionDeniedError, Role
+from trustledger.scoring import Assessment, assess
 
 router = APIRouter(prefix="/v1", tags=["relying parties"])
 
@@ -36,7 +39,9 @@ async def decide(request: Request, caller: CallerDep) -> Response:
 
     403 if the party is not accredited for the purpose or the subject's consent for
     this party and purpose is not active (the problem says which consent is
-    missing); 404 if the subject has no events.
+    missing); 404 if the subject has no events, or "no data" once it was erased.
+    ``attributes`` feed the policy's statistical scorecards; an unknown or mistyped
+    one is a 422 naming it.
     """
     # The hot path (subject in memory, assessment still fresh) runs on the event loop:
     # one short read of what was appended, then the access-log commit is awaited.
@@ -68,6 +73,10 @@ async def decide(request: Request, caller: CallerDep) -> Response:
     state = service.view.cached(body.subject)
     if state is None:
         state = await run_in_threadpool(service.view.subject, body.subject)
+    if state.erased:
+        # Erased on request: there is no data about this subject, for anyone.
+        metrics.decisions.labels(body.purpose, "no-data").inc()
+        raise ErasedError(body.subject)
     if not any(c.scope == "decision" and c.party == party.name and c.purpose == body.purpose
                for c in state.consents(now)):
         metrics.decisions.labels(body.purpose, "no-consent").inc()
@@ -76,15 +85,25 @@ async def decide(request: Request, caller: CallerDep) -> Response:
             f"{party.name!r} and purpose {body.purpose!r} ({declared.label}); the subject "
             f"can grant it (POST /v1/subjects/{{subject}}/consents)")
     max_age = service.settings.decision_max_age
-    assessment = reusable(state, policy, now, max_age)
-    if assessment is None:
-        assessment = await run_in_threadpool(current_assessment, state, policy, now, max_age)
+    assessment: Assessment | None
+    if body.attributes is not None:
+        # Decision-time attributes (statistical scorecards) make this evaluation the
+        # request's own: the same scoring.assess, never cached for another request.
+        assessment = await run_in_threadpool(
+            partial(assess, policy, state.subject, state.events, state.records, now, None,
+                    attributes=body.attributes))
+    else:
+        assessment = reusable(state, policy, now, max_age)
+        if assessment is None:
+            assessment = await run_in_threadpool(current_assessment, state, policy, now,
+                                                 max_age)
     result = assessment.evaluation
     entry = await service.access_log.append_async(access_record(
         party, body.subject, body.purpose, "decision", caller.request_id,
         {"policy_hash": result.policy_hash, "valid_at": iso(result.valid_at),
          "ledger_seq": result.ledger_seq, "measures": list(declared.measures),
-         "scorecards": list(declared.scorecards)}))
+         "scorecards": list(declared.scorecards),
+         **({"attributes": dict(body.attributes)} if body.attributes is not None else {})}))
     metrics.decisions.labels(body.purpose, "answered").inc()
     return json_response(render.decision(result, policy, body.purpose, party.name,
                                          body.subject, entry.seq))

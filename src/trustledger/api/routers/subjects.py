@@ -1,18 +1,23 @@
-"""The subjects' router: their own scores, reasons, events, consents and access log.
+"""The subjects' router: everything about themselves, and their rights.
 
-Every route is for the subject themself (a subject key speaks for one subject id):
-any other caller gets 403, so no one reads another's data here. Reads by the
-subject are not access-logged; the access log is what *others* read.
+Scores, reasons, events, consents and the access log; the full report (JSON or a
+printable HTML page), what-if and "what it takes"; disputes, human review and
+erasure. Every route is for the subject themself (a subject key speaks for one
+subject id): any other caller gets 403, so no one reads another's data here.
+Reads by the subject are not access-logged; the access log is what *others* read.
+The rights are :mod:`trustledger.rights`' functions, as on the command line.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from trustledger.api import render
+from trustledger.api import rights as shown
 from trustledger.api.access import ACCESS_READ
 from trustledger.api.auth import CallerDep, json_response, service_of
 from trustledger.api.problems import responses
@@ -21,15 +26,38 @@ from trustledger.api.schemas import (
     ConsentOut,
     ConsentRequest,
     DecisionConsent,
+    DisputeInformation,
+    DisputeOut,
+    DisputeRequest,
+    ErasureOut,
     EventPage,
+    ReviewOut,
+    ReviewRequest,
+    SubjectReport,
     SubjectScores,
+    WhatIfOut,
+    WhatIfRequest,
 )
 from trustledger.api.service import Service
 from trustledger.api.view import current_assessment, event_of
 from trustledger.errors import InputError
 from trustledger.ledger.chain import EVENT_KIND
 from trustledger.principals import Role, list_principals
-from trustledger.rights import consents, grant_decision_consent, grant_opt_in, withdraw_consent
+from trustledger.rights import (
+    add_dispute_information,
+    consents,
+    disputes,
+    erase,
+    grant_decision_consent,
+    grant_opt_in,
+    open_dispute,
+    request_review,
+    reviews,
+    withdraw_consent,
+)
+from trustledger.rights.html import report_html
+from trustledger.rights.report import build_report
+from trustledger.rights.whatif import Hypothetical, parse_target, what_if, what_it_takes
 
 router = APIRouter(prefix="/v1/subjects/{subject}", tags=["subjects"])
 
@@ -138,5 +166,143 @@ def access_log(request: Request, caller: CallerDep, subject: SubjectPath,
     service = service_of(request)
     service.begin(caller)
     page = service.ledger.subject_page(subject, (ACCESS_READ,), after, limit)
-    return json_response({"reads": [render.access(e) for e in page],
+    return json_response({"reads": [render.access(e) for e in page if e.payload is not None],
                           "next_after": page[-1].seq if len(page) == limit else None})
+
+
+_WRITE = responses(401, 403, 404, 413, 422, 429, 503)
+WHATIF_HORIZON = timedelta(days=100 * 365)
+"""How far ahead a what-if may ask (dates beyond any event's expiry change nothing more)."""
+
+
+@router.get("/report", response_model=SubjectReport, responses=_READ)
+def report(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
+    """Your full report: every event, contributions over time, scores, reasons, rights, reads."""
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    return json_response(build_report(service.ledger, subject, service.now()).to_dict())
+
+
+@router.get("/report.html", response_class=HTMLResponse, responses={
+    200: {"description": "the report as one self-contained, printable HTML page",
+          "content": {"text/html": {"schema": {"type": "string"}}}}, **_READ})
+def report_page(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
+    """Your full report as a printable HTML page (print it or save it as PDF)."""
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    page = report_html(build_report(service.ledger, subject, service.now()))
+    return HTMLResponse(page)
+
+
+@router.post("/whatif", response_model=WhatIfOut, responses=_WRITE)
+def whatif(request: Request, caller: CallerDep, subject: SubjectPath,
+           body: WhatIfRequest) -> Response:
+    """Your score, tier and measures if events were removed or added, or at another date.
+
+    With ``reach``, also what it takes to get there: the day decay alone does, and the
+    fewest of your adverse events whose removal (a successful dispute) would. Nothing
+    is recorded.
+    """
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    now = service.now()
+    policy = service.view.policy_in_force(now)
+    if body.at is not None and body.at > now + WHATIF_HORIZON:
+        raise InputError(f"at: {body.at.isoformat()} is more than "
+                         f"{WHATIF_HORIZON.days // 365} years ahead; ask about a nearer date")
+    target = parse_target(policy, body.reach) if body.reach is not None else None
+    assessment = current_assessment(service.view.subject(subject), policy, now,
+                                    service.settings.decision_max_age)
+    added = [Hypothetical(h.type, h.occurred_at, h.attributes, h.recorded_at)
+             for h in body.add]
+    result = what_if(assessment, remove=body.remove, add=added, at=body.at)
+    takes = what_it_takes(assessment, target) if target is not None else None
+    return json_response(shown.what_if(result, policy, takes))
+
+
+@router.get("/disputes", response_model=list[DisputeOut], responses=_READ)
+def list_disputes(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
+    """Every dispute you opened: where it stands, the source's answer, the reviewer's reason."""
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    now = service.now()
+    return json_response([shown.dispute(d, now) for d in disputes(service.ledger, subject)])
+
+
+@router.post("/disputes", status_code=201, response_model=DisputeOut, responses=_WRITE)
+def dispute(request: Request, caller: CallerDep, subject: SubjectPath,
+            body: DisputeRequest) -> Response:
+    """Dispute one of your events: while open, an adverse event stops counting against you.
+
+    Its source has 30 days to verify it (45 with ``new_information``); unverified by
+    then, it is removed from scoring. A reviewer may resolve it at any time.
+    """
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    opened = open_dispute(service.ledger, subject, body.event_seq, body.reason,
+                          new_information=body.new_information)
+    service.view.forget(subject)
+    return json_response(shown.dispute(opened, service.now()), 201)
+
+
+@router.post("/disputes/{dispute_seq}/information", response_model=DisputeOut,
+             responses=_WRITE)
+def dispute_information(request: Request, caller: CallerDep, subject: SubjectPath,
+                        dispute_seq: Annotated[int, Path(ge=1, le=2**62)],
+                        body: DisputeInformation) -> Response:
+    """Add information to your open dispute (within its first 30 days: the SLA becomes 45)."""
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    added = add_dispute_information(service.ledger, dispute_seq, subject, body.text)
+    service.view.forget(subject)
+    return json_response(shown.dispute(added, service.now()))
+
+
+@router.get("/reviews", response_model=list[ReviewOut], responses=_READ)
+def list_reviews(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
+    """Every human review you asked for, and the reviewer's decision with its written reason."""
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    now = service.now()
+    return json_response([shown.review(r, now) for r in reviews(service.ledger, subject)])
+
+
+@router.post("/reviews", status_code=201, response_model=ReviewOut, responses=_WRITE)
+def review(request: Request, caller: CallerDep, subject: SubjectPath,
+           body: ReviewRequest) -> Response:
+    """Ask for human review of a restriction in force or a privilege denied (GDPR Art. 22(3))."""
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    now = service.now()
+    policy = service.view.policy_in_force(now)
+    # The decision as it stands now (never a reused one): the review is about this one.
+    assessment = current_assessment(service.view.subject(subject), policy, now, 0.0)
+    requested = request_review(service.ledger, assessment.evaluation, body.measure,
+                               statement=body.statement)
+    service.view.forget(subject)
+    return json_response(shown.review(requested, service.now()), 201)
+
+
+@router.post("/erasure", status_code=201, response_model=ErasureOut, responses=_WRITE)
+def erasure(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
+    """Erase your data: every payload about you is purged; no score is computed any more.
+
+    Relying parties get "no data" from then on; the ledger's chain still verifies. The
+    erasure is recorded without personal data. It cannot be undone.
+    """
+    caller.require_subject(subject)
+    service = service_of(request)
+    service.begin(caller)
+    done = erase(service.ledger, subject)
+    service.view.forget(subject)
+    return json_response({"seq": done.seq, "recorded_at": done.recorded_at,
+                          "purged": done.purged, "first_purge_seq": done.first_purge_seq,
+                          "last_purge_seq": done.last_purge_seq}, 201)

@@ -1,0 +1,111 @@
+"""The reviewers' router: the queue of cases, and resolving disputes and human reviews.
+
+A reviewer sees only cases a subject opened (a dispute, a request for human review)
+— the subject's own request is what the read is for — and never changes events: a
+dispute is resolved ``valid`` (the event counts again) or ``invalid`` (removed from
+scoring), a review ``confirmed`` or ``lifted``, always with a written reason the
+subject sees. Every read of a case, the queue included, is access-logged about its
+subject (purpose ``dispute`` or ``human review``), committed before the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from starlette.responses import Response
+
+from trustledger.api import rights as shown
+from trustledger.api.auth import CallerDep, json_response, service_of
+from trustledger.api.problems import responses
+from trustledger.api.schemas import (
+    DisputeOut,
+    DisputeResolution,
+    ReviewOut,
+    ReviewQueue,
+    ReviewResolution,
+)
+from trustledger.api.service import Caller, Service
+from trustledger.principals import Role
+from trustledger.rights import get_dispute, get_review, resolve_dispute, resolve_review
+
+router = APIRouter(prefix="/v1/reviewer", tags=["reviewers"])
+
+CaseSeq = Annotated[int, Path(ge=1, le=2**62, description="the seq that opened the case")]
+_READ = responses(401, 403, 404, 422, 429, 503)
+_WRITE = responses(401, 403, 404, 413, 422, 429, 503)
+
+
+def _log(service: Service, caller: Caller, subjects: list[str], purpose: str,
+         read: str) -> None:
+    service.access_log.append_all(shown.case_reads(caller.principal, subjects, purpose, read,
+                                                   caller.request_id))
+
+
+@router.get("/queue", response_model=ReviewQueue, responses=responses(401, 403, 429, 503))
+def queue(request: Request, caller: CallerDep) -> Response:
+    """Undecided disputes and pending human reviews, earliest due date first.
+
+    Never filtered or ranked by score or tier: by due date only.
+    """
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    now = service.now()
+    cases = shown.queue(service.ledger, now)
+    _log(service, caller, [c.subject for c in cases if c.item["kind"] == "dispute"],
+         shown.DISPUTE_PURPOSE, "review queue")
+    _log(service, caller, [c.subject for c in cases if c.item["kind"] == "review"],
+         shown.REVIEW_PURPOSE, "review queue")
+    return json_response({"as_of": now, "items": [c.item for c in cases]})
+
+
+@router.get("/disputes/{dispute_seq}", response_model=DisputeOut, responses=_READ)
+def dispute(request: Request, caller: CallerDep, dispute_seq: CaseSeq) -> Response:
+    """One dispute: the event, the subject's reason and information, the source's answer."""
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    found = get_dispute(service.ledger, dispute_seq)
+    _log(service, caller, [found.subject], shown.DISPUTE_PURPOSE, "dispute")
+    return json_response(shown.dispute(found, service.now()))
+
+
+@router.post("/disputes/{dispute_seq}/resolution", response_model=DisputeOut,
+             responses=_WRITE)
+def resolve(request: Request, caller: CallerDep, dispute_seq: CaseSeq,
+            body: DisputeResolution) -> Response:
+    """Resolve a dispute: ``valid`` (counts again) or ``invalid`` (removed), with a reason."""
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    done = resolve_dispute(service.ledger, dispute_seq, caller.principal.name, body.outcome,
+                           body.reason)
+    service.view.forget(done.subject)
+    _log(service, caller, [done.subject], shown.DISPUTE_PURPOSE, "dispute")
+    return json_response(shown.dispute(done, service.now()))
+
+
+@router.get("/reviews/{request_seq}", response_model=ReviewOut, responses=_READ)
+def review(request: Request, caller: CallerDep, request_seq: CaseSeq) -> Response:
+    """One request for human review: the measure as decided, the subject's statement."""
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    found = get_review(service.ledger, request_seq)
+    _log(service, caller, [found.subject], shown.REVIEW_PURPOSE, "review")
+    return json_response(shown.review(found, service.now()))
+
+
+@router.post("/reviews/{request_seq}/resolution", response_model=ReviewOut, responses=_WRITE)
+def decide_review(request: Request, caller: CallerDep, request_seq: CaseSeq,
+                  body: ReviewResolution) -> Response:
+    """Confirm or lift the reviewed measure, with a written reason the subject sees."""
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    done = resolve_review(service.ledger, request_seq, caller.principal.name, body.decision,
+                          body.reason)
+    service.view.forget(done.subject)
+    _log(service, caller, [done.subject], shown.REVIEW_PURPOSE, "review")
+    return json_response(shown.review(done, service.now()))
