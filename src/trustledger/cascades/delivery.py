@@ -1,0 +1,229 @@
+"""Delivering the outbox: signed webhooks (Standard Webhooks), retries with backoff, dead letters.
+
+Each notification is an HTTP ``POST`` of its JSON body to the subscription's URL
+with the headers of the Standard Webhooks convention:
+
+* ``webhook-id``: the notification's id (``msg_...``), the same on every attempt,
+  so a receiver de-duplicates by it (delivery is at least once);
+* ``webhook-timestamp``: the attempt's time, integer seconds since the epoch;
+* ``webhook-signature``: ``v1,`` + base64 of HMAC-SHA256 over
+  ``f"{id}.{timestamp}.{body}"`` keyed with the subscription's ``whsec_`` secret
+  (base64-decoded).
+
+A 2xx answer delivers it. Anything else — refused connection, timeout, another
+status — schedules the next attempt after ``base · 2^(attempt-1)`` seconds
+(at most ``cap``), with jitter (a random factor in [0.5, 1]); after
+``max_attempts`` attempts it is *dead* (kept, with the last error, for the
+operator). A subscription's notifications are delivered in the order they were
+derived: a later one waits while an earlier one is pending.
+
+Every notification that reaches a final state is also recorded in the ledger about
+its subject (:data:`~trustledger.cascades.records.NOTIFIED`), in the same
+transaction as its outbox row: the subject's report lists them all. An attempt is
+*claimed* first (its next attempt moved past the request's timeout), so two
+workers do not send it at the same moment.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import random
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from trustledger.cascades.derive import DEAD, DELIVERED, PENDING
+from trustledger.cascades.records import NOTIFIED
+from trustledger.cascades.schema import notifications, subscriptions
+from trustledger.cascades.store import secret_key
+from trustledger.errors import InputError
+from trustledger.ledger.chain import from_us, iso, to_us
+from trustledger.principals import Record, ServiceLedger
+
+Clock = Callable[[], datetime]
+"""The deliverer's clock: attempt times, backoff and the ``webhook-timestamp`` header."""
+_n, _s = notifications.c, subscriptions.c
+_SCAN = 1_000
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    """The ``webhook-signature`` value of one attempt: ``v1,`` + base64(HMAC-SHA256)."""
+    digest = hmac.new(secret_key(secret), f"{message_id}.{timestamp}.{body}".encode(),
+                      hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard delivery tries: attempts, backoff base and cap (s), request timeout (s)."""
+
+    max_attempts: int = 8
+    base: float = 1.0
+    cap: float = 3600.0
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        """Refuse values that make no sense, naming the field."""
+        if not 1 <= self.max_attempts <= 100:
+            raise InputError("max_attempts: from 1 to 100")
+        for name in ("base", "cap", "timeout"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{name}: must be more than 0 seconds")
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        """Seconds before the next attempt after ``attempts`` failed ones (with jitter)."""
+        exponential = min(self.cap, self.base * 2.0 ** min(attempts - 1, 60))
+        return exponential * (0.5 + rng.random() / 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt: ``ok`` (2xx) or the error in words."""
+
+    serial: int
+    ok: bool
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What one delivery pass did."""
+
+    attempted: int
+    delivered: int
+    retrying: int
+    dead: int
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Deliverer:
+    """Sends due notifications from the outbox and records their fate."""
+
+    def __init__(self, ledger: ServiceLedger, *, retry: RetryPolicy | None = None,
+                 client: httpx.Client | None = None, clock: Clock | None = None,
+                 rng: random.Random | None = None, concurrency: int = 8) -> None:
+        """Deliver from ``ledger``'s outbox; ``client``, ``clock`` and ``rng`` may be given."""
+        self.ledger = ledger
+        self.retry = retry or RetryPolicy()
+        self.clock = clock or _utc_now
+        self.rng = rng or random.Random()
+        self._own_client = client is None
+        self.client = client or httpx.Client(timeout=self.retry.timeout, follow_redirects=False)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency),
+                                        thread_name_prefix="cascade-delivery")
+
+    def close(self) -> None:
+        """Stop the sender threads (and close the HTTP client if it is ours)."""
+        self._pool.shutdown(wait=True)
+        if self._own_client:
+            self.client.close()
+
+    def pass_(self, limit: int = 100) -> Delivered:
+        """Send every due notification (at most ``limit``, one per subscription), once."""
+        now = self.clock()
+        claimed = self._claim(to_us(now), limit)
+        if not claimed:
+            return Delivered(0, 0, 0, 0)
+        outcomes = list(self._pool.map(self._send, claimed))
+        return self._finish(claimed, outcomes)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending notification is due (``None``: none is pending)."""
+        with self.ledger.reading() as conn:
+            value = conn.execute(sa.select(sa.func.min(_n.next_attempt_us))
+                                 .where(_n.status == PENDING)).scalar()
+        return None if value is None else from_us(int(value))
+
+    def _claim(self, now_us: int, limit: int) -> list[Any]:
+        lease_us = int((self.retry.timeout + 30.0) * 1e6)
+
+        def work(conn: sa.Connection, _: int) -> tuple[list[Any], list[Record]]:
+            rows = conn.execute(
+                sa.select(_n.serial, _n.id, _n.subscription_id, _n.subject, _n.type, _n.cause,
+                          _n.body, _n.attempts, _n.next_attempt_us, _n.created_at_us,
+                          _s.url, _s.secret, _s.party, _s.purpose)
+                .join(subscriptions, _s.id == _n.subscription_id)
+                .where(_n.status == PENDING).order_by(_n.serial).limit(_SCAN)).all()
+            seen: set[str] = set()
+            chosen = []
+            for row in rows:
+                if row.subscription_id in seen:
+                    continue
+                seen.add(row.subscription_id)
+                if row.next_attempt_us <= now_us:
+                    chosen.append(row)
+                if len(chosen) >= limit:
+                    break
+            if chosen:
+                conn.execute(sa.update(notifications)
+                             .where(_n.serial.in_([r.serial for r in chosen]))
+                             .values(next_attempt_us=now_us + lease_us))
+            return chosen, []
+
+        return self.ledger.write(work)[0]
+
+    def _send(self, row: Any) -> Outcome:
+        timestamp = int(self.clock().timestamp())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": row.id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(row.secret, row.id, timestamp, row.body),
+            "user-agent": "trustledger-cascades/1",
+        }
+        try:
+            response = self.client.post(row.url, content=row.body.encode(), headers=headers,
+                                        timeout=self.retry.timeout)
+        except httpx.TimeoutException:
+            return Outcome(row.serial, False, f"timed out after {self.retry.timeout:g} s")
+        except httpx.HTTPError as err:
+            return Outcome(row.serial, False, f"{type(err).__name__}: {err}"[:500])
+        if 200 <= response.status_code < 300:
+            return Outcome(row.serial, True, None)
+        return Outcome(row.serial, False, f"HTTP {response.status_code}")
+
+    def _finish(self, claimed: Sequence[Any], outcomes: Sequence[Outcome]) -> Delivered:
+        now = self.clock()
+        now_us = to_us(now)
+        delivered = retrying = dead = 0
+        updates: list[dict[str, Any]] = []
+        records: list[Record] = []
+        for row, outcome in zip(claimed, outcomes, strict=True):
+            attempts = row.attempts + 1
+            if outcome.ok:
+                status, next_us = DELIVERED, row.next_attempt_us
+                delivered += 1
+            elif attempts >= self.retry.max_attempts:
+                status, next_us = DEAD, row.next_attempt_us
+                dead += 1
+            else:
+                status = PENDING
+                next_us = now_us + int(self.retry.delay(attempts, self.rng) * 1e6)
+                retrying += 1
+            updates.append({"serial": row.serial, "status": status, "attempts": attempts,
+                            "next_attempt_us": next_us, "last_error": outcome.error,
+                            "finished_at_us": None if status == PENDING else now_us})
+            if status != PENDING:
+                records.append(Record(NOTIFIED, {
+                    "id": row.id, "subscription": row.subscription_id, "party": row.party,
+                    "purpose": row.purpose, "type": row.type, "cause": row.cause,
+                    "status": status, "attempts": attempts, "at": iso(now)}, row.subject))
+
+        def work(conn: sa.Connection, _: int) -> tuple[None, list[Record]]:
+            for values in updates:
+                conn.execute(sa.update(notifications).where(_n.serial == values["serial"])
+                             .values({k: v for k, v in values.items() if k != "serial"}))
+            return None, records
+
+        self.ledger.write(work)
+        return Delivered(len(claimed), delivered, retrying, dead)

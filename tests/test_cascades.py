@@ -1,0 +1,405 @@
+"""Cascades: subscriptions need consent, decisions derive notifications, time alone is scheduled.
+
+Real SQLite and PostgreSQL ledgers; a test policy with one decaying event type whose
+tier crossing has a closed form. Delivery over real HTTP is in
+``tests/test_cascades_delivery.py``, the HTTP routes in ``tests/test_cascades_api.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from trustledger.cascades import (
+    CHANGED,
+    ENDED,
+    ConsentRequiredError,
+    Deriver,
+    list_subscriptions,
+    subscribe,
+    unsubscribe,
+)
+from trustledger.cascades.schema import cursor, notifications, subscriptions
+from trustledger.errors import ConflictError, InputError, NotFoundError
+from trustledger.ledger import EventIn
+from trustledger.principals import (
+    PermissionDeniedError,
+    Principal,
+    Role,
+    ServiceLedger,
+    add_principal,
+)
+from trustledger.rights import (
+    erase,
+    grant_decision_consent,
+    open_dispute,
+    withdraw_consent,
+)
+from trustledger.scoring import publish_policy
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+DAY = 86_400.0
+HALF_LIFE = 30 * DAY
+BONUS = 80.0
+BASE = 500.0
+HIGH = 550.0
+
+POLICY = f"""\
+policy: cascade_test
+title: Cascades test policy
+description: One decaying finance event, tiers and a privilege; a rental scorecard beside it.
+effective_from: 2025-01-01
+
+event_types:
+  bonus:
+    label: bonus
+    domain: finance
+    category: bill_payment
+    gravity: minor
+    points: {BONUS}
+    decay: {{half_life: P30D}}
+    expiry: {{after: P2Y}}
+    retention: P3Y
+  late_fee:
+    label: late fee
+    domain: finance
+    category: bill_payment
+    gravity: minor
+    points: -20
+    expiry: {{after: P1Y}}
+    retention: P2Y
+  returned_late:
+    label: rental returned late
+    domain: rental
+    category: rental_conduct
+    gravity: minor
+    points: -30
+    expiry: {{after: P1Y}}
+    retention: P2Y
+
+scorecards:
+  trust:
+    label: Trust
+    events: [bonus, late_fee]
+    base: {BASE}
+    floor: 0
+    ceiling: 1000
+    tiers:
+      - {{name: low, label: low}}
+      - {{name: high, label: high, min: {HIGH}}}
+  conduct:
+    label: Conduct
+    events: [returned_late]
+    base: 100
+    tiers:
+      - {{name: poor, label: poor}}
+      - {{name: good, label: good, min: 90}}
+
+measures:
+  fast_lane:
+    kind: privilege
+    label: fast lane
+    domain: finance
+    condition: "trust.score >= {HIGH}"
+  deposit_free:
+    kind: privilege
+    label: deposit-free rental
+    domain: rental
+    condition: "conduct.score >= 90.0"
+
+purposes:
+  lending:
+    label: lending
+    description: a lender asks about the fast lane
+    domain: finance
+    measures: [fast_lane]
+    scorecards: [trust]
+  renting:
+    label: renting
+    description: a rental firm asks about deposits
+    domain: rental
+    measures: [deposit_free]
+    scorecards: [conduct]
+"""
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+
+
+@dataclass
+class Setting:
+    """A ledger with the test policy, a relying party, a subject with consent, a deriver."""
+
+    ledger: ServiceLedger
+    clock: Clock
+    party: Principal
+    other: Principal
+    deriver: Deriver
+    consent_seq: int
+    n: int = 0
+
+    def event(self, kind: str = "bonus", subject: str = "alice", **over: Any) -> int:
+        """Append one event occurring now; its seq."""
+        self.n += 1
+        item = {"source": "bank", "source_event_id": f"e{self.n}", "subject": subject,
+                "type": kind, "occurred_at": self.clock().isoformat(), "attributes": {},
+                **over}
+        return self.ledger.append_events([EventIn.model_validate(item)])[0].seq
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Every notification in the outbox, oldest first, body parsed."""
+        with self.ledger.reading() as conn:
+            rows = conn.execute(sa.select(notifications).order_by(notifications.c.serial))
+            return [{**row._asdict(), "body": orjson.loads(row.body)} for row in rows]
+
+
+def make_setting(url: str, tmp_path: Path) -> Iterator[Setting]:
+    clock = Clock()
+    ledger = ServiceLedger.open(url, clock=clock)
+    path = tmp_path / "cascade-test.yaml"
+    path.write_text(POLICY, encoding="utf-8")
+    publish_policy(ledger, path)
+    party = add_principal(ledger, "lender", Role.RELYING_PARTY,
+                          accreditations=("lending", "renting")).principal
+    other = add_principal(ledger, "other-lender", Role.RELYING_PARTY,
+                          accreditations=("lending",)).principal
+    consent = grant_decision_consent(ledger, "alice", "lender", "lending")
+    try:
+        yield Setting(ledger, clock, party, other, Deriver(ledger, clock), consent.seq)
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def setting(database_url: str, tmp_path: Path) -> Iterator[Setting]:
+    yield from make_setting(database_url, tmp_path)
+
+
+@pytest.fixture
+def sqlite_setting(tmp_path: Path) -> Iterator[Setting]:
+    yield from make_setting(f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path)
+
+
+URL = "http://127.0.0.1:9/hook"
+
+
+def test_subscription_without_consent_is_refused_and_writes_nothing(
+        setting: Setting) -> None:
+    head = setting.ledger.position()
+    with pytest.raises(ConsentRequiredError, match=r"missing consent.*'bob'.*'lender'"):
+        subscribe(setting.ledger, setting.party, "bob", "lending", URL, setting.clock())
+    # Consent for another purpose does not count either.
+    with pytest.raises(ConsentRequiredError, match="purpose 'renting'"):
+        subscribe(setting.ledger, setting.party, "alice", "renting", URL, setting.clock())
+    assert setting.ledger.position() == head
+    assert list_subscriptions(setting.ledger, "lender", include_ended=True) == []
+
+
+@pytest.mark.parametrize(("change", "error", "message"), [
+    ({"purpose": "insurance"}, PermissionDeniedError, "not accredited for purpose"),
+    ({"url": "ftp://127.0.0.1/x"}, InputError, "url: must be an absolute http"),
+    ({"url": "http:///nohost"}, InputError, "url: must be an absolute http"),
+    ({"url": "http://user:pw@127.0.0.1/x"}, InputError, "url: must not carry"),
+    ({"secret": "abc"}, InputError, "secret: must start with 'whsec_'"),
+    ({"secret": "whsec_!!!"}, InputError, "secret: after 'whsec_'"),
+    ({"secret": "whsec_c2hvcnQ="}, InputError, "secret: must encode 24 to 64 bytes"),
+    ({"subject": " alice"}, InputError, "subject"),
+])
+def test_bad_subscriptions_name_the_field(sqlite_setting: Setting, change: dict[str, Any],
+                                          error: type[Exception], message: str) -> None:
+    s = sqlite_setting
+    args: dict[str, Any] = {"subject": "alice", "purpose": "lending", "url": URL,
+                            "secret": None, **change}
+    head = s.ledger.position()
+    with pytest.raises(error, match=message):
+        subscribe(s.ledger, s.party, args["subject"], args["purpose"], args["url"], s.clock(),
+                  secret=args["secret"])
+    assert s.ledger.position() == head
+
+
+def test_only_relying_parties_subscribe_and_not_twice(sqlite_setting: Setting) -> None:
+    s = sqlite_setting
+    source = add_principal(s.ledger, "bank", Role.SOURCE, accreditations=("bonus",)).principal
+    with pytest.raises(PermissionDeniedError, match="only a relying party"):
+        subscribe(s.ledger, source, "alice", "lending", URL, s.clock())
+    created = subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    assert created.secret.startswith("whsec_")
+    with pytest.raises(ConflictError, match="already has an active subscription"):
+        subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    with pytest.raises(NotFoundError):
+        unsubscribe(s.ledger, s.other, created.subscription.id)
+    ended = unsubscribe(s.ledger, s.party, created.subscription.id)
+    assert ended.end_reason == "cancelled by the relying party" and not ended.active
+    assert list_subscriptions(s.ledger, "lender") == []
+    kinds = [e.kind for e in s.ledger.records(subject="alice")]
+    assert kinds.count("cascade.subscribed") == 1 and kinds.count("cascade.ended") == 1
+
+
+def test_an_event_changes_the_tier_and_the_outbox_row_names_it(setting: Setting) -> None:
+    s = setting
+    s.event("late_fee")
+    created = subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    assert created.subscription.state is not None
+    assert created.subscription.state["scorecards"]["trust"]["tier"] == "low"
+    s.deriver.run()
+    assert s.outbox() == []  # nothing changed since subscribing
+    s.clock.set(T0 + timedelta(hours=1))
+    seq = s.event("bonus")
+    s.deriver.run()
+    (row,) = s.outbox()
+    body = row["body"]
+    assert (row["type"], row["cause"], row["cause_seq"], row["status"]) == (
+        CHANGED, "event", seq, "pending")
+    data = body["data"]
+    assert body["type"] == CHANGED and data["id"] == row["id"]
+    assert data["old"]["scorecards"]["trust"]["tier"] == "low"
+    assert data["new"]["scorecards"]["trust"]["tier"] == "high"
+    assert data["new"]["measures"]["fast_lane"]["in_force"] is True
+    assert data["reasons"]
+    # The context firewall: only the subscribed purpose's scorecards and measures.
+    assert set(data["new"]["scorecards"]) == {"trust"}
+    assert set(data["new"]["measures"]) == {"fast_lane"}
+    assert "conduct" not in row["body"].__repr__() and "deposit_free" not in repr(body)
+    # Running again derives nothing more: the cursor moved in the same transaction.
+    s.deriver.run()
+    assert len(s.outbox()) == 1
+    with s.ledger.reading() as conn:
+        assert conn.execute(sa.select(cursor.c.seq)).scalar_one() == s.ledger.position()
+
+
+def test_events_of_other_purposes_and_subjects_tell_nothing(setting: Setting) -> None:
+    s = setting
+    s.event("late_fee")
+    subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    s.event("returned_late")  # another domain's scorecard: not the lending purpose's
+    s.event("bonus", subject="bob")
+    s.deriver.run()
+    assert s.outbox() == []
+
+
+def test_decay_alone_crosses_the_threshold_at_the_computed_time(setting: Setting) -> None:
+    s = setting
+    s.event("bonus")  # 500 + 80 = 580: high, fast lane granted
+    created = subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    # 500 + 80·2^(-Δ/h) = 550  ⇒  Δ = h·log2(80/50)
+    crossing = T0 + timedelta(seconds=HALF_LIFE * math.log2(BONUS / (HIGH - BASE)))
+    scheduled = created.subscription.next_check
+    assert scheduled is not None
+    assert crossing < scheduled <= crossing + timedelta(milliseconds=2)
+    with s.ledger.reading() as conn:
+        stored = conn.execute(sa.select(subscriptions.c.next_check_us)).scalar_one()
+    assert stored == round(scheduled.timestamp() * 1e6)
+    # Not before: a worker running a second earlier evaluates nothing and sends nothing.
+    s.clock.set(scheduled - timedelta(seconds=1))
+    done = s.deriver.run()
+    assert (done.evaluated, s.outbox()) == (0, [])
+    s.clock.set(scheduled)
+    done = s.deriver.run()
+    (row,) = s.outbox()
+    data = row["body"]["data"]
+    assert (row["cause"], row["cause_seq"]) == ("time", None)
+    assert data["at"] == scheduled.isoformat().replace("+00:00", "Z")
+    assert data["old"]["scorecards"]["trust"]["tier"] == "high"
+    assert data["new"]["scorecards"]["trust"]["tier"] == "low"
+    assert data["new"]["measures"]["fast_lane"]["in_force"] is False
+    assert data["new"]["scorecards"]["trust"]["score"] == pytest.approx(HIGH, abs=1e-3)
+    # The score only approaches 500 now: no tier is crossed again, so the next look is
+    # the horizon for conditions over decaying inputs (ten half-lives), not sooner.
+    (sub,) = list_subscriptions(s.ledger, "lender")
+    assert sub.next_check is not None
+    assert sub.next_check > scheduled + timedelta(days=299)
+
+
+def test_consent_withdrawal_ends_the_subscription(setting: Setting) -> None:
+    s = setting
+    s.event("bonus")
+    created = subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    s.clock.set(T0 + timedelta(minutes=5))
+    withdrawn = withdraw_consent(s.ledger, "alice", s.consent_seq)
+    s.deriver.run()
+    (row,) = s.outbox()
+    assert (row["type"], row["cause"]) == (ENDED, "consent.withdrawn")
+    assert row["body"]["data"]["reason"] == "the subject withdrew consent"
+    assert "new" not in row["body"]["data"]  # an ended subscription carries no decision
+    (sub,) = list_subscriptions(s.ledger, "lender", include_ended=True)
+    assert sub.id == created.subscription.id and sub.ended_at == withdrawn.withdrawn_at
+    # Later changes are not derived for it any more.
+    s.event("late_fee")
+    s.deriver.run()
+    assert len(s.outbox()) == 1
+
+
+def test_consent_expiry_ends_the_subscription_on_time(sqlite_setting: Setting) -> None:
+    s = sqlite_setting
+    s.event("late_fee")
+    expires = T0 + timedelta(days=10)
+    grant_decision_consent(s.ledger, "bob", "lender", "lending", expires_at=expires)
+    s.event("late_fee", subject="bob")
+    created = subscribe(s.ledger, s.party, "bob", "lending", URL, s.clock())
+    assert created.subscription.next_check == expires + timedelta(milliseconds=1) or \
+        created.subscription.next_check == expires
+    s.clock.set(expires - timedelta(seconds=1))
+    s.deriver.run()
+    assert s.outbox() == []
+    s.clock.set(expires + timedelta(milliseconds=1))
+    s.deriver.run()
+    (row,) = s.outbox()
+    assert (row["type"], row["body"]["data"]["reason"]) == (
+        ENDED, "the subject's consent expired")
+
+
+def test_a_dispute_and_an_erasure_are_causes_too(sqlite_setting: Setting) -> None:
+    s = sqlite_setting
+    s.event("bonus")
+    fee = s.event("late_fee")  # 560: still high
+    s.event("late_fee")  # 540: low
+    subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    s.clock.set(T0 + timedelta(hours=1))
+    open_dispute(s.ledger, "alice", fee, "I paid on time")  # the fee stops counting: 560
+    s.deriver.run()
+    (row,) = s.outbox()
+    assert row["cause"] == "dispute.opened"
+    assert row["body"]["data"]["new"]["scorecards"]["trust"]["tier"] == "high"
+    s.clock.set(T0 + timedelta(hours=2))
+    erase(s.ledger, "alice")
+    s.deriver.run()
+    ended = s.outbox()[-1]
+    assert (ended["type"], ended["body"]["data"]["reason"]) == (
+        ENDED, "the subject's data was erased")
+
+
+def test_a_policy_published_later_is_a_cause(sqlite_setting: Setting, tmp_path: Path) -> None:
+    s = sqlite_setting
+    s.event("bonus")
+    subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(POLICY.replace("effective_from: 2025-01-01",
+                                       "effective_from: 2026-03-01T00:30:00Z")
+                        .replace(f"min: {HIGH}", "min: 600.0"), encoding="utf-8")
+    s.clock.set(T0 + timedelta(minutes=10))
+    publish_policy(s.ledger, stricter)
+    s.deriver.run()
+    assert s.outbox() == []  # not yet in force
+    s.clock.set(T0 + timedelta(minutes=31))
+    s.deriver.run()
+    (row,) = s.outbox()
+    assert row["cause"] == "time"
+    assert row["body"]["data"]["new"]["scorecards"]["trust"]["tier"] == "low"
