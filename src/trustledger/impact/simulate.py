@@ -1,0 +1,473 @@
+"""The simulation: a synthetic population living under a policy, month by month.
+
+1. Each subject gets a group (a label, by the scenario's shares), a propensity per event
+   type (events a month, drawn from the group's distribution) and, per opt-in scorecard,
+   consent (by the scenario's share).
+2. Each month ``m`` (instant: the 15th, 12:00 UTC), every subject's count of each event
+   type and attribute variant is drawn: Poisson with mean propensity × variant share ×
+   feedback factors, by inverse transform of a uniform drawn from ``(seed, m, type,
+   variant)`` — so two policies compared on one seed see the same people and the same
+   luck, and differ only where their measures feed back into behaviour.
+3. The policy evaluates every subject at that instant (:class:`VectorState`), and the
+   measures in force feed back into the next month's propensities.
+4. After the last month, each event type is *probed*: one more such event for every
+   subject at the next instant — how many cross each threshold — and, for those it
+   pushes down, how many months until their standing is back (no further events).
+
+Only aggregates leave :func:`simulate`; subject arrays stay inside.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from trustledger.engine.events import Event
+from trustledger.errors import InputError
+from trustledger.impact.scenario import Scenario, scenario_json
+from trustledger.impact.vector import VariantKey, VectorPlan, VectorReading, VectorState
+from trustledger.policy.compiled import CompiledPolicy
+from trustledger.policy.models import MeasureKind
+
+SMALLEST_CELL = 10
+"""Aggregates of fewer subjects than this are suppressed (DESIGN.md safeguard 4, k = 10)."""
+
+REPORT_FORMAT = "trustledger.impact/1"
+"""Format tag of :func:`simulate`'s report."""
+
+QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+"""Score quantiles reported per month."""
+
+Observer = Callable[[int, datetime, Mapping[VariantKey, np.ndarray], VectorReading], None]
+"""Called after each month with (month, instant, event counts, reading) — for tests."""
+
+
+def instant(start: datetime, month: int) -> datetime:
+    """The simulation's instant of month ``month`` (0-based): the 15th, 12:00 UTC."""
+    index = start.year * 12 + start.month - 1 + month
+    return datetime(index // 12, index % 12 + 1, 15, 12, tzinfo=UTC)
+
+
+def poisson(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Poisson counts by inverse transform of uniforms ``u`` (monotone in ``lam``)."""
+    n = np.zeros(u.shape, dtype=np.int64)
+    p = np.exp(-lam)
+    cdf = p.copy()
+    rows = np.flatnonzero(u > cdf)
+    k = 0
+    while len(rows) and k < 2000:
+        k += 1
+        p[rows] *= lam[rows] / k
+        cdf[rows] += p[rows]
+        n[rows] += 1
+        rows = rows[u[rows] > cdf[rows]]
+        # Rounding can leave the cdf a hair under 1: stop once terms stop adding anything.
+        rows = rows[p[rows] > 0]
+    return n
+
+
+def gini(values: np.ndarray) -> float:
+    """The Gini coefficient of ``values`` (shifted to start at 0 if any is negative)."""
+    x = np.sort(values[~np.isnan(values)])
+    if not len(x):
+        return math.nan
+    if x[0] < 0:
+        x = x - x[0]
+    total = x.sum()
+    if total == 0:
+        return 0.0
+    n = len(x)
+    ranks = np.arange(1, n + 1)
+    return float(2.0 * np.dot(ranks, x) / (n * total) - (n + 1) / n)
+
+
+def nearest_rank(values: np.ndarray, q: float) -> float:
+    """The nearest-rank quantile (the ⌈q·n⌉-th smallest; ``inf`` values allowed)."""
+    x = np.sort(values)
+    return float(x[max(0, math.ceil(q * len(x)) - 1)])
+
+
+def suppressed(counts: list[int]) -> list[int | None]:
+    """Counts of 1 to 9 subjects hidden, with a second cell when only one would be."""
+    from trustledger.api.statistics import suppress
+
+    return suppress(counts, SMALLEST_CELL)
+
+
+@dataclass
+class _Population:
+    groups: np.ndarray
+    rates: dict[str, np.ndarray]
+    available: dict[str, np.ndarray]
+
+
+def _population(scenario: Scenario, size: int, seed: int) -> _Population:
+    root = np.random.SeedSequence(seed)
+    g_seq, r_seq, c_seq = root.spawn(3)
+    shares = np.array([g.share for g in scenario.groups])
+    groups = np.random.default_rng(g_seq).choice(len(shares), size=size, p=shares)
+    rng = np.random.default_rng(r_seq)
+    rates: dict[str, np.ndarray] = {}
+    for tname, behaviour in scenario.events.items():
+        rate = np.zeros(size)
+        for gi, group in enumerate(scenario.groups):
+            rows = np.flatnonzero(groups == gi)
+            rate[rows] = behaviour.rate_for(group.name).draw(rng, len(rows))
+        rates[tname] = rate
+    crng = np.random.default_rng(c_seq)
+    available = {card: crng.random(size) < share for card, share in scenario.opt_in.items()}
+    return _Population(groups, rates, available)
+
+
+def events_of(plan: VectorPlan, month: int, moment: datetime,
+              counts: Mapping[VariantKey, np.ndarray], subject: int) -> list[Event]:
+    """One subject's events of one month, as the reference engine takes them.
+
+    Their ids sort in the order :class:`VectorState` applies them (``when`` types first,
+    then policy order, variant, sequence). Used to prove the simulation equal to
+    :func:`~trustledger.engine.evaluate`; the report never lists subjects.
+    """
+    out = []
+    for name in plan.order:
+        rank = plan.rank(name)
+        for variant in plan.variants[name]:
+            n = counts.get((name, variant.index))
+            if n is None:
+                continue
+            for j in range(int(n[subject])):
+                out.append(Event("impact-sim", f"{month:04d}-{rank:03d}-{variant.index:03d}-{j:05d}",
+                                 f"subject-{subject}", name, moment, moment,
+                                 dict(variant.attributes)))
+    return out
+
+
+def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_000,
+             months: int = 60, seed: int = 0, probe_months: int = 120,
+             observer: Observer | None = None) -> dict[str, Any]:
+    """Run ``scenario`` under ``policy``; the aggregate report (see ``docs/impact.md``)."""
+    if subjects < 1:
+        raise InputError(f"subjects must be at least 1 (got {subjects})")
+    if months < 1:
+        raise InputError(f"months must be at least 1 (got {months})")
+    if seed < 0:
+        raise InputError(f"seed must be a whole number >= 0 (got {seed})")
+    if probe_months < 1:
+        raise InputError(f"probe_months must be at least 1 (got {probe_months})")
+    plan = VectorPlan(policy, {t: [v.attributes for v in b.variants]
+                               for t, b in scenario.events.items()})
+    for i, rule in enumerate(scenario.feedback):
+        if rule.measure in plan.not_simulated:
+            raise InputError(f"scenario {scenario.source}: feedback[{i}].measure: "
+                             f"{rule.measure} has a holding time or a prerequisite, which "
+                             "the simulation does not evaluate (see docs/impact.md)")
+    population = _population(scenario, subjects, seed)
+    start = scenario.start
+    state = VectorState(plan, subjects, start, population.available,
+                        instant(start, months + probe_months))
+    collector = _Collector(policy, scenario, plan, population, months)
+    reading = state.read(start)  # before any event: what feeds back into month 0
+    collector.baseline(reading)
+    type_index = {t: i for i, t in enumerate(scenario.events)}
+    for m in range(months):
+        moment = instant(start, m)
+        factors = _feedback(scenario, reading, subjects)
+        counts: dict[VariantKey, np.ndarray] = {}
+        for tname, behaviour in scenario.events.items():
+            lam = population.rates[tname] * factors.get(tname, 1.0)
+            for v, variant in enumerate(behaviour.variants):
+                u = np.random.default_rng([seed, m, type_index[tname], v]).random(subjects)
+                counts[(tname, v)] = poisson(u, lam * variant.share)
+        # The policy is given event counts per type and attributes, nothing else: the
+        # group labels never reach it.
+        assert all(key[0] in policy.event_types for key in counts)
+        state.apply(moment, counts)
+        reading = state.read(moment)
+        collector.month(m, counts, reading)
+        if observer is not None:
+            observer(m, moment, counts, reading)
+    probes = _probes(policy, scenario, plan, state, instant(start, months), start, months,
+                     probe_months)
+    return collector.report(seed, probes, plan)
+
+
+def _feedback(scenario: Scenario, reading: VectorReading, size: int) -> dict[str, np.ndarray]:
+    factors: dict[str, np.ndarray] = {}
+    for rule in scenario.feedback:
+        state = reading.measures[rule.measure]
+        applies = state if rule.on else ~state
+        for tname, factor in rule.multiply.items():
+            current = factors.setdefault(tname, np.ones(size))
+            current[applies] *= factor
+    return factors
+
+
+def _count(n: int | np.integer[Any]) -> int | None:
+    value = int(n)
+    return None if 0 < value < SMALLEST_CELL else value
+
+
+def _share(n: int, of: int) -> float | None:
+    if of < SMALLEST_CELL or 0 < n < SMALLEST_CELL or 0 < of - n < SMALLEST_CELL:
+        return None
+    return round(n / of, 6)
+
+
+class _Collector:
+    """Aggregates of each month; subject arrays are read and dropped."""
+
+    def __init__(self, policy: CompiledPolicy, scenario: Scenario, plan: VectorPlan,
+                 population: _Population, months: int) -> None:
+        self.policy, self.scenario, self.plan = policy, scenario, plan
+        self.population, self.months = population, months
+        self.cards = {n: c for n, c in policy.scorecards.items()}
+        self.series: dict[str, list[dict[str, Any]]] = {n: [] for n in self.cards}
+        self.year_ranks: dict[str, list[np.ndarray]] = {n: [] for n in self.cards}
+        self.measure_series: dict[str, list[float | None]] = {n: [] for n in plan.stateless}
+        self.final_measures: dict[str, np.ndarray] = {}
+        self.event_totals: dict[str, int] = {t: 0 for t in scenario.events}
+        self.final: VectorReading | None = None
+
+    def baseline(self, reading: VectorReading) -> None:
+        for name in self.cards:
+            self.year_ranks[name].append(reading.ranks[name].copy())
+
+    def month(self, m: int, counts: Mapping[VariantKey, np.ndarray],
+              reading: VectorReading) -> None:
+        for (tname, _), n in counts.items():
+            self.event_totals[tname] += int(n.sum())
+        for name, card in self.cards.items():
+            scores = reading.scores[name]
+            ok = ~np.isnan(scores)
+            x = scores[ok]
+            row: dict[str, Any] = {"month": m, "date": reading.valid_at.date().isoformat(),
+                                   "subjects": _count(len(x))}
+            if len(x) >= SMALLEST_CELL:
+                qs = np.quantile(x, QUANTILES)
+                row["quantiles"] = {f"p{round(q * 100)}": round(float(v), 4)
+                                    for q, v in zip(QUANTILES, qs, strict=True)}
+                row["mean"] = round(float(x.mean()), 4)
+                row["gini"] = round(gini(x), 6)
+            if card.tiers:
+                ranks = reading.ranks[name][ok]
+                counts_t = [int((ranks == r).sum()) for r in range(len(card.tiers))]
+                below = int((ranks == -1).sum())
+                shown = suppressed([*counts_t, below])
+                row["tiers"] = {t.name: c for t, c in zip(card.tiers, shown, strict=False)}
+                if below:
+                    row["tiers"]["(below every tier)"] = shown[-1]
+            self.series[name].append(row)
+            if m % 12 == 11 or m == self.months - 1:
+                if m % 12 == 11:
+                    self.year_ranks[name].append(reading.ranks[name].copy())
+        size = len(self.population.groups)
+        for name, state in reading.measures.items():
+            self.measure_series[name].append(_share(int(state.sum()), size))
+        self.final = reading
+
+    def report(self, seed: int, probes: dict[str, Any], plan: VectorPlan) -> dict[str, Any]:
+        policy, scenario = self.policy, self.scenario
+        assert self.final is not None
+        groups = self.population.groups
+        group_sizes = [int((groups == i).sum()) for i in range(len(scenario.groups))]
+        out: dict[str, Any] = {
+            "format": REPORT_FORMAT,
+            "policy": {"name": policy.name, "title": policy.model.title, "hash": policy.hash},
+            "scenario": scenario_json(scenario),
+            "subjects": len(groups), "months": self.months, "seed": seed,
+            "start": scenario.start.date().isoformat(),
+            "groups": [{"name": g.name, "subjects": s}
+                       for g, s in zip(scenario.groups, suppressed(group_sizes), strict=True)],
+            "events": {t: _count(n) for t, n in self.event_totals.items()},
+            "measures_not_simulated": list(plan.not_simulated),
+            "condition_paths": dict(sorted(plan.paths.items())),
+            "scorecards": {}, "measures": {}, "probes": probes,
+        }
+        for name, card in self.cards.items():
+            entry: dict[str, Any] = {
+                "label": card.label, "opt_in": card.opt_in,
+                "tiers": [t.name for t in card.tiers], "months": self.series[name],
+            }
+            if card.tiers:
+                entry["mobility"] = _mobility(self.year_ranks[name], len(card.tiers))
+            entry["histogram"] = _histogram(self.final.scores[name], card.floor, card.ceiling)
+            out["scorecards"][name] = entry
+        for name, state in self.final.measures.items():
+            m = policy.measures[name]
+            favourable = state if m.kind is MeasureKind.PRIVILEGE else ~state
+            per_group: dict[str, Any] = {}
+            rates: list[float] = []
+            complete = True
+            for gi, g in enumerate(scenario.groups):
+                rows = groups == gi
+                total, on = int(rows.sum()), int(state[rows].sum())
+                per_group[g.name] = {"subjects": _count(total), "in_force": _count(on),
+                                     "share": _share(on, total)}
+                fav = int(favourable[rows].sum())
+                if _share(on, total) is None and not (on == 0 and total >= SMALLEST_CELL):
+                    complete = False
+                elif total:
+                    rates.append(fav / total)
+            ratio = None
+            if complete and rates and max(rates) > 0 and len(rates) == len(scenario.groups):
+                ratio = round(min(rates) / max(rates), 6)
+            out["measures"][name] = {
+                "kind": m.kind.value, "label": m.label, "domain": m.domain,
+                "severity": m.severity.value if m.severity else None,
+                "in_force_share_by_month": self.measure_series[name],
+                "groups": per_group, "impact_ratio": ratio,
+                "four_fifths_rule": None if ratio is None else ratio >= 0.8,
+            }
+        return out
+
+
+def _mobility(ranks: list[np.ndarray], tiers: int) -> dict[str, Any]:
+    years = []
+    matrix = np.zeros((tiers + 1, tiers + 1), dtype=np.int64)  # last row/col: below every tier
+    for y in range(1, len(ranks)):
+        a, b = ranks[y - 1], ranks[y]
+        ok = (a != -2) & (b != -2)
+        a, b = a[ok], b[ok]
+        n = len(a)
+        changed, up, down = int((a != b).sum()), int((b > a).sum()), int((b < a).sum())
+        years.append({"year": y, "subjects": _count(n), "changed_share": _share(changed, n),
+                      "up_share": _share(up, n), "down_share": _share(down, n)})
+        ia = np.where(a < 0, tiers, a)
+        ib = np.where(b < 0, tiers, b)
+        np.add.at(matrix, (ia, ib), 1)
+    rows = []
+    for r in range(tiers + 1):
+        counts = [int(c) for c in matrix[r]]
+        shown = suppressed(counts)
+        total = sum(counts)
+        rows.append({"counts": shown,
+                     "shares": [None if s is None or total < SMALLEST_CELL else
+                                round(s / total, 6) for s in shown]})
+    return {"years": years, "transitions": rows,
+            "note": "pooled year-to-year transitions; rows: tier a year before, columns: "
+                    "tier now; last row and column: below every tier"}
+
+
+def _histogram(scores: np.ndarray, floor: float | None, ceiling: float | None
+               ) -> dict[str, Any]:
+    x = scores[~np.isnan(scores)]
+    if len(x) < SMALLEST_CELL:
+        return {"edges": [], "counts": []}
+    low = floor if floor is not None else float(np.floor(x.min()))
+    high = ceiling if ceiling is not None else float(np.ceil(x.max()))
+    if high <= low:
+        high = low + 1
+    edges = np.linspace(low, high, 31)
+    counts, _ = np.histogram(np.clip(x, low, high), bins=edges)
+    return {"edges": [round(float(e), 4) for e in edges],
+            "counts": suppressed([int(c) for c in counts])}
+
+
+def _worse(policy: CompiledPolicy, size: int, after: VectorReading,
+           ranks_ref: Mapping[str, np.ndarray], privileges_ref: Mapping[str, np.ndarray],
+           restrictions_ref: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Whose standing in ``after`` is below the reference (tier rank or a measure)."""
+    worse = np.zeros(size, dtype=bool)
+    for name, card in policy.scorecards.items():
+        if card.tiers:
+            worse |= after.ranks[name] < ranks_ref[name]
+    for name, state in after.measures.items():
+        if name in privileges_ref:
+            worse |= privileges_ref[name] & ~state
+        else:
+            worse |= state & ~restrictions_ref[name]
+    return worse
+
+
+def _probes(policy: CompiledPolicy, scenario: Scenario, plan: VectorPlan, state: VectorState,
+            moment: datetime, start: datetime, months: int, horizon: int) -> dict[str, Any]:
+    """One more event of each type for everyone at ``moment``: crossings and recovery."""
+    before = state.read(moment)
+    privileges = {n for n, m in policy.measures.items() if m.kind is MeasureKind.PRIVILEGE}
+    out: dict[str, Any] = {}
+    counterfactual: list[VectorReading] = []
+    neutral = state.fork()
+    for tname, behaviour in scenario.events.items():
+        v = max(range(len(behaviour.variants)), key=lambda i: (behaviour.variants[i].share, -i))
+        variant = plan.variants[tname][v]
+        fork = state.fork()
+        fork.apply(moment, {(tname, v): np.ones(state.size, dtype=np.int64)})
+        after = fork.read(moment)
+        crossings: dict[str, Any] = {}
+        for name, card in policy.scorecards.items():
+            if not card.tiers:
+                continue
+            a, b = before.ranks[name], after.ranks[name]
+            rows = []
+            for r in range(1, len(card.tiers)):
+                down = int(((a >= r) & (b < r) & (b != -2)).sum())
+                up = int(((a < r) & (a != -2) & (b >= r)).sum())
+                rows.append((card.tiers[r].name, down, up))
+            shown_down = suppressed([d for _, d, _ in rows])
+            shown_up = suppressed([u for _, _, u in rows])
+            crossings[name] = {t: {"down": d, "up": u}
+                               for (t, _, _), d, u in zip(rows, shown_down, shown_up,
+                                                          strict=True)}
+        measures: dict[str, Any] = {}
+        for name, s_before in before.measures.items():
+            s_after = after.measures[name]
+            lost, gained = int((s_before & ~s_after).sum()), int((~s_before & s_after).sum())
+            measures[name] = {"lost": _count(lost), "gained": _count(gained)}
+        ranks_ref = before.ranks
+        priv_ref = {n: s for n, s in before.measures.items() if n in privileges}
+        restr_ref = {n: s for n, s in before.measures.items() if n not in privileges}
+        pushed = _worse(policy, state.size, after, ranks_ref, priv_ref, restr_ref)
+        n_pushed = int(pushed.sum())
+        entry: dict[str, Any] = {
+            "attributes": dict(variant.attributes), "points": variant.points,
+            "crossings": crossings, "measures": measures, "pushed_down": _count(n_pushed),
+        }
+        if n_pushed:
+            entry["recovery"] = _recovery(policy, fork, neutral, counterfactual, before,
+                                          privileges, pushed, start, months, horizon)
+        out[tname] = entry
+    return out
+
+
+def _recovery(policy: CompiledPolicy, fork: VectorState, neutral: VectorState,
+              counterfactual: list[VectorReading], before: VectorReading,
+              privileges: set[str], pushed: np.ndarray, start: datetime, months: int,
+              horizon: int) -> dict[str, Any]:
+    """Months until the pushed subjects' standing is back (see ``docs/impact.md``)."""
+    waiting = pushed.copy()
+    months_back = np.full(len(pushed), np.inf)
+    for k in range(1, horizon + 1):
+        moment = instant(start, months + k)
+        if len(counterfactual) < k:
+            counterfactual.append(neutral.read(moment))
+        cf = counterfactual[k - 1]
+        after = fork.read(moment)
+        # Back: no worse than before the event, or than without it (whichever is lower).
+        ranks_ref = {n: np.minimum(before.ranks[n], cf.ranks[n]) for n in before.ranks}
+        priv_ref = {n: before.measures[n] & cf.measures[n] for n in before.measures
+                    if n in privileges}
+        restr_ref = {n: before.measures[n] | cf.measures[n] for n in before.measures
+                     if n not in privileges}
+        back = waiting & ~_worse(policy, len(pushed), after, ranks_ref, priv_ref, restr_ref)
+        months_back[back] = k
+        waiting &= ~back
+        if not waiting.any():
+            break
+    values = months_back[pushed]
+    n = len(values)
+    not_back = int(np.isinf(values).sum())
+    if n < SMALLEST_CELL:
+        return {"subjects": None}
+    median, p90 = nearest_rank(values, 0.5), nearest_rank(values, 0.9)
+    return {"subjects": n, "median_months": None if math.isinf(median) else int(median),
+            "p90_months": None if math.isinf(p90) else int(p90),
+            "not_back_within_horizon": _share(not_back, n) if not_back else 0.0,
+            "horizon_months": horizon}
+
+
+__all__ = ["QUANTILES", "REPORT_FORMAT", "SMALLEST_CELL", "Observer", "events_of", "gini",
+           "instant", "nearest_rank", "poisson", "simulate", "suppressed"]
