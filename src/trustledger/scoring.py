@@ -28,10 +28,11 @@ it (of two with the same date, the later published).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from trustledger.engine import Evaluation, Event, evaluate
 from trustledger.errors import ErasedError, InputError, NotFoundError
@@ -142,13 +143,18 @@ def assess(
     records: Iterable[Entry],
     valid_at: datetime,
     known_at: datetime | None = None,
+    *,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Assessment:
     """Evaluate one subject's events with its rights applied; pure.
 
     ``events`` are the subject's events known by ``known_at``; ``records`` its
     ledger entries (``ledger.records(subject=...)``: consents, disputes, reviews,
-    purges). Raises :class:`~trustledger.errors.ErasedError` for an erased subject
-    and :class:`~trustledger.errors.NotFoundError` for one with no events.
+    purges). ``attributes`` are decision-time values for statistical scorecards
+    (checked by the engine: an unknown or mistyped one is an
+    :class:`~trustledger.errors.InputError`). Raises
+    :class:`~trustledger.errors.ErasedError` for an erased subject and
+    :class:`~trustledger.errors.NotFoundError` for one with no events.
     """
     if known_at is not None and (known_at.tzinfo is None or known_at.utcoffset() is None):
         raise InputError("known_at: must be timezone-aware (UTC)")
@@ -166,7 +172,7 @@ def assess(
     )
     disputes = fold_disputes(entries, as_of)
     kept, left = split_disputed(policy, events, disputes, as_of)
-    engine = evaluate(policy, kept, valid_at, known_at, opt_ins=consented)
+    engine = evaluate(policy, kept, valid_at, known_at, opt_ins=consented, attributes=attributes)
     reviews = fold_reviews(entries, as_of)
     return Assessment(
         subject=subject, policy=policy, valid_at=valid_at, known_at=known_at, as_of=as_of,
@@ -183,6 +189,8 @@ def assess_subject(
     policy: CompiledPolicy,
     valid_at: datetime,
     known_at: datetime | None = None,
+    *,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Assessment:
     """Evaluate one subject from the ledger with its rights applied (see :func:`assess`).
 
@@ -192,7 +200,7 @@ def assess_subject(
     """
     records = list(ledger.records(subject=subject))
     events = [] if erased_at(records) else list(ledger.events(subject, known_at=known_at))
-    return assess(policy, subject, events, records, valid_at, known_at)
+    return assess(policy, subject, events, records, valid_at, known_at, attributes=attributes)
 
 
 def evaluate_subject(
@@ -201,6 +209,8 @@ def evaluate_subject(
     policy: CompiledPolicy,
     valid_at: datetime,
     known_at: datetime | None = None,
+    *,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Evaluate one subject from the ledger with its rights applied (an assessment's evaluation).
 
@@ -209,7 +219,8 @@ def evaluate_subject(
     ``None``). Raises :class:`~trustledger.errors.ErasedError` for an erased
     subject and :class:`~trustledger.errors.NotFoundError` for a subject with no events.
     """
-    return assess_subject(ledger, subject, policy, valid_at, known_at).evaluation
+    return assess_subject(ledger, subject, policy, valid_at, known_at,
+                          attributes=attributes).evaluation
 
 
 def _published(entry: Entry) -> PublishedPolicy | None:

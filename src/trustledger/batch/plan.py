@@ -177,7 +177,12 @@ class Plan:
 
 def make_plan(policy: CompiledPolicy, valid_at: datetime,
               known_at: datetime | None = None) -> Plan:
-    """Compile ``policy`` at ``valid_at`` into a :class:`Plan`."""
+    """Compile ``policy`` at ``valid_at`` into a :class:`Plan`.
+
+    A policy with statistical scorecards is refused (:class:`InputError`): their
+    decision-time attributes are not in the ledger.
+    """
+    policy.require_rule_based("batch rescoring")
     v_us = to_us(valid_at)
     types = []
     for name, et in policy.event_types.items():

@@ -170,6 +170,7 @@ class SubjectState:
 
     def __init__(self, policy: CompiledPolicy, opt_ins: Collection[str] = ()) -> None:
         """Use :meth:`empty`."""
+        policy.require_rule_based("the incremental state")
         consented = frozenset(opt_ins)
         unknown = sorted(consented - set(policy.scorecards))
         if unknown:

@@ -322,6 +322,26 @@ class CompiledPolicy:
         """The programme's name (the document's ``policy`` key)."""
         return self.model.policy
 
+    @property
+    def statistical_scorecards(self) -> tuple[str, ...]:
+        """The names of the statistical scorecards (``kind: statistical``)."""
+        return tuple(n for n, card in self.scorecards.items() if card.model is not None)
+
+    def require_rule_based(self, path: str) -> None:
+        """Refuse a scoring path that cannot compute statistical scorecards.
+
+        Statistical scorecards need attributes supplied at decision time, which
+        population and incremental paths do not have; raises
+        :class:`~trustledger.errors.InputError` naming them and the path.
+        """
+        names = self.statistical_scorecards
+        if names:
+            raise InputError(
+                f"{path} does not compute statistical scorecards ({', '.join(names)} of "
+                f"policy {self.name}): their features include attributes supplied at "
+                "decision time; evaluate such a policy per subject (trustledger score, "
+                "POST /v1/decisions with attributes)")
+
     def tier(self, scorecard: str, score: float, at: datetime) -> str | None:
         """The name of the tier ``score`` falls in on ``scorecard`` at ``at``."""
         if scorecard not in self.scorecards:
