@@ -141,11 +141,11 @@ def test_down_failing_slow_then_healthy_loses_nothing(setting: Setting) -> None:
         assert "ConnectError" in (rows(s)[0].last_error or "")
         receiver = Receiver(port)
         receiver.mode = "fail"
-        pump(deliverer, lambda: len(receiver.requests) >= 2)  # type: ignore[union-attr]
+        pump(deliverer, lambda: len(receiver.requests) >= 2)
         assert rows(s)[0].last_error == "HTTP 500"
         receiver.mode, receiver.delay = "slow", 1.0
         pump(deliverer, lambda: any(r["mode"] == "slow"
-                                    for r in receiver.requests))  # type: ignore[union-attr]
+                                    for r in receiver.requests))
         pump(deliverer, lambda: "timed out" in (rows(s)[0].last_error or ""))
         receiver.mode = "ok"
         pump(deliverer, lambda: all(r.status == DELIVERED for r in rows(s)))
@@ -214,8 +214,9 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
 @pytest.mark.parametrize(("field", "value"), [("max_attempts", 0), ("base", 0.0),
                                               ("cap", -1.0), ("timeout", 0.0)])
 def test_a_bad_retry_policy_names_the_field(field: str, value: float) -> None:
+    settings: dict[str, Any] = {field: value}
     with pytest.raises(InputError, match=field):
-        RetryPolicy(**{field: value})
+        RetryPolicy(**settings)
 
 
 def test_signature_is_the_standard_webhooks_one() -> None:
