@@ -29,6 +29,7 @@ from trustledger.api.routers import (
     subjects,
     system,
 )
+from trustledger.api.routers import subscriptions as subscription_routes
 from trustledger.api.schemas import CloudEvent, DecisionRequest, EventBatch, EventSubmission
 from trustledger.api.service import Service
 from trustledger.api.settings import Settings
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     for module in (system, sources, disputes, relying_parties, subjects, reviewers, operator):
         app.include_router(module.router)
     app.include_router(portal_router)  # the web portal (/portal): server-rendered pages
+    app.include_router(subscription_routes.router)  # cascades (docs/cascades.md)
     app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics)
 
     def openapi() -> dict[str, Any]:
