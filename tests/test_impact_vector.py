@@ -226,9 +226,9 @@ def test_simulation_equals_the_reference_evaluator(name: str) -> None:
                  if card.opt_in}
         seen["checked"] += _compare(policy, plan, reading, history, opted)
 
-    report = simulate(policy, scenario, subjects=size, months=30, seed=7, probe_months=3,
+    report = simulate(policy, scenario, subjects=size, months=24, seed=7, probe_months=3,
                       observer=observe)
-    assert seen["checked"] == size * 30
+    assert seen["checked"] == size * 24
     assert all(path == "vectorised" for path in report["condition_paths"].values())
     assert sum(n or 0 for n in report["events"].values()) > 0
 

@@ -369,26 +369,71 @@ class VectorState:
                 self._metric(pending, m, etype, windows[m], t, capped, counted * p, counted,
                              p)
             return
+        # Entry by entry (the order of their ids), only over the subjects that have a j-th
+        # entry; sums are gathered per variant and added once (per entry for `when` types,
+        # whose condition must see the entries before it).
+        acc: dict[str, list[np.ndarray]] = {}
+
+        def gather(sink: str, rows: np.ndarray, values: np.ndarray | float,
+                   live: np.ndarray, counts: np.ndarray | None) -> None:
+            if sink not in acc:
+                acc[sink] = [np.zeros(self.size), np.zeros(self.size, dtype=np.int64),
+                             np.zeros(self.size, dtype=np.int64)]
+            acc[sink][0][rows] += values
+            acc[sink][1][rows] += live
+            if counts is not None:
+                acc[sink][2][rows] += counts
+
+        def flush() -> None:
+            for sink, (values, live, counts) in acc.items():
+                if sink in policy.scorecards:
+                    self._add(pending, sink, etype.half_life, end, t, values, live, None)
+                    continue
+                metric = policy.metrics[sink]
+                if metric.aggregate is Aggregate.COUNT:
+                    self._add(pending, sink, None, windows[sink], t, values, live, counts)
+                else:
+                    hl = etype.half_life if metric.value is MetricValue.CURRENT else None
+                    self._add(pending, sink, hl, windows[sink], t, values, live, None)
+            acc.clear()
+
+        rows = np.flatnonzero(n > 0)
+        sign = math.copysign(1.0, p)
         for j in range(int(n.max())):
-            counted = n > j
+            rows = rows[n[rows] > j]
             if etype.when is not None:
-                counted &= self._when(etype, variant, moment, counted)
-            capped = {}
+                mask = np.zeros(self.size, dtype=bool)
+                mask[rows] = True
+                counted = rows[self._when(etype, variant, moment, mask)[rows]]
+            else:
+                counted = rows
+            capped: dict[str, np.ndarray] = {}
             for c in cards:
-                amount = np.full(self.size, abs(p))
+                amount = np.full(len(counted), abs(p))
                 used = [(c.caps[i].max, self._used(c, i, moment)) for i in capping[c.name]]
                 for cap_max, u in used:
-                    amount = np.minimum(amount, np.maximum(0.0, cap_max - u))
-                capped[c.name] = np.where(counted, math.copysign(1.0, p) * amount, 0.0) \
-                    if p else np.zeros(self.size)
+                    amount = np.minimum(amount, np.maximum(0.0, cap_max - u[counted]))
                 for _, u in used:
-                    u += np.where(counted, amount, 0.0)
-                live = (capped[c.name] != 0).astype(np.int64)
-                self._add(pending, c.name, etype.half_life, end, t, capped[c.name], live, None)
-            plain = np.where(counted, p, 0.0)
-            ones = counted.astype(np.int64)
+                    u[counted] += amount
+                capped[c.name] = sign * amount if p else np.zeros(len(counted))
+                gather(c.name, counted, capped[c.name],
+                       (capped[c.name] != 0).astype(np.int64), None)
+            plain = np.full(len(counted), p)
             for m in metrics:
-                self._metric(pending, m, etype, windows[m], t, capped, plain, ones, None)
+                metric = policy.metrics[m]
+                values = capped.get(metric.scorecard, plain) if metric.scorecard else plain
+                if metric.sign is Sign.NEGATIVE:
+                    passing = values < 0
+                elif metric.sign is Sign.POSITIVE:
+                    passing = values > 0
+                else:
+                    passing = np.ones(len(counted), dtype=bool)
+                summed = np.where(passing, values, 0.0)
+                gather(m, counted, summed, (passing & (summed != 0)).astype(np.int64),
+                       passing.astype(np.int64))
+            if etype.when is not None:
+                flush()
+        flush()
 
     def _metric(self, pending: dict[tuple[str, float | None, float], _Pending], name: str,
                 etype: CompiledEventType, exit_: float, t: float,
