@@ -134,6 +134,11 @@ def test_result_names_the_model_and_explains_each_feature(german: German) -> Non
     assert first.points is not None and first.points < 0
     assert card.tier == german.policy.tier("credit_model", card.score or 0.0, V)
     assert result.attributes == {"duration_months": 48, "housing": "rent"}
+    # A privilege the score denies names the model's reasons as its evidence.
+    offer = result.measures["credit_offer"]
+    assert not offer.in_force and card.score is not None and card.score < 600
+    assert [r.text for r in offer.reasons[1:]] == \
+        [f"credit_model: {r.text}" for r in card.reasons[:len(offer.reasons) - 1]]
 
 
 def test_a_metric_fed_feature_follows_the_ledger(german: German) -> None:

@@ -81,9 +81,11 @@ def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime
     for name, track in tracks.items():
         context[name] = track.effective
     contributions = {name: result.contributions for name, result in scorecards.items()}
+    model_reasons = {name: result.reasons for name, result in scorecards.items()
+                     if result.model is not None}
     measures = {
         name: _measure(m, tracks[name], measure_reasons(
-            m, tracks[name], history, context, labels, contributions, v))
+            m, tracks[name], history, context, labels, contributions, v, model_reasons))
         for name, m in policy.measures.items()
     }
     # Everything in the record comes from known events only, so an evaluation with a

@@ -130,8 +130,15 @@ def value_text(value: Any) -> str:
 def measure_reasons(measure: CompiledMeasure, track: Track, history: History,
                     context: Mapping[str, Any], labels: Mapping[str, str],
                     contributions: Mapping[str, Sequence[Contribution]],
-                    valid_at: float) -> tuple[Reason, ...]:
-    """Up to four principal reasons for a measure's state at ``valid_at``."""
+                    valid_at: float,
+                    model_reasons: Mapping[str, Sequence[Reason]] | None = None,
+                    ) -> tuple[Reason, ...]:
+    """Up to four principal reasons for a measure's state at ``valid_at``.
+
+    ``model_reasons`` are the reasons of statistical scorecards (their reason codes):
+    evidence, like a rule-based scorecard's adverse contributions, when they work
+    against the subject (a privilege denied, a restriction in force).
+    """
     out: list[Reason] = []
     if track.blocked:
         out.append(Reason(f"needs the subject's consent to {', '.join(track.blocked)} (opt-in), "
@@ -160,6 +167,11 @@ def measure_reasons(measure: CompiledMeasure, track: Track, history: History,
                           f"{'true' if track.raw else 'false'} on {day(valid_at)}"
                           + (f": {', '.join(shown)}" if shown else "")))
         out.extend(_evidence(measure, track, history, contributions, valid_at))
+        if (measure.kind is MeasureKind.PRIVILEGE) != track.raw:
+            for name in measure.scorecards:
+                for reason in (model_reasons or {}).get(name, ()):
+                    if reason.points is not None and reason.points < 0:
+                        out.append(Reason(f"{name}: {reason.text}", None, reason.points))
     return tuple(out[:MAX_REASONS])
 
 
