@@ -1,0 +1,297 @@
+"""The reviewer's queue and cases, and the operator's policies and population at a glance.
+
+**Reviewer.** The queue lists every dispute a reviewer may still resolve (not yet
+resolved, not closed by its source's correction or retraction) and every pending
+human-review request, with the SLA countdown (DESIGN.md safeguard 6: 30 days, 45
+with new information; human review has no SLA in the rights module, so its age is
+shown). The queue names no subject and quotes nothing of theirs; opening a case
+shows the subject's dispute or request and is recorded in the subject's access
+log first (the same record the API writes for a read: who, role, purpose, what),
+so the subject sees who looked. Resolving calls
+:func:`~trustledger.rights.resolve_dispute` / :func:`~trustledger.rights.resolve_review`
+with the reviewer's written reason.
+
+**Operator.** Published policy versions with the safeguards linter run again on
+each; publishing pasted YAML through the API's own handler (a refused policy
+shows the linter's messages, rule and location, and nothing is published);
+score histograms, tier and measure counts from the service's statistics (cells
+under k suppressed: :mod:`trustledger.api.statistics`); events appended and reads
+logged per day (:mod:`trustledger.portal.activity`). Never a subject's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trustledger.api.access import access_record
+from trustledger.api.auth import service_of
+from trustledger.api.problems import classify
+from trustledger.api.routers import operator as operator_api
+from trustledger.api.schemas import PolicySubmission
+from trustledger.api.service import Caller
+from trustledger.errors import LintError, NotFoundError, PolicyError, TrustLedgerError
+from trustledger.ledger import Entry
+from trustledger.portal.activity import activity
+from trustledger.portal.charts import Bar, bar_chart
+from trustledger.portal.session import Session
+from trustledger.portal.web import (
+    Form,
+    countdown,
+    field_problems,
+    page,
+    redirect,
+    signed_in_form,
+    signed_in_page,
+)
+from trustledger.principals import Role, ServiceLedger
+from trustledger.rights import dispute as disputes_module
+from trustledger.rights import review as reviews_module
+from trustledger.rights.dispute import Answer, Dispute, get_dispute, resolve_dispute
+from trustledger.rights.review import Review, get_review, resolve_review
+
+router = APIRouter(prefix="/portal", include_in_schema=False)
+CaseSeq = Annotated[int, Path(ge=1, le=2**62)]
+DISPUTE_PURPOSE = "dispute resolution"
+"""The purpose a reviewer's read of a dispute is logged under."""
+REVIEW_PURPOSE = "human review"
+"""The purpose a reviewer's read of a review request is logged under."""
+
+
+def _merged(ledger: ServiceLedger, kinds: Iterable[str]) -> list[Entry]:
+    found = [e for kind in kinds for e in ledger.records(kind=kind)]
+    return sorted(found, key=lambda e: e.seq)
+
+
+def open_disputes(ledger: ServiceLedger) -> list[Dispute]:
+    """Every dispute a reviewer can still resolve, soonest deadline first."""
+    folded = disputes_module.fold_disputes(_merged(ledger, disputes_module.KINDS))
+    return sorted((d for d in folded if d.resolution is None
+                   and (d.answer is None or d.answer.answer is Answer.VERIFIED)),
+                  key=lambda d: d.deadline)
+
+
+def pending_reviews(ledger: ServiceLedger) -> list[Review]:
+    """Every human-review request not yet decided, oldest first."""
+    folded = reviews_module.fold_reviews(_merged(ledger, reviews_module.KINDS))
+    return [r for r in folded if r.decision is None]
+
+
+def _log_read(request: Request, caller: Caller, subject: str, purpose: str, read: str,
+              seq: int) -> None:
+    """Record the reviewer's read in the subject's access log before showing anything."""
+    service = service_of(request)
+    service.access_log.append(access_record(caller.principal, subject, purpose, read,
+                                            caller.request_id, {"case_seq": seq}))
+
+
+def _queue(request: Request, caller: Caller, session: Session, done: str | None) -> Response:
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    now = service.now()
+    cases = [{"seq": d.seq, "status": d.status_at(now).value, "opened": d.opened_at,
+              "deadline": d.deadline, "left": countdown(d.deadline, now),
+              "overdue": d.deadline <= now} for d in open_disputes(service.ledger)]
+    reviews = [{"seq": r.seq, "opened": r.requested_at, "kind": r.kind.value,
+                "waiting": countdown(r.requested_at, now).replace("overdue by ", "")
+                .replace(" left", "")} for r in pending_reviews(service.ledger)]
+    notice = {"dispute": "The dispute was resolved; the subject sees your reason.",
+              "review": "The review was decided; the subject sees your reason."}.get(done or "")
+    return page("reviewer.html.j2", caller=caller, csrf=session.csrf, title="Review queue",
+                disputes=cases, reviews=reviews, now=now, notice=notice)
+
+
+@router.get("/reviewer")
+async def queue(request: Request, done: str | None = None) -> Response:
+    """The reviewer's queue: open disputes with SLA countdowns, pending reviews."""
+    return await signed_in_page(request, lambda c, s: _queue(request, c, s, done))
+
+
+def _dispute_case(request: Request, caller: Caller, session: Session, seq: int,
+                  error: str | None = None, status: int = 200, form: Form | None = None
+                  ) -> Response:
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    found = get_dispute(service.ledger, seq)
+    _log_read(request, caller, found.subject, DISPUTE_PURPOSE, "dispute", seq)
+    now = service.now()
+    try:
+        event = service.ledger.entry(found.event_seq).payload
+    except NotFoundError:
+        event = None
+    return page("dispute_case.html.j2", status, caller=caller, csrf=session.csrf,
+                title=f"Dispute {seq}", d=found, event=event, now=now,
+                status_now=found.status_at(now).value, left=countdown(found.deadline, now),
+                resolvable=found.resolution is None and (
+                    found.answer is None or found.answer.answer is Answer.VERIFIED),
+                error=error, form=form or {})
+
+
+@router.get("/reviewer/disputes/{seq}")
+async def dispute_case(request: Request, seq: CaseSeq) -> Response:
+    """One dispute (its read is access-logged) and the form resolving it."""
+    return await signed_in_page(request, lambda c, s: _dispute_case(request, c, s, seq))
+
+
+@router.post("/reviewer/disputes/{seq}")
+async def resolve_dispute_form(request: Request, seq: CaseSeq) -> Response:
+    """Resolve a dispute: ``outcome`` valid or invalid, and a written ``reason``."""
+
+    def work(caller: Caller, session: Session, form: Form) -> Response:
+        caller.require(Role.REVIEWER)
+        service = service_of(request)
+        service.begin(caller)
+        try:
+            resolved = resolve_dispute(service.ledger, seq, caller.principal.name,
+                                       form.get("outcome", ""), form.get("reason", ""))
+        except TrustLedgerError as exc:
+            return _dispute_case(request, caller, session, seq, str(exc), classify(exc)[0],
+                                 form)
+        service.view.forget(resolved.subject)
+        return redirect("/portal/reviewer?done=dispute")
+
+    return await signed_in_form(request, work)
+
+
+def _review_case(request: Request, caller: Caller, session: Session, seq: int,
+                 error: str | None = None, status: int = 200, form: Form | None = None
+                 ) -> Response:
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    found = get_review(service.ledger, seq)
+    _log_read(request, caller, found.subject, REVIEW_PURPOSE, "review request", seq)
+    return page("review_case.html.j2", status, caller=caller, csrf=session.csrf,
+                title=f"Human review {seq}", r=found, now=service.now(),
+                waiting=countdown(found.requested_at, service.now()).replace(
+                    "overdue by ", "").replace(" left", ""),
+                error=error, form=form or {})
+
+
+@router.get("/reviewer/reviews/{seq}")
+async def review_case(request: Request, seq: CaseSeq) -> Response:
+    """One human-review request (its read is access-logged) and the form deciding it."""
+    return await signed_in_page(request, lambda c, s: _review_case(request, c, s, seq))
+
+
+@router.post("/reviewer/reviews/{seq}")
+async def resolve_review_form(request: Request, seq: CaseSeq) -> Response:
+    """Decide a review: ``decision`` confirmed or lifted, and a written ``reason``."""
+
+    def work(caller: Caller, session: Session, form: Form) -> Response:
+        caller.require(Role.REVIEWER)
+        service = service_of(request)
+        service.begin(caller)
+        try:
+            decided = resolve_review(service.ledger, seq, caller.principal.name,
+                                     form.get("decision", ""), form.get("reason", ""))
+        except TrustLedgerError as exc:
+            return _review_case(request, caller, session, seq, str(exc), classify(exc)[0],
+                                form)
+        service.view.forget(decided.subject)
+        return redirect("/portal/reviewer?done=review")
+
+    return await signed_in_form(request, work)
+
+
+# -- operator ------------------------------------------------------------------------------
+
+
+def _lint_result(compiled: Any) -> str:
+    from trustledger.policy.linter import lint
+
+    try:
+        lint(compiled)
+    except LintError as exc:
+        return "refused now: " + "; ".join(str(p) for p in exc.problems)
+    return "passes every safeguard rule"
+
+
+def _statistics(request: Request) -> tuple[int, dict[str, Any]]:
+    service = service_of(request)
+    service.view.policy_in_force(service.now())
+    return service.statistics.get()
+
+
+def _operator(request: Request, caller: Caller, session: Session, *, done: str | None = None,
+              error: str | None = None, problems: list[str] | None = None,
+              source: str = "", status: int = 200) -> Response:
+    caller.require(Role.OPERATOR)
+    service = service_of(request)
+    service.begin(caller)
+    now = service.now()
+    view = service.view
+    try:
+        current: str | None = view.policy_in_force(now).hash
+    except NotFoundError:
+        current = None
+    versions = [{"p": p, "in_force": p.hash == current,
+                 "lint": _lint_result(view.compiled(p.hash))} for p in view.policies()]
+    stats_status, stats = 0, dict[str, Any]()
+    stats_error = None
+    try:
+        stats_status, stats = _statistics(request)
+    except NotFoundError as exc:
+        stats_error = str(exc)
+    k = service.settings.suppress_below
+    cards = []
+    if stats_status == 200:
+        for name, card in stats["scorecards"].items():
+            bars = [Bar(f"{b['low']:g}", b["subjects"]) for b in card["histogram"]]
+            cards.append({"name": name, "card": card,
+                          "svg": bar_chart(bars, f"{name}: subjects per score band",
+                                           f"hist-{name}", k)})
+    days = activity(service.ledger, now)
+    events_svg = bar_chart([Bar(d.day.isoformat()[5:], d.events) for d in days],
+                           "events appended per day", "ingest")
+    reads_svg = bar_chart([Bar(d.day.isoformat()[5:], d.reads) for d in days],
+                          "reads logged per day", "reads")
+    notice = {"published": "The policy version was published.",
+              "known": "This exact policy version was published before; nothing changed."
+              }.get(done or "")
+    return page("operator.html.j2", status, caller=caller, csrf=session.csrf,
+                title="Operator", versions=versions, stats=stats, stats_status=stats_status,
+                stats_error=stats_error, cards=cards, k=k, days=days, events_svg=events_svg,
+                reads_svg=reads_svg, notice=notice, error=error, problems=problems or [],
+                source=source, now=now)
+
+
+@router.get("/operator")
+async def operator(request: Request, done: str | None = None) -> Response:
+    """Policy versions, statistics (small cells suppressed), ingest and reads over time."""
+    return await signed_in_page(request, lambda c, s: _operator(request, c, s, done=done))
+
+
+@router.post("/operator/policies")
+async def publish(request: Request) -> Response:
+    """Publish pasted YAML through the API's handler; a refused one shows the linter's words."""
+
+    def work(caller: Caller, session: Session, form: Form) -> Response:
+        caller.require(Role.OPERATOR)
+        text = form.get("source", "")
+        try:
+            try:
+                body = PolicySubmission(source=text)
+            except ValidationError as exc:
+                raise field_problems(exc) from None
+            response = operator_api.publish(request, caller, body)
+        except PolicyError as exc:
+            what = "breaks a safeguard" if isinstance(exc, LintError) else "is not valid"
+            return _operator(request, caller, session, status=422, source=text,
+                             error=f"Refused: the policy {what}; nothing was published.",
+                             problems=[str(p) for p in exc.problems])
+        except TrustLedgerError as exc:
+            return _operator(request, caller, session, status=classify(exc)[0], source=text,
+                             error=str(exc))
+        return redirect("/portal/operator?done=" +
+                        ("published" if response.status_code == 201 else "known"))
+
+    return await signed_in_form(request, work)
+

@@ -1,0 +1,448 @@
+"""The web portal through FastAPI's test client: sign-in, CSRF, roles, and every refusal.
+
+Each refused form is checked to change nothing: the ledger's head is the same
+before and after. The browser scenarios are in ``test_portal_browser.py``.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator, Mapping
+from typing import Protocol
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.test_api import ROOT, SESAME, World, build_world
+from trustledger.portal.session import COOKIE, MAX_AGE, Session, Sessions
+from trustledger.principals import revoke_principal
+from trustledger.rights import access_log
+
+
+class Reply(Protocol):
+    """A test client's response (httpx's or httpx2's)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+REFUSED = ROOT / "tests" / "policies" / "refused"
+
+
+@pytest.fixture
+def world(database_url: str) -> Iterator[World]:
+    yield from build_world(database_url)
+
+
+def shown(response: Reply) -> str:
+    """The page's text with HTML entities decoded (messages quote names with ')."""
+    return html.unescape(response.text)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, key: str) -> Reply:
+    """Sign in through the form; the response after the redirect (the caller's page)."""
+    form = client.get("/portal/sign-in")
+    assert form.status_code == 200
+    return client.post("/portal/sign-in", data={"csrf_token": csrf_of(form.text), "api_key": key})
+
+
+def score_on(html: str) -> float:
+    found = re.search(r'data-testid="score-sesame">([^<]+)<', html)
+    assert found, "no Sesame score on the page"
+    return float(found.group(1).replace(",", ""))
+
+
+def opted_in_bob(world: World) -> str:
+    """Bob signed in, opted in to the Sesame score through the portal; the page's CSRF token."""
+    page = sign_in(world.client, world.keys["bob"])
+    assert page.status_code == 200 and "Your trust record: bob" in shown(page)
+    r = world.client.post("/portal/subjects/bob/consents",
+                          data={"csrf_token": csrf_of(page.text), "scope": "scorecard",
+                                "scorecard": "sesame"})
+    assert r.status_code == 200 and "Your consent was recorded" in shown(r)
+    return csrf_of(r.text)
+
+
+def event_seq(world: World, subject: str, type_: str) -> int:
+    return next(e.seq for e in world.ledger.events(subject) if e.type == type_
+                and e.seq is not None)
+
+
+def assert_unchanged(world: World, before: tuple[int, str]) -> None:
+    assert world.ledger.head() == before, "a refused request changed the ledger"
+
+
+# -- sign-in -------------------------------------------------------------------------------
+
+def test_sign_in_with_a_bad_key_fails_clearly(world: World) -> None:
+    before = world.ledger.head()
+    malformed = sign_in(world.client, "not-a-key")
+    assert malformed.status_code == 401
+    assert "api_key: the API key is malformed" in shown(malformed)
+    unknown = sign_in(world.client, "tl_" + "A" * 43)
+    assert unknown.status_code == 401 and "api_key:" in shown(unknown)
+    empty = sign_in(world.client, "  ")
+    assert empty.status_code == 401 and "api_key: required" in shown(empty)
+    # Still signed out: a page sends the visitor to sign in.
+    r = world.client.get("/portal/subjects/alice", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/portal/sign-in")
+    assert_unchanged(world, before)
+
+
+def test_sign_in_without_the_forms_csrf_token_is_refused(world: World) -> None:
+    world.client.get("/portal/sign-in")
+    r = world.client.post("/portal/sign-in", data={"api_key": world.keys["alice"]})
+    assert r.status_code == 403 and "csrf_token: missing or wrong" in shown(r)
+    assert world.client.get("/portal/subjects/alice",
+                            follow_redirects=False).status_code == 303
+
+
+def test_session_cookie_is_httponly_samesite_signed_and_holds_no_key(world: World) -> None:
+    form = world.client.get("/portal/sign-in")
+    r = world.client.post("/portal/sign-in", follow_redirects=False,
+                          data={"csrf_token": csrf_of(form.text), "api_key": world.keys["alice"]})
+    assert r.status_code == 303 and r.headers["location"] == "/portal/subjects/alice"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie and "Path=/portal" in cookie
+    value = world.client.cookies[COOKIE]
+    assert world.keys["alice"] not in value and world.keys["alice"][3:20] not in value
+    # A tampered cookie is no session.
+    body, mac = value.split(".")
+    stored = next(c for c in world.client.cookies.jar if c.name == COOKIE)
+    world.client.cookies.set(COOKIE, body + "." + mac[::-1], domain=stored.domain,
+                             path="/portal")
+    assert world.client.get("/portal/subjects/alice",
+                            follow_redirects=False).status_code == 303
+
+
+def test_an_expired_or_foreign_session_is_no_session() -> None:
+    sessions = Sessions(b"k" * 32)
+    value = sessions.encode(Session("p1", "token", 1_000.0))
+    assert sessions.decode(value, now=1_000.0 + MAX_AGE) == Session("p1", "token", 1_000.0)
+    assert sessions.decode(value, now=1_001.0 + MAX_AGE) is None
+    assert Sessions(b"x" * 32).decode(value, now=1_000.0) is None
+    assert sessions.decode("garbage", now=1_000.0) is None
+
+
+def test_a_revoked_key_ends_its_session(world: World) -> None:
+    assert sign_in(world.client, world.keys["alice"]).status_code == 200
+    revoke_principal(world.ledger, world.principals["alice"].id)
+    r = world.client.get("/portal/subjects/alice", follow_redirects=False)
+    assert r.status_code == 303 and "why=" in r.headers["location"]
+
+
+def test_sign_out_needs_the_token_and_ends_the_session(world: World) -> None:
+    page = sign_in(world.client, world.keys["alice"])
+    assert world.client.post("/portal/sign-out", data={}).status_code == 403
+    assert world.client.get("/portal/subjects/alice").status_code == 200
+    world.client.post("/portal/sign-out", data={"csrf_token": csrf_of(page.text)})
+    assert world.client.get("/portal/subjects/alice",
+                            follow_redirects=False).status_code == 303
+
+
+# -- roles ---------------------------------------------------------------------------------
+
+def test_a_subject_cannot_open_another_subjects_page_or_staff_pages(world: World) -> None:
+    sign_in(world.client, world.keys["alice"])
+    other = world.client.get("/portal/subjects/bob")
+    assert other.status_code == 403
+    assert "a subject may see and change only their own data" in shown(other)
+    assert "bill overdue" not in shown(other).lower()
+    assert world.client.get("/portal/reviewer").status_code == 403
+    assert world.client.get("/portal/operator").status_code == 403
+
+
+def test_staff_cannot_open_a_subjects_page(world: World) -> None:
+    sign_in(world.client, world.keys["operator"])
+    assert world.client.get("/portal/subjects/alice").status_code == 403
+    assert world.client.get("/portal/reviewer").status_code == 403
+
+
+def test_a_source_lands_on_a_page_pointing_to_the_api(world: World) -> None:
+    r = sign_in(world.client, world.keys["source"])
+    assert r.status_code == 200 and "works with the HTTP API" in shown(r)
+
+
+# -- the subject's forms -------------------------------------------------------------------
+
+def test_csrf_missing_or_wrong_is_refused_and_changes_nothing(world: World) -> None:
+    opted_in_bob(world)
+    seq = event_seq(world, "bob", "bill_overdue")
+    before = world.ledger.head()
+    for token in (None, "wrong", ""):
+        data = {"event_seq": str(seq), "reason": "I paid it"}
+        if token is not None:
+            data["csrf_token"] = token
+        r = world.client.post("/portal/subjects/bob/disputes", data=data)
+        assert r.status_code == 403 and "csrf_token: missing or wrong" in shown(r)
+    assert_unchanged(world, before)
+
+
+def test_another_sessions_token_is_refused(world: World) -> None:
+    token = opted_in_bob(world)
+    seq = event_seq(world, "bob", "bill_overdue")
+    with TestClient(world.client.app) as other:
+        sign_in(other, world.keys["bob"])
+        before = world.ledger.head()
+        r = other.post("/portal/subjects/bob/disputes",
+                       data={"csrf_token": token, "event_seq": str(seq), "reason": "x"})
+        assert r.status_code == 403
+        assert_unchanged(world, before)
+
+
+def test_disputing_an_event_changes_the_score(world: World) -> None:
+    token = opted_in_bob(world)
+    before = score_on(world.client.get("/portal/subjects/bob").text)
+    seq = event_seq(world, "bob", "bill_overdue")
+    r = world.client.post("/portal/subjects/bob/disputes",
+                          data={"csrf_token": token, "event_seq": str(seq),
+                                "reason": "I paid this bill on time"})
+    assert r.status_code == 200 and "Your dispute was recorded" in shown(r)
+    assert score_on(r.text) > before
+    assert "not counting while under review" in shown(r)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"event_seq": "", "reason": "why"}, "event_seq: required"),
+    ({"event_seq": "abc", "reason": "why"}, "event_seq: 'abc' is not a ledger seq"),
+    ({"event_seq": "999999", "reason": "why"}, "event_seq: subject 'bob' has no event"),
+    ({"event_seq": "SEQ", "reason": "   "}, "reason: required"),
+])
+def test_a_bad_dispute_is_refused_with_the_field_named(world: World, data: dict[str, str],
+                                                       message: str) -> None:
+    token = opted_in_bob(world)
+    seq = event_seq(world, "bob", "bill_overdue")
+    before = world.ledger.head()
+    form = {k: v.replace("SEQ", str(seq)) for k, v in data.items()}
+    r = world.client.post("/portal/subjects/bob/disputes", data={"csrf_token": token, **form})
+    assert r.status_code in (404, 422)
+    assert message in shown(r) and 'role="alert"' in shown(r)
+    assert_unchanged(world, before)
+
+
+def test_disputing_someone_elses_event_is_refused(world: World) -> None:
+    token = opted_in_bob(world)
+    before = world.ledger.head()
+    r = world.client.post("/portal/subjects/bob/disputes",
+                          data={"csrf_token": token,
+                                "event_seq": str(event_seq(world, "alice", "bill_paid")),
+                                "reason": "not mine"})
+    assert r.status_code == 404 and "has no event" in shown(r)
+    r = world.client.post("/portal/subjects/alice/disputes",
+                          data={"csrf_token": token, "event_seq": "1", "reason": "x"})
+    assert r.status_code == 403
+    assert_unchanged(world, before)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"scope": "decision", "party": "nobody", "purpose": "rental_deposit"},
+     "party: there is no relying party named"),
+    ({"scope": "decision", "party": "rentals", "purpose": "consumer_credit"},
+     "party: 'rentals' is not accredited for purpose"),
+    ({"scope": "decision", "party": "", "purpose": "rental_deposit"}, "party:"),
+    ({"scope": "scorecard", "scorecard": "nope"}, "scorecard: 'nope' is not an opt-in"),
+    ({"scope": "scorecard", "scorecard": "sesame", "expires_on": "2020-01-01"},
+     "expires_at: 2020-01-01T00:00:00+00:00 is not in the future"),
+    ({"scope": "scorecard", "scorecard": "sesame", "expires_on": "tomorrow"},
+     "expires_on: 'tomorrow' is not a date"),
+    ({"scope": "everything"}, "scope: choose"),
+])
+def test_a_bad_consent_is_refused_with_the_field_named(world: World, data: dict[str, str],
+                                                       message: str) -> None:
+    page = sign_in(world.client, world.keys["alice"])
+    before = world.ledger.head()
+    r = world.client.post("/portal/subjects/alice/consents",
+                          data={"csrf_token": csrf_of(page.text), **data})
+    assert r.status_code == 422, r.text[:500]
+    assert message in shown(r)
+    assert_unchanged(world, before)
+
+
+def test_consent_granted_and_withdrawn(world: World) -> None:
+    page = sign_in(world.client, world.keys["alice"])
+    token = csrf_of(page.text)
+    r = world.client.post("/portal/subjects/alice/consents",
+                          data={"csrf_token": token, "scope": "decision", "party": "rentals",
+                                "purpose": "rental_deposit"})
+    assert r.status_code == 200 and "decision for party 'rentals'" in shown(r)
+    seq = re.search(r'/consents/(\d+)/withdraw', r.text)
+    assert seq
+    r = world.client.post(f"/portal/subjects/alice/consents/{seq.group(1)}/withdraw",
+                          data={"csrf_token": token})
+    assert r.status_code == 200 and "withdrawn" in shown(r)
+    before = world.ledger.head()
+    again = world.client.post(f"/portal/subjects/alice/consents/{seq.group(1)}/withdraw",
+                              data={"csrf_token": token})
+    assert again.status_code == 422 and "was already withdrawn" in shown(again)
+    assert_unchanged(world, before)
+
+
+def test_a_bad_review_request_is_refused(world: World) -> None:
+    token = opted_in_bob(world)
+    before = world.ledger.head()
+    r = world.client.post("/portal/subjects/bob/reviews", data={"csrf_token": token})
+    assert r.status_code == 422 and "measure: required" in shown(r)
+    r = world.client.post("/portal/subjects/bob/reviews",
+                          data={"csrf_token": token, "measure": "no_such_measure"})
+    assert r.status_code == 404 and "has no measure" in shown(r)
+    assert_unchanged(world, before)
+
+
+def test_what_if_answers_and_refuses_bad_questions(world: World) -> None:
+    opted_in_bob(world)
+    seq = event_seq(world, "bob", "bill_overdue")
+    r = world.client.get(f"/portal/subjects/bob?remove={seq}&target=sesame:600-649")
+    assert r.status_code == 200 and 'id="whatif-result"' in shown(r)
+    assert re.search(r"sesame: [\d.]+ → [\d.]+ \(\+", r.text)
+    assert "what it takes to reach tier 600-649 on sesame" in shown(r)
+    bad = world.client.get("/portal/subjects/bob?at=next-year")
+    assert bad.status_code == 422 and "at: 'next-year' is not a date" in shown(bad)
+    bad = world.client.get("/portal/subjects/bob?target=sesame:gold")
+    assert bad.status_code == 422 and "target: scorecard sesame has no tier" in shown(bad)
+
+
+def test_a_form_that_is_not_url_encoded_is_refused(world: World) -> None:
+    token = opted_in_bob(world)
+    before = world.ledger.head()
+    r = world.client.post("/portal/subjects/bob/disputes", json={"csrf_token": token})
+    assert r.status_code == 422 and "content-type:" in shown(r)
+    assert_unchanged(world, before)
+
+
+# -- reviewer ------------------------------------------------------------------------------
+
+def test_reviewer_resolves_a_dispute_and_the_read_is_logged(world: World) -> None:
+    token = opted_in_bob(world)
+    seq = event_seq(world, "bob", "bill_overdue")
+    disputed = world.client.post("/portal/subjects/bob/disputes",
+                                 data={"csrf_token": token, "event_seq": str(seq),
+                                       "reason": "I paid it"})
+    disputed_score = score_on(disputed.text)
+    with TestClient(world.client.app) as reviewer:
+        queue = sign_in(reviewer, world.keys["reviewer"])
+        assert queue.status_code == 200 and "Open disputes (1)" in shown(queue)
+        assert "bob" not in shown(queue) and "I paid it" not in shown(queue)
+        assert "29 d" in shown(queue) or "30 d" in shown(queue)
+        case = re.search(r'href="(/portal/reviewer/disputes/(\d+))"', queue.text)
+        assert case
+        assert access_log(world.ledger, "bob") == []
+        page = reviewer.get(case.group(1))
+        assert page.status_code == 200 and "I paid it" in shown(page)
+        reads = access_log(world.ledger, "bob")
+        assert [(a.role, a.purpose, a.read) for a in reads] == [
+            ("reviewer", "dispute resolution", "dispute")]
+        before = world.ledger.head()
+        for data, message in (({"outcome": "valid", "reason": ""}, "reason: required"),
+                              ({"outcome": "maybe", "reason": "x"}, "outcome: 'maybe'"),
+                              ({"reason": "x"}, "outcome: '' is not one of")):
+            bad = reviewer.post(case.group(1), data={"csrf_token": csrf_of(page.text), **data})
+            assert bad.status_code == 422 and message in shown(bad)
+        assert world.ledger.head()[0] == before[0] + 3  # only the three reads were logged
+        assert reviewer.post(case.group(1), data={"outcome": "valid", "reason": "x"}
+                             ).status_code == 403
+        done = reviewer.post(case.group(1), data={"csrf_token": csrf_of(page.text),
+                                                  "outcome": "valid",
+                                                  "reason": "The bill was overdue."})
+        assert done.status_code == 200 and "Open disputes (0)" in shown(done)
+    after = world.client.get("/portal/subjects/bob")
+    assert score_on(after.text) < disputed_score
+    assert "The bill was overdue." in shown(after)
+    # The subject sees who read their data.
+    assert "dispute resolution" in shown(after)
+
+
+def test_unknown_cases_are_not_found(world: World) -> None:
+    sign_in(world.client, world.keys["reviewer"])
+    r = world.client.get("/portal/reviewer/disputes/999999")
+    assert r.status_code == 404 and "dispute_seq: there is no dispute 999999" in shown(r)
+    r = world.client.get("/portal/reviewer/reviews/999999")
+    assert r.status_code == 404 and "request_seq: there is no review request" in shown(r)
+
+
+# -- operator ------------------------------------------------------------------------------
+
+def test_operator_sees_a_refused_policys_linter_message_and_nothing_is_published(
+        world: World) -> None:
+    page = sign_in(world.client, world.keys["operator"])
+    assert page.status_code == 200 and "passes every safeguard rule" in shown(page)
+    before = world.ledger.head()
+    text = (REFUSED / "scoring_comments.yaml").read_text(encoding="utf-8")
+    r = world.client.post("/portal/operator/policies",
+                          data={"csrf_token": csrf_of(page.text), "source": text})
+    assert r.status_code == 422
+    assert "Refused: the policy breaks a safeguard; nothing was published." in shown(r)
+    assert "[out-of-bounds-category] safeguard 1" in shown(r)
+    assert "policy:9:5: event_types.online_comment.category" in shown(r)
+    assert "online_comment" in shown(r)  # the pasted text is kept in the form
+    broken = world.client.post("/portal/operator/policies",
+                               data={"csrf_token": csrf_of(page.text), "source": "policy: ["})
+    assert broken.status_code == 422 and "the policy is not valid" in shown(broken)
+    empty = world.client.post("/portal/operator/policies",
+                              data={"csrf_token": csrf_of(page.text), "source": ""})
+    assert empty.status_code == 422 and "source:" in shown(empty)
+    assert_unchanged(world, before)
+
+
+def test_operator_publishes_a_policy(world: World) -> None:
+    page = sign_in(world.client, world.keys["operator"])
+    text = SESAME.read_text(encoding="utf-8").replace(
+        "title: Sesame-style", "title: Revised Sesame-style")
+    r = world.client.post("/portal/operator/policies",
+                          data={"csrf_token": csrf_of(page.text), "source": text})
+    assert r.status_code == 200 and "The policy version was published." in shown(r)
+    assert r.text.count("passes every safeguard rule") == 2
+    again = world.client.post("/portal/operator/policies",
+                              data={"csrf_token": csrf_of(page.text), "source": text})
+    assert "published before; nothing changed" in shown(again)
+
+
+def test_operator_statistics_and_activity_name_no_subject(world: World) -> None:
+    sign_in(world.client, world.keys["operator"])
+    first = world.client.get("/portal/operator")
+    assert first.status_code == 200
+    service = world.client.app.state.service  # type: ignore[attr-defined]
+    service.statistics.wait(60)
+    r = world.client.get("/portal/operator")
+    assert "score histogram" in shown(r) and "Subjects per tier" in shown(r)
+    # Two subjects: every non-empty cell is under k = 10, so suppressed.
+    assert "fewer than 10" in shown(r)
+    assert "alice" not in shown(r) and ">bob<" not in shown(r)
+    rows = re.findall(r"<tr><td>(\d{4}-\d\d-\d\d)</td><td class=\"num\">([\d,]+)</td>", r.text)
+    assert len(rows) == 30 and sum(int(n) for _, n in rows) == 4  # the world's 4 events
+
+
+# -- assets and headers --------------------------------------------------------------------
+
+def test_pages_use_only_the_apps_own_assets(world: World) -> None:
+    css = world.client.get("/portal/static/portal.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    page = opted_in_bob(world)
+    del page
+    html = world.client.get("/portal/subjects/bob")
+    assert "default-src 'none'" in html.headers["content-security-policy"]
+    assert html.headers["cache-control"] == "no-store"
+    assert not re.search(r'(src|href)="(https?:)?//', html.text)
+    assert '<html lang="en">' in shown(html) and "<script" not in shown(html)
+    # Every visible form control has a label.
+    ids = set(re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', html.text))
+    labelled = set(re.findall(r'<label for="([^"]+)"', html.text))
+    assert ids and ids <= labelled
+
+
+def test_the_portal_is_not_in_the_api_schema(world: World) -> None:
+    paths = world.client.get("/openapi.json").json()["paths"]
+    assert not [p for p in paths if p.startswith("/portal")]
+
+
