@@ -1,7 +1,8 @@
 """Aggregate statistics for the operator: score histograms, tier and measure counts.
 
-Computed over every subject by :func:`trustledger.scoring.assess` (the reference
-engine with each subject's rights applied, as for decisions), in a
+Computed over every subject with each subject's rights applied, by
+:func:`trustledger.api.view.current_scores` (the incremental engine where the policy
+allows, else :func:`trustledger.scoring.assess`, as for decisions), in a
 background thread, and cached for the ledger's data version; a request while none
 is ready gets HTTP 202 with progress. Never a subject name: only counts, and every
 cell under ``k`` subjects (DESIGN.md safeguard 4, k = 10) is suppressed — with a
@@ -21,14 +22,19 @@ from datetime import datetime
 from typing import Any
 
 from trustledger.api.settings import Settings
-from trustledger.api.view import NOT_SUBJECT_STATE, LedgerView
-from trustledger.engine import Evaluation, Event
+from trustledger.api.view import (
+    NOT_SUBJECT_STATE,
+    CurrentScores,
+    LedgerView,
+    SubjectRecord,
+    current_scores,
+)
+from trustledger.engine import Event
 from trustledger.errors import ErasedError
 from trustledger.ledger import Entry
 from trustledger.ledger.chain import EVENT_KIND
 from trustledger.policy import CompiledPolicy
 from trustledger.principals import ServiceLedger
-from trustledger.scoring import assess
 
 log = logging.getLogger("trustledger.api")
 
@@ -51,15 +57,16 @@ def _cells(labels: Sequence[str], counts: Sequence[int], k: int) -> list[dict[st
             for label, count, shown in zip(labels, counts, suppress(counts, k), strict=True)]
 
 
-def aggregate(results: Sequence[Evaluation], policy: CompiledPolicy, settings: Settings
+def aggregate(results: Sequence[CurrentScores], policy: CompiledPolicy, settings: Settings
               ) -> dict[str, Any]:
-    """The statistics of a population's evaluations (no names, small cells suppressed)."""
+    """The statistics of a population's scores (no names, small cells suppressed).
+
+    A scorecard without a score (an opt-in one without consent) counts as not consented.
+    """
     k, width = settings.suppress_below, settings.histogram_width
     cards: dict[str, Any] = {}
     for name, card in policy.scorecards.items():
-        scores = [r.scorecards[name].score for r in results
-                  if r.scorecards[name].consented and r.scorecards[name].score is not None]
-        scored = [s for s in scores if s is not None]
+        scored = [s for r in results if (s := r.scores[name]) is not None]
         bins: list[dict[str, Any]] = []
         if scored:
             low = card.floor if card.floor is not None else math.floor(min(scored) / width) * width
@@ -73,8 +80,8 @@ def aggregate(results: Sequence[Evaluation], policy: CompiledPolicy, settings: S
                 bins.append({"low": edge, "high": min(edge + width, high), "subjects": shown,
                              "suppressed": shown is None and count > 0})
         tiers = [t.name for t in card.tiers]
-        tier_counts = [sum(1 for r in results if r.scorecards[name].consented
-                           and r.scorecards[name].tier == t) for t in tiers]
+        tier_counts = [sum(1 for r in results if r.scores[name] is not None
+                           and r.tiers[name] == t) for t in tiers]
         no_tier = len(scored) - sum(tier_counts)
         labels = tiers + (["(below every tier)"] if no_tier else [])
         counts_all = tier_counts + ([no_tier] if no_tier else [])
@@ -82,7 +89,7 @@ def aggregate(results: Sequence[Evaluation], policy: CompiledPolicy, settings: S
         cards[name] = {"scored": head[0], "not_consented": head[1], "histogram": bins,
                        "tiers": _cells(labels, counts_all, k) if tiers else []}
     measures = list(policy.measures)
-    in_force = [sum(1 for r in results if r.measures[m].in_force) for m in measures]
+    in_force = [sum(1 for r in results if r.in_force[m]) for m in measures]
     return {"policy": policy.name, "policy_hash": policy.hash, "subjects": len(results),
             "suppress_below": k, "scorecards": cards,
             "measures": [{"label": f"{m} in force", "subjects": c if not 0 < c < k else None,
@@ -96,8 +103,8 @@ def suppress_erased() -> contextlib.suppress:
 
 
 def population(ledger: ServiceLedger, policy: CompiledPolicy, at: datetime,
-               progress: list[int]) -> list[Evaluation]:
-    """Every subject's evaluation at ``at`` with its rights applied (:func:`assess`).
+               progress: list[int]) -> list[CurrentScores]:
+    """Every subject's scores at ``at`` with its rights applied (:func:`current_scores`).
 
     Erased subjects are left out (they have no data).
     """
@@ -112,9 +119,10 @@ def population(ledger: ServiceLedger, policy: CompiledPolicy, at: datetime,
     progress[1] = len(by_subject)
     results = []
     for subject in sorted(by_subject):
+        record = SubjectRecord(subject, 0, tuple(by_subject[subject]),
+                               tuple(records.get(subject, ())))
         with suppress_erased():
-            results.append(assess(policy, subject, by_subject[subject],
-                                  records.get(subject, []), at).evaluation)
+            results.append(current_scores(record, policy, at))
         progress[0] += 1
     return results
 

@@ -10,10 +10,18 @@ nothing else.
 
 Subjects are loaded on demand with one indexed query (their events and every
 rights record: consents, disputes, reviews, erasure; not the access log) and kept
-in a bounded LRU. :func:`current_assessment` is the one place a subject's current
-state is evaluated for the service: it calls :func:`trustledger.scoring.assess`
-(the reference engine with the subject's rights applied), and is the switch point
-for the incremental engine (``engine/incremental.py``).
+in a bounded LRU. Two functions score a subject for the service:
+
+* :func:`current_assessment` — :func:`trustledger.scoring.assess` (the reference
+  engine with the subject's rights applied): the full derivation, reasons and
+  measure histories. Decisions, the subject's scores, what-if and reviews use it:
+  each of them shows reasons (safeguard 5), which only the reference fold gives.
+* :func:`current_scores` — scores, tiers and measure states only, read from the
+  incremental engine (:class:`trustledger.engine.incremental.SubjectState`) kept
+  per cached subject, in O(1) amortized time, falling back to the reference where
+  the incremental state cannot answer (measures with a holding time or a
+  prerequisite, human reviews, statistical scorecards). The operator's statistics
+  use it. Both are equal to the reference evaluation (tests check it).
 """
 
 from __future__ import annotations
@@ -22,13 +30,16 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from typing import Literal
 
 from trustledger.api.access import ACCESS_READ
 from trustledger.engine import Event
-from trustledger.errors import NotFoundError
+from trustledger.engine.incremental import SubjectState, stateless_measures
+from trustledger.errors import ErasedError, NotFoundError
 from trustledger.ledger import Entry
 from trustledger.ledger.chain import EVENT_KIND
 from trustledger.policy import CompiledPolicy
@@ -36,7 +47,9 @@ from trustledger.principals import KINDS as PRINCIPAL_KINDS
 from trustledger.principals import Change, ServiceLedger
 from trustledger.principals.ledger import CHANGES_PAGE
 from trustledger.rights.consent import Consent, active_consents
+from trustledger.rights.dispute import fold_disputes, split_disputed
 from trustledger.rights.erasure import erased_at
+from trustledger.rights.review import fold_reviews
 from trustledger.scoring import PUBLISHED, Assessment, PublishedPolicy, assess, published_policies
 
 NOT_SUBJECT_STATE = frozenset({ACCESS_READ, *PRINCIPAL_KINDS})
@@ -89,11 +102,20 @@ class SubjectRecord:
     events: tuple[Event, ...]
     records: tuple[Entry, ...]
     assessment: Assessment | None = field(default=None)
+    incremental: Incremental | None = field(default=None, repr=False)
+    """The incremental engine state of the subject's scored events (:func:`current_scores`)."""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    """Held while the incremental state is read or rebuilt (reading it moves its clock)."""
 
-    @property
+    @cached_property
     def erased(self) -> bool:
         """Whether the subject was erased on request (then there is no data to show)."""
         return erased_at(self.records) is not None
+
+    @cached_property
+    def latest_occurred(self) -> datetime | None:
+        """When the subject's latest event occurred (``None``: no events)."""
+        return max((e.occurred_at for e in self.events), default=None)
 
     def consents(self, at: datetime) -> list[Consent]:
         """The consents in force at ``at``."""
@@ -104,6 +126,97 @@ class SubjectRecord:
         return frozenset(c.scorecard for c in self.consents(at)
                          if c.scope == "scorecard" and c.scorecard is not None
                          and c.scorecard in policy.scorecards)
+
+
+@dataclass(frozen=True, slots=True)
+class Incremental:
+    """A :class:`~trustledger.engine.incremental.SubjectState` and what it was built for.
+
+    ``key``: the policy hash, the opt-ins and the events disputes leave out; when any
+    of them differs at a read, the state is rebuilt from the subject's events.
+    """
+
+    key: tuple[str, frozenset[str], frozenset[tuple[str, str]]]
+    state: SubjectState
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentScores:
+    """A subject's scores, tiers and measures in force now, without their derivation.
+
+    What the incremental engine answers in O(1) amortized time: equal to the
+    reference assessment's (``scoring.assess``) scores, tiers and measure states.
+    ``path`` says which engine answered: ``incremental``, or ``reference`` where the
+    incremental state cannot (see :func:`current_scores`).
+    """
+
+    policy_hash: str
+    valid_at: datetime
+    scores: Mapping[str, float | None]
+    totals: Mapping[str, float | None]
+    """Base plus every contribution, before the floor and ceiling."""
+    tiers: Mapping[str, str | None]
+    in_force: Mapping[str, bool]
+    path: Literal["incremental", "reference"]
+
+
+def incremental_allowed(policy: CompiledPolicy) -> bool:
+    """Whether the incremental state answers every score and measure of ``policy``.
+
+    Not when a measure depends on its own past (a holding time, a prerequisite: the
+    reference fold decides those) or a scorecard is statistical (it needs attributes
+    given at decision time).
+    """
+    if any(getattr(card, "model", None) is not None for card in policy.scorecards.values()):
+        return False
+    return stateless_measures(policy) == frozenset(policy.measures)
+
+
+def current_scores(record: SubjectRecord, policy: CompiledPolicy,
+                   now: datetime) -> CurrentScores:
+    """The subject's scores, tiers and measures now, read from the incremental state.
+
+    The state holds the subject's events minus those disputes leave out now, with the
+    opt-ins in force now; it is built once per cached subject (and again when the
+    policy, the opt-ins or the disputed events change), then each read costs O(1)
+    amortized and never replays history. Equal to :func:`current_assessment`'s
+    evaluation (a test checks it after appends in and out of order). The reference
+    assessment answers instead when :func:`incremental_allowed` says no, when a human
+    review applies (it rewrites a measure), or an event occurs after ``now``.
+    Raises as :func:`current_assessment` does.
+    """
+    if record.erased:
+        raise ErasedError(record.subject)
+    if not record.events:
+        raise NotFoundError(f"subject {record.subject!r} has no events in the ledger")
+    latest = record.latest_occurred
+    future = latest is not None and latest > now
+    if future or fold_reviews(record.records, now) or not incremental_allowed(policy):
+        result = current_assessment(record, policy, now, 0.0).evaluation
+        return CurrentScores(
+            result.policy_hash, now, {n: c.score for n, c in result.scorecards.items()},
+            {n: c.total for n, c in result.scorecards.items()},
+            {n: c.tier for n, c in result.scorecards.items()},
+            {n: m.in_force for n, m in result.measures.items()}, "reference")
+    opt_ins = record.opt_ins(now, policy)
+    disputes = fold_disputes(record.records, now)
+    left: list[Event] = []
+    if disputes:
+        _, out = split_disputed(policy, record.events, disputes, now)
+        left = [event for event, _ in out]
+    key = (policy.hash, opt_ins, frozenset(e.key for e in left))
+    with record.lock:
+        built = record.incremental
+        if built is None or built.key != key:
+            state = SubjectState.empty(policy, opt_ins)
+            gone = key[2]
+            for event in record.events:
+                if event.key not in gone:
+                    state.apply(event)
+            built = record.incremental = Incremental(key, state)
+        reading = built.state.read(now)
+    return CurrentScores(policy.hash, now, dict(reading.scores), dict(reading.totals),
+                         dict(reading.tiers), dict(reading.measures), "incremental")
 
 
 def current_assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime,

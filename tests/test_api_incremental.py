@@ -1,0 +1,163 @@
+"""The service's incremental scores equal the reference evaluation, append after append.
+
+Sources append over HTTP — in order, out of order, recorded late, corrections and
+retractions, a dispute opened and answered — and after every step the scores, tiers
+and measure states :func:`trustledger.api.view.current_scores` reads from the
+incremental state equal :func:`trustledger.scoring.assess_subject` at the same moment.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.test_api import SESAME, World, build_world
+from trustledger.api.service import Service
+from trustledger.api.view import current_scores, incremental_allowed
+from trustledger.policy import parse_policy
+from trustledger.scoring import assess_subject
+
+NO_HOLD = SESAME.read_text().replace("    hold: P90D\n", "")
+"""Sesame without its holding time: every measure is stateless, so incremental answers."""
+
+
+class Clock:
+    """The service's clock, ahead of the ledger's so every append is known at it."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC) + timedelta(minutes=5)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def world(database_url: str, clock: Clock) -> Iterator[World]:
+    yield from build_world(database_url, clock=clock)
+
+
+def service(w: World) -> Service:
+    found: Service = w.client.app.state.service  # type: ignore[attr-defined]
+    return found
+
+
+def check(w: World, clock: Clock, path: str) -> None:
+    """Alice's current scores from the service equal the reference assessment now."""
+    svc = service(w)
+    svc.view.sync()
+    policy = svc.view.policy_in_force(clock.at)
+    got = current_scores(svc.view.subject("alice"), policy, clock.at)
+    want = assess_subject(w.ledger, "alice", policy, clock.at).evaluation
+    assert got.path == path
+    for name, card in want.scorecards.items():
+        if card.score is None or card.total is None:
+            assert got.scores[name] is None and got.totals[name] is None
+        else:
+            assert got.scores[name] == pytest.approx(card.score, abs=1e-9)
+            assert got.totals[name] == pytest.approx(card.total, abs=1e-9)
+        assert got.tiers[name] == card.tier
+    assert got.in_force == {n: m.in_force for n, m in want.measures.items()}
+
+
+def appends(seed: int, count: int) -> Iterator[dict[str, Any]]:
+    """Random events of bank-a about alice: in order, out of order, corrections, retractions."""
+    rng = random.Random(seed)
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    made: list[str] = []
+    for i in range(count):
+        days = rng.uniform(-400, 250)  # negative: occurred long before earlier appends
+        kind = rng.choice(["repayment_on_time", "repayment_late", "bill_paid", "bill_overdue",
+                           "debt_default"])
+        attributes: dict[str, Any] = {
+            "repayment_on_time": {"amount": rng.choice([50.0, 400.0, 2000.0])},
+            "repayment_late": {"days_late": rng.randint(1, 90), "amount": 100.0},
+            "bill_paid": {},
+            "bill_overdue": {"days_overdue": rng.randint(1, 400)},
+            "debt_default": {"amount": 1000.0},
+        }[kind]
+        body: dict[str, Any] = {
+            "source_event_id": f"r{seed}-{i}", "subject": "alice", "type": kind,
+            "occurred_at": (base + timedelta(days=days)).isoformat(), "attributes": attributes}
+        roll = rng.random()
+        if made and roll < 0.12:
+            body.update(type="retraction", attributes={}, supersedes=rng.choice(made))
+        elif made and roll < 0.24:
+            body["supersedes"] = rng.choice(made)
+        made.append(body["source_event_id"])
+        yield body
+
+
+def test_policy_without_holds_is_read_incrementally() -> None:
+    assert incremental_allowed(parse_policy(NO_HOLD, "no-hold"))
+    assert not incremental_allowed(parse_policy(SESAME.read_text(), "sesame"))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_incremental_scores_equal_the_reference_after_each_append(
+        world: World, clock: Clock, seed: int) -> None:
+    published = world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
+    assert published.status_code == 201, published.text
+    world.opt_in("alice")
+    check(world, clock, "incremental")
+    for step, body in enumerate(appends(seed, 30)):
+        r = world.call("source", "POST", "/v1/events", json=body)
+        if r.status_code == 404:  # a retraction of an event already retracted or superseded
+            continue
+        assert r.status_code in (200, 201), r.text
+        if step % 3 == 0:
+            clock.at += timedelta(days=3)  # reads move forward as the state's clock does
+        check(world, clock, "incremental")
+    # A dispute leaves an adverse event out; the state is rebuilt without it.
+    policy = service(world).view.policy_in_force(clock.at)
+    now = assess_subject(world.ledger, "alice", policy, clock.at)
+    counting = {c.event for c in now.evaluation.scorecards["sesame"].contributions
+                if c.counted and c.points_now < 0}
+    adverse = next(e for e in now.scored if e.key in counting)
+    opened = world.call("alice", "POST", "/v1/subjects/alice/disputes",
+                        json={"event_seq": adverse.seq, "reason": "not mine"})
+    assert opened.status_code == 201, opened.text
+    check(world, clock, "incremental")
+    clock.at += timedelta(days=40)  # unverified: lapsed, still out
+    check(world, clock, "incremental")
+    # Withdrawing the opt-in: no Sesame score from the next read on.
+    consent = next(c for c in world.call("alice", "GET", "/v1/subjects/alice/consents").json()
+                   if c["scope"] == "scorecard")
+    world.call("alice", "DELETE", f"/v1/subjects/alice/consents/{consent['seq']}")
+    check(world, clock, "incremental")
+
+
+def test_holds_and_reviews_are_answered_by_the_reference(world: World, clock: Clock) -> None:
+    world.opt_in("alice")
+    check(world, clock, "reference")  # Sesame's priority_service has a holding time
+    world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
+    check(world, clock, "incremental")
+    asked = world.call("alice", "POST", "/v1/subjects/alice/reviews",
+                       json={"measure": "deposit_free_rental"})
+    assert asked.status_code == 201, asked.text
+    world.call("reviewer", "POST", f"/v1/reviewer/reviews/{asked.json()['seq']}/resolution",
+               json={"decision": "lifted", "reason": "long record of returns"})
+    check(world, clock, "reference")
+
+
+def test_statistics_equal_the_reference_population(world: World, clock: Clock) -> None:
+    from trustledger.api.statistics import population
+
+    world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
+    for subject in ("alice", "bob"):
+        world.opt_in(subject)
+    policy = service(world).view.policy_in_force(clock.at)
+    results = population(world.ledger, policy, clock.at, [0, 0])
+    assert [r.path for r in results] == ["incremental", "incremental"]
+    for subject, got in zip(("alice", "bob"), results, strict=True):
+        want = assess_subject(world.ledger, subject, policy, clock.at).evaluation
+        assert got.scores["sesame"] == pytest.approx(want.scorecards["sesame"].score, abs=1e-9)
+        assert got.in_force == {n: m.in_force for n, m in want.measures.items()}
