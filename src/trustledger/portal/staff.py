@@ -1,15 +1,14 @@
 """The reviewer's queue and cases, and the operator's policies and population at a glance.
 
-**Reviewer.** The queue lists every dispute a reviewer may still resolve (not yet
-resolved, not closed by its source's correction or retraction) and every pending
-human-review request, with the SLA countdown (DESIGN.md safeguard 6: 30 days, 45
-with new information; human review has no SLA in the rights module, so its age is
-shown). The queue names no subject and quotes nothing of theirs; opening a case
-shows the subject's dispute or request and is recorded in the subject's access
-log first (the same record the API writes for a read: who, role, purpose, what),
-so the subject sees who looked. Resolving calls
-:func:`~trustledger.rights.resolve_dispute` / :func:`~trustledger.rights.resolve_review`
-with the reviewer's written reason.
+**Reviewer.** The queue is the API's (:func:`trustledger.api.rights.queue`): every
+dispute a reviewer may still resolve and every pending human-review request,
+earliest due first, with the SLA countdown (DESIGN.md safeguard 6: a dispute's
+source has 30 days, 45 with new information; a review is due 30 days after the
+request). Every read is access-logged about its subject exactly as the API's
+reviewer routes do (:func:`trustledger.api.rights.case_reads`, committed before the
+page is sent): the queue, each case opened, each case resolved — so the subject
+sees who looked. Resolving calls :func:`~trustledger.rights.resolve_dispute` /
+:func:`~trustledger.rights.resolve_review` with the reviewer's written reason.
 
 **Operator.** Published policy versions with the safeguards linter run again on
 each; publishing pasted YAML through the API's own handler (a refused policy
@@ -21,7 +20,6 @@ logged per day (:mod:`trustledger.portal.activity`). Never a subject's name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -29,14 +27,13 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trustledger.api.access import access_record
+from trustledger.api import rights as shown
 from trustledger.api.auth import service_of
 from trustledger.api.problems import classify
 from trustledger.api.routers import operator as operator_api
 from trustledger.api.schemas import PolicySubmission
 from trustledger.api.service import Caller
 from trustledger.errors import LintError, NotFoundError, PolicyError, TrustLedgerError
-from trustledger.ledger import Entry
 from trustledger.portal.activity import activity
 from trustledger.portal.charts import Bar, bar_chart
 from trustledger.portal.session import Session
@@ -49,45 +46,19 @@ from trustledger.portal.web import (
     signed_in_form,
     signed_in_page,
 )
-from trustledger.principals import Role, ServiceLedger
-from trustledger.rights import dispute as disputes_module
-from trustledger.rights import review as reviews_module
-from trustledger.rights.dispute import Answer, Dispute, get_dispute, resolve_dispute
-from trustledger.rights.review import Review, get_review, resolve_review
+from trustledger.principals import Role
+from trustledger.rights.dispute import Answer, get_dispute, resolve_dispute
+from trustledger.rights.review import get_review, resolve_review
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 CaseSeq = Annotated[int, Path(ge=1, le=2**62)]
-DISPUTE_PURPOSE = "dispute resolution"
-"""The purpose a reviewer's read of a dispute is logged under."""
-REVIEW_PURPOSE = "human review"
-"""The purpose a reviewer's read of a review request is logged under."""
 
 
-def _merged(ledger: ServiceLedger, kinds: Iterable[str]) -> list[Entry]:
-    found = [e for kind in kinds for e in ledger.records(kind=kind)]
-    return sorted(found, key=lambda e: e.seq)
-
-
-def open_disputes(ledger: ServiceLedger) -> list[Dispute]:
-    """Every dispute a reviewer can still resolve, soonest deadline first."""
-    folded = disputes_module.fold_disputes(_merged(ledger, disputes_module.KINDS))
-    return sorted((d for d in folded if d.resolution is None
-                   and (d.answer is None or d.answer.answer is Answer.VERIFIED)),
-                  key=lambda d: d.deadline)
-
-
-def pending_reviews(ledger: ServiceLedger) -> list[Review]:
-    """Every human-review request not yet decided, oldest first."""
-    folded = reviews_module.fold_reviews(_merged(ledger, reviews_module.KINDS))
-    return [r for r in folded if r.decision is None]
-
-
-def _log_read(request: Request, caller: Caller, subject: str, purpose: str, read: str,
-              seq: int) -> None:
-    """Record the reviewer's read in the subject's access log before showing anything."""
-    service = service_of(request)
-    service.access_log.append(access_record(caller.principal, subject, purpose, read,
-                                            caller.request_id, {"case_seq": seq}))
+def _log(request: Request, caller: Caller, subjects: list[str], purpose: str,
+         read: str) -> None:
+    """Record the reviewer's read in each subject's access log (as the API's reviewer routes)."""
+    service_of(request).access_log.append_all(
+        shown.case_reads(caller.principal, subjects, purpose, read, caller.request_id))
 
 
 def _queue(request: Request, caller: Caller, session: Session, done: str | None) -> Response:
@@ -95,16 +66,19 @@ def _queue(request: Request, caller: Caller, session: Session, done: str | None)
     service = service_of(request)
     service.begin(caller)
     now = service.now()
-    cases = [{"seq": d.seq, "status": d.status_at(now).value, "opened": d.opened_at,
-              "deadline": d.deadline, "left": countdown(d.deadline, now),
-              "overdue": d.deadline <= now} for d in open_disputes(service.ledger)]
-    reviews = [{"seq": r.seq, "opened": r.requested_at, "kind": r.kind.value,
-                "waiting": countdown(r.requested_at, now).replace("overdue by ", "")
-                .replace(" left", "")} for r in pending_reviews(service.ledger)]
+    cases = shown.queue(service.ledger, now)
+    disputes = [c.item for c in cases if c.item["kind"] == "dispute"]
+    reviews = [c.item for c in cases if c.item["kind"] == "review"]
+    _log(request, caller, [c["subject"] for c in disputes], shown.DISPUTE_PURPOSE,
+         "review queue")
+    _log(request, caller, [c["subject"] for c in reviews], shown.REVIEW_PURPOSE,
+         "review queue")
+    for item in (*disputes, *reviews):
+        item["left"] = countdown(item["due_at"], now)
     notice = {"dispute": "The dispute was resolved; the subject sees your reason.",
               "review": "The review was decided; the subject sees your reason."}.get(done or "")
     return page("reviewer.html.j2", caller=caller, csrf=session.csrf, title="Review queue",
-                disputes=cases, reviews=reviews, now=now, notice=notice)
+                disputes=disputes, reviews=reviews, now=now, notice=notice)
 
 
 @router.get("/reviewer")
@@ -120,7 +94,7 @@ def _dispute_case(request: Request, caller: Caller, session: Session, seq: int,
     service = service_of(request)
     service.begin(caller)
     found = get_dispute(service.ledger, seq)
-    _log_read(request, caller, found.subject, DISPUTE_PURPOSE, "dispute", seq)
+    _log(request, caller, [found.subject], shown.DISPUTE_PURPOSE, "dispute")
     now = service.now()
     try:
         event = service.ledger.entry(found.event_seq).payload
@@ -155,6 +129,7 @@ async def resolve_dispute_form(request: Request, seq: CaseSeq) -> Response:
             return _dispute_case(request, caller, session, seq, str(exc), classify(exc)[0],
                                  form)
         service.view.forget(resolved.subject)
+        _log(request, caller, [resolved.subject], shown.DISPUTE_PURPOSE, "dispute")
         return redirect("/portal/reviewer?done=dispute")
 
     return await signed_in_form(request, work)
@@ -167,11 +142,10 @@ def _review_case(request: Request, caller: Caller, session: Session, seq: int,
     service = service_of(request)
     service.begin(caller)
     found = get_review(service.ledger, seq)
-    _log_read(request, caller, found.subject, REVIEW_PURPOSE, "review request", seq)
+    _log(request, caller, [found.subject], shown.REVIEW_PURPOSE, "review")
     return page("review_case.html.j2", status, caller=caller, csrf=session.csrf,
                 title=f"Human review {seq}", r=found, now=service.now(),
-                waiting=countdown(found.requested_at, service.now()).replace(
-                    "overdue by ", "").replace(" left", ""),
+                left=countdown(found.due_at, service.now()),
                 error=error, form=form or {})
 
 
@@ -196,6 +170,7 @@ async def resolve_review_form(request: Request, seq: CaseSeq) -> Response:
             return _review_case(request, caller, session, seq, str(exc), classify(exc)[0],
                                 form)
         service.view.forget(decided.subject)
+        _log(request, caller, [decided.subject], shown.REVIEW_PURPOSE, "review")
         return redirect("/portal/reviewer?done=review")
 
     return await signed_in_form(request, work)
