@@ -17,7 +17,14 @@ server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.
    marked `overloaded`, once 2,000 requests wait), subjects drawn at random from the
    consenting ones;
 4. **events, single**: `--single` events, one per request, 16 in flight;
-5. **events, batched**: `--batches` batches of `--batch-size` events.
+5. **events, batched**: `--batches` batches of `--batch-size` events;
+6. **score reads, in process** (no HTTP): for the consenting subjects, the service's two
+   ways to score a cached subject — the reference assessment (`current_assessment`, what
+   decisions use: reasons need it) and the incremental state (`current_scores`: scores,
+   tiers, measure states) — under the Sesame policy without its holding time (so every
+   measure is stateless and the incremental state answers alone): reads/s of each, the
+   first incremental read (which builds the state) and later ones (O(1)); every read's
+   scores are checked equal to the reference's.
 
 Every decision is access-logged before it is answered (group commit). The load generator
 is a minimal HTTP/1.1 client over keep-alive connections on the same 2-core machine, so it
@@ -131,7 +138,7 @@ async def open_loop(port: int, key: str, path: str, make_body: Any, rate: float,
         free.put_nowait(await Connection.open(port))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
 
     async def one(scheduled: float, body: bytes) -> None:
         conn = await free.get()
@@ -312,7 +319,36 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
                                     "per_s": round(events / seconds, 1),
                                     "p50_batch_ms": round(1000 * statistics.median(lat), 1),
                                     "statuses": statuses}
+    result["score_reads"] = score_reads(url, subjects)
     return result
+
+
+def score_reads(url: str, subjects: list[str]) -> dict[str, Any]:
+    """Reads/s of the reference assessment and of the incremental state, in process."""
+    from trustledger.api.view import LedgerView, current_assessment, current_scores
+    from trustledger.policy import parse_policy
+
+    policy = parse_policy(POLICY.read_text().replace("    hold: P90D\n", ""), "no-hold")
+    out: dict[str, Any] = {"subjects": len(subjects)}
+    with ServiceLedger.open(url) as ledger:
+        view = LedgerView(ledger, subject_cache=len(subjects) + 1)
+        records = [view.subject(s) for s in subjects]  # loaded once, not timed
+        now = datetime.now(UTC)
+        t = time.perf_counter()
+        reference = [current_assessment(r, policy, now, 0.0).evaluation for r in records]
+        out["reference_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
+        t = time.perf_counter()
+        first = [current_scores(r, policy, now) for r in records]
+        out["incremental_first_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
+        t = time.perf_counter()
+        for r in records:
+            current_scores(r, policy, now + timedelta(seconds=1))
+        out["incremental_next_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
+        for ref, got in zip(reference, first, strict=True):
+            want = ref.scorecards["sesame"].score
+            assert got.path == "incremental"
+            assert want is not None and abs(want - (got.scores["sesame"] or 0.0)) < 1e-9
+    return out
 
 
 @contextmanager
