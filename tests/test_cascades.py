@@ -148,6 +148,7 @@ class Clock:
 class Setting:
     """A ledger with the test policy, a relying party, a subject with consent, a deriver."""
 
+    url: str
     ledger: ServiceLedger
     clock: Clock
     party: Principal
@@ -183,7 +184,7 @@ def make_setting(url: str, tmp_path: Path) -> Iterator[Setting]:
                           accreditations=("lending",)).principal
     consent = grant_decision_consent(ledger, "alice", "lender", "lending")
     try:
-        yield Setting(ledger, clock, party, other, Deriver(ledger, clock), consent.seq)
+        yield Setting(url, ledger, clock, party, other, Deriver(ledger, clock), consent.seq)
     finally:
         ledger.close()
 

@@ -228,3 +228,30 @@ def test_signature_is_the_standard_webhooks_one() -> None:
     assert Webhook(secret).verify(body, headers) == {"type": "decision.changed"}
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(body.replace("changed", "chanGed"), headers)
+
+
+def test_cli_run_once_delivers_and_status_counts(setting: Setting) -> None:
+    from typer.testing import CliRunner
+
+    from trustledger.cascades.commands import cascades_app
+
+    s = setting
+    receiver = Receiver()
+    s.event("late_fee")
+    subscribe(s.ledger, s.party, "alice", "lending", receiver.url, s.clock())
+    make_changes(s, 1)
+    url = s.url  # the CLI opens the same database
+    runner = CliRunner()
+    try:
+        done = runner.invoke(cascades_app, ["run", "--once", "--database-url", url])
+    finally:
+        receiver.close()
+    assert done.exit_code == 0, done.output
+    assert "delivered 1," in done.output
+    assert [r["headers"]["webhook-id"] for r in receiver.requests] == [rows(s)[0].id]
+    status = runner.invoke(cascades_app, ["status", "--database-url", url])
+    assert status.exit_code == 0, status.output
+    assert "1 active, 0 ended" in status.output and "1 delivered" in status.output
+    bad = runner.invoke(cascades_app, ["run", "--once", "--max-attempts", "0",
+                                       "--database-url", url])
+    assert bad.exit_code == 2 and "max-attempts" in bad.output

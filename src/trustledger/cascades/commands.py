@@ -1,0 +1,90 @@
+"""Command-line commands for cascades: ``trustledger cascades run|status``.
+
+``run`` derives notifications from the ledger and the schedule and delivers them
+as signed webhooks until interrupted (``--once``: one round). ``status`` prints
+aggregate counts only (subscriptions, the outbox by state), never a subject.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import sqlalchemy as sa
+import typer
+
+from trustledger.cascades.delivery import Deliverer, RetryPolicy
+from trustledger.cascades.derive import Deriver
+from trustledger.cascades.schema import notifications, subscriptions
+from trustledger.cascades.worker import Worker
+from trustledger.principals import ServiceLedger
+
+cascades_app = typer.Typer(
+    name="cascades",
+    help="Deliver decision changes to subscribed relying parties (signed webhooks).",
+    no_args_is_help=True,
+)
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Ledger database URL (default: "
+                 "$TRUSTLEDGER_DATABASE_URL or SQLite in the data folder)."),
+]
+
+
+@cascades_app.command("run")
+def run(
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+    interval: Annotated[float, typer.Option(
+        min=0.01, help="Seconds to wait when a round found nothing to do.")] = 0.5,
+    max_attempts: Annotated[int, typer.Option(
+        min=1, max=100, help="Attempts before a notification is dead.")] = 8,
+    backoff: Annotated[float, typer.Option(
+        min=0.001, help="First retry delay in seconds (doubling, with jitter).")] = 1.0,
+    timeout: Annotated[float, typer.Option(
+        min=0.01, help="Seconds to wait for a receiver's answer.")] = 10.0,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Derive and deliver notifications until interrupted (Ctrl-C stops after the round)."""
+    retry = RetryPolicy(max_attempts=max_attempts, base=backoff, timeout=timeout)
+    with ServiceLedger.open(database_url) as ledger:
+        deliverer = Deliverer(ledger, retry=retry)
+        worker = Worker(Deriver(ledger), deliverer)
+        try:
+            if once:
+                done = worker.round()
+                typer.echo(f"derived {done.derived.notifications} notification(s) "
+                           f"({done.derived.evaluated} subscription(s) evaluated); "
+                           f"delivered {done.delivered.delivered}, retrying "
+                           f"{done.delivered.retrying}, dead {done.delivered.dead}")
+                return
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            try:
+                delivered = worker.run(stop, interval)
+            except KeyboardInterrupt:
+                stop.set()
+                delivered = 0
+            typer.echo(f"stopped; delivered {delivered} notification(s)")
+        finally:
+            deliverer.close()
+
+
+@cascades_app.command("status")
+def status(database_url: DatabaseOption = None) -> None:
+    """Counts: active and ended subscriptions, notifications by state (no subjects)."""
+    with ServiceLedger.open(database_url) as ledger, ledger.reading() as conn:
+        subs = conn.execute(sa.select(
+            sa.func.count().filter(subscriptions.c.ended_at_us.is_(None)),
+            sa.func.count().filter(subscriptions.c.ended_at_us.is_not(None)))).one()
+        states = dict(conn.execute(sa.select(notifications.c.status, sa.func.count())
+                                   .group_by(notifications.c.status)).all())
+    typer.echo(f"subscriptions: {subs[0]} active, {subs[1]} ended")
+    typer.echo("notifications: " + ", ".join(
+        f"{states.get(name, 0)} {name}" for name in ("pending", "delivered", "dead")))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``trustledger cascades ...`` to the main CLI."""
+    app.add_typer(cascades_app)
