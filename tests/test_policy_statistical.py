@@ -8,6 +8,7 @@ names); refusals use the small hand-made artifact of ``tests/test_models_compile
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator
@@ -192,6 +193,9 @@ def test_decision_time_attributes_are_checked_and_named(german: German) -> None:
         evaluate(german.policy, [], V, attributes={"duration_months": True})
     with pytest.raises(InputError, match=r"attributes\.housing: a text is expected"):
         evaluate(german.policy, [], V, attributes={"housing": 1})
+    with pytest.raises(InputError, match=r"attributes\.amount: 1{1}0{19}… is too large "
+                                         r"for a number \(feature credit_model"):
+        evaluate(german.policy, [], V, attributes={"amount": 10**400})
     with pytest.raises(InputError, match="attributes: sex is not used by any statistical "
                                          "scorecard of policy german_credit"):
         evaluate(german.policy, [], V, attributes={"sex": "female"})
@@ -353,13 +357,17 @@ def test_protected_and_out_of_bounds_attributes_are_refused(
     assert words in problem.message and "safeguard 1" in problem.message
 
 
-def test_a_model_feature_declared_protected_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("category", "rule", "words"), [
+    ("nationality", "protected-attribute", "declared by its model as `nationality`"),
+    ("speech_expression", "out-of-bounds-category", "may never be scored"),
+    ("star_sign", "unknown-category", "not a feature category"),
+])
+def test_a_model_feature_of_a_refused_category_is_refused(
+        tmp_path: Path, category: str, rule: str, words: str) -> None:
     # An artifact made by hand (training would have refused the column) with a feature
-    # declared as nationality under an innocuous name.
-    import dataclasses
-
+    # of a refused category under an innocuous name.
     base = small_artifact()
-    hidden = dataclasses.replace(base.features[1], name="origin_code", category="nationality")
+    hidden = dataclasses.replace(base.features[1], name="origin_code", category=category)
     models = tmp_path / "models"
     digest = save_artifact(dataclasses.replace(
         base, features=(base.features[0], hidden, base.features[2])), models).stem
@@ -367,8 +375,8 @@ def test_a_model_feature_declared_protected_is_refused(tmp_path: Path) -> None:
                                                 "origin_code: {attribute: origin}")
     with pytest.raises(LintError) as caught:
         parse_policy(text, "lending.yaml", models_dir=models)
-    problem = only(caught.value.problems, "protected-attribute", text, "origin_code:")
-    assert "declared by its model as `nationality`" in problem.message
+    problem = only(caught.value.problems, rule, text, "origin_code:")
+    assert words in problem.message
 
 
 def test_when_conditions_and_metric_scopes_cannot_use_a_statistical_scorecard(
@@ -479,7 +487,8 @@ def test_a_decision_over_http_with_attributes(
     # Wrong type and unknown attribute: 422 naming it.
     for bad, needle in (({"duration_months": "48"}, "attributes.duration_months"),
                         ({"sex": "female"}, "sex is not used"),
-                        ({"housing": ["own"]}, "attributes")):
+                        ({"housing": ["own"]}, "attributes"),
+                        ({"amount": 10**400}, "too large")):
         r = client.post("/v1/decisions", headers=as_("lender"),
                         json={"subject": "alice", "purpose": "consumer_credit",
                               "attributes": bad})

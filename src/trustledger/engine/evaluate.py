@@ -133,6 +133,11 @@ def check_attributes(policy: CompiledPolicy,
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InputError(f"attributes.{name}: a number is expected (feature {used}), "
                                  f"got {type(value).__name__} {value!r}")
+            try:
+                float(value)
+            except OverflowError:
+                raise InputError(f"attributes.{name}: {str(value)[:20]}… is too large for a "
+                                 f"number (feature {used})") from None
             out[name] = value
         else:
             if not isinstance(value, str):

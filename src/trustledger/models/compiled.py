@@ -138,7 +138,11 @@ class _Compiled:
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise InputError(f"{self.name}: a number or None is expected, "
                                  f"got {type(value).__name__}")
-            x = float(value)
+            try:
+                x = float(value)
+            except OverflowError:
+                raise InputError(f"{self.name}: {str(value)[:20]}… is too large for a "
+                                 "number") from None
             if math.isnan(x):
                 return self.missing
             if x in self.special_numbers:

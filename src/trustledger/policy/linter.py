@@ -151,6 +151,11 @@ def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
                                     f"safeguard 1: feature `{f.name}` of scorecard `{name}` is "
                                     f"declared by its model as `{f.category}`: "
                                     f"{PROTECTED_CATEGORIES[f.category]}"))
+            elif f.category in OUT_OF_BOUNDS_CATEGORIES:
+                out.append(_problem(policy, path, "out-of-bounds-category",
+                                    f"safeguard 1: feature `{f.name}` of scorecard `{name}` has "
+                                    f"category `{f.category}`, which may never be scored: "
+                                    f"{OUT_OF_BOUNDS_CATEGORIES[f.category]}"))
             elif f.category not in FEATURE_CATEGORIES:
                 out.append(_problem(policy, path, "unknown-category",
                                     f"safeguard 1: feature `{f.name}` of scorecard `{name}` has "
