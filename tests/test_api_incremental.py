@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,9 +18,9 @@ import pytest
 
 from tests.test_api import SESAME, World, build_world
 from trustledger.api.service import Service
-from trustledger.api.view import current_scores, incremental_allowed
+from trustledger.api.view import SubjectRecord, current_scores, incremental_allowed
 from trustledger.policy import parse_policy
-from trustledger.scoring import assess_subject
+from trustledger.scoring import assess, assess_subject
 
 NO_HOLD = SESAME.read_text().replace("    hold: P90D\n", "")
 """Sesame without its holding time: every measure is stateless, so incremental answers."""
@@ -155,9 +156,55 @@ def test_statistics_equal_the_reference_population(world: World, clock: Clock) -
     for subject in ("alice", "bob"):
         world.opt_in(subject)
     policy = service(world).view.policy_in_force(clock.at)
-    results = population(world.ledger, policy, clock.at, [0, 0])
-    assert [r.path for r in results] == ["incremental", "incremental"]
-    for subject, got in zip(("alice", "bob"), results, strict=True):
-        want = assess_subject(world.ledger, subject, policy, clock.at).evaluation
-        assert got.scores["sesame"] == pytest.approx(want.scorecards["sesame"].score, abs=1e-9)
-        assert got.in_force == {n: m.in_force for n, m in want.measures.items()}
+    states: dict[str, Any] = {}
+
+    def run() -> None:
+        results = population(world.ledger, policy, clock.at, [0, 0], states)
+        assert [r.path for r in results] == ["incremental", "incremental"]
+        for subject, got in zip(("alice", "bob"), results, strict=True):
+            want = assess_subject(world.ledger, subject, policy, clock.at).evaluation
+            card = want.scorecards["sesame"]
+            assert got.scores["sesame"] == pytest.approx(card.score, abs=1e-9)
+            assert got.totals["sesame"] == pytest.approx(card.total, abs=1e-9)
+            assert got.in_force == {n: m.in_force for n, m in want.measures.items()}
+
+    run()
+    first = states["alice"].state
+    for body in appends(3, 8):  # the next run applies only these to alice's state
+        world.call("source", "POST", "/v1/events", json=body)
+    clock.at += timedelta(days=2)
+    run()
+    assert states["alice"].state is first
+    assert states["alice"].applied == len(list(world.ledger.events("alice")))
+    # An event purged (erasure here): the subject is out, its state dropped.
+    world.call("bob", "POST", "/v1/subjects/bob/erasure")
+    results = population(world.ledger, policy, clock.at, [0, 0], states)
+    assert len(results) == 1 and set(states) == {"alice"}
+
+
+def test_a_state_takes_only_new_events_and_is_rebuilt_when_one_is_gone(world: World,
+                                                                       clock: Clock) -> None:
+    world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
+    world.opt_in("alice")
+    svc = service(world)
+    svc.view.sync()
+    policy = svc.view.policy_in_force(clock.at)
+    record = svc.view.subject("alice")
+    current_scores(record, policy, clock.at)
+    built = record.incremental
+    assert built is not None and built.applied == len(record.events) == 3
+    events = record.events
+    assert built.extends(events)
+    later = replace(events[-1], source_event_id="later", seq=(events[-1].seq or 0) + 100)
+    assert built.extends((*events, later))
+    assert not built.extends((events[0], events[2]))  # one purged
+    assert not built.extends((*events[:2], later))  # the last applied purged, a new one
+    assert not built.extends((*events, replace(later, seq=events[0].seq)))  # not newer
+    # A record that lost an event gets a new state, equal to the reference.
+    shorter = SubjectRecord("alice", 0, (events[0], events[2]), record.records,
+                            incremental=built)
+    got = current_scores(shorter, policy, clock.at)
+    assert shorter.incremental is not built
+    want = assess(policy, "alice", shorter.events, shorter.records, clock.at)
+    assert got.totals["sesame"] == pytest.approx(
+        want.evaluation.scorecards["sesame"].total, abs=1e-9)

@@ -25,6 +25,7 @@ from trustledger.api.settings import Settings
 from trustledger.api.view import (
     NOT_SUBJECT_STATE,
     CurrentScores,
+    Incremental,
     LedgerView,
     SubjectRecord,
     current_scores,
@@ -103,10 +104,13 @@ def suppress_erased() -> contextlib.suppress:
 
 
 def population(ledger: ServiceLedger, policy: CompiledPolicy, at: datetime,
-               progress: list[int]) -> list[CurrentScores]:
+               progress: list[int], states: dict[str, Incremental] | None = None
+               ) -> list[CurrentScores]:
     """Every subject's scores at ``at`` with its rights applied (:func:`current_scores`).
 
-    Erased subjects are left out (they have no data).
+    Erased subjects are left out (they have no data). ``states``: each subject's
+    incremental state from the previous run, updated in place — a subject with only
+    new events since then gets just those applied, not its whole history again.
     """
     by_subject: dict[str, list[Event]] = defaultdict(list)
     for event in ledger.events():
@@ -117,12 +121,18 @@ def population(ledger: ServiceLedger, policy: CompiledPolicy, at: datetime,
                 and entry.kind not in NOT_SUBJECT_STATE):
             records[entry.subject].append(entry)
     progress[1] = len(by_subject)
+    previous = dict(states or {})
+    if states is not None:
+        states.clear()  # refilled with the subjects scored now (not the erased, not the gone)
     results = []
     for subject in sorted(by_subject):
         record = SubjectRecord(subject, 0, tuple(by_subject[subject]),
-                               tuple(records.get(subject, ())))
+                               tuple(records.get(subject, ())),
+                               incremental=previous.pop(subject, None))
         with suppress_erased():
             results.append(current_scores(record, policy, at))
+            if states is not None and record.incremental is not None:
+                states[subject] = record.incremental
         progress[0] += 1
     return results
 
@@ -137,6 +147,8 @@ class StatisticsCache:
         self._ready: tuple[int, dict[str, Any]] | None = None
         self._running: threading.Thread | None = None
         self._progress = [0, 0]
+        self._states: dict[str, Incremental] = {}
+        """Each subject's incremental state after the last computation (its thread's only)."""
 
     def get(self) -> tuple[int, dict[str, Any]]:
         """``(200, statistics)`` (maybe ``stale``, then refreshed), or ``(202, progress)``."""
@@ -162,7 +174,7 @@ class StatisticsCache:
         try:
             at = self._settings.clock()
             policy = self._view.policy_in_force(at)
-            results = population(self._ledger, policy, at, self._progress)
+            results = population(self._ledger, policy, at, self._progress, self._states)
             body = {"status": "ready", "computed_at": at, "ledger_seq": version,
                     **aggregate(results, policy, self._settings)}
             with self._lock:

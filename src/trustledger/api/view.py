@@ -128,16 +128,42 @@ class SubjectRecord:
                          and c.scorecard in policy.scorecards)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Incremental:
     """A :class:`~trustledger.engine.incremental.SubjectState` and what it was built for.
 
     ``key``: the policy hash, the opt-ins and the events disputes leave out; when any
     of them differs at a read, the state is rebuilt from the subject's events.
+    ``applied`` events of the subject's (in seq order) were given to it, the last at
+    ``last_seq``: a later read with more events applies only the new ones.
     """
 
     key: tuple[str, frozenset[str], frozenset[tuple[str, str]]]
     state: SubjectState
+    applied: int
+    last_seq: int | None
+
+    def extends(self, events: tuple[Event, ...]) -> bool:
+        """Whether ``events`` are the ones applied (none removed) followed by newer ones."""
+        if self.applied > len(events):
+            return False
+        if self.applied and events[self.applied - 1].seq != self.last_seq:
+            return False  # an earlier event is gone (purged): the ledger only appends
+        newer = self.last_seq if self.last_seq is not None else 0
+        for event in events[self.applied:]:
+            if event.seq is None or event.seq <= newer:
+                return False
+            newer = event.seq
+        return True
+
+    def apply(self, events: tuple[Event, ...]) -> None:
+        """Apply the events after the ones applied (see :meth:`extends`), but the left-out."""
+        gone = self.key[2]
+        for event in events[self.applied:]:
+            if event.key not in gone:
+                self.state.apply(event)
+        if len(events) > self.applied:
+            self.applied, self.last_seq = len(events), events[-1].seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +203,15 @@ def current_scores(record: SubjectRecord, policy: CompiledPolicy,
     """The subject's scores, tiers and measures now, read from the incremental state.
 
     The state holds the subject's events minus those disputes leave out now, with the
-    opt-ins in force now; it is built once per cached subject (and again when the
-    policy, the opt-ins or the disputed events change), then each read costs O(1)
-    amortized and never replays history. Equal to :func:`current_assessment`'s
-    evaluation (a test checks it after appends in and out of order). The reference
-    assessment answers instead when :func:`incremental_allowed` says no, when a human
-    review applies (it rewrites a measure), or an event occurs after ``now``.
+    opt-ins in force now; it is built once per subject record (and again when the
+    policy, the opt-ins or the disputed events change, or an event was purged); a
+    record whose events extend those applied (``record.incremental`` carried over from
+    an earlier record of the subject) gets only the new ones, each in O(1) amortized
+    time; each read costs O(1) amortized and never replays history. Equal to
+    :func:`current_assessment`'s evaluation (a test checks it after appends in and out
+    of order). The reference assessment answers instead when
+    :func:`incremental_allowed` says no, when a human review applies (it rewrites a
+    measure), or an event occurs after ``now``.
     Raises as :func:`current_assessment` does.
     """
     if record.erased:
@@ -207,13 +236,10 @@ def current_scores(record: SubjectRecord, policy: CompiledPolicy,
     key = (policy.hash, opt_ins, frozenset(e.key for e in left))
     with record.lock:
         built = record.incremental
-        if built is None or built.key != key:
-            state = SubjectState.empty(policy, opt_ins)
-            gone = key[2]
-            for event in record.events:
-                if event.key not in gone:
-                    state.apply(event)
-            built = record.incremental = Incremental(key, state)
+        if built is None or built.key != key or not built.extends(record.events):
+            built = record.incremental = Incremental(key, SubjectState.empty(policy, opt_ins),
+                                                     0, None)
+        built.apply(record.events)
         reading = built.state.read(now)
     return CurrentScores(policy.hash, now, dict(reading.scores), dict(reading.totals),
                          dict(reading.tiers), dict(reading.measures), "incremental")
