@@ -255,3 +255,37 @@ def test_cli_run_once_delivers_and_status_counts(setting: Setting) -> None:
     bad = runner.invoke(cascades_app, ["run", "--once", "--max-attempts", "0",
                                        "--database-url", url])
     assert bad.exit_code == 2 and "max-attempts" in bad.output
+
+
+def test_the_subjects_report_lists_every_notification_sent_about_them(
+        setting: Setting) -> None:
+    from rich.console import Console
+
+    from trustledger.rights.html import report_html
+    from trustledger.rights.render import report as render_report
+    from trustledger.rights.report import build_report
+
+    s = setting
+    receiver = Receiver()
+    s.event("late_fee")
+    subscribe(s.ledger, s.party, "alice", "lending", receiver.url, s.clock())
+    make_changes(s, 2)
+    deliverer = Deliverer(s.ledger, retry=RetryPolicy(base=0.01, timeout=2.0))
+    try:
+        pump(deliverer, lambda: all(r.status == DELIVERED for r in rows(s)))
+    finally:
+        deliverer.close()
+        receiver.close()
+    report = build_report(s.ledger, "alice", s.clock() + timedelta(days=1))
+    assert [n.notification for n in report.notifications] == [r.id for r in rows(s)]
+    assert {(n.party, n.purpose, n.status) for n in report.notifications} == {
+        ("lender", "lending", DELIVERED)}
+    assert report.to_dict()["notifications"][0]["type"] == "decision.changed"
+    page = report_html(report)
+    assert "Who was told when your decision changed" in page and "lender" in page
+    console = Console(width=200, record=True)
+    console.print(render_report(report))
+    assert "notifications sent about this subject" in console.export_text()
+    # Bob has none: the section says so.
+    s.event("late_fee", subject="bob")
+    assert build_report(s.ledger, "bob", s.clock()).notifications == ()

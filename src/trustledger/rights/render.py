@@ -81,6 +81,13 @@ def report(r: Report) -> Group:
     for a in r.access_log:
         reads.add_row(a.at.isoformat(), a.name, a.role, a.purpose, a.read)
     parts.append(reads)
+    told = Table(title="notifications sent about this subject")
+    for column in ("when", "to", "purpose", "what", "cause", "outcome", "attempts"):
+        told.add_column(column)
+    for n in r.notifications:
+        told.add_row(n.at.isoformat(), n.party, n.purpose, n.type, n.cause, n.status,
+                     str(n.attempts))
+    parts.append(told)
     return Group(*parts)
 
 

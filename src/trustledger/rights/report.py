@@ -5,7 +5,8 @@ source, dates, status and contribution now and over time; scores, tiers and
 measures with their principal reasons (at most four each, specific: event, date,
 points); scores over time (monthly, each as the ledger knew it on that date);
 disputes and reviews with where they stand; consents; and the access log — who
-read the subject's data, when, for what purpose.
+read the subject's data, when, for what purpose — and every notification sent about
+them to a subscribed relying party (docs/cascades.md).
 
 A :class:`Report` is a tree of frozen dataclasses: :meth:`Report.to_json` exports
 it, :func:`trustledger.rights.html.report_html` renders a printable,
@@ -22,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from trustledger.cascades.records import Notice, fold_notices
 from trustledger.engine import Evaluation, Event, Reason
 from trustledger.errors import ErasedError, NotFoundError
 from trustledger.ledger import Entry, Ledger
@@ -164,6 +166,8 @@ class Report:
     consents: tuple[ConsentLine, ...]
     access_log: tuple[Access, ...]
     purged_events: int
+    notifications: tuple[Notice, ...] = ()
+    """Every notification sent about the subject to a subscribed relying party."""
 
     def to_json(self, *, indent: bool = True) -> str:
         """The report as JSON: dates RFC 3339 (UTC), tuples as arrays."""
@@ -222,6 +226,7 @@ def build_report(
                        for c in fold_consents(records, at)),
         access_log=tuple(fold_access(records, at)),
         purged_events=sum(1 for e in records if e.kind == EVENT_KIND and e.payload is None),
+        notifications=tuple(fold_notices(records, at)),
     )
 
 
