@@ -291,6 +291,9 @@ def test_malformed_and_unknown_model_hashes(small: tuple[Path, str]) -> None:
     text = BASE.replace("sha256:HASH", digest)  # the hash without its sha256: prefix
     problem = only(refused(text, models), "model-artifact", text, "model:")
     assert "`sha256:` and 64 hexadecimal digits" in problem.message
+    text = BASE.replace("    model: sha256:HASH\n", "")
+    problem = only(refused(text, models), "schema", text, "credit:")
+    assert problem.message == "required key `model` is missing"
     text = BASE.replace("HASH", "0" * 64)
     problem = only(refused(text, models), "model-artifact", text, "model:")
     assert f"no model artifact {'0' * 64} in the models folder {models}" in problem.message
