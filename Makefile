@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench docs clean
+.PHONY: run test lint bench docs impact-docs screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -40,6 +40,18 @@ bench: $(STAMP)
 ## docs: regenerate the generated documentation (checked by tests/test_docs.py)
 docs: $(STAMP)
 	$(BIN)/typer trustledger.cli utils docs --name trustledger --output docs/cli.md
+
+## impact-docs: regenerate docs/impact/*.md, one impact summary per example policy (checked by tests)
+IMPACT_SIZE := --subjects 20000 --months 60 --seed 1
+impact-docs: $(STAMP)
+	for p in sesame rongcheng reputation; do \
+	  $(BIN)/trustledger impact policies/$$p.yaml $(IMPACT_SIZE) --markdown docs/impact/$$p.md \
+	    > /dev/null || exit 1; done
+
+## screenshots: the portal's main pages at desktop and phone width, in build/screenshots/
+screenshots: $(STAMP)
+	TRUSTLEDGER_SCREENSHOTS=$(CURDIR)/build/screenshots $(BIN)/pytest -q tests/test_portal_browser.py
+	@ls build/screenshots/*.png
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

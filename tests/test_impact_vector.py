@@ -250,7 +250,8 @@ def test_caps_and_conditions_were_exercised() -> None:
 
     simulate(policy, scenario, subjects=24, months=30, seed=7, probe_months=1,
              observer=observe)
-    notes, skipped = set(), 0
+    notes: set[str] = set()
+    skipped = 0
     for events in history:
         ref = evaluate(policy, events, last["at"])
         for c in ref.scorecards["card"].contributions:

@@ -163,6 +163,8 @@ def _register_areas() -> None:
     # Imported here so each area owns its commands in its own module.
     from trustledger.api import serve as serve_command
     from trustledger.batch import commands as batch_commands
+    from trustledger.cascades import commands as cascades_commands
+    from trustledger.impact import commands as impact_commands
     from trustledger.ledger import commands as ledger_commands
     from trustledger.models import commands as models_commands
     from trustledger.policy import commands as policy_commands
@@ -176,6 +178,8 @@ def _register_areas() -> None:
     serve_command.register(app)
     principal_commands.register(app)
     batch_commands.register(app)
+    impact_commands.register(app)
+    cascades_commands.register(app)
 
 
 _register_areas()

@@ -88,7 +88,7 @@ def _is_int(value: Value) -> bool:
 
 def _is_bool(value: Value) -> bool:
     if isinstance(value, np.ndarray):
-        return value.dtype == np.bool_
+        return bool(value.dtype == np.bool_)
     return isinstance(value, bool | np.bool_)
 
 
@@ -149,7 +149,8 @@ class _Parser:
         return run
 
     def logical(self, op: str) -> Node:
-        inner = (lambda: self.logical("&&")) if op == "||" else self.relation
+        inner: Callable[[], Node] = (lambda: self.logical("&&")) if op == "||" \
+            else self.relation
         left = inner()
         while self._peek() == op:
             self._take(op)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from trustledger.errors import InputError
 from trustledger.policy.compiled import CompiledPolicy
@@ -144,8 +145,8 @@ def load_scenario(path: str | Path, policy: CompiledPolicy) -> Scenario:
 def parse_scenario(text: str, policy: CompiledPolicy, name: str = "<scenario>") -> Scenario:
     """Validate scenario text (YAML, of which JSON is a subset) against ``policy``."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as exc:
         raise InputError(f"scenario {name}: not valid YAML or JSON: {exc}") from exc
     return scenario_from_dict(data, policy, name)
 
@@ -346,7 +347,7 @@ def scenario_from_dict(data: Any, policy: CompiledPolicy, name: str = "<scenario
 
 def scenario_json(scenario: Scenario) -> dict[str, Any]:
     """The scenario as plain data (for the report)."""
-    return json.loads(json.dumps({
+    data: dict[str, Any] = json.loads(json.dumps({
         "name": scenario.name, "start": scenario.start.date().isoformat(),
         "groups": [{"name": g.name, "share": g.share} for g in scenario.groups],
         "events": {t: {"rate": {"distribution": b.rate.kind, **b.rate.params},
@@ -359,6 +360,7 @@ def scenario_json(scenario: Scenario) -> dict[str, Any]:
                       "multiply": dict(f.multiply)} for f in scenario.feedback],
         "opt_in": dict(scenario.opt_in),
     }))
+    return data
 
 
 __all__ = ["DISTRIBUTIONS", "MAX_RATE", "Behaviour", "Distribution", "Feedback", "Group",

@@ -4,7 +4,7 @@
    type (events a month, drawn from the group's distribution) and, per opt-in scorecard,
    consent (by the scenario's share).
 2. Each month ``m`` (instant: the 15th, 12:00 UTC), every subject's count of each event
-   type and attribute variant is drawn: Poisson with mean propensity × variant share ×
+   type and attribute variant is drawn: Poisson with mean propensity x variant share x
    feedback factors, by inverse transform of a uniform drawn from ``(seed, m, type,
    variant)`` — so two policies compared on one seed see the same people and the same
    luck, and differ only where their measures feed back into behaviour.
@@ -140,9 +140,9 @@ def events_of(plan: VectorPlan, month: int, moment: datetime,
             if n is None:
                 continue
             for j in range(int(n[subject])):
-                out.append(Event("impact-sim", f"{month:04d}-{rank:03d}-{variant.index:03d}-{j:05d}",
-                                 f"subject-{subject}", name, moment, moment,
-                                 dict(variant.attributes)))
+                key = f"{month:04d}-{rank:03d}-{variant.index:03d}-{j:05d}"
+                out.append(Event("impact-sim", key, f"subject-{subject}", name, moment,
+                                 moment, dict(variant.attributes)))
     return out
 
 
@@ -261,9 +261,8 @@ class _Collector:
                 if below:
                     row["tiers"]["(below every tier)"] = shown[-1]
             self.series[name].append(row)
-            if m % 12 == 11 or m == self.months - 1:
-                if m % 12 == 11:
-                    self.year_ranks[name].append(reading.ranks[name].copy())
+            if m % 12 == 11:
+                self.year_ranks[name].append(reading.ranks[name].copy())
         size = len(self.population.groups)
         for name, state in reading.measures.items():
             self.measure_series[name].append(_share(int(state.sum()), size))
@@ -339,8 +338,11 @@ def _mobility(ranks: list[np.ndarray], tiers: int) -> dict[str, Any]:
         ia = np.where(a < 0, tiers, a)
         ib = np.where(b < 0, tiers, b)
         np.add.at(matrix, (ia, ib), 1)
+    # The "below every tier" row and column only when someone was ever there.
+    size = tiers + 1 if matrix[tiers].any() or matrix[:, tiers].any() else tiers
+    matrix = matrix[:size, :size]
     rows = []
-    for r in range(tiers + 1):
+    for r in range(size):
         counts = [int(c) for c in matrix[r]]
         shown = suppressed(counts)
         total = sum(counts)
@@ -349,7 +351,7 @@ def _mobility(ranks: list[np.ndarray], tiers: int) -> dict[str, Any]:
                                 round(s / total, 6) for s in shown]})
     return {"years": years, "transitions": rows,
             "note": "pooled year-to-year transitions; rows: tier a year before, columns: "
-                    "tier now; last row and column: below every tier"}
+                    "tier now; a last row and column, if any: below every tier"}
 
 
 def _histogram(scores: np.ndarray, floor: float | None, ceiling: float | None
@@ -407,11 +409,9 @@ def _probes(policy: CompiledPolicy, scenario: Scenario, plan: VectorPlan, state:
                 down = int(((a >= r) & (b < r) & (b != -2)).sum())
                 up = int(((a < r) & (a != -2) & (b >= r)).sum())
                 rows.append((card.tiers[r].name, down, up))
-            shown_down = suppressed([d for _, d, _ in rows])
-            shown_up = suppressed([u for _, _, u in rows])
-            crossings[name] = {t: {"down": d, "up": u}
-                               for (t, _, _), d, u in zip(rows, shown_down, shown_up,
-                                                          strict=True)}
+            # Crossings overlap (one event can cross several thresholds) and have no
+            # published total, so each cell is suppressed on its own.
+            crossings[name] = {t: {"down": _count(d), "up": _count(u)} for t, d, u in rows}
         measures: dict[str, Any] = {}
         for name, s_before in before.measures.items():
             s_after = after.measures[name]

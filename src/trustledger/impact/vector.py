@@ -1,7 +1,7 @@
 """The policy evaluated for a whole population at once, one instant at a time, with NumPy.
 
 :class:`VectorState` is :class:`~trustledger.engine.incremental.SubjectState`'s design —
-static sums, forward-decay accumulators ``A = Σ p·2^((o − L)/h)`` per half-life, live
+static sums, forward-decay accumulators ``A = Σ p·2^((o - L)/h)`` per half-life, live
 counts that reset a sum to exactly 0 when its last entry leaves — laid out as one array
 element per subject, so that a month of events for 100,000 subjects costs a few dozen
 array operations. It evaluates what the simulation produces: every event of a month
@@ -407,7 +407,7 @@ class VectorState:
                 counted = rows[self._when(etype, variant, moment, mask)[rows]]
             else:
                 counted = rows
-            capped: dict[str, np.ndarray] = {}
+            capped = {}
             for c in cards:
                 amount = np.full(len(counted), abs(p))
                 used = [(c.caps[i].max, self._used(c, i, moment)) for i in capping[c.name]]
@@ -533,7 +533,7 @@ class VectorState:
                         self.plan.paths[key] = "per subject (CEL: vectorised form disagreed)"
                         break
                 else:
-                    return result & rows
+                    return np.asarray(result & rows, dtype=bool)
         for i in np.flatnonzero(rows):
             out[i] = expression.run_bool(_subject_context(ctx, int(i)))
         return out
