@@ -449,3 +449,30 @@ def test_the_portal_is_not_in_the_api_schema(world: World) -> None:
     assert not [p for p in paths if p.startswith("/portal")]
 
 
+
+
+def test_subject_asks_for_review_and_a_reviewer_lifts_the_measure(world: World) -> None:
+    token = opted_in_bob(world)
+    r = world.client.post("/portal/subjects/bob/reviews",
+                          data={"csrf_token": token, "measure": "pay_later",
+                                "statement": "The overdue bill was a bank error."})
+    assert r.status_code == 200 and "request for human review was recorded" in shown(r)
+    again = world.client.post("/portal/subjects/bob/reviews",
+                              data={"csrf_token": token, "measure": "pay_later"})
+    assert again.status_code == 422 and "already under review" in shown(again)
+    with TestClient(world.client.app) as reviewer:
+        queue = sign_in(reviewer, world.keys["reviewer"])
+        assert "Pending human reviews (1)" in queue.text
+        case = re.search(r'href="(/portal/reviewer/reviews/\d+)"', queue.text)
+        assert case
+        page = reviewer.get(case.group(1))
+        assert "The overdue bill was a bank error." in page.text
+        bad = reviewer.post(case.group(1), data={"csrf_token": csrf_of(page.text),
+                                                 "decision": "lifted", "reason": " "})
+        assert bad.status_code == 422 and "reason: required" in shown(bad)
+        done = reviewer.post(case.group(1), data={"csrf_token": csrf_of(page.text),
+                                                  "decision": "lifted",
+                                                  "reason": "Confirmed as a bank error."})
+        assert done.status_code == 200 and "Pending human reviews (0)" in done.text
+    after = shown(world.client.get("/portal/subjects/bob"))
+    assert "lifted on" in after and "Confirmed as a bank error." in after

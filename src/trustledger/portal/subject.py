@@ -27,9 +27,9 @@ from trustledger.api.auth import service_of
 from trustledger.api.problems import classify
 from trustledger.api.routers import subjects as subjects_api
 from trustledger.api.schemas import ConsentRequest
-from trustledger.api.service import Caller
+from trustledger.api.service import Caller, Service
 from trustledger.api.view import current_assessment
-from trustledger.engine import Event
+from trustledger.engine import Evaluation, Event
 from trustledger.errors import InputError, NotFoundError, TrustLedgerError
 from trustledger.policy import CompiledPolicy
 from trustledger.portal.charts import Mark, score_chart
@@ -50,9 +50,9 @@ from trustledger.rights import (
     request_review,
 )
 from trustledger.rights.dispute import is_adverse
-from trustledger.rights.report import Report, build_report
+from trustledger.rights.report import Report, build_report, history_dates
 from trustledger.rights.whatif import WhatIf, WhatItTakes, parse_target, what_if, what_it_takes
-from trustledger.scoring import Assessment
+from trustledger.scoring import Assessment, assess
 
 router = APIRouter(prefix="/portal/subjects/{subject}", include_in_schema=False)
 SubjectPath = Annotated[str, Path(min_length=1, max_length=256)]
@@ -130,13 +130,40 @@ def _ask(assessment: Assessment | None, remove: str, at: str, target: str) -> Wh
         return WhatIfForm(form.remove, form.at, form.target, error=str(exc))
 
 
-def _charts(report: Report, policy: CompiledPolicy, now: datetime) -> list[dict[str, Any]]:
+def score_series(service: Service, assessment: Assessment) -> list[Evaluation]:
+    """The subject's evaluation at each month start since its first event, and now.
+
+    Each is :func:`trustledger.scoring.assess` valid at that date and known as of
+    now — every event known today (one recorded late still shows when it happened),
+    with today's consents, disputes and reviews — under the policy in force then;
+    dates before any policy was in force are left out.
+    The report's own history (what the ledger knew on each date) is the table.
+    """
+    if not assessment.events:
+        return [assessment.evaluation]
+    first = min(e.occurred_at for e in assessment.events)
+    records = service.view.subject(assessment.subject).records
+    out = []
+    for moment in history_dates(first, assessment.valid_at):
+        try:
+            policy = service.view.policy_in_force(moment)
+        except NotFoundError:
+            continue
+        out.append(assess(policy, assessment.subject, assessment.events, records,
+                          moment, assessment.valid_at).evaluation)
+    out.append(assessment.evaluation)
+    return out
+
+
+def _charts(report: Report, policy: CompiledPolicy, series: list[Evaluation],
+            now: datetime) -> list[dict[str, Any]]:
     out = []
     for line in report.scorecards:
         card = policy.scorecards.get(line.name)
         if card is None or not line.consented:
             continue
-        points = [(p.at, p.scores.get(line.name)) for p in report.history]
+        points = [(e.valid_at, e.scorecards[line.name].score if line.name in e.scorecards
+                   else None) for e in series]
         marks = [Mark(e.occurred_at, e.seq, e.type, e.points,
                       card.is_adverse(e.points) if e.points is not None else None, e.counts)
                  for e in report.events if e.type in card.events]
@@ -181,8 +208,9 @@ def subject_view(request: Request, caller: Caller, session: Session, subject: st
     return page(
         "subject.html.j2", status, caller=caller, csrf=session.csrf,
         title=f"Your trust record: {subject}", subject=subject, now=now, report=report,
-        policy=policy, missing=missing, charts=_charts(report, policy, now)
-        if report is not None and policy is not None else [],
+        policy=policy, missing=missing,
+        charts=_charts(report, policy, score_series(service, assessment), now)
+        if report is not None and policy is not None and assessment is not None else [],
         disputable=_disputable(assessment) if assessment is not None else [],
         reviewable=[m for m in assessment.evaluation.measures.values()
                     if is_adverse_measure(m)] if assessment is not None else [],
