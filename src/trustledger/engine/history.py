@@ -141,6 +141,7 @@ class History:
     by_metric: dict[str, list[tuple[Entry, float]]]
     attributes: Mapping[str, Any] = field(default_factory=dict)
     """Attributes supplied at decision time (statistical scorecards' features)."""
+    _models: dict[tuple[str, tuple[float | int, ...]], ScoreResult] = field(default_factory=dict)
 
     def score(self, card: CompiledScorecard, t: float) -> float:
         """The unclamped total ``base + Σ capped · decay`` of a scorecard at ``t``.
@@ -161,7 +162,12 @@ class History:
         """A statistical scorecard's model result at ``t``: points, per feature, reason codes."""
         assert card.model is not None
         metrics = {name: self.metric(self.policy.metrics[name], t) for name in card.model.metrics}
-        return card.model.score(metrics, self.attributes)
+        # Measures read the score at many instants; the metrics take few distinct values.
+        key = (card.name, tuple(metrics.values()))
+        found = self._models.get(key)
+        if found is None:
+            found = self._models[key] = card.model.score(metrics, self.attributes)
+        return found
 
     def metric(self, metric: CompiledMetric, t: float) -> float | int:
         """A metric's value at ``t``: count, or sum of (decayed or original) points."""

@@ -118,6 +118,7 @@ class _Compiled:
         self.missing = bins.n_bins + 1
         table = [*bins.points, bins.special_points, bins.missing_points]
         self.table_list: list[float] = table
+        self.label_list: list[str] = [bins.label(i) for i in range(len(table))]
         self.table: Floats = np.asarray(table, dtype=np.float64)
         self.max_points = bins.max_points
         self.splits_list = list(bins.splits)
@@ -229,7 +230,7 @@ class CompiledScorecard:
         f = self._features[feature]
         return ReasonCode(
             feature=f.name, description=f.bins.description, bin=bin_index,
-            bin_label=f.bins.label(bin_index), points=f.table_list[bin_index],
+            bin_label=f.label_list[bin_index], points=f.table_list[bin_index],
             max_points=f.max_points,
         )
 
@@ -253,7 +254,7 @@ class CompiledScorecard:
             p = f.table_list[b]
             total += p
             per_feature[f.name] = p
-            labels[f.name] = f.bins.label(b)
+            labels[f.name] = f.label_list[b]
             short = f.max_points - p
             if short > 0:
                 shortfalls.append((-short, j, b))
