@@ -29,7 +29,7 @@ import orjson
 import sqlalchemy as sa
 
 from trustledger.cascades.decision import Decided, Policies, decide
-from trustledger.cascades.records import ENDED, SUBSCRIBED
+from trustledger.cascades.records import ENDED, NOTIFIED, SUBSCRIBED
 from trustledger.cascades.schema import subscriptions
 from trustledger.cascades.timing import next_change
 from trustledger.engine import Event
@@ -39,6 +39,7 @@ from trustledger.ledger.chain import EVENT_KIND, from_us, to_us
 from trustledger.ledger.schema import head
 from trustledger.principals import PermissionDeniedError, Principal, Record, Role, ServiceLedger
 from trustledger.rights import fields
+from trustledger.rights.access import READ
 from trustledger.rights.consent import Consent, fold_consents
 from trustledger.scoring import published_policies
 
@@ -117,11 +118,34 @@ def check_url(url: str) -> str:
 
 def subject_data(ledger: ServiceLedger, subject: str,
                  upto: int) -> tuple[list[Event], list[Entry]]:
-    """The subject's events and other records up to ledger position ``upto``."""
-    records = [e for e in ledger.records(subject=subject)
-               if e.seq <= upto and e.kind != EVENT_KIND]
-    events = [e for e in ledger.events(subject) if e.seq is not None and e.seq <= upto]
+    """The subject's events and other records up to ledger position ``upto``.
+
+    One snapshot, one query on the ``(subject, seq)`` index; the access log and the
+    cascades' own records are left out (they change no decision).
+    """
+    _, found = ledger.subject_entries(subject, exclude=(READ, NOTIFIED))
+    events: list[Event] = []
+    records: list[Entry] = []
+    for entry in found:
+        if entry.seq > upto:
+            break
+        if entry.kind != EVENT_KIND:
+            records.append(entry)
+        elif entry.payload is not None:
+            events.append(_event(entry))
     return events, records
+
+
+def _event(entry: Entry) -> Event:
+    """The engine's event of a ledger entry of kind ``event`` (as ``Ledger.events`` reads it)."""
+    payload = entry.payload or {}
+    return Event(
+        source=payload["source"], source_event_id=payload["source_event_id"],
+        subject=str(entry.subject), type=payload["type"],
+        occurred_at=datetime.fromisoformat(payload["occurred_at"]),
+        recorded_at=entry.recorded_at, attributes=payload["attributes"],
+        supersedes=payload["supersedes"], seq=entry.seq,
+    )
 
 
 def decision_consent(records: Sequence[Entry], party: str, purpose: str,
