@@ -24,7 +24,12 @@ server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.
    tiers, measure states) — under the Sesame policy without its holding time (so every
    measure is stateless and the incremental state answers alone): reads/s of each, the
    first incremental read (which builds the state) and later ones (O(1)); every read's
-   scores are checked equal to the reference's.
+   scores are checked equal to the reference's;
+7. **statistics over the population, in process** (`--statistics`): the operator's
+   statistics computation under the same policy — every subject by the reference
+   assessment, then by `current_scores` twice: the first run builds every subject's
+   incremental state, the second (after 2,000 more events about consenting subjects)
+   applies only the new events. Each run includes reading the whole ledger.
 
 Every decision is access-logged before it is answered (group commit). The load generator
 is a minimal HTTP/1.1 client over keep-alive connections on the same 2-core machine, so it
@@ -320,7 +325,56 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
                                     "p50_batch_ms": round(1000 * statistics.median(lat), 1),
                                     "statuses": statuses}
     result["score_reads"] = score_reads(url, subjects)
+    if args.statistics:
+        result["statistics"] = statistics_runs(url, subjects)
     return result
+
+
+def statistics_runs(url: str, subjects: list[str]) -> dict[str, Any]:
+    """Seconds of the statistics computation: reference, incremental first and next run."""
+    from trustledger.api.statistics import population
+    from trustledger.api.view import NOT_SUBJECT_STATE, Incremental
+    from trustledger.ledger import EventIn
+    from trustledger.ledger.chain import EVENT_KIND
+    from trustledger.policy import parse_policy
+    from trustledger.scoring import assess
+
+    policy = parse_policy(POLICY.read_text().replace("    hold: P90D\n", ""), "no-hold")
+    out: dict[str, Any] = {}
+    with ServiceLedger.open(url) as ledger:
+        at = datetime.now(UTC)
+        t = time.perf_counter()
+        by_subject: dict[str, list[Any]] = {}
+        for event in ledger.events():
+            by_subject.setdefault(event.subject, []).append(event)
+        records: dict[str, list[Any]] = {}
+        for entry in ledger.records():
+            if entry.subject is not None and entry.kind != EVENT_KIND \
+                    and entry.kind not in NOT_SUBJECT_STATE:
+                records.setdefault(entry.subject, []).append(entry)
+        reference = {s: assess(policy, s, events, records.get(s, []), at).evaluation
+                     for s, events in by_subject.items()}
+        out["subjects"] = len(reference)
+        out["reference_s"] = round(time.perf_counter() - t, 2)
+        states: dict[str, Incremental] = {}
+        t = time.perf_counter()
+        first = population(ledger, policy, at, [0, 0], states)
+        out["incremental_first_s"] = round(time.perf_counter() - t, 2)
+        for subject, result in zip(sorted(by_subject), first, strict=True):
+            want = reference[subject].scorecards["sesame"].score
+            have = result.scores["sesame"]
+            assert (want is None) == (have is None)
+            assert want is None or have is None or abs(want - have) < 1e-9
+        base = datetime(2026, 6, 1, tzinfo=UTC)
+        ledger.append_events([EventIn.model_validate({
+            "source": "bench-source", "source_event_id": f"stats-{i}",
+            "subject": subjects[i % len(subjects)], "type": "bill_paid",
+            "occurred_at": (base + timedelta(seconds=i)).isoformat()}) for i in range(2_000)])
+        t = time.perf_counter()
+        population(ledger, policy, at + timedelta(seconds=1), [0, 0], states)
+        out["incremental_next_s"] = round(time.perf_counter() - t, 2)
+        out["new_events"] = 2_000
+    return out
 
 
 def score_reads(url: str, subjects: list[str]) -> dict[str, Any]:
@@ -377,6 +431,8 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--statistics", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the statistics computation, reference vs incremental")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "out" / "service.json")
     args = parser.parse_args()
     command = "python bench/service.py " + shlex.join(sys.argv[1:])
