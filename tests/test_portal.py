@@ -476,3 +476,17 @@ def test_subject_asks_for_review_and_a_reviewer_lifts_the_measure(world: World) 
         assert done.status_code == 200 and "Pending human reviews (0)" in done.text
     after = shown(world.client.get("/portal/subjects/bob"))
     assert "lifted on" in after and "Confirmed as a bank error." in after
+
+
+def test_a_subject_with_no_events_sees_why_and_can_still_manage_consents(world: World) -> None:
+    from trustledger.principals import Role, add_principal
+
+    key = add_principal(world.ledger, "dave", Role.SUBJECT, subject="dave").key
+    page = sign_in(world.client, key)
+    assert page.status_code == 200
+    assert "subject 'dave' has no events in the ledger" in shown(page)
+    assert 'data-testid="score-sesame"' not in page.text
+    r = world.client.post("/portal/subjects/dave/consents",
+                          data={"csrf_token": csrf_of(page.text), "scope": "scorecard",
+                                "scorecard": "sesame"})
+    assert r.status_code == 200 and "opt-in to scorecard 'sesame'" in shown(r)

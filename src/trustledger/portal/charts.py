@@ -135,10 +135,10 @@ def score_chart(card: CompiledScorecard, points: Sequence[tuple[datetime, float 
 
 def bar_chart(bars: Sequence[Bar], title: str, chart_id: str, k: int | None = None) -> Markup:
     """Vertical bars labelled below; a suppressed bar (``value=None``) is hatched, ``<k``."""
-    height = 200
-    top, bottom, left = 16, 40, 40
+    height = 180
+    top, bottom, left = 16, 30, 48
     plot_h = height - top - bottom
-    width = max(320, left + 24 * len(bars) + 10)
+    width = WIDTH
     step = (width - left - 10) / max(1, len(bars))
     biggest = max([b.value for b in bars if b.value is not None] + [k or 1, 1])
     parts = [f'<defs><pattern id="{escape(chart_id)}-hatch" width="6" height="6" '
