@@ -92,6 +92,8 @@ def test_batch_equals_single_rows_on_many_rows() -> None:
         single = card.score({"late_payments_12m": v, "housing": housing[i],
                              "amount": float(amount[i])})
         assert batch.points[i] == single.points
+        assert card.points({"late_payments_12m": v, "housing": housing[i],
+                            "amount": float(amount[i])}) == single.points
         assert batch.reasons(i) == single.reasons
     arrow = card.score_batch({"late_payments_12m": pa.array(late, from_pandas=True),
                               "housing": pa.array(housing).dictionary_encode(),

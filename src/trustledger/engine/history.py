@@ -141,7 +141,7 @@ class History:
     by_metric: dict[str, list[tuple[Entry, float]]]
     attributes: Mapping[str, Any] = field(default_factory=dict)
     """Attributes supplied at decision time (statistical scorecards' features)."""
-    _models: dict[tuple[str, tuple[float | int, ...]], ScoreResult] = field(default_factory=dict)
+    _models: dict[tuple[str, tuple[float | int, ...]], float] = field(default_factory=dict)
 
     def score(self, card: CompiledScorecard, t: float) -> float:
         """The unclamped total ``base + Σ capped · decay`` of a scorecard at ``t``.
@@ -150,7 +150,7 @@ class History:
         and the decision-time attributes.
         """
         if card.model is not None:
-            return self.statistical(card, t).points
+            return self._statistical_points(card, t)
         total = card.base
         name = card.name
         for entry in self.by_scorecard[name]:
@@ -162,11 +162,16 @@ class History:
         """A statistical scorecard's model result at ``t``: points, per feature, reason codes."""
         assert card.model is not None
         metrics = {name: self.metric(self.policy.metrics[name], t) for name in card.model.metrics}
+        return card.model.score(metrics, self.attributes)
+
+    def _statistical_points(self, card: CompiledScorecard, t: float) -> float:
+        assert card.model is not None
+        metrics = {name: self.metric(self.policy.metrics[name], t) for name in card.model.metrics}
         # Measures read the score at many instants; the metrics take few distinct values.
         key = (card.name, tuple(metrics.values()))
         found = self._models.get(key)
         if found is None:
-            found = self._models[key] = card.model.score(metrics, self.attributes)
+            found = self._models[key] = card.model.points(metrics, self.attributes)
         return found
 
     def metric(self, metric: CompiledMetric, t: float) -> float | int:

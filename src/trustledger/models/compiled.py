@@ -234,6 +234,18 @@ class CompiledScorecard:
             max_points=f.max_points,
         )
 
+    def points(self, features: Mapping[str, FeatureValue]) -> float:
+        """The points alone of :meth:`score` (the same sum, in the same order): no reasons."""
+        total = 0.0
+        for f in self._features:
+            try:
+                value = features[f.name]
+            except KeyError:
+                raise InputError(f"{f.name}: missing feature (pass None for a missing value)"
+                                 ) from None
+            total += f.table_list[f.bin_of_value(value)]
+        return total + self.artifact.intercept
+
     def score(self, features: Mapping[str, FeatureValue]) -> ScoreResult:
         """Score one subject; every feature must be present (``None`` for missing).
 

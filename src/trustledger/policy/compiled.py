@@ -229,6 +229,11 @@ class StatisticalModel:
         """The model's points, per-feature points and reason codes for these inputs."""
         return self.scorer.score(self.inputs(metrics, attributes))
 
+    def points(self, metrics: Mapping[str, float | int | None],
+               attributes: Mapping[str, FeatureValue]) -> float:
+        """The model's points alone for these inputs (equal to :meth:`score`'s)."""
+        return self.scorer.points(self.inputs(metrics, attributes))
+
 
 @dataclass(frozen=True, slots=True)
 class CompiledScorecard:
