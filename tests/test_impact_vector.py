@@ -273,3 +273,48 @@ def test_conditions_outside_the_vectorised_subset_are_refused_not_guessed() -> N
     out = condition({"n": np.array([1, 4, 2]), "flag": np.array([True, False, True]),
                      "s": {"tier": np.array(["A", "B", "A"])}}, 3)
     assert out.tolist() == [True, True, False]
+
+
+def test_a_sum_whose_entries_all_left_is_exactly_zero() -> None:
+    """Decayed entries that all expired leave the score exactly at the base (a tier bound).
+
+    Adding and removing forward-decayed terms leaves rounding noise; without the reset to
+    exactly 0 a score of 550 - 1e-14 would fall into the tier below 550.
+    """
+    from trustledger.impact.simulate import instant
+    from trustledger.impact.vector import VectorState
+
+    policy = parse_policy("""
+policy: bound
+title: base on a tier bound
+effective_from: 2025-01-01
+event_types:
+  paid:
+    label: paid
+    domain: finance
+    category: bill_payment
+    gravity: minor
+    points: 97.3
+    decay: {half_life: P800D}
+    expiry: {after: P3M}
+    retention: P1Y
+scorecards:
+  card:
+    label: card
+    events: [paid]
+    base: 550
+    tiers:
+      - {name: below, label: below}
+      - {name: fair, label: fair, min: 550}
+""", "bound.yaml")
+    plan = VectorPlan(policy, {"paid": [{}]})
+    start = instant(datetime(2025, 1, 15, tzinfo=policy.effective_from.tzinfo), 0)
+    size = 1000
+    state = VectorState(plan, size, start, {}, instant(start, 24))
+    rng = np.random.default_rng(1)
+    for m in range(6):
+        state.apply(instant(start, m), {("paid", 0): rng.integers(0, 7, size)})
+    assert (state.read(instant(start, 5)).scores["card"] > 550).any()
+    later = state.read(instant(start, 12))
+    assert (later.scores["card"] == 550.0).all()
+    assert (later.ranks["card"] == 1).all()

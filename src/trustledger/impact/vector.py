@@ -366,8 +366,7 @@ class VectorState:
             for c in cards:
                 self._add(pending, c.name, etype.half_life, end, t, capped[c.name], live, None)
             for m in metrics:
-                self._metric(pending, m, etype, windows[m], t, capped, counted * p, counted,
-                             p)
+                self._metric(pending, m, etype, windows[m], t, counted, p)
             return
         # Entry by entry (the order of their ids), only over the subjects that have a j-th
         # entry; sums are gathered per variant and added once (per entry for `when` types,
@@ -436,37 +435,24 @@ class VectorState:
         flush()
 
     def _metric(self, pending: dict[tuple[str, float | None, float], _Pending], name: str,
-                etype: CompiledEventType, exit_: float, t: float,
-                capped: Mapping[str, np.ndarray], plain: np.ndarray, counted: np.ndarray,
-                points: float | None) -> None:
-        """One metric's share of a batch of entries (``counted`` entries per subject).
-
-        ``points`` is the per-entry points when every entry has the same (bulk path);
-        ``None`` when ``plain``/``capped`` hold one entry per subject (sequential path).
-        """
+                etype: CompiledEventType, exit_: float, t: float, counted: np.ndarray,
+                points: float) -> None:
+        """One metric's share of ``counted`` uncapped entries of ``points`` each, per subject."""
         metric = self.plan.policy.metrics[name]
-        values = capped.get(metric.scorecard, plain) if metric.scorecard else plain
-        if points is not None and metric.scorecard is None:
-            per_entry: np.ndarray | float = points
-        elif points is not None:
-            per_entry = points  # bulk path: scorecards uncapped for this type, capped == points
-        else:
-            per_entry = values
         if metric.sign is Sign.NEGATIVE:
-            passing = np.asarray(per_entry) < 0
+            passing = points < 0
         elif metric.sign is Sign.POSITIVE:
-            passing = np.asarray(per_entry) > 0
+            passing = points > 0
         else:
-            passing = np.asarray(True)
-        n = np.where(passing, counted, 0).astype(np.int64)
+            passing = True
+        n = counted if passing else np.zeros(self.size, dtype=np.int64)
         if metric.aggregate is Aggregate.COUNT:
             self._add(pending, name, None, exit_, t, np.zeros(self.size),
                       np.zeros(self.size, dtype=np.int64), n)
             return
-        summed = np.where(passing, values, 0.0)
-        live = np.where(summed != 0, n, 0)
+        live = n if points else np.zeros(self.size, dtype=np.int64)
         hl = etype.half_life if metric.value is MetricValue.CURRENT else None
-        self._add(pending, name, hl, exit_, t, summed, live, None)
+        self._add(pending, name, hl, exit_, t, n * points, live, None)
 
     # -- reading -------------------------------------------------------------------------------
 
