@@ -8,6 +8,7 @@ Alice has consented to rentals for rental_deposit; bob has consented to nobody.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from tests.test_api import World, build_world, event
 from trustledger.ledger import EventIn
 from trustledger.principals import revoke_principal
-from trustledger.rights import open_dispute, request_review
+from trustledger.rights import grant_decision_consent, open_dispute, request_review
 from trustledger.scoring import evaluate_subject
 
 Request = tuple[str, str, dict[str, Any]]
@@ -191,7 +192,31 @@ CASES |= {
         lambda w: ("POST", f"/v1/reviewer/reviews/{w.cases['review']}/resolution",
                    {"json": {"decision": "confirmed", "reason": "the score is below 600"}}),
         _expect(403, reviewer=200)),
+    "list own subscriptions": (lambda w: ("GET", "/v1/subscriptions", {}),
+                               _expect(403, party=200)),
+    "subscribe, subject with consent": (
+        lambda w: ("POST", "/v1/subscriptions", {"json": {
+            "subject": "alice", "purpose": "rental_deposit", "url": "http://127.0.0.1:9/hook"}}),
+        _expect(403, party=201)),
+    "subscribe, subject without consent": (
+        lambda w: ("POST", "/v1/subscriptions", {"json": {
+            "subject": "bob", "purpose": "rental_deposit", "url": "http://127.0.0.1:9/hook"}}),
+        _expect(403)),
+    "cancel own subscription": (
+        lambda w: ("DELETE", f"/v1/subscriptions/{_fresh_subscription(w)}", {}),
+        _expect(403, party=200)),
 }
+
+
+def _fresh_subscription(w: World) -> str:
+    """A new subscription of the party (rentals) to a new consenting subject; its id."""
+    from trustledger.cascades import subscribe
+
+    subject = _new_id()
+    grant_decision_consent(w.ledger, subject, "rentals", "rental_deposit")
+    created = subscribe(w.ledger, w.principals["party"], subject, "rental_deposit",
+                        "http://127.0.0.1:9/hook", datetime.now(UTC))
+    return created.subscription.id
 
 
 def _fresh_event(w: World, subject: str, source: str = "bank-a") -> int:
@@ -267,3 +292,30 @@ def test_erasure_matrix(tmp_path: Path, role: str) -> None:
                               "/v1/subjects/alice/erasure")
         want = {"alice": 201, "anonymous": 401, "revoked": 401}.get(role, 403)
         assert response.status_code == want, f"erasure as {role}: {response.text}"
+
+
+def _template(path: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{}", path.split("?", 1)[0])
+
+
+def test_every_route_is_in_the_matrix_and_in_the_docs(matrix_world: World) -> None:
+    """A new /v1 route needs its row here (who may call it) and its line in docs/api.md."""
+    paths = matrix_world.client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    routes = {(method.upper(), path) for path, operations in paths.items()
+              if path.startswith("/v1/") for method in operations}
+    assert len(routes) >= 35, routes
+    called = [build(matrix_world)[:2] for build, _ in CASES.values()]
+
+    def matches(template: str, path: str) -> bool:
+        pattern = re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template))
+        return re.fullmatch(pattern, path.split("?", 1)[0]) is not None
+
+    missing = sorted(f"{method} {path}" for method, path in routes
+                     if not any(m == method and matches(path, p) for m, p in called))
+    assert missing == [], f"routes without a row in the authorization matrix: {missing}"
+    docs = (Path(__file__).parent.parent / "docs" / "api.md").read_text()
+    documented = {(m, _template(p)) for m, p in
+                  re.findall(r"\b(GET|POST|PUT|PATCH|DELETE) (/[^\s`|·]+)", docs)}
+    undocumented = sorted(f"{method} {path}" for method, path in routes
+                          if (method, _template(path)) not in documented)
+    assert undocumented == [], f"routes missing from docs/api.md: {undocumented}"
