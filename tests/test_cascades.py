@@ -7,8 +7,10 @@ tier crossing has a closed form. Delivery over real HTTP is in
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,7 +174,7 @@ class Setting:
             return [{**row._asdict(), "body": orjson.loads(row.body)} for row in rows]
 
 
-def make_setting(url: str, tmp_path: Path) -> Iterator[Setting]:
+def make_setting(url: str, tmp_path: Path) -> Generator[Setting, None, None]:
     clock = Clock()
     ledger = ServiceLedger.open(url, clock=clock)
     path = tmp_path / "cascade-test.yaml"
@@ -404,3 +406,95 @@ def test_a_policy_published_later_is_a_cause(sqlite_setting: Setting, tmp_path: 
     (row,) = s.outbox()
     assert row["cause"] == "time"
     assert row["body"]["data"]["new"]["scorecards"]["trust"]["tier"] == "low"
+
+
+def test_no_cause_is_lost_while_others_append_concurrently(tmp_path: Path) -> None:
+    """The deriver runs while another thread appends: every tier change is notified once."""
+    import threading
+
+    gen = make_setting(f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path)
+    s = next(gen)
+    try:
+        subjects = [f"s{i}" for i in range(8)]
+        for subject in subjects:
+            grant_decision_consent(s.ledger, subject, "lender", "lending")
+            s.event("late_fee", subject=subject)  # 480: low
+            subscribe(s.ledger, s.party, subject, "lending", URL, s.clock())
+        flips = 12
+        done = threading.Event()
+
+        def append() -> None:
+            try:
+                for round_ in range(flips):
+                    for subject in subjects:
+                        if round_ % 2 == 0:
+                            s.event("bonus", subject=subject)  # +80: high
+                        else:  # four late fees in one transaction, -80: low
+                            s.ledger.append_events([EventIn.model_validate({
+                                "source": "bank", "source_event_id": f"f{round_}-{subject}-{k}",
+                                "subject": subject, "type": "late_fee",
+                                "occurred_at": s.clock().isoformat(), "attributes": {}})
+                                for k in range(4)])
+            finally:
+                done.set()
+
+        writer = threading.Thread(target=append)
+        writer.start()
+        deriver = Deriver(s.ledger, s.clock)
+        while not done.is_set():
+            deriver.step()
+        writer.join()
+        deriver.run()
+        counts: dict[str, int] = {}
+        for row in s.outbox():
+            counts[row["subject"]] = counts.get(row["subject"], 0) + 1
+        # Each subject's changes may coalesce when several land between two steps, but
+        # the last state told must be the last state: nothing is lost at the end.
+        for subject in subjects:
+            told = [r for r in s.outbox() if r["subject"] == subject]
+            final = "low" if flips % 2 == 0 else "high"
+            last = told[-1]["body"]["data"]["new"]["scorecards"]["trust"]["tier"] if told \
+                else "low"
+            assert last == final, subject
+            tiers = [r["body"]["data"]["new"]["scorecards"]["trust"]["tier"] for r in told]
+            assert all(a != b for a, b in itertools.pairwise(tiers)), tiers
+        with s.ledger.reading() as conn:
+            assert conn.execute(sa.select(cursor.c.seq)).scalar_one() == s.ledger.position()
+    finally:
+        gen.close()
+
+
+class RacingLedger(ServiceLedger):
+    """The deriver's ledger: another writer commits just after a read snapshot has begun."""
+
+    race: Any = None
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sa.Connection]:
+        with super().reading() as conn:
+            conn.execute(sa.select(cursor.c.seq)).all()  # the snapshot starts here
+            if self.race is not None:
+                race, self.race = self.race, None
+                race()  # committed by another connection, invisible to this snapshot
+            yield conn
+
+
+def test_an_entry_committed_while_a_step_reads_is_not_skipped(
+        sqlite_setting: Setting) -> None:
+    s = sqlite_setting
+    s.event("late_fee")
+    subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    racing = RacingLedger.open(s.url, clock=s.clock)
+    assert isinstance(racing, RacingLedger)
+    try:
+        deriver = Deriver(racing, s.clock)
+        deriver.run()
+        seqs: list[int] = []
+        racing.race = lambda: seqs.append(s.event("bonus"))
+        deriver.run()
+        deriver.run()
+        (row,) = s.outbox()
+        assert row["cause_seq"] == seqs[0]
+        assert row["body"]["data"]["new"]["scorecards"]["trust"]["tier"] == "high"
+    finally:
+        racing.close()

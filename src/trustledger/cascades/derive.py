@@ -46,6 +46,7 @@ from trustledger.engine import Event
 from trustledger.ledger import Entry
 from trustledger.ledger.chain import from_us, iso, to_us
 from trustledger.ledger.schema import entries
+from trustledger.ledger.schema import head as ledger_head
 from trustledger.principals import KINDS as PRINCIPAL_KINDS
 from trustledger.principals import Record, ServiceLedger
 from trustledger.rights.access import READ
@@ -127,7 +128,10 @@ class Deriver:
         with self.ledger.reading() as conn:
             start = int(conn.execute(sa.select(cursor.c.seq).where(cursor.c.id == 1))
                         .scalar_one())
-            head = self.ledger.position()
+            # The head from this snapshot: one read later might name entries this
+            # snapshot cannot see, and the cursor would skip them.
+            head = int(conn.execute(sa.select(ledger_head.c.seq)
+                                    .where(ledger_head.c.id == 1)).scalar_one())
             upto = min(head, start + _BATCH)
             causes = self._causes(conn, start, upto)
             policy_changed = conn.execute(sa.select(sa.func.max(_e.seq)).where(
