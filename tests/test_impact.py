@@ -359,3 +359,21 @@ def test_cli_bad_scenario_names_the_field(tmp_path: Path, capsys: pytest.Capture
     finally:
         sys.argv = argv
     assert "events.bill_paid.rate.shape: is required" in capsys.readouterr().err
+
+
+def test_statistical_scorecards_are_refused_naming_them(tmp_path: Path) -> None:
+    """Their features include attributes given at decision time, which a simulated
+    population does not have: the simulation refuses rather than guess."""
+    from tests.test_models_compiled import artifact
+    from tests.test_policy_statistical import BASE
+    from trustledger.models import save_artifact
+
+    models = tmp_path / "models"
+    digest = save_artifact(artifact(), models).stem
+    policy = parse_policy(BASE.replace("HASH", digest), "lending.yaml", models_dir=models)
+    scenario = scenario_from_dict(
+        {"events": {"repayment_late": {"rate": {"distribution": "fixed", "value": 0.1}}}},
+        policy)
+    with pytest.raises(InputError, match=r"the impact simulation does not compute statistical "
+                                         r"scorecards \(credit"):
+        simulate(policy, scenario, subjects=10, months=2)

@@ -76,6 +76,7 @@ class VectorPlan:
     def __init__(self, policy: CompiledPolicy,
                  variants: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Plan ``policy`` for the given event types and attribute variants."""
+        policy.require_rule_based("the impact simulation")
         self.policy = policy
         self.variants: dict[str, tuple[PlannedVariant, ...]] = {}
         for name, etype in policy.event_types.items():
