@@ -498,3 +498,22 @@ def test_an_entry_committed_while_a_step_reads_is_not_skipped(
         assert row["body"]["data"]["new"]["scorecards"]["trust"]["tier"] == "high"
     finally:
         racing.close()
+
+
+def test_a_subscription_cancelled_during_a_step_is_told_nothing(sqlite_setting: Setting) -> None:
+    s = sqlite_setting
+    s.event("late_fee")
+    created = subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+    racing = RacingLedger.open(s.url, clock=s.clock)
+    assert isinstance(racing, RacingLedger)
+    try:
+        deriver = Deriver(racing, s.clock)
+        deriver.run()
+        s.event("bonus")  # a change the step will see, for a subscription it sees active
+        racing.race = lambda: unsubscribe(s.ledger, s.party, created.subscription.id)
+        deriver.run()
+        assert s.outbox() == []
+        (sub,) = list_subscriptions(s.ledger, "lender", include_ended=True)
+        assert sub.end_reason == "cancelled by the relying party"
+    finally:
+        racing.close()

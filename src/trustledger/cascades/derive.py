@@ -224,6 +224,15 @@ class Deriver:
                                    ).scalar_one()
             if current != start:
                 return False, []
+            # A subscription the party cancelled meanwhile gets nothing more.
+            touched = {n["subscription_id"] for n in plan.notifications}
+            touched.update(sub_id for sub_id, _, _ in plan.updates)
+            gone = set(conn.execute(sa.select(_s.id).where(
+                _s.id.in_(sorted(touched)), _s.ended_at_us.is_not(None))).scalars())
+            plan.notifications[:] = [n for n in plan.notifications
+                                     if n["subscription_id"] not in gone]
+            plan.updates[:] = [u for u in plan.updates if u[0] not in gone]
+            plan.ended[:] = [e for e in plan.ended if e[0].id not in gone]
             records = [end_rows(conn, sub, reason, at_us) for sub, reason, at_us in plan.ended]
             for subject in plan.erased:
                 _forget(conn, subject, now_us)
