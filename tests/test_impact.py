@@ -377,3 +377,26 @@ def test_statistical_scorecards_are_refused_naming_them(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"the impact simulation does not compute statistical "
                                          r"scorecards \(credit"):
         simulate(policy, scenario, subjects=10, months=2)
+
+
+def test_poisson_draws_have_the_right_mean_and_cap() -> None:
+    from trustledger.impact.simulate import poisson
+
+    rng = np.random.default_rng(0)
+    for lam in (0.02, 1.5, 40.0, 200.0):
+        n = poisson(rng.random(100_000), np.full(100_000, lam))
+        assert abs(n.mean() - lam) < 5 * math.sqrt(lam / 100_000)
+    policy = _one_type()
+    scenario = scenario_from_dict({
+        "events": {"late": {"rate": {"distribution": "fixed", "value": 150}}},
+        "feedback": []}, policy)
+    report = simulate(policy, scenario, subjects=50, months=1, probe_months=1)
+    assert abs(report["events"]["late"] / 50 - 150) < 10
+    # Feedback cannot push a rate past the cap (where e^-rate would underflow to no event).
+    sesame = example("sesame")
+    boosted = scenario_from_dict({
+        "events": {"bill_paid": {"rate": {"distribution": "fixed", "value": 150}}},
+        "feedback": [{"measure": "pay_later", "while": "off",
+                      "multiply": {"bill_paid": 100}}]}, sesame)
+    report = simulate(sesame, boosted, subjects=50, months=1, probe_months=1)
+    assert abs(report["events"]["bill_paid"] / 50 - 200) < 10

@@ -40,7 +40,7 @@ DISTRIBUTIONS = {
 """Propensity distributions (events per subject per month) and their parameters."""
 
 MAX_RATE = 200.0
-"""A propensity (events a month) is capped here: beyond it the month is saturated anyway."""
+"""A propensity (events a month) is capped here, also after feedback factors."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 from trustledger.engine.events import Event
 from trustledger.errors import InputError
-from trustledger.impact.scenario import Scenario, scenario_json
+from trustledger.impact.scenario import MAX_RATE, Scenario, scenario_json
 from trustledger.impact.vector import VariantKey, VectorPlan, VectorReading, VectorState
 from trustledger.policy.compiled import CompiledPolicy
 from trustledger.policy.models import MeasureKind
@@ -178,7 +178,9 @@ def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_
         factors = _feedback(scenario, reading, subjects)
         counts: dict[VariantKey, np.ndarray] = {}
         for tname, behaviour in scenario.events.items():
-            lam = population.rates[tname] * factors.get(tname, 1.0)
+            # Capped after feedback too: beyond it e^-lam underflows and the month is
+            # saturated anyway.
+            lam = np.minimum(population.rates[tname] * factors.get(tname, 1.0), MAX_RATE)
             for v, variant in enumerate(behaviour.variants):
                 u = np.random.default_rng([seed, m, type_index[tname], v]).random(subjects)
                 counts[(tname, v)] = poisson(u, lam * variant.share)
