@@ -517,3 +517,58 @@ def test_a_subscription_cancelled_during_a_step_is_told_nothing(sqlite_setting: 
         assert sub.end_reason == "cancelled by the relying party"
     finally:
         racing.close()
+
+
+def test_migration_0003_creates_exactly_the_cascade_tables(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from trustledger.ledger.schema import metadata
+
+    ServiceLedger.open(database_url).close()
+    ours = {"cascade_subscriptions", "cascade_notifications", "cascade_cursor"}
+
+    def cascade_tables(obj: Any, name: str | None, kind: str, *_: Any) -> bool:
+        table = obj if kind == "table" else getattr(obj, "table", None)
+        return name in ours if kind == "table" else getattr(table, "name", None) in ours
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"include_object": cascade_tables})
+            assert compare_metadata(context, metadata) == []
+            assert conn.execute(sa.select(cursor.c.id, cursor.c.seq)).all() == [(1, 0)]
+    finally:
+        engine.dispose()
+
+
+def test_migration_0003_starts_the_cursor_at_an_existing_ledgers_end_and_downgrades(
+        database_url: str) -> None:
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+
+    from trustledger.ledger import database
+
+    config = Config()
+    config.set_main_option("script_location",
+                           str(resources.files("trustledger.ledger") / "migrations"))
+    engine = database.create_engine(database_url)
+
+    def upgrade(target: str, down: bool = False) -> None:
+        with database.writing(engine) as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, target)
+
+    try:
+        upgrade("0002")
+        with database.writing(engine) as conn:  # as if 42 entries had been appended
+            conn.execute(sa.text("UPDATE ledger_head SET seq = 42 WHERE id = 1"))
+        upgrade("0003")
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(cursor.c.seq)).scalar_one() == 42
+        upgrade("0002", down=True)
+        assert "cascade_cursor" not in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
