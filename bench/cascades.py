@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cascades.py                      # SQLite, 100 subjects
     .venv/bin/python bench/cascades.py --subjects 200 --trickle 200 --bursts 5
-    .venv/bin/python bench/cascades.py --database-url postgresql+psycopg://...
+    .venv/bin/python -m bench.cascades --postgres     # a throwaway PostgreSQL server
 
 A ledger with a small policy (one tier threshold) and ``--subjects`` subjects, each
 with consent and a subscription of one relying party whose webhook is a real HTTP
@@ -153,9 +153,16 @@ class Receiver:
 
 
 @contextlib.contextmanager
-def database(url: str | None) -> Iterator[str]:
+def database(url: str | None, postgres: bool) -> Iterator[str]:
     if url is not None:
         yield url
+        return
+    if postgres:
+        # Started like the test suite's (fsync off: the figure flatters the disk).
+        from tests.postgres import create_database, postgres_server
+
+        with postgres_server() as server:
+            yield create_database(server)
         return
     with tempfile.TemporaryDirectory() as folder:
         yield f"sqlite:///{Path(folder) / 'ledger.db'}"
@@ -180,8 +187,10 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.01, help="worker idle poll (s)")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--postgres", action="store_true",
+                        help="a throwaway PostgreSQL server (tests/postgres.py)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder, database(args.database_url) as url:
+    with tempfile.TemporaryDirectory() as folder, database(args.database_url, args.postgres) as url:
         policy = Path(folder) / "policy.yaml"
         policy.write_text(POLICY, encoding="utf-8")
         ledger = ServiceLedger.open(url)

@@ -131,7 +131,7 @@ def test_down_failing_slow_then_healthy_loses_nothing(setting: Setting) -> None:
     make_changes(s, 4)
     outbox = rows(s)
     assert len(outbox) == 4
-    retry = RetryPolicy(max_attempts=50, base=0.02, cap=0.2, timeout=0.3)
+    retry = RetryPolicy(max_attempts=50, base=0.02, cap=0.2, timeout=0.5)
     deliverer = Deliverer(s.ledger, retry=retry, rng=random.Random(7))
     receiver: Receiver | None = None
     try:
@@ -143,7 +143,7 @@ def test_down_failing_slow_then_healthy_loses_nothing(setting: Setting) -> None:
         receiver.mode = "fail"
         pump(deliverer, lambda: len(receiver.requests) >= 2)
         assert rows(s)[0].last_error == "HTTP 500"
-        receiver.mode, receiver.delay = "slow", 1.0
+        receiver.mode, receiver.delay = "slow", 1.5
         pump(deliverer, lambda: any(r["mode"] == "slow"
                                     for r in receiver.requests))
         pump(deliverer, lambda: "timed out" in (rows(s)[0].last_error or ""))
@@ -156,8 +156,9 @@ def test_down_failing_slow_then_healthy_loses_nothing(setting: Setting) -> None:
     assert receiver is not None
     final = rows(s)
     ok = [r for r in receiver.requests if r["mode"] == "ok"]
-    # Every notification arrived (answered 2xx), in the order it was derived.
-    assert [r["headers"]["webhook-id"] for r in ok] == [n.id for n in final]
+    # Every notification arrived (answered 2xx), in the order it was derived (a busy
+    # machine may time out a healthy answer too: then it arrives twice, same id).
+    assert list(dict.fromkeys(r["headers"]["webhook-id"] for r in ok)) == [n.id for n in final]
     # The one that timed out was received twice: same id, same body.
     slow = [r for r in receiver.requests if r["mode"] == "slow"]
     assert slow and slow[0]["headers"]["webhook-id"] == ok[0]["headers"]["webhook-id"]
