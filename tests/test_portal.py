@@ -490,3 +490,20 @@ def test_a_subject_with_no_events_sees_why_and_can_still_manage_consents(world: 
                           data={"csrf_token": csrf_of(page.text), "scope": "scorecard",
                                 "scorecard": "sesame"})
     assert r.status_code == 200 and "opt-in to scorecard 'sesame'" in shown(r)
+
+
+def test_a_subject_whose_history_began_this_month_gets_a_one_point_chart(world: World) -> None:
+    from datetime import UTC, datetime
+
+    from trustledger.ledger import EventIn
+    from trustledger.principals import Role, add_principal
+    from trustledger.rights import grant_opt_in
+
+    key = add_principal(world.ledger, "erin", Role.SUBJECT, subject="erin").key
+    world.ledger.append_events([EventIn.model_validate({
+        "source": "bank-a", "source_event_id": "erin-1", "subject": "erin", "type": "bill_paid",
+        "occurred_at": datetime.now(UTC).isoformat(), "attributes": {}})])
+    grant_opt_in(world.ledger, "erin", "sesame")
+    page = sign_in(world.client, key)
+    assert page.status_code == 200 and score_on(page.text) == 551
+    assert page.text.count('<g class="mark">') == 1 and 'id="chart-sesame"' in page.text

@@ -55,6 +55,8 @@ from trustledger.rights.whatif import WhatIf, WhatItTakes, parse_target, what_if
 from trustledger.scoring import Assessment, assess
 
 router = APIRouter(prefix="/portal/subjects/{subject}", include_in_schema=False)
+CHART_POINTS = 24
+"""At most this many past dates in the score chart (plus now)."""
 SubjectPath = Annotated[str, Path(min_length=1, max_length=256)]
 
 NOTICES = {
@@ -133,6 +135,9 @@ def _ask(assessment: Assessment | None, remove: str, at: str, target: str) -> Wh
 def score_series(service: Service, assessment: Assessment) -> list[Evaluation]:
     """The subject's evaluation at each month start since its first event, and now.
 
+    At most :data:`CHART_POINTS` dates (every few months for a long history, always
+    ending with the last month start): each is a full evaluation.
+
     Each is :func:`trustledger.scoring.assess` valid at that date and known as of
     now — every event known today (one recorded late still shows when it happened),
     with today's consents, disputes and reviews — under the policy in force then;
@@ -144,7 +149,9 @@ def score_series(service: Service, assessment: Assessment) -> list[Evaluation]:
     first = min(e.occurred_at for e in assessment.events)
     records = service.view.subject(assessment.subject).records
     out = []
-    for moment in history_dates(first, assessment.valid_at):
+    dates = history_dates(first, assessment.valid_at)
+    step = max(1, -(-len(dates) // CHART_POINTS))
+    for moment in dates[::-1][::step][::-1]:
         try:
             policy = service.view.policy_in_force(moment)
         except NotFoundError:
