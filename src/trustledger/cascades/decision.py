@@ -36,6 +36,24 @@ class Decided:
     assessment: Assessment | None
 
 
+_COMPILED: dict[str, CompiledPolicy] = {}
+_COMPILED_MAX = 64
+
+
+def _compiled(policy: PublishedPolicy) -> CompiledPolicy:
+    """A published version, compiled once per process (compiling YAML costs ~0.1 s).
+
+    A policy is named by its content hash, so the compiled form of a hash never changes.
+    """
+    found = _COMPILED.get(policy.hash)
+    if found is None:
+        found = policy.compile()
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        _COMPILED[policy.hash] = found
+    return found
+
+
 class Policies:
     """Published policy versions, each compiled once (by content hash)."""
 
@@ -45,10 +63,10 @@ class Policies:
         self._compiled: dict[str, CompiledPolicy] = {}
 
     def load(self, published: Sequence[PublishedPolicy]) -> None:
-        """Take the ledger's published versions (compiling the new ones)."""
+        """Take the ledger's published versions (compiling the ones not seen before)."""
         for policy in published:
             if policy.hash not in self._compiled:
-                self._compiled[policy.hash] = policy.compile()
+                self._compiled[policy.hash] = _compiled(policy)
         self._published = list(published)
 
     def in_force(self, at: datetime) -> CompiledPolicy | None:
