@@ -168,6 +168,16 @@ def test_subject_disputes_an_event_and_a_reviewer_resolves_it(site: Site, new_pa
     assert page.locator("#contributions-table tbody tr").count() == 15
     shoot(page, "subject")
 
+    # What if the overdue bill were removed, and what would it take to reach "good"?
+    page.get_by_label("If this event were removed").select_option(
+        label=_option(page, "#wi-remove", "bill overdue"))
+    page.get_by_label("What it takes to reach").select_option(value="sesame:600-649")
+    page.get_by_role("button", name="Show").click()
+    assert re.search(r"sesame: [\d.]+ → [\d.]+ \(\+", page.locator("#whatif-result").inner_text())
+    assert "what it takes to reach tier 600-649" in page.locator("#whatif-takes").inner_text()
+    assert score(page) == pytest.approx(before, abs=0.02)  # asking changed nothing
+    shoot(page, "subject-what-if")
+
     page.get_by_label("Event", exact=True).select_option(
         label=_option(page, "#d-event", "bill overdue"))
     page.get_by_label("Why it is wrong").fill("I paid this bill on time; here is the receipt.")
