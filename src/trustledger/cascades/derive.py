@@ -5,7 +5,7 @@ outcome, a review, an erasure, a consent granted or withdrawn, a policy publishe
 is already a ledger entry, committed atomically by whoever wrote it (the service,
 the CLI, another process). :meth:`Deriver.step` reads the entries after the
 cascades' cursor (``cascade_cursor``) about subjects with an active subscription,
-evaluates each such subscription's purpose at the cause's ``recorded_at``, and in
+evaluates each such subscription's purpose now (the step's clock), and in
 **one transaction** writes a notification for every changed view into the outbox
 (``cascade_notifications``), stores the new view and the next time-driven check,
 and moves the cursor. A crash before that commit loses nothing (the next step
@@ -76,7 +76,7 @@ def _utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    """Why a subscription is evaluated: a ledger entry (kind, seq) or time (``time``)."""
+    """Why a subscription is evaluated: a ledger entry (kind, seq, when recorded) or ``time``."""
 
     kind: str
     seq: int | None
@@ -158,7 +158,7 @@ class Deriver:
         for sub in due:
             if sub.id not in work:
                 work[sub.id] = (sub, Cause("time", None, now))
-        plan = self._plan(list(work.values()), upto)
+        plan = self._plan(list(work.values()), upto, now)
         now_us = to_us(now)
         finished = upto == head and len(due) < _BATCH and not any(
             next_us is not None and next_us <= now_us for _, _, next_us in plan.updates)
@@ -181,7 +181,8 @@ class Deriver:
             causes[subject] = Cause(kind, seq, from_us(recorded_at_us))
         return causes
 
-    def _plan(self, work: Sequence[tuple[Subscription, Cause]], upto: int) -> _Plan:
+    def _plan(self, work: Sequence[tuple[Subscription, Cause]], upto: int,
+              now: datetime) -> _Plan:
         plan = _Plan()
         by_subject: dict[str, list[tuple[Subscription, Cause]]] = {}
         for item in work:
@@ -189,12 +190,14 @@ class Deriver:
         for subject, items in by_subject.items():
             events, records = subject_data(self.ledger, subject, upto)
             for sub, cause in items:
-                self._evaluate(plan, sub, cause, events, records)
+                self._evaluate(plan, sub, cause, now, events, records)
         return plan
 
-    def _evaluate(self, plan: _Plan, sub: Subscription, cause: Cause, events: Sequence[Event],
-                  records: Sequence[Entry]) -> None:
-        at = cause.at
+    def _evaluate(self, plan: _Plan, sub: Subscription, cause: Cause, now: datetime,
+                  events: Sequence[Event], records: Sequence[Entry]) -> None:
+        # Evaluated now (never at the cause's own time, which may be older than a view
+        # already told): the party learns the current decision, and time only moves on.
+        at = max(now, cause.at)
         consent = decision_consent(records, sub.party, sub.purpose, at)
         decided = decide(self.policies, sub.subject, sub.purpose, events, records, at)
         reason = None
@@ -205,13 +208,13 @@ class Deriver:
             reason = _consent_end(records, sub, at)
         if reason is not None:
             plan.ended.append((sub, reason, to_us(at)))
-            plan.notifications.append(_notification(sub, ENDED, cause, {
+            plan.notifications.append(_notification(sub, ENDED, cause, at, {
                 "reason": reason}))
             return
         next_check = schedule(self.policies, sub.subject, sub.purpose, events, records,
                               decided, consent)
         if changed(sub.state, decided.view):
-            plan.notifications.append(_notification(sub, CHANGED, cause, _change(
+            plan.notifications.append(_notification(sub, CHANGED, cause, at, _change(
                 sub.state, decided)))
         plan.updates.append((sub.id, orjson.dumps(decided.view).decode(),
                              None if next_check is None else to_us(next_check)))
@@ -278,20 +281,21 @@ def _change(old: View | None, decided: Decided) -> dict[str, Any]:
     return {"old": old, "new": decided.view, "reasons": list(decided.reasons)}
 
 
-def _notification(sub: Subscription, kind: str, cause: Cause,
+def _notification(sub: Subscription, kind: str, cause: Cause, at: datetime,
                   data: dict[str, Any]) -> dict[str, Any]:
     """An outbox row: the body is fixed now, so every retry sends the same bytes."""
     notification_id = "msg_" + secrets.token_hex(12)
     body = {
         "type": kind,
-        "timestamp": iso(cause.at),
+        "timestamp": iso(at),
         "data": {
             "id": notification_id, "subscription": sub.id, "party": sub.party,
             "subject": sub.subject, "purpose": sub.purpose,
-            "cause": {"kind": cause.kind, "seq": cause.seq}, "at": iso(cause.at), **data,
+            "cause": {"kind": cause.kind, "seq": cause.seq, "recorded_at": iso(cause.at)},
+            "at": iso(at), **data,
         },
     }
-    at_us = to_us(cause.at)
+    at_us = to_us(at)
     return {
         "id": notification_id, "subscription_id": sub.id, "subject": sub.subject,
         "type": kind, "cause": cause.kind, "cause_seq": cause.seq, "created_at_us": at_us,
