@@ -290,3 +290,34 @@ def test_the_subjects_report_lists_every_notification_sent_about_them(
     # Bob has none: the section says so.
     s.event("late_fee", subject="bob")
     assert build_report(s.ledger, "bob", s.clock()).notifications == ()
+
+
+def test_a_change_pending_when_consent_ends_is_withheld(setting: Setting) -> None:
+    from trustledger.rights import withdraw_consent
+
+    s = setting
+    port = free_port()
+    s.event("late_fee")
+    subscribe(s.ledger, s.party, "alice", "lending", f"http://127.0.0.1:{port}/hook",
+              s.clock())
+    make_changes(s, 1)  # a change, not delivered: nothing listens yet
+    deliverer = Deliverer(s.ledger, retry=RetryPolicy(base=0.01, timeout=1.0))
+    receiver: Receiver | None = None
+    try:
+        pump(deliverer, lambda: rows(s)[0].attempts >= 1)
+        s.clock.set(T0 + timedelta(hours=1))
+        withdraw_consent(s.ledger, "alice", s.consent_seq)
+        s.deriver.run()
+        receiver = Receiver(port)
+        pump(deliverer, lambda: rows(s)[-1].status == DELIVERED)
+    finally:
+        deliverer.close()
+        if receiver is not None:
+            receiver.close()
+    changed, ended = rows(s)
+    assert (changed.status, changed.last_error) == (
+        DEAD, "withheld: the subscription ended before delivery")
+    assert [r["body"] for r in receiver.requests] == [ended.body]
+    assert '"subscription.ended"' in ended.body
+    notified = [e.payload for e in s.ledger.records(kind=NOTIFIED, subject="alice")]
+    assert [p["type"] for p in notified if p] == ["subscription.ended"]

@@ -15,7 +15,10 @@ status — schedules the next attempt after ``base · 2^(attempt-1)`` seconds
 (at most ``cap``), with jitter (a random factor in [0.5, 1]); after
 ``max_attempts`` attempts it is *dead* (kept, with the last error, for the
 operator). A subscription's notifications are delivered in the order they were
-derived: a later one waits while an earlier one is pending.
+derived: a later one waits while an earlier one is pending. A decision change still
+pending when its subscription ends (consent withdrawn or expired, cancelled) is
+withheld — dead, never sent — since the decision may no longer be disclosed; the
+``subscription.ended`` notice is still delivered.
 
 Every notification that reaches a final state is also recorded in the ledger about
 its subject (:data:`~trustledger.cascades.records.NOTIFIED`), in the same
@@ -39,7 +42,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from trustledger.cascades.derive import DEAD, DELIVERED, PENDING
+from trustledger.cascades.derive import CHANGED, DEAD, DELIVERED, PENDING
 from trustledger.cascades.records import NOTIFIED
 from trustledger.cascades.schema import notifications, subscriptions
 from trustledger.cascades.store import secret_key
@@ -151,13 +154,21 @@ class Deliverer:
             rows = conn.execute(
                 sa.select(_n.serial, _n.id, _n.subscription_id, _n.subject, _n.type, _n.cause,
                           _n.body, _n.attempts, _n.next_attempt_us, _n.created_at_us,
-                          _s.url, _s.secret, _s.party, _s.purpose)
+                          _s.url, _s.secret, _s.party, _s.purpose, _s.ended_at_us,
+                          _s.end_reason)
                 .join(subscriptions, _s.id == _n.subscription_id)
                 .where(_n.status == PENDING).order_by(_n.serial).limit(_SCAN)).all()
+            withheld = [r.serial for r in rows if r.ended_at_us is not None and r.type == CHANGED]
+            if withheld:
+                # Consent ended (or the party cancelled) before these went out: a decision
+                # is not disclosed without it. The subscription.ended notice still goes.
+                conn.execute(sa.update(notifications).where(_n.serial.in_(withheld)).values(
+                    status=DEAD, finished_at_us=now_us,
+                    last_error="withheld: the subscription ended before delivery"))
             seen: set[str] = set()
             chosen = []
             for row in rows:
-                if row.subscription_id in seen:
+                if row.subscription_id in seen or row.serial in withheld:
                     continue
                 seen.add(row.subscription_id)
                 if row.next_attempt_us <= now_us:
