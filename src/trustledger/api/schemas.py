@@ -319,11 +319,14 @@ Note = Annotated[str, StringConstraints(max_length=4000)]
 """Optional free text (a statement, a source's note): at most 4000 characters."""
 
 
-class SubjectReport(_Out):
+class SubjectReport(BaseModel):
     """The subject's full report (see docs/rights.md): every event, score, reason and right.
 
-    The same document as ``trustledger report SUBJECT --json``.
+    The same document as ``trustledger report SUBJECT --json``; a section the report
+    gains (as ``notifications`` did) is passed on, hence no ``additionalProperties: false``.
     """
+
+    model_config = ConfigDict(extra="allow")
 
     subject: str
     as_of: datetime
@@ -340,6 +343,8 @@ class SubjectReport(_Out):
     consents: list[dict[str, Any]]
     access_log: list[dict[str, Any]]
     purged_events: int
+    notifications: list[dict[str, Any]] = Field(
+        default_factory=list, description="every notification sent about you (cascades)")
 
 
 class HypotheticalEvent(_In):
