@@ -40,7 +40,7 @@ from trustledger.cascades.store import (
     end_rows,
     row_subscription,
     schedule,
-    subject_data,
+    subjects_data,
 )
 from trustledger.engine import Event
 from trustledger.ledger import Entry
@@ -187,8 +187,9 @@ class Deriver:
         by_subject: dict[str, list[tuple[Subscription, Cause]]] = {}
         for item in work:
             by_subject.setdefault(item[0].subject, []).append(item)
+        data = subjects_data(self.ledger, list(by_subject), upto)
         for subject, items in by_subject.items():
-            events, records = subject_data(self.ledger, subject, upto)
+            events, records = data[subject]
             for sub, cause in items:
                 self._evaluate(plan, sub, cause, now, events, records)
         return plan

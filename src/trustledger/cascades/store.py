@@ -36,7 +36,7 @@ from trustledger.engine import Event
 from trustledger.errors import ConflictError, InputError, NotFoundError
 from trustledger.ledger import Entry
 from trustledger.ledger.chain import EVENT_KIND, from_us, to_us
-from trustledger.ledger.schema import head
+from trustledger.ledger.schema import entries, head
 from trustledger.principals import PermissionDeniedError, Principal, Record, Role, ServiceLedger
 from trustledger.rights import fields
 from trustledger.rights.access import READ
@@ -47,7 +47,8 @@ SECRET_PREFIX = "whsec_"
 """Every signing secret starts with this (Standard Webhooks)."""
 MAX_URL = 2048
 """The longest webhook URL accepted."""
-_s = subscriptions.c
+_s, _e = subscriptions.c, entries.c
+_SUBJECTS_PER_QUERY = 500
 
 
 class ConsentRequiredError(PermissionDeniedError):
@@ -118,22 +119,41 @@ def check_url(url: str) -> str:
 
 def subject_data(ledger: ServiceLedger, subject: str,
                  upto: int) -> tuple[list[Event], list[Entry]]:
-    """The subject's events and other records up to ledger position ``upto``.
+    """The subject's events and other records up to ledger position ``upto``."""
+    return subjects_data(ledger, [subject], upto).get(subject, ([], []))
 
-    One snapshot, one query on the ``(subject, seq)`` index; the access log and the
-    cascades' own records are left out (they change no decision).
+
+def subjects_data(ledger: ServiceLedger, subjects: Sequence[str],
+                  upto: int) -> dict[str, tuple[list[Event], list[Entry]]]:
+    """Several subjects' events and other records up to ``upto``: one query per 500.
+
+    One snapshot, the ``(subject, seq)`` index; the access log and the cascades'
+    notices are left out (they change no decision).
     """
-    _, found = ledger.subject_entries(subject, exclude=(READ, NOTIFIED))
-    events: list[Event] = []
-    records: list[Entry] = []
-    for entry in found:
-        if entry.seq > upto:
-            break
-        if entry.kind != EVENT_KIND:
-            records.append(entry)
-        elif entry.payload is not None:
-            events.append(_event(entry))
-    return events, records
+    out: dict[str, tuple[list[Event], list[Entry]]] = {s: ([], []) for s in subjects}
+    names = sorted(out)
+    with ledger.reading() as conn:
+        for start in range(0, len(names), _SUBJECTS_PER_QUERY):
+            query = (sa.select(*entries.c)
+                     .where(_e.subject.in_(names[start:start + _SUBJECTS_PER_QUERY]),
+                            _e.seq <= upto, _e.kind.not_in((READ, NOTIFIED)))
+                     .order_by(_e.subject, _e.seq))
+            for row in conn.execute(query):
+                events, records = out[row.subject]
+                if row.kind != EVENT_KIND:
+                    records.append(_entry(row))
+                elif row.payload is not None:
+                    events.append(_event(_entry(row)))
+    return out
+
+
+def _entry(row: Any) -> Entry:
+    """A ledger :class:`Entry` from an ``entries`` row (as the ledger's own readers build it)."""
+    return Entry(
+        seq=row.seq, kind=row.kind, subject=row.subject, recorded_at=from_us(row.recorded_at_us),
+        payload=None if row.payload is None else orjson.loads(row.payload),
+        payload_hash=row.payload_hash, prev_hash=row.prev_hash, hash=row.hash,
+    )
 
 
 def _event(entry: Entry) -> Event:
