@@ -37,7 +37,7 @@ DatabaseOption = Annotated[
 def run(
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
     interval: Annotated[float, typer.Option(
-        min=0.01, help="Seconds to wait when a round found nothing to do.")] = 0.5,
+        min=0.01, help="Seconds to wait when a round found nothing to do.")] = 0.1,
     max_attempts: Annotated[int, typer.Option(
         min=1, max=100, help="Attempts before a notification is dead.")] = 8,
     backoff: Annotated[float, typer.Option(
