@@ -17,8 +17,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.policies.support import example
+from tests.test_incremental_strategies import close, near_threshold, policies
 from trustledger.engine import Event, evaluate
 from trustledger.impact.conditions import Unsupported, vector_condition
 from trustledger.impact.scenario import scenario_from_dict
@@ -318,3 +321,48 @@ scorecards:
     later = state.read(instant(start, 12))
     assert (later.scores["card"] == 550.0).all()
     assert (later.ranks["card"] == 1).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_generated_policies_simulate_as_the_reference_evaluates(data: st.DataObject) -> None:
+    """Random policies of the language (tests/test_incremental_strategies.py), random rates:
+    every subject, every month, equal to ``evaluate`` (tiers compared off their bounds)."""
+    policy, specs = data.draw(policies())
+    events: dict[str, Any] = {}
+    for spec in specs:
+        variants = {"lookup": [{"level": "low"}, {"level": "high"}],
+                    "per_started": [{"n": 3}, {"n": 40}],
+                    "formula": [{"n": 2}, {"n": 31}]}.get(spec.form, [{}])
+        mean = data.draw(st.sampled_from([0.2, 1.0, 3.0]))
+        events[spec.name] = {"rate": {"distribution": "gamma", "mean": mean, "shape": 2},
+                             "variants": [{"share": 1, "attributes": v} for v in variants]}
+    scenario = scenario_from_dict({"events": events, "opt_in": {
+        c: 0.5 for c, card in policy.scorecards.items() if card.opt_in}}, policy, "drawn")
+    plan = VectorPlan(policy, {t: [v.attributes for v in b.variants]
+                               for t, b in scenario.events.items()})
+    size = 8
+    history: list[list[Event]] = [[] for _ in range(size)]
+
+    def observe(m: int, moment: datetime, counts: Mapping[VariantKey, np.ndarray],
+                reading: VectorReading) -> None:
+        for i in range(size):
+            history[i].extend(events_of(plan, m, moment, counts, i))
+            opt_ins = {c for c, card in policy.scorecards.items()
+                       if card.opt_in and not math.isnan(reading.scores[c][i])}
+            ref = evaluate(policy, history[i], moment, opt_ins=opt_ins)
+            for name, card in ref.scorecards.items():
+                got = float(reading.scores[name][i])
+                assert close(None if math.isnan(got) else got, card.score), (m, i, name)
+                if not near_threshold(policy, name, card.score, moment):
+                    rank = int(reading.ranks[name][i])
+                    tiers = policy.scorecards[name].tiers
+                    assert (tiers[rank].name if rank >= 0 else None) == card.tier
+            for name, value in ref.metrics.items():
+                got = float(reading.metrics[name][i])
+                assert close(None if math.isnan(got) else got, value), (m, i, name)
+            for name in plan.stateless:
+                assert bool(reading.measures[name][i]) == ref.measures[name].in_force
+
+    simulate(policy, scenario, subjects=size, months=14, seed=data.draw(st.integers(0, 99)),
+             probe_months=1, observer=observe)
