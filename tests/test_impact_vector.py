@@ -331,7 +331,8 @@ def test_generated_policies_simulate_as_the_reference_evaluates(data: st.DataObj
     policy, specs = data.draw(policies())
     events: dict[str, Any] = {}
     for spec in specs:
-        variants = {"lookup": [{"level": "low"}, {"level": "high"}],
+        variants: list[dict[str, Any]] = {
+                    "lookup": [{"level": "low"}, {"level": "high"}],
                     "per_started": [{"n": 3}, {"n": 40}],
                     "formula": [{"n": 2}, {"n": 31}]}.get(spec.form, [{}])
         mean = data.draw(st.sampled_from([0.2, 1.0, 3.0]))
