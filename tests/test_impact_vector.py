@@ -331,10 +331,10 @@ def test_generated_policies_simulate_as_the_reference_evaluates(data: st.DataObj
     policy, specs = data.draw(policies())
     events: dict[str, Any] = {}
     for spec in specs:
-        variants: list[dict[str, Any]] = {
-                    "lookup": [{"level": "low"}, {"level": "high"}],
-                    "per_started": [{"n": 3}, {"n": 40}],
-                    "formula": [{"n": 2}, {"n": 31}]}.get(spec.form, [{}])
+        forms: dict[str, list[dict[str, Any]]] = {
+            "lookup": [{"level": "low"}, {"level": "high"}],
+            "per_started": [{"n": 3}, {"n": 40}], "formula": [{"n": 2}, {"n": 31}]}
+        variants = forms.get(spec.form, [{}])
         mean = data.draw(st.sampled_from([0.2, 1.0, 3.0]))
         events[spec.name] = {"rate": {"distribution": "gamma", "mean": mean, "shape": 2},
                              "variants": [{"share": 1, "attributes": v} for v in variants]}
