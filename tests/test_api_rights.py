@@ -459,3 +459,32 @@ def test_dispute_flow_over_a_live_server(tmp_path: Any) -> None:
             assert scores["left_out"] == []
             queue = http.get("/v1/reviewer/queue", headers=auth("reviewer")).json()
             assert [i["status"] for i in queue["items"]] == ["verified"]
+
+
+def test_review_lifts_a_restriction_in_force(world: World) -> None:
+    from tests.test_api import ROOT
+
+    driving = (ROOT / "tests" / "policies" / "driving.yaml").read_text().replace(
+        "effective_from: 2020-01-01", "effective_from: 2026-06-01")
+    published = world.call("operator", "POST", "/v1/policies", json={"source": driving})
+    assert published.status_code == 201, published.text
+    world.ledger.append_events([EventIn.model_validate(
+        {**event(40 + i, "alice", "offence_grave", 100 + i), "source": "police"})
+        for i in range(2)])
+    measures = world.call("alice", "GET", "/v1/subjects/alice/scores").json()["measures"]
+    assert measures["warning"]["in_force"] is True
+    asked = world.call("alice", "POST", "/v1/subjects/alice/reviews",
+                       json={"measure": "warning", "statement": "the second one was not me"})
+    assert asked.status_code == 201, asked.text
+    assert asked.json()["kind"] == "restriction" and asked.json()["state"] == "active"
+    why = "the camera record shows another driver"
+    lifted = world.call("reviewer", "POST",
+                        f"/v1/reviewer/reviews/{asked.json()['seq']}/resolution",
+                        json={"decision": "lifted", "reason": why})
+    assert lifted.status_code == 200, lifted.text
+    after = world.call("alice", "GET", "/v1/subjects/alice/scores").json()["measures"]
+    assert after["warning"]["in_force"] is False and after["warning"]["state"] == "inactive"
+    assert why in after["warning"]["reasons"][0]["text"]
+    assert after["admonition"]["in_force"] is True  # only the reviewed measure is lifted
+    shown = world.call("alice", "GET", "/v1/subjects/alice/reviews").json()
+    assert (shown[0]["decision"], shown[0]["reason"]) == ("lifted", why)
