@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from tests.test_api import ROOT, SESAME, World, build_world
 from trustledger.portal.session import COOKIE, MAX_AGE, Session, Sessions
 from trustledger.principals import revoke_principal
-from trustledger.rights import access_log
+from trustledger.rights import access_log, disputes
 
 
 class Reply(Protocol):
@@ -507,3 +507,26 @@ def test_a_subject_whose_history_began_this_month_gets_a_one_point_chart(world: 
     page = sign_in(world.client, key)
     assert page.status_code == 200 and score_on(page.text) == 551
     assert page.text.count('<g class="mark">') == 1 and 'id="chart-sesame"' in page.text
+
+
+def test_subject_adds_information_to_an_open_dispute(world: World) -> None:
+    token = opted_in_bob(world)
+    seq = event_seq(world, "bob", "bill_overdue")
+    page = world.client.post("/portal/subjects/bob/disputes",
+                             data={"csrf_token": token, "event_seq": str(seq), "reason": "paid"})
+    form = re.search(r'action="(/portal/subjects/bob/disputes/(\d+)/information)"', page.text)
+    assert form
+    before = world.ledger.head()
+    empty = world.client.post(form.group(1), data={"csrf_token": token, "text": "  "})
+    assert empty.status_code == 422 and "text: required" in shown(empty)
+    other = world.client.post("/portal/subjects/bob/disputes/999999/information",
+                              data={"csrf_token": token, "text": "x"})
+    assert other.status_code == 404 and "has no dispute 999999" in shown(other)
+    assert_unchanged(world, before)
+    added = world.client.post(form.group(1), data={"csrf_token": token,
+                                                   "text": "The bank's letter of 3 March."})
+    assert added.status_code == 200 and "you added on" in added.text
+    assert "The bank's letter of 3 March." in shown(added)
+    # The source now has 45 days instead of 30.
+    dispute = next(d for d in disputes(world.ledger, "bob") if d.seq == int(form.group(2)))
+    assert (dispute.deadline - dispute.opened_at).days == 45

@@ -44,6 +44,7 @@ from trustledger.portal.web import (
 )
 from trustledger.rights import (
     access_log,
+    add_dispute_information,
     consents,
     is_adverse_measure,
     open_dispute,
@@ -62,6 +63,7 @@ SubjectPath = Annotated[str, Path(min_length=1, max_length=256)]
 NOTICES = {
     "disputed": "Your dispute was recorded. If the event works against you, it does not count "
                 "while it is under review (the scores below already leave it out).",
+    "informed": "Your information was added to the dispute; the source has to consider it.",
     "review": "Your request for human review was recorded; a reviewer will confirm or lift "
               "the measure and tell you why.",
     "granted": "Your consent was recorded.",
@@ -267,6 +269,18 @@ async def dispute(request: Request, subject: SubjectPath) -> Response:
                      new_information=form.get("new_information") == "yes")
 
     return await _act(request, subject, action, "disputed", "disputes")
+
+
+@router.post("/disputes/{dispute_seq}/information")
+async def add_information(request: Request, subject: SubjectPath,
+                          dispute_seq: Annotated[int, Path(ge=1, le=2**62)]) -> Response:
+    """Add information to an open dispute (``text``); within 30 days it extends the SLA to 45."""
+
+    def action(caller: Caller, form: Form) -> None:
+        add_dispute_information(service_of(request).ledger, dispute_seq, subject,
+                                form.get("text", ""))
+
+    return await _act(request, subject, action, "informed", "disputes")
 
 
 @router.post("/reviews")
