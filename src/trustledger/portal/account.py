@@ -31,6 +31,7 @@ from trustledger.portal.web import (
     signed_in_form,
     signed_in_page,
 )
+from trustledger.principals import AuthenticationError
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
@@ -83,22 +84,15 @@ def _sign_in(request: Request, sessions: Sessions, session: Session, form: Form)
     target = _next(form.get("next"))
     try:
         if not key:
-            raise _NoKey()
+            raise AuthenticationError("required — paste the API key the operator issued you")
         epoch, principal = service.authenticate(key)
-    except (TrustLedgerError, _NoKey) as exc:
-        message = ("api_key: required — paste the API key the operator issued you"
-                   if isinstance(exc, _NoKey) else f"api_key: {exc}")
+    except TrustLedgerError as exc:
         response = page("sign_in.html.j2", 401, title="Sign in", csrf=session.csrf,
-                        next=target or "",
-                        error=message)
+                        next=target or "", error=f"api_key: {exc}")
         sessions.write(request, response, session)
         return response
     caller = Caller(principal, epoch, None, 0.0)
     return sign_in_as(request, caller, redirect(target or home_of(caller)))
-
-
-class _NoKey(Exception):
-    """The form had no key."""
 
 
 @router.post("/sign-out")
