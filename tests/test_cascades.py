@@ -572,3 +572,64 @@ def test_migration_0003_starts_the_cursor_at_an_existing_ledgers_end_and_downgra
         assert "cascade_cursor" not in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_a_measure_crossing_by_decay_is_found_before_the_tier_crossing(
+        database_url: str, tmp_path: Path) -> None:
+    # The privilege needs 560 while the tier needs 550: the measure changes first, at a
+    # moment no closed form gives (a CEL condition), located by bisection.
+    gen = make_setting(database_url, tmp_path)
+    s = next(gen)
+    try:
+        stricter = tmp_path / "measure.yaml"
+        stricter.write_text(POLICY.replace(f'condition: "trust.score >= {HIGH}"',
+                                           'condition: "trust.score >= 560.0"')
+                            .replace("effective_from: 2025-01-01", "effective_from: 2025-06-01"),
+                            encoding="utf-8")
+        publish_policy(s.ledger, stricter)
+        s.event("bonus")  # 580
+        created = subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
+        measure = T0 + timedelta(seconds=HALF_LIFE * math.log2(BONUS / 60.0))
+        tier = T0 + timedelta(seconds=HALF_LIFE * math.log2(BONUS / (HIGH - BASE)))
+        scheduled = created.subscription.next_check
+        assert scheduled is not None
+        assert measure < scheduled <= measure + timedelta(milliseconds=2) < tier
+        s.deriver.run()
+        s.clock.set(scheduled - timedelta(milliseconds=2))
+        s.deriver.run()
+        assert s.outbox() == []
+        s.clock.set(scheduled)
+        s.deriver.run()
+        (row,) = s.outbox()
+        new = row["body"]["data"]["new"]
+        assert new["measures"]["fast_lane"]["in_force"] is False
+        assert new["scorecards"]["trust"]["tier"] == "high"  # not yet
+    finally:
+        gen.close()
+
+
+@pytest.mark.parametrize("terms", [
+    [(10 * DAY, 40.0), (90 * DAY, 40.0)],
+    [(10 * DAY, -30.0), (45 * DAY, -25.0), (200 * DAY, -5.0)],
+])
+def test_several_half_lives_of_one_sign_are_solved_by_bisection(
+        terms: list[tuple[float, float]]) -> None:
+    from trustledger.cascades.timing import _crossing
+
+    total = sum(a for _, a in terms)
+    gap = total / 3  # the decaying sum falls (in size) to a third of itself
+
+    def value(delta: float) -> float:
+        return math.fsum(a * math.pow(2.0, -delta / h) for h, a in terms)
+
+    delta = _crossing(terms, gap)
+    assert delta is not None
+    assert abs(value(delta)) <= abs(gap) < abs(value(delta - 0.001))
+    assert _crossing(terms, total * 2) is None  # never reached: the sum only shrinks
+    assert _crossing(terms, -gap) is None  # the other sign is never reached either
+
+
+def test_mixed_signs_are_looked_at_again_every_eighth_of_the_shortest_half_life() -> None:
+    from trustledger.cascades.timing import _crossing
+
+    assert _crossing([(8 * DAY, 50.0), (80 * DAY, -30.0)], 10.0) == DAY
