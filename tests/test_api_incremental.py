@@ -180,6 +180,10 @@ def test_statistics_equal_the_reference_population(world: World, clock: Clock) -
     world.call("bob", "POST", "/v1/subjects/bob/erasure")
     results = population(world.ledger, policy, clock.at, [0, 0], states)
     assert len(results) == 1 and set(states) == {"alice"}
+    # A ledger larger than states may be kept for: the reference, nothing kept.
+    bigger = population(world.ledger, policy, clock.at, [0, 0], states, keep_up_to=5)
+    assert [r.path for r in bigger] == ["reference"] and states == {}
+    assert bigger[0].totals["sesame"] == pytest.approx(results[0].totals["sesame"], abs=1e-9)
 
 
 def test_a_state_takes_only_new_events_and_is_rebuilt_when_one_is_gone(world: World,

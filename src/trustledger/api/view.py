@@ -198,6 +198,17 @@ def incremental_allowed(policy: CompiledPolicy) -> bool:
     return stateless_measures(policy) == frozenset(policy.measures)
 
 
+def reference_scores(record: SubjectRecord, policy: CompiledPolicy,
+                     now: datetime) -> CurrentScores:
+    """The subject's scores, tiers and measures now from the reference assessment."""
+    result = current_assessment(record, policy, now, 0.0).evaluation
+    return CurrentScores(
+        result.policy_hash, now, {n: c.score for n, c in result.scorecards.items()},
+        {n: c.total for n, c in result.scorecards.items()},
+        {n: c.tier for n, c in result.scorecards.items()},
+        {n: m.in_force for n, m in result.measures.items()}, "reference")
+
+
 def current_scores(record: SubjectRecord, policy: CompiledPolicy,
                    now: datetime) -> CurrentScores:
     """The subject's scores, tiers and measures now, read from the incremental state.
@@ -221,12 +232,7 @@ def current_scores(record: SubjectRecord, policy: CompiledPolicy,
     latest = record.latest_occurred
     future = latest is not None and latest > now
     if future or fold_reviews(record.records, now) or not incremental_allowed(policy):
-        result = current_assessment(record, policy, now, 0.0).evaluation
-        return CurrentScores(
-            result.policy_hash, now, {n: c.score for n, c in result.scorecards.items()},
-            {n: c.total for n, c in result.scorecards.items()},
-            {n: c.tier for n, c in result.scorecards.items()},
-            {n: m.in_force for n, m in result.measures.items()}, "reference")
+        return reference_scores(record, policy, now)
     opt_ins = record.opt_ins(now, policy)
     disputes = fold_disputes(record.records, now)
     left: list[Event] = []
