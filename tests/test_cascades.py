@@ -633,3 +633,37 @@ def test_mixed_signs_are_looked_at_again_every_eighth_of_the_shortest_half_life(
     from trustledger.cascades.timing import _crossing
 
     assert _crossing([(8 * DAY, 50.0), (80 * DAY, -30.0)], 10.0) == DAY
+
+
+def test_a_subscription_that_cannot_be_evaluated_does_not_hold_up_the_others(
+        sqlite_setting: Setting, caplog: pytest.LogCaptureFixture) -> None:
+    from trustledger.cascades.derive import RETRY_S
+
+    class Failing(Deriver):
+        """A deriver for which bob's evaluation fails (as a broken record would)."""
+
+        def _evaluate(self, plan: Any, sub: Any, *args: Any) -> None:
+            if sub.subject == "bob":
+                raise InputError("bob's records cannot be read")
+            super()._evaluate(plan, sub, *args)
+
+    s = sqlite_setting
+    grant_decision_consent(s.ledger, "bob", "lender", "lending")
+    for subject in ("alice", "bob"):
+        s.event("late_fee", subject=subject)
+        subscribe(s.ledger, s.party, subject, "lending", URL, s.clock())
+    deriver = Failing(s.ledger, s.clock)
+    s.event("bonus", subject="alice")
+    s.event("bonus", subject="bob")
+    deriver.run()
+    assert [r["subject"] for r in s.outbox()] == ["alice"]
+    assert "could not be evaluated" in caplog.text
+    with s.ledger.reading() as conn:
+        assert conn.execute(sa.select(cursor.c.seq)).scalar_one() == s.ledger.position()
+    (bob,) = [x for x in list_subscriptions(s.ledger, "lender") if x.subject == "bob"]
+    assert bob.next_check == s.clock() + timedelta(seconds=RETRY_S)
+    # Once it can be evaluated, the change is told (by the retry, at the clock's time).
+    s.clock.set(s.clock() + timedelta(seconds=RETRY_S))
+    Deriver(s.ledger, s.clock).run()
+    assert [r["subject"] for r in s.outbox()] == ["alice", "bob"]
+    assert s.outbox()[-1]["body"]["data"]["new"]["scorecards"]["trust"]["tier"] == "high"

@@ -22,6 +22,7 @@ until it commits), so a cursor on ``seq`` never skips an entry committed late.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from trustledger.cascades.store import (
     subjects_data,
 )
 from trustledger.engine import Event
+from trustledger.errors import TrustLedgerError
 from trustledger.ledger import Entry
 from trustledger.ledger.chain import from_us, iso, to_us
 from trustledger.ledger.schema import entries
@@ -64,10 +66,13 @@ ENDED = "subscription.ended"
 """Notification type: the subscription ended (the reason says why); no decision data."""
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 """Outbox states of a notification."""
+RETRY_S = 60
+"""A subscription whose evaluation failed is looked at again after this many seconds."""
 ERASED_REASON = "the subject's data was erased"
 """Why a subscription ended when its subject was erased."""
 _BATCH = 10_000
 _e, _s = entries.c, subscriptions.c
+log = logging.getLogger("trustledger.cascades")
 
 
 def _utc_now() -> datetime:
@@ -191,7 +196,15 @@ class Deriver:
         for subject, items in by_subject.items():
             events, records = data[subject]
             for sub, cause in items:
-                self._evaluate(plan, sub, cause, now, events, records)
+                try:
+                    self._evaluate(plan, sub, cause, now, events, records)
+                except TrustLedgerError as err:
+                    # One subscription that cannot be evaluated must not hold up the
+                    # cursor for everyone: it keeps its last view and is tried again.
+                    log.error("cascades: subscription %s could not be evaluated (%s); "
+                              "trying again in %d s", sub.id, err, RETRY_S)
+                    state = None if sub.state is None else orjson.dumps(sub.state).decode()
+                    plan.updates.append((sub.id, state, to_us(now) + RETRY_S * 1_000_000))
         return plan
 
     def _evaluate(self, plan: _Plan, sub: Subscription, cause: Cause, now: datetime,
