@@ -400,3 +400,45 @@ def test_poisson_draws_have_the_right_mean_and_cap() -> None:
                       "multiply": {"bill_paid": 100}}]}, sesame)
     report = simulate(sesame, boosted, subjects=50, months=1, probe_months=1)
     assert abs(report["events"]["bill_paid"] / 50 - 200) < 10
+
+
+def test_measures_with_a_holding_time_are_the_reference_evaluators_on_a_sample() -> None:
+    """Sesame's priority_service has a 90-day hold: with the whole population as the
+    sample, the report's counts are those of evaluate on every subject's events."""
+    from trustledger.engine import evaluate
+    from trustledger.impact.simulate import events_of
+    from trustledger.impact.vector import VectorPlan
+
+    policy = example("sesame")
+    data = {"events": {
+        "repayment_on_time": {"rate": {"distribution": "gamma", "mean": 4, "shape": 2},
+                              "variants": [{"share": 1, "attributes": {"amount": 3000}}]},
+        "bill_paid": {"rate": {"distribution": "fixed", "value": 3}},
+        "repayment_late": {"rate": {"distribution": "uniform", "low": 0, "high": 0.3},
+                           "variants": [{"share": 1, "attributes": {"days_late": 3,
+                                                                    "amount": 1}}]}},
+        "groups": [{"name": "a", "share": 1}, {"name": "b", "share": 1}]}
+    scenario = scenario_from_dict(data, policy)
+    plan = VectorPlan(policy, {t: [v.attributes for v in b.variants]
+                               for t, b in scenario.events.items()})
+    size = 60
+    history: list[list[Any]] = [[] for _ in range(size)]
+    last: dict[str, datetime] = {}
+
+    def observe(m: int, moment: datetime, counts: Mapping[VariantKey, np.ndarray],
+                reading: VectorReading) -> None:
+        for i in range(size):
+            history[i].extend(events_of(plan, m, moment, counts, i))
+        last["at"] = moment
+
+    report = simulate(policy, scenario, subjects=size, months=20, seed=8, probe_months=1,
+                      sample=size, observer=observe)
+    held = sum(evaluate(policy, h, last["at"], opt_ins={"sesame"})
+               .measures["priority_service"].in_force for h in history)
+    entry = report["measures"]["priority_service"]
+    assert entry["estimated_from_sample"] == size
+    shown = [g["in_force"] for g in entry["groups"].values()]
+    assert None not in shown and held >= 20
+    assert sum(shown) == held
+    with pytest.raises(InputError, match="sample must be at least 0"):
+        simulate(policy, scenario, subjects=10, months=1, sample=-1)

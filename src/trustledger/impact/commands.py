@@ -36,6 +36,9 @@ def impact(
         help="Two policy files to run side by side on the same population.")] = None,
     probe_months: Annotated[int, typer.Option(
         help="How far after the last month recovery is followed.")] = 120,
+    sample: Annotated[int, typer.Option(
+        help="Subjects the reference evaluator scores for measures with a holding time or a "
+             "prerequisite (estimates).")] = 400,
 ) -> None:
     """Simulate a policy on a synthetic population over time and report what it does."""
     from trustledger.impact.html import html_page
@@ -61,7 +64,7 @@ def impact(
     for compiled, plan in zip(policies, plans, strict=True):
         started = time.perf_counter()
         reports.append(simulate(compiled, plan, subjects=subjects, months=months, seed=seed,
-                                probe_months=probe_months))
+                                probe_months=probe_months, sample=sample))
         console.print(f"simulated {compiled.name}: {subjects:,} subjects x {months} months "
                       f"in {time.perf_counter() - started:.1f} s")
     if len(reports) == 1:
@@ -83,6 +86,7 @@ def impact(
     if markdown_out is not None:
         command = f"trustledger impact {policy} --subjects {subjects} --months {months} " \
                   f"--seed {seed}" + (f" --scenario {scenario}" if scenario else "") + \
+                  (f" --sample {sample}" if sample != 400 else "") + \
                   f" --markdown {markdown_out}"
         markdown_out.write_text(markdown(reports[0], command), encoding="utf-8")
         console.print(f"wrote {markdown_out}")

@@ -211,13 +211,16 @@ def _section(report: dict[str, Any]) -> str:
         for m in names:
             d = report["measures"][m]
             ratio = d["impact_ratio"]
-            rows.append([m, d["kind"], *(_pct(d["groups"][g]["share"]) for g in groups),
+            kind = d["kind"] + (f" (sample of {d['estimated_from_sample']:,})"
+                                if "estimated_from_sample" in d else "")
+            rows.append([m, kind, *(_pct(d["groups"][g]["share"]) for g in groups),
                          "-" if ratio is None else f"{ratio:.3f}",
                          "-" if ratio is None else ("yes" if d["four_fifths_rule"] else "NO")])
         out.append(_table(["measure", "kind", *groups, "impact ratio", "≥ 4/5"], rows))
         out.append(line_chart("share with each measure in force",
                               [(m, report["measures"][m]["in_force_share_by_month"])
-                               for m in names], low=0.0))
+                               for m in names
+                               if report["measures"][m]["in_force_share_by_month"]], low=0.0))
     probes = report["probes"]
     adverse = [t for t, pr in probes.items() if (pr.get("recovery") or {}).get("subjects")]
     out.append("<h3>One more event for everyone</h3>")
@@ -241,7 +244,8 @@ def _section(report: dict[str, Any]) -> str:
                      else str(pr["pushed_down"]), "; ".join(crossings) or "none"])
     out.append(_table(["event type", "points", "pushed down", "thresholds crossed"], rows))
     if report["measures_not_simulated"]:
-        out.append("<p class=note>Not simulated (holding time or prerequisite): "
+        out.append("<p class=note>Estimated on a random sample by the reference evaluator, "
+                   "not in the crossings (holding time or prerequisite): "
                    + escape(", ".join(report["measures_not_simulated"])) + "</p>")
     return "".join(out)
 

@@ -87,7 +87,9 @@ def _measure_rows(report: dict[str, Any]) -> list[list[str]]:
     out = []
     for name, m in report["measures"].items():
         ratio = m["impact_ratio"]
-        out.append([name, m["kind"], *(_pct(m["groups"][g]["share"]) for g in groups),
+        kind = m["kind"] + (f" (sample of {m['estimated_from_sample']:,})"
+                            if "estimated_from_sample" in m else "")
+        out.append([name, kind, *(_pct(m["groups"][g]["share"]) for g in groups),
                     "-" if ratio is None else f"{ratio:.3f}",
                     "-" if ratio is None else ("yes" if m["four_fifths_rule"] else "NO")])
     return out
@@ -141,7 +143,8 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
                       "-" if row[-2] == "-" else f"{row[-2]} / {row[-1]}")
     console.print(table)
     if report["measures_not_simulated"]:
-        console.print("not simulated (holding time or prerequisite): "
+        console.print("estimated on a random sample by the reference evaluator (holding time "
+                      "or prerequisite), not in the crossings: "
                       + ", ".join(report["measures_not_simulated"]))
     console.print(f"cells under 10 subjects are shown as {SUPPRESSED}; no subject is listed")
 
@@ -251,10 +254,10 @@ def markdown(report: dict[str, Any], command: str) -> str:
               "the standing of those pushed down is back (median, 90th percentile).", ""]
     lines += _md_table(_probe_header(report), _probe_rows(report))
     if report["measures_not_simulated"]:
-        lines += ["", "Not simulated (a holding time or prerequisite depends on its own past "
-                  "between instants): " + ", ".join(f"`{m}`"
-                                                     for m in report["measures_not_simulated"])
-                  + "."]
+        lines += ["", "Estimated on a random sample of subjects by the reference evaluator, and "
+                  "not in the crossings (a holding time or prerequisite depends on the "
+                  "measure's own past between instants): "
+                  + ", ".join(f"`{m}`" for m in report["measures_not_simulated"]) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from trustledger.engine.evaluate import evaluate
 from trustledger.engine.events import Event
 from trustledger.errors import InputError
 from trustledger.impact.scenario import MAX_RATE, Scenario, scenario_json
@@ -148,8 +149,13 @@ def events_of(plan: VectorPlan, month: int, moment: datetime,
 
 def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_000,
              months: int = 60, seed: int = 0, probe_months: int = 120,
-             observer: Observer | None = None) -> dict[str, Any]:
-    """Run ``scenario`` under ``policy``; the aggregate report (see ``docs/impact.md``)."""
+             sample: int = 400, observer: Observer | None = None) -> dict[str, Any]:
+    """Run ``scenario`` under ``policy``; the aggregate report (see ``docs/impact.md``).
+
+    ``sample``: how many subjects, drawn at random, the reference
+    :func:`~trustledger.engine.evaluate` evaluates at the last month for the measures the
+    vectorised path does not (holding time, prerequisite); their figures are estimates.
+    """
     if subjects < 1:
         raise InputError(f"subjects must be at least 1 (got {subjects})")
     if months < 1:
@@ -158,6 +164,8 @@ def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_
         raise InputError(f"seed must be a whole number >= 0 (got {seed})")
     if probe_months < 1:
         raise InputError(f"probe_months must be at least 1 (got {probe_months})")
+    if sample < 0:
+        raise InputError(f"sample must be at least 0 (got {sample})")
     plan = VectorPlan(policy, {t: [v.attributes for v in b.variants]
                                for t, b in scenario.events.items()})
     for i, rule in enumerate(scenario.feedback):
@@ -172,6 +180,8 @@ def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_
     collector = _Collector(policy, scenario, plan, population, months)
     reading = state.read(start)  # before any event: what feeds back into month 0
     collector.baseline(reading)
+    sampled = _sample(seed, subjects, sample) if plan.not_simulated else np.zeros(0, int)
+    sampled_counts: list[dict[VariantKey, np.ndarray]] = []
     type_index = {t: i for i, t in enumerate(scenario.events)}
     for m in range(months):
         moment = instant(start, m)
@@ -190,11 +200,42 @@ def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_
         state.apply(moment, counts)
         reading = state.read(moment)
         collector.month(m, counts, reading)
+        if len(sampled):
+            sampled_counts.append({k: n[sampled] for k, n in counts.items()})
         if observer is not None:
             observer(m, moment, counts, reading)
     probes = _probes(policy, scenario, plan, state, instant(start, months), start, months,
                      probe_months)
-    return collector.report(seed, probes, plan)
+    estimates = _reference_measures(policy, plan, population, sampled, sampled_counts, start)
+    return collector.report(seed, probes, plan, sampled, estimates)
+
+
+def _sample(seed: int, size: int, wanted: int) -> np.ndarray:
+    """Sorted indices of ``wanted`` subjects drawn at random (all of them if fewer)."""
+    spawned = np.random.SeedSequence(seed).spawn(4)[3]
+    rng = np.random.default_rng(spawned)
+    return np.sort(rng.choice(size, size=min(size, wanted), replace=False))
+
+
+def _reference_measures(policy: CompiledPolicy, plan: VectorPlan, population: _Population,
+                        sampled: np.ndarray, counts: list[dict[VariantKey, np.ndarray]],
+                        start: datetime) -> dict[str, np.ndarray]:
+    """Measures with a holding time or a prerequisite of the sampled subjects, last month.
+
+    The reference evaluator on each sampled subject's events: exact for each of them.
+    """
+    out = {name: np.zeros(len(sampled), dtype=bool) for name in plan.not_simulated}
+    if not len(sampled) or not counts:
+        return out
+    valid_at = instant(start, len(counts) - 1)
+    for j, subject in enumerate(sampled):
+        events = [e for m, month in enumerate(counts)
+                  for e in events_of(plan, m, instant(start, m), month, j)]
+        opt_ins = {c for c, mask in population.available.items() if mask[subject]}
+        result = evaluate(policy, events, valid_at, opt_ins=opt_ins)
+        for name in plan.not_simulated:
+            out[name][j] = result.measures[name].in_force
+    return out
 
 
 def _feedback(scenario: Scenario, reading: VectorReading, size: int) -> dict[str, np.ndarray]:
@@ -270,7 +311,8 @@ class _Collector:
             self.measure_series[name].append(_share(int(state.sum()), size))
         self.final = reading
 
-    def report(self, seed: int, probes: dict[str, Any], plan: VectorPlan) -> dict[str, Any]:
+    def report(self, seed: int, probes: dict[str, Any], plan: VectorPlan,
+               sampled: np.ndarray, estimates: Mapping[str, np.ndarray]) -> dict[str, Any]:
         policy, scenario = self.policy, self.scenario
         assert self.final is not None
         groups = self.population.groups
@@ -298,32 +340,41 @@ class _Collector:
             entry["histogram"] = _histogram(self.final.scores[name], card.floor, card.ceiling)
             out["scorecards"][name] = entry
         for name, state in self.final.measures.items():
-            m = policy.measures[name]
-            favourable = state if m.kind is MeasureKind.PRIVILEGE else ~state
-            per_group: dict[str, Any] = {}
-            rates: list[float] = []
-            complete = True
-            for gi, g in enumerate(scenario.groups):
-                rows = groups == gi
-                total, on = int(rows.sum()), int(state[rows].sum())
-                per_group[g.name] = {"subjects": _count(total), "in_force": _count(on),
-                                     "share": _share(on, total)}
-                fav = int(favourable[rows].sum())
-                if _share(on, total) is None and not (on == 0 and total >= SMALLEST_CELL):
-                    complete = False
-                elif total:
-                    rates.append(fav / total)
-            ratio = None
-            if complete and rates and max(rates) > 0 and len(rates) == len(scenario.groups):
-                ratio = round(min(rates) / max(rates), 6)
-            out["measures"][name] = {
-                "kind": m.kind.value, "label": m.label, "domain": m.domain,
-                "severity": m.severity.value if m.severity else None,
-                "in_force_share_by_month": self.measure_series[name],
-                "groups": per_group, "impact_ratio": ratio,
-                "four_fifths_rule": None if ratio is None else ratio >= 0.8,
-            }
+            out["measures"][name] = _measure_entry(
+                policy, name, state, groups, scenario.group_names,
+                self.measure_series[name])
+        for name, state in estimates.items():
+            entry = _measure_entry(policy, name, state, groups[sampled],
+                                   scenario.group_names, [])
+            entry["estimated_from_sample"] = len(sampled)
+            out["measures"][name] = entry
         return out
+
+
+def _measure_entry(policy: CompiledPolicy, name: str, state: np.ndarray, groups: np.ndarray,
+                   names: tuple[str, ...], series: list[float | None]) -> dict[str, Any]:
+    """One measure's shares per group and adverse-impact ratio (small cells suppressed)."""
+    m = policy.measures[name]
+    favourable = state if m.kind is MeasureKind.PRIVILEGE else ~state
+    per_group: dict[str, Any] = {}
+    rates: list[float] = []
+    complete = True
+    for gi, g in enumerate(names):
+        rows = groups == gi
+        total, on = int(rows.sum()), int(state[rows].sum())
+        per_group[g] = {"subjects": _count(total), "in_force": _count(on),
+                        "share": _share(on, total)}
+        if _share(on, total) is None and not (on == 0 and total >= SMALLEST_CELL):
+            complete = False
+        elif total:
+            rates.append(int(favourable[rows].sum()) / total)
+    ratio = None
+    if complete and rates and max(rates) > 0 and len(rates) == len(names):
+        ratio = round(min(rates) / max(rates), 6)
+    return {"kind": m.kind.value, "label": m.label, "domain": m.domain,
+            "severity": m.severity.value if m.severity else None,
+            "in_force_share_by_month": series, "groups": per_group, "impact_ratio": ratio,
+            "four_fifths_rule": None if ratio is None else ratio >= 0.8}
 
 
 def _mobility(ranks: list[np.ndarray], tiers: int) -> dict[str, Any]:
