@@ -13,6 +13,8 @@
 4. After the last month, each event type is *probed*: one more such event for every
    subject at the next instant — how many cross each threshold — and, for those it
    pushes down, how many months until their standing is back (no further events).
+5. Measures the vectorised path cannot evaluate (a holding time or a prerequisite) are
+   estimated on a random sample of subjects by the reference ``evaluate`` on their events.
 
 Only aggregates leave :func:`simulate`; subject arrays stay inside.
 """
