@@ -667,3 +667,49 @@ def test_a_subscription_that_cannot_be_evaluated_does_not_hold_up_the_others(
     Deriver(s.ledger, s.clock).run()
     assert [r["subject"] for r in s.outbox()] == ["alice", "bob"]
     assert s.outbox()[-1]["body"]["data"]["new"]["scorecards"]["trust"]["tier"] == "high"
+
+
+def test_the_end_of_a_notice_period_is_a_known_date(tmp_path: Path) -> None:
+    # Revocation needs a warning given 30 days before: nine points at once put the warning
+    # in force and set revocation back; it applies when the notice ends, by time alone.
+    text = (Path(__file__).parent / "policies" / "driving.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "driving.yaml"
+    path.write_text(text + """
+purposes:
+  licence_check:
+    label: licence check
+    description: an employer checks a driver's licence
+    domain: transport
+    measures: [warning, licence_revoked]
+    scorecards: [driving]
+""", encoding="utf-8")
+    clock = Clock()
+    with ServiceLedger.open(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock) as ledger:
+        publish_policy(ledger, path)
+        party = add_principal(ledger, "fleet", Role.RELYING_PARTY,
+                              accreditations=("licence_check",)).principal
+        grant_decision_consent(ledger, "dan", "fleet", "licence_check")
+        ledger.append_events([EventIn.model_validate({
+            "source": "police", "source_event_id": f"o{i}", "subject": "dan",
+            "type": "offence_grave", "occurred_at": T0.isoformat(), "attributes": {}})
+            for i in range(3)])
+        created = subscribe(ledger, party, "dan", "licence_check", URL, clock())
+        state = created.subscription.state
+        assert state is not None and state["measures"]["licence_revoked"]["state"] == "set_back"
+        notice_end = T0 + timedelta(days=30)
+        scheduled = created.subscription.next_check
+        assert scheduled is not None
+        assert notice_end <= scheduled <= notice_end + timedelta(milliseconds=1)
+        deriver = Deriver(ledger, clock)
+        clock.set(notice_end - timedelta(minutes=1))
+        deriver.run()
+        with ledger.reading() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(notifications)
+                                ).scalar_one() == 0
+        clock.set(scheduled)
+        deriver.run()
+        with ledger.reading() as conn:
+            (body,) = [orjson.loads(b) for b in conn.execute(sa.select(notifications.c.body))
+                       .scalars()]
+        assert body["data"]["new"]["measures"]["licence_revoked"]["in_force"] is True
+        assert body["data"]["cause"]["kind"] == "time"

@@ -3,8 +3,8 @@
 Between two *known dates* a subject's inputs change only by decay. The known dates
 are: an event occurring (dated in the future), stopping to count (expiry,
 overhang, retention), leaving a metric's window; a tier threshold or a policy
-version taking effect; a holding time ending; a dispute's deadline; a consent
-expiring. Between them, a scorecard's total is
+version taking effect; a holding time or a notice period ending; a dispute's
+deadline; a consent expiring. Between them, a scorecard's total is
 
     total(t) = c + Σ_h A_h · 2^(-(t - now)/h)
 
@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from trustledger.cascades.decision import Decided, View, signature
+from trustledger.engine import MeasureState
 from trustledger.engine.history import History, build_history, ts
 from trustledger.ledger.chain import from_us
 from trustledger.scoring import Assessment
@@ -106,6 +107,9 @@ def _known_dates(assessment: Assessment, history: History, after: datetime) -> l
     for measure in assessment.evaluation.measures.values():
         if measure.held_until is not None:
             out.append(ts(measure.held_until))
+        notice = policy.measures[measure.name].notice
+        if measure.state is MeasureState.SET_BACK and measure.since and notice is not None:
+            out.append(ts(notice.after(measure.since)))  # the notice given ends then
     out.extend(ts(d.deadline) for d in assessment.disputes)
     if decays:
         # Measures over decaying inputs have no closed form: look again after a while.
