@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"input:      {path.name}, {args.events:,} events, {args.subjects:,} subjects")
     results = {}
     for name in ("spark", "duckdb"):
-        times = []
+        times: list[float] = []
         for _ in range(args.runs):
             backend = spark if name == "spark" else duckdb_backend()
             begun = time.perf_counter()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -69,8 +69,8 @@ class World:
         """Headers of a role's key (none for ``None``)."""
         return {} if role is None else {"Authorization": f"Bearer {self.keys[role]}"}
 
-    def call(self, role: str | None, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request as ``role``."""
+    def call(self, role: str | None, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        """One request as ``role`` (Starlette's test client speaks httpx2)."""
         return self.client.request(method, path, headers={**self.h(role),
                                                           **kwargs.pop("headers", {})}, **kwargs)
 
@@ -80,6 +80,17 @@ class World:
                       json={"scope": "decision", "party": NAMES[party], "purpose": purpose})
         assert r.status_code == 201, r.text
         return int(r.json()["seq"])
+
+    @property
+    def policy_text(self) -> str:
+        """The source of the policy published in this world (Sesame)."""
+        return SESAME.read_text()
+
+    def spare(self, name: str) -> str:
+        """The operator issues a new reviewer principal ``name`` through the API; its id."""
+        r = self.call("operator", "POST", "/v1/principals", json={"name": name, "role": "reviewer"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["principal"]["id"])
 
     def ledger_policy(self) -> Any:
         """The compiled policy in force now."""

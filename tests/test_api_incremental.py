@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from tests.test_api import SESAME, World, build_world
 from trustledger.api.service import Service
@@ -47,7 +48,10 @@ def world(database_url: str, clock: Clock) -> Iterator[World]:
 
 
 def service(w: World) -> Service:
-    found: Service = w.client.app.state.service  # type: ignore[attr-defined]
+    app = w.client.app
+    assert isinstance(app, FastAPI), app
+    found = app.state.service
+    assert isinstance(found, Service), found
     return found
 
 
@@ -78,13 +82,14 @@ def appends(seed: int, count: int) -> Iterator[dict[str, Any]]:
         days = rng.uniform(-400, 250)  # negative: occurred long before earlier appends
         kind = rng.choice(["repayment_on_time", "repayment_late", "bill_paid", "bill_overdue",
                            "debt_default"])
-        attributes: dict[str, Any] = {
+        by_kind: dict[str, dict[str, Any]] = {
             "repayment_on_time": {"amount": rng.choice([50.0, 400.0, 2000.0])},
             "repayment_late": {"days_late": rng.randint(1, 90), "amount": 100.0},
             "bill_paid": {},
             "bill_overdue": {"days_overdue": rng.randint(1, 400)},
             "debt_default": {"amount": 1000.0},
-        }[kind]
+        }
+        attributes = by_kind[kind]
         body: dict[str, Any] = {
             "source_event_id": f"r{seed}-{i}", "subject": "alice", "type": kind,
             "occurred_at": (base + timedelta(days=days)).isoformat(), "attributes": attributes}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from tests.test_api import World, build_world, event
 from trustledger.ledger import EventIn
@@ -47,7 +48,10 @@ def _consent_seq(w: World, subject: str) -> int:
     return seq
 
 
-CASES: dict[str, tuple[Callable[[World], Request], dict[str, int]]] = {
+Case = tuple[Callable[[World], Request], dict[str, int]]
+"""A row: the request builder and the expected status per role."""
+
+CASES: dict[str, Case] = {
     "healthz": (lambda w: ("GET", "/healthz", {}),
                 {**_expect(200), "anonymous": 200, "revoked": 200}),
     "metrics": (lambda w: ("GET", "/metrics", {}),
@@ -88,62 +92,68 @@ CASES: dict[str, tuple[Callable[[World], Request], dict[str, int]]] = {
                                                       "purpose": "consumer_credit"}}),
         _expect(403)),
 }
-def _own(own: bool) -> Callable[[int], dict[str, int]]:
-    return lambda ok: {"alice": ok} if own else {}
+
+
+def _subject_cases(t: str, own: bool) -> dict[str, Case]:
+    """The rows of the subject routes for subject ``t`` (alice is the subject role's own)."""
+
+    def code(ok: int) -> dict[str, int]:
+        return {"alice": ok} if own else {}
+
+    return {
+        f"scores of {t}": (
+            lambda w: ("GET", f"/v1/subjects/{t}/scores", {}),
+            _expect(403, **code(200))),
+        f"events of {t}": (
+            lambda w: ("GET", f"/v1/subjects/{t}/events", {}),
+            _expect(403, **code(200))),
+        f"consents of {t}": (
+            lambda w: ("GET", f"/v1/subjects/{t}/consents", {}),
+            _expect(403, **code(200))),
+        f"grant consent for {t}": (
+            lambda w: ("POST", f"/v1/subjects/{t}/consents", {"json": {
+                "scope": "decision", "party": "lender", "purpose": "consumer_credit"}}),
+            _expect(403, **code(201))),
+        f"withdraw consent of {t}": (
+            lambda w: ("DELETE", f"/v1/subjects/{t}/consents/{_consent_seq(w, t)}", {}),
+            _expect(403, **code(200))),
+        f"access log of {t}": (
+            lambda w: ("GET", f"/v1/subjects/{t}/access-log", {}),
+            _expect(403, **code(200))),
+        f"report of {t}": (
+            lambda w: ("GET", f"/v1/subjects/{t}/report", {}),
+            _expect(403, **code(200))),
+        f"printable report of {t}": (
+            lambda w: ("GET", f"/v1/subjects/{t}/report.html", {}),
+            _expect(403, **code(200))),
+        f"what-if for {t}": (
+            lambda w: ("POST", f"/v1/subjects/{t}/whatif", {"json": {
+                "at": "2027-06-01T00:00:00Z", "reach": "deposit_free_rental"}}),
+            _expect(403, **code(200))),
+        f"disputes of {t}": (
+            lambda w: ("GET", f"/v1/subjects/{t}/disputes", {}),
+            _expect(403, **code(200))),
+        f"open a dispute for {t}": (
+            lambda w: ("POST", f"/v1/subjects/{t}/disputes", {"json": {
+                "event_seq": _fresh_event(w, t), "reason": "not mine"}}),
+            _expect(403, **code(201))),
+        f"add dispute information for {t}": (
+            lambda w: ("POST", f"/v1/subjects/{t}/disputes/{_fresh_dispute(w, t)}/information",
+                       {"json": {"text": "my bank statement"}}),
+            _expect(403, **code(200))),
+        f"reviews of {t}": (
+            lambda w: ("GET", f"/v1/subjects/{t}/reviews", {}),
+            _expect(403, **code(200))),
+        f"ask for human review for {t}": (
+            lambda w: ("POST", f"/v1/subjects/{t}/reviews",
+                       {"json": {"measure": "deposit_free_rental"}}),
+            _expect(403, **code(201))),
+    }
 
 
 for target, own in (("alice", True), ("bob", False)):
-    code = _own(own)
-    CASES |= {
-        f"scores of {target}": (
-            lambda w, t=target: ("GET", f"/v1/subjects/{t}/scores", {}),
-            _expect(403, **code(200))),
-        f"events of {target}": (
-            lambda w, t=target: ("GET", f"/v1/subjects/{t}/events", {}),
-            _expect(403, **code(200))),
-        f"consents of {target}": (
-            lambda w, t=target: ("GET", f"/v1/subjects/{t}/consents", {}),
-            _expect(403, **code(200))),
-        f"grant consent for {target}": (
-            lambda w, t=target: ("POST", f"/v1/subjects/{t}/consents", {"json": {
-                "scope": "decision", "party": "lender", "purpose": "consumer_credit"}}),
-            _expect(403, **code(201))),
-        f"withdraw consent of {target}": (
-            lambda w, t=target: ("DELETE", f"/v1/subjects/{t}/consents/{_consent_seq(w, t)}",
-                                 {}),
-            _expect(403, **code(200))),
-        f"access log of {target}": (
-            lambda w, t=target: ("GET", f"/v1/subjects/{t}/access-log", {}),
-            _expect(403, **code(200))),
-        f"report of {target}": (
-            lambda w, t=target: ("GET", f"/v1/subjects/{t}/report", {}),
-            _expect(403, **code(200))),
-        f"printable report of {target}": (
-            lambda w, t=target: ("GET", f"/v1/subjects/{t}/report.html", {}),
-            _expect(403, **code(200))),
-        f"what-if for {target}": (
-            lambda w, t=target: ("POST", f"/v1/subjects/{t}/whatif", {"json": {
-                "at": "2027-06-01T00:00:00Z", "reach": "deposit_free_rental"}}),
-            _expect(403, **code(200))),
-        f"disputes of {target}": (
-            lambda w, t=target: ("GET", f"/v1/subjects/{t}/disputes", {}),
-            _expect(403, **code(200))),
-        f"open a dispute for {target}": (
-            lambda w, t=target: ("POST", f"/v1/subjects/{t}/disputes", {"json": {
-                "event_seq": _fresh_event(w, t), "reason": "not mine"}}),
-            _expect(403, **code(201))),
-        f"add dispute information for {target}": (
-            lambda w, t=target: ("POST", f"/v1/subjects/{t}/disputes/{_fresh_dispute(w, t)}"
-                                 "/information", {"json": {"text": "my bank statement"}}),
-            _expect(403, **code(200))),
-        f"reviews of {target}": (
-            lambda w, t=target: ("GET", f"/v1/subjects/{t}/reviews", {}),
-            _expect(403, **code(200))),
-        f"ask for human review for {target}": (
-            lambda w, t=target: ("POST", f"/v1/subjects/{t}/reviews",
-                                 {"json": {"measure": "deposit_free_rental"}}),
-            _expect(403, **code(201))),
-    }
+    CASES |= _subject_cases(target, own)
+
 # Alice's own erasure is in test_erasure_matrix: in this world it would end her other cases.
 CASES["erasure of bob"] = (lambda w: ("POST", "/v1/subjects/bob/erasure", {}), _expect(403))
 CASES |= {
@@ -159,7 +169,7 @@ CASES |= {
         lambda w: ("GET", f"/v1/principals/{w.principals['bob'].id}", {}),
         _expect(403, operator=200)),
     "revoke principal": (
-        lambda w: ("DELETE", f"/v1/principals/{w.spare()}", {}),
+        lambda w: ("DELETE", f"/v1/principals/{w.spare(_new_id())}", {}),
         _expect(403, operator=200)),
     "statistics": (lambda w: ("GET", "/v1/statistics", {}), _expect(403, operator=202)),
     "disputes about own events": (lambda w: ("GET", "/v1/disputes", {}),
@@ -245,16 +255,6 @@ def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                              json={"name": "revoked", "role": "operator"}).json()
         world.keys["revoked"] = revoked["key"]
         revoke_principal(world.ledger, revoked["principal"]["id"])
-        from tests.test_api import SESAME
-
-        world.policy_text = SESAME.read_text()  # type: ignore[attr-defined]
-
-        def spare(world: World = world) -> str:
-            r = world.call("operator", "POST", "/v1/principals",
-                           json={"name": _new_id(), "role": "reviewer"})
-            return str(r.json()["principal"]["id"])
-
-        world.spare = spare  # type: ignore[attr-defined]
         now = datetime.now(UTC)
         world.cases = {
             "dispute": _fresh_dispute(world, "alice"),
@@ -300,7 +300,9 @@ def _template(path: str) -> str:
 
 def test_every_route_is_in_the_matrix_and_in_the_docs(matrix_world: World) -> None:
     """A new /v1 route needs its row here (who may call it) and its line in docs/api.md."""
-    paths = matrix_world.client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    app = matrix_world.client.app
+    assert isinstance(app, FastAPI), app
+    paths = app.openapi()["paths"]
     routes = {(method.upper(), path) for path, operations in paths.items()
               if path.startswith("/v1/") for method in operations}
     assert len(routes) >= 35, routes

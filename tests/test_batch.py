@@ -81,8 +81,8 @@ def check_population(policy: CompiledPolicy, people: dict[str, list[Event]], job
 
 
 @st.composite
-def populations(draw: st.DrawFn, **features: bool) -> tuple[CompiledPolicy,
-                                                             dict[str, list[Event]]]:
+def populations(draw: st.DrawFn, /, **features: bool) -> tuple[CompiledPolicy,
+                                                                dict[str, list[Event]]]:
     policy, specs = draw(policies(**features))
     people = {f"p{i}": draw(histories(specs, subject=f"p{i}", max_events=14))
               for i in range(draw(st.integers(1, 6)))}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.policies.support import d, ev, policy_file
-from trustledger.engine import evaluate
+from trustledger.engine import Event, evaluate
 from trustledger.policy import parse_policy
 
 POINTS = parse_policy("""
@@ -53,8 +53,8 @@ scorecards:
 AT = "2026-03-01"
 
 
-def score(*events: object) -> float:
-    result = evaluate(POINTS, events, d(AT))  # type: ignore[arg-type]
+def score(*events: Event) -> float:
+    result = evaluate(POINTS, events, d(AT))
     value = result.scorecards["s"].score
     assert value is not None
     return value
@@ -110,8 +110,8 @@ def test_points_rule_is_described_for_people() -> None:
 DRIVING = policy_file("driving")
 
 
-def driving(events: list[object], at: str) -> tuple[float, list[tuple[str, bool, str | None]]]:
-    result = evaluate(DRIVING, events, d(at))  # type: ignore[arg-type]
+def driving(events: list[Event], at: str) -> tuple[float, list[tuple[str, bool, str | None]]]:
+    result = evaluate(DRIVING, events, d(at))
     card = result.scorecards["driving"]
     assert card.score is not None
     return card.score, [(c.event[1], c.counted, c.why_not) for c in card.contributions]
@@ -153,7 +153,7 @@ def test_course_counts_again_once_the_earlier_one_left_the_5_year_window() -> No
     (["offence_grave", "offence_grave"], 6),               # total 6: not in [1, 5]
 ])
 def test_course_outside_the_band_does_not_count(offences: list[str], expected: float) -> None:
-    events: list[object] = [ev(f"o{i}", t, "2021-01-10") for i, t in enumerate(offences)]
+    events: list[Event] = [ev(f"o{i}", t, "2021-01-10") for i, t in enumerate(offences)]
     events.append(ev("c1", "remedial_course", "2021-03-01"))
     total, rows = driving(events, "2021-06-01")
     assert total == expected

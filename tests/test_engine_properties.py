@@ -45,7 +45,7 @@ def histories(draw: st.DrawFn, types: dict[str, st.SearchStrategy[dict[str, Any]
         recorded = occurred + timedelta(hours=draw(st.sampled_from([0, 0, 1, 24 * 40, 24 * 400])))
         events.append(Event("src", f"e{i}", "alice", name, occurred, recorded,
                             draw(types[name]), seq=i + 1))
-    if events and draw(st.booleans()):
+    if len(events) > 0 and draw(st.booleans()):
         target = draw(st.sampled_from(events))
         when = target.recorded_at + timedelta(days=draw(st.integers(0, 300)))
         events.append(Event("src", "withdraw", "alice", RETRACTION, when, when, {},

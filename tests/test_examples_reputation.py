@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def rep(events: list[Event], at: str = AT) -> float:
     ("bounty_awarded", {"amount": 100}, 101),
 ])
 def test_gains(type_: str, attrs: dict[str, int], expected: float) -> None:
-    assert rep([ev("1", type_, "2026-02-01", **attrs)]) == expected
+    assert rep([replace(ev("1", type_, "2026-02-01"), attributes=attrs)]) == expected
 
 
 def test_losses() -> None:

@@ -3,6 +3,8 @@ deduction in its own domain so that no restriction crosses domains."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.policies.support import d, ev, example
@@ -45,7 +47,7 @@ TABLE = [
 def test_published_deduction_table(type_: str, attrs: dict[str, int], deduction: int,
                                    domain: str) -> None:
     # everyone starts at 1000: 1000 + deduction
-    assert civic([ev("1", type_, "2026-02-01", **attrs)]) == 1000 + deduction
+    assert civic([replace(ev("1", type_, "2026-02-01"), attributes=attrs)]) == 1000 + deduction
     assert RONGCHENG.event_types[type_].domain == domain
 
 

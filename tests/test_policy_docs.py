@@ -21,6 +21,7 @@ MODELS = [obj for obj in vars(models).values()
           models.__name__ and not obj.__name__.startswith("_")]
 ENUMS = [obj for obj in vars(models).values()
          if isinstance(obj, type) and issubclass(obj, Enum) and obj.__module__ == models.__name__]
+ALL_ENUMS: list[type[Enum]] = [*ENUMS, Gravity]
 
 
 def keys(model: type[BaseModel]) -> list[str]:
@@ -37,7 +38,7 @@ def test_every_key_is_documented(model: str, key: str) -> None:
     assert f"`{key}`" in DOC or f"{key}:" in DOC, f"{model}.{key} is not documented"
 
 
-@pytest.mark.parametrize("value", sorted({str(v.value) for e in [*ENUMS, Gravity] for v in e}))
+@pytest.mark.parametrize("value", sorted({str(v.value) for e in ALL_ENUMS for v in e}))
 def test_every_enumerated_value_is_documented(value: str) -> None:
     assert f"`{value}`" in DOC or f"{value} " in DOC or f"{value}:" in DOC
 

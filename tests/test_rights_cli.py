@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.test_rights_helpers import DRIVING_FILE, cli_app, offence, seqs
 from trustledger.errors import ErasedError, InputError, NotFoundError, TrustLedgerError

@@ -66,7 +66,7 @@ def histories(draw: st.DrawFn) -> tuple[list[Event], list[int], list[Hypothetica
         occurred = d("2019-01-01") + timedelta(days=draw(st.integers(0, 2500)))
         recorded = occurred + timedelta(days=draw(st.integers(0, 400)))
         supersedes = None
-        if events and draw(st.booleans()) and draw(st.booleans()):
+        if len(events) > 0 and draw(st.booleans()) and draw(st.booleans()):
             supersedes = draw(st.sampled_from(events)).source_event_id
         events.append(Event("src", f"e{i}", "bob", draw(st.sampled_from(TYPES)), occurred,
                             min(recorded, NOW), {}, supersedes, i + 1))
