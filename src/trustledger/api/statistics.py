@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from trustledger.aggregates import suppress
 from trustledger.api.settings import Settings
 from trustledger.api.view import (
     NOT_SUBJECT_STATE,
@@ -41,19 +42,6 @@ from trustledger.policy import CompiledPolicy
 from trustledger.principals import ServiceLedger
 
 log = logging.getLogger("trustledger.api")
-
-
-def suppress(counts: Sequence[int], k: int) -> list[int | None]:
-    """Counts with cells of 1 to ``k - 1`` subjects hidden (``None``).
-
-    When exactly one cell would be hidden, the smallest other non-empty cell is too.
-    """
-    hidden = [0 < c < k for c in counts]
-    if sum(hidden) == 1:
-        others = [(c, i) for i, c in enumerate(counts) if not hidden[i] and c > 0]
-        if others:
-            hidden[min(others)[1]] = True
-    return [None if h else c for c, h in zip(counts, hidden, strict=True)]
 
 
 def _cells(labels: Sequence[str], counts: Sequence[int], k: int) -> list[dict[str, Any]]:
