@@ -21,7 +21,9 @@ from trustledger.errors import InputError
 def impact(
     policy: Annotated[Path | None, typer.Argument(
         help="Policy file to simulate (omit with --compare).")] = None,
-    subjects: Annotated[int, typer.Option(help="Simulated subjects.")] = 100_000,
+    subjects: Annotated[int | None, typer.Option(
+        help="Simulated subjects (default 100,000; not with --population).",
+        show_default=False)] = None,
     months: Annotated[int, typer.Option(help="Simulated months.")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same population).")] = 0,
     scenario: Annotated[Path | None, typer.Option(
@@ -39,8 +41,17 @@ def impact(
     sample: Annotated[int, typer.Option(
         help="Subjects the reference evaluator scores for measures with a holding time or a "
              "prerequisite (estimates).")] = 400,
+    population: Annotated[Path | None, typer.Option(
+        help="A ledger export (.parquet or .jsonl, as `trustledger export` writes): "
+             "simulate its real subjects from their recorded histories.")] = None,
+    groups: Annotated[Path | None, typer.Option(
+        help="With --population: group labels for the report, CSV or Parquet with "
+             "columns subject,group (never given to the policy).")] = None,
+    prior_months: Annotated[float, typer.Option(
+        help="With --population: weight, in months, of the population's mean rate in each "
+             "subject's estimated propensities.")] = 12.0,
 ) -> None:
-    """Simulate a policy on a synthetic population over time and report what it does."""
+    """Simulate a policy on a synthetic (or exported real) population and report its impact."""
     from trustledger.impact.html import html_page
     from trustledger.impact.report import markdown, print_comparison, print_summary
     from trustledger.impact.scenario import default_scenario, load_scenario
@@ -52,6 +63,17 @@ def impact(
     if markdown_out is not None and compare is not None:
         raise InputError("--markdown summarises one policy; use --json or --html with "
                          "--compare")
+    if population is not None and subjects is not None:
+        raise InputError("--subjects: an exported population (--population) has its own "
+                         "subjects; give one or the other")
+    if groups is not None and population is None:
+        raise InputError("--groups labels the subjects of --population; give --population")
+    real = None
+    if population is not None:
+        from trustledger.impact.population import load_population
+
+        real = load_population(population, groups)
+    size = subjects if subjects is not None else 100_000
     files = [policy] if policy is not None else list(compare or ())
     policies = [load_policy(f) for f in files]
     plans = []
@@ -63,9 +85,12 @@ def impact(
     reports: list[dict[str, Any]] = []
     for compiled, plan in zip(policies, plans, strict=True):
         started = time.perf_counter()
-        reports.append(simulate(compiled, plan, subjects=subjects, months=months, seed=seed,
-                                probe_months=probe_months, sample=sample))
-        console.print(f"simulated {compiled.name}: {subjects:,} subjects x {months} months "
+        reports.append(simulate(compiled, plan, subjects=size, months=months, seed=seed,
+                                probe_months=probe_months, sample=sample, population=real,
+                                prior_months=prior_months))
+        who = f"{size:,} subjects" if real is None else \
+            f"{len(real):,} subjects of {population}"
+        console.print(f"simulated {compiled.name}: {who} x {months} months "
                       f"in {time.perf_counter() - started:.1f} s")
     if len(reports) == 1:
         print_summary(reports[0], console)
@@ -84,8 +109,11 @@ def impact(
         html_out.write_text(page, encoding="utf-8")
         console.print(f"wrote {html_out}")
     if markdown_out is not None:
-        command = f"trustledger impact {policy} --subjects {subjects} --months {months} " \
-                  f"--seed {seed}" + (f" --scenario {scenario}" if scenario else "") + \
+        command = f"trustledger impact {policy} " + \
+                  (f"--subjects {size}" if real is None else f"--population {population}" +
+                   (f" --groups {groups}" if groups else "")) + \
+                  f" --months {months} --seed {seed}" + \
+                  (f" --scenario {scenario}" if scenario else "") + \
                   (f" --sample {sample}" if sample != 400 else "") + \
                   f" --markdown {markdown_out}"
         markdown_out.write_text(markdown(reports[0], command), encoding="utf-8")

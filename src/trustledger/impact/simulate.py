@@ -23,22 +23,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from trustledger.aggregates import SMALLEST_CELL, suppress
 from trustledger.engine.evaluate import evaluate
 from trustledger.engine.events import Event
 from trustledger.errors import InputError
+from trustledger.impact.population import (
+    PRIOR_MONTHS,
+    RealPopulation,
+    ResolvedHistory,
+    estimate_rates,
+    first_instant,
+    forward_variants,
+    replay_history,
+    resolve_history,
+)
 from trustledger.impact.scenario import MAX_RATE, Scenario, scenario_json
 from trustledger.impact.vector import VariantKey, VectorPlan, VectorReading, VectorState
 from trustledger.policy.compiled import CompiledPolicy
 from trustledger.policy.models import MeasureKind
-
-SMALLEST_CELL = 10
-"""Aggregates of fewer subjects than this are suppressed (DESIGN.md safeguard 4, k = 10)."""
 
 REPORT_FORMAT = "trustledger.impact/1"
 """Format tag of :func:`simulate`'s report."""
@@ -97,21 +106,37 @@ def nearest_rank(values: np.ndarray, q: float) -> float:
 
 def suppressed(counts: list[int]) -> list[int | None]:
     """Counts of 1 to 9 subjects hidden, with a second cell when only one would be."""
-    from trustledger.api.statistics import suppress
-
     return suppress(counts, SMALLEST_CELL)
 
 
 @dataclass
 class _Population:
+    """Who is simulated: group labels, propensities, consent and what is drawn each month.
+
+    ``draws[type]``: (variant index in the plan, share of the type's events) pairs.
+    ``history``/``real``: an exported population's resolved events, else None.
+    """
+
     groups: np.ndarray
+    group_names: tuple[str, ...]
     rates: dict[str, np.ndarray]
     available: dict[str, np.ndarray]
+    draws: dict[str, tuple[tuple[int, float], ...]]
+    start: datetime
+    history: ResolvedHistory | None = None
+    real: RealPopulation | None = None
+    prior_months: float = PRIOR_MONTHS
+
+
+def _consent(scenario: Scenario, size: int, seed: int) -> dict[str, np.ndarray]:
+    c_seq = np.random.SeedSequence(seed).spawn(3)[2]
+    crng = np.random.default_rng(c_seq)
+    return {card: crng.random(size) < share for card, share in scenario.opt_in.items()}
 
 
 def _population(scenario: Scenario, size: int, seed: int) -> _Population:
     root = np.random.SeedSequence(seed)
-    g_seq, r_seq, c_seq = root.spawn(3)
+    g_seq, r_seq, _ = root.spawn(3)
     shares = np.array([g.share for g in scenario.groups])
     groups = np.random.default_rng(g_seq).choice(len(shares), size=size, p=shares)
     rng = np.random.default_rng(r_seq)
@@ -122,9 +147,20 @@ def _population(scenario: Scenario, size: int, seed: int) -> _Population:
             rows = np.flatnonzero(groups == gi)
             rate[rows] = behaviour.rate_for(group.name).draw(rng, len(rows))
         rates[tname] = rate
-    crng = np.random.default_rng(c_seq)
-    available = {card: crng.random(size) < share for card, share in scenario.opt_in.items()}
-    return _Population(groups, rates, available)
+    draws = {t: tuple((v, variant.share) for v, variant in enumerate(b.variants))
+             for t, b in scenario.events.items()}
+    return _Population(groups, scenario.group_names, rates, _consent(scenario, size, seed),
+                       draws, scenario.start)
+
+
+def _real_population(policy: CompiledPolicy, scenario: Scenario, real: RealPopulation,
+                     seed: int, prior_months: float) -> _Population:
+    history = resolve_history(policy, real)
+    start = first_instant(history, policy)
+    size = len(real)
+    rates = estimate_rates(policy, history, size, start, prior_months)
+    return _Population(real.groups, real.group_names, rates, _consent(scenario, size, seed),
+                       forward_variants(history), start, history, real, prior_months)
 
 
 def events_of(plan: VectorPlan, month: int, moment: datetime,
@@ -151,13 +187,25 @@ def events_of(plan: VectorPlan, month: int, moment: datetime,
 
 def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_000,
              months: int = 60, seed: int = 0, probe_months: int = 120,
-             sample: int = 400, observer: Observer | None = None) -> dict[str, Any]:
+             sample: int = 400, observer: Observer | None = None,
+             population: RealPopulation | None = None,
+             prior_months: float = PRIOR_MONTHS) -> dict[str, Any]:
     """Run ``scenario`` under ``policy``; the aggregate report (see ``docs/impact.md``).
 
     ``sample``: how many subjects, drawn at random, the reference
     :func:`~trustledger.engine.evaluate` evaluates at the last month for the measures the
     vectorised path does not (holding time, prerequisite); their figures are estimates.
+
+    ``population``: an exported real population (:mod:`trustledger.impact.population`)
+    instead of a synthetic one — ``subjects`` is then its size; each subject starts from
+    their recorded history, their propensities are estimated from it (``prior_months``:
+    the weight of the population's mean), the scenario contributes its feedback rules and
+    opt-in shares only, and the first month is the first after the export's last event.
     """
+    if population is not None:
+        subjects = len(population)
+        if not prior_months > 0:
+            raise InputError(f"prior_months must be more than 0 (got {prior_months})")
     if subjects < 1:
         raise InputError(f"subjects must be at least 1 (got {subjects})")
     if months < 1:
@@ -168,34 +216,40 @@ def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_
         raise InputError(f"probe_months must be at least 1 (got {probe_months})")
     if sample < 0:
         raise InputError(f"sample must be at least 0 (got {sample})")
+    people = (_population(scenario, subjects, seed) if population is None
+              else _real_population(policy, scenario, population, seed, prior_months))
     plan = VectorPlan(policy, {t: [v.attributes for v in b.variants]
-                               for t, b in scenario.events.items()})
+                               for t, b in scenario.events.items()}
+                      if people.history is None else people.history.variants)
     for i, rule in enumerate(scenario.feedback):
         if rule.measure in plan.not_simulated:
             raise InputError(f"scenario {scenario.source}: feedback[{i}].measure: "
                              f"{rule.measure} has a holding time or a prerequisite, which "
                              "the simulation does not evaluate (see docs/impact.md)")
-    population = _population(scenario, subjects, seed)
-    start = scenario.start
-    state = VectorState(plan, subjects, start, population.available,
+    start = people.start
+    state = VectorState(plan, subjects, start, people.available,
                         instant(start, months + probe_months))
-    collector = _Collector(policy, scenario, plan, population, months)
-    reading = state.read(start)  # before any event: what feeds back into month 0
+    if people.history is not None:
+        replay_history(state, people.history)
+    collector = _Collector(policy, scenario, plan, people, months)
+    # Before any simulated event (a real population: after its history): what feeds back
+    # into month 0.
+    reading = state.read(start)
     collector.baseline(reading)
     sampled = _sample(seed, subjects, sample) if plan.not_simulated else np.zeros(0, int)
     sampled_counts: list[dict[VariantKey, np.ndarray]] = []
-    type_index = {t: i for i, t in enumerate(scenario.events)}
+    type_index = {t: i for i, t in enumerate(people.draws)}
     for m in range(months):
         moment = instant(start, m)
         factors = _feedback(scenario, reading, subjects)
         counts: dict[VariantKey, np.ndarray] = {}
-        for tname, behaviour in scenario.events.items():
+        for tname, draws in people.draws.items():
             # Capped after feedback too: beyond it e^-lam underflows and the month is
             # saturated anyway.
-            lam = np.minimum(population.rates[tname] * factors.get(tname, 1.0), MAX_RATE)
-            for v, variant in enumerate(behaviour.variants):
+            lam = np.minimum(people.rates[tname] * factors.get(tname, 1.0), MAX_RATE)
+            for v, share in draws:
                 u = np.random.default_rng([seed, m, type_index[tname], v]).random(subjects)
-                counts[(tname, v)] = poisson(u, lam * variant.share)
+                counts[(tname, v)] = poisson(u, lam * share)
         # The policy is given event counts per type and attributes, nothing else: the
         # group labels never reach it.
         assert all(key[0] in policy.event_types for key in counts)
@@ -206,9 +260,9 @@ def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_
             sampled_counts.append({k: n[sampled] for k, n in counts.items()})
         if observer is not None:
             observer(m, moment, counts, reading)
-    probes = _probes(policy, scenario, plan, state, instant(start, months), start, months,
+    probes = _probes(policy, people, plan, state, instant(start, months), start, months,
                      probe_months)
-    estimates = _reference_measures(policy, plan, population, sampled, sampled_counts, start)
+    estimates = _reference_measures(policy, plan, people, sampled, sampled_counts, start)
     return collector.report(seed, probes, plan, sampled, estimates)
 
 
@@ -230,9 +284,14 @@ def _reference_measures(policy: CompiledPolicy, plan: VectorPlan, population: _P
     if not len(sampled) or not counts:
         return out
     valid_at = instant(start, len(counts) - 1)
+    real = population.real
     for j, subject in enumerate(sampled):
         events = [e for m, month in enumerate(counts)
                   for e in events_of(plan, m, instant(start, m), month, j)]
+        if real is not None:
+            # A real subject: their recorded events, then the simulated ones as theirs.
+            name = real.subjects[subject]
+            events = [*real.events[subject], *(replace(e, subject=name) for e in events)]
         opt_ins = {c for c, mask in population.available.items() if mask[subject]}
         result = evaluate(policy, events, valid_at, opt_ins=opt_ins)
         for name in plan.not_simulated:
@@ -249,6 +308,27 @@ def _feedback(scenario: Scenario, reading: VectorReading, size: int) -> dict[str
             current = factors.setdefault(tname, np.ones(size))
             current[applies] *= factor
     return factors
+
+
+def _real_scenario(data: dict[str, Any]) -> dict[str, Any]:
+    """What of the scenario an exported population uses: its feedback and opt-in shares."""
+    return {"name": data["name"], "feedback": data["feedback"], "opt_in": data["opt_in"],
+            "note": "an exported population: rates and attributes come from each subject's "
+                    "history, groups from the labels file; only feedback and opt-in shares "
+                    "are the scenario's"}
+
+
+def _population_entry(population: _Population) -> dict[str, Any]:
+    """Where an exported population came from and what was left out (counts only)."""
+    real, history = population.real, population.history
+    assert real is not None and history is not None
+    return {"source": "export", "file": Path(real.source).name, "subjects": len(real),
+            "labelled": _count(real.labelled),
+            "history_entries_counted": len(history.entries),
+            "events_not_counted": history.not_counted,
+            "erased_events_skipped": real.erased, "other_entries": real.other_entries,
+            "rates": "estimated: (events + a x population rate) / (observed months + a)",
+            "prior_months": population.prior_months}
 
 
 def _count(n: int | np.integer[Any]) -> int | None:
@@ -274,7 +354,7 @@ class _Collector:
         self.year_ranks: dict[str, list[np.ndarray]] = {n: [] for n in self.cards}
         self.measure_series: dict[str, list[float | None]] = {n: [] for n in plan.stateless}
         self.final_measures: dict[str, np.ndarray] = {}
-        self.event_totals: dict[str, int] = {t: 0 for t in scenario.events}
+        self.event_totals: dict[str, int] = {t: 0 for t in population.draws}
         self.final: VectorReading | None = None
 
     def baseline(self, reading: VectorReading) -> None:
@@ -318,20 +398,24 @@ class _Collector:
         policy, scenario = self.policy, self.scenario
         assert self.final is not None
         groups = self.population.groups
-        group_sizes = [int((groups == i).sum()) for i in range(len(scenario.groups))]
+        names = self.population.group_names
+        group_sizes = [int((groups == i).sum()) for i in range(len(names))]
         out: dict[str, Any] = {
             "format": REPORT_FORMAT,
             "policy": {"name": policy.name, "title": policy.model.title, "hash": policy.hash},
             "scenario": scenario_json(scenario),
             "subjects": len(groups), "months": self.months, "seed": seed,
-            "start": scenario.start.date().isoformat(),
-            "groups": [{"name": g.name, "subjects": s}
-                       for g, s in zip(scenario.groups, suppressed(group_sizes), strict=True)],
+            "start": self.population.start.date().isoformat(),
+            "groups": [{"name": g, "subjects": s}
+                       for g, s in zip(names, suppressed(group_sizes), strict=True)],
             "events": {t: _count(n) for t, n in self.event_totals.items()},
             "measures_not_simulated": list(plan.not_simulated),
             "condition_paths": dict(sorted(plan.paths.items())),
             "scorecards": {}, "measures": {}, "probes": probes,
         }
+        if self.population.real is not None:
+            out["scenario"] = _real_scenario(out["scenario"])
+            out["population"] = _population_entry(self.population)
         for name, card in self.cards.items():
             entry: dict[str, Any] = {
                 "label": card.label, "opt_in": card.opt_in,
@@ -343,11 +427,11 @@ class _Collector:
             out["scorecards"][name] = entry
         for name, state in self.final.measures.items():
             out["measures"][name] = _measure_entry(
-                policy, name, state, groups, scenario.group_names,
+                policy, name, state, groups, names,
                 self.measure_series[name])
         for name, state in estimates.items():
             entry = _measure_entry(policy, name, state, groups[sampled],
-                                   scenario.group_names, [])
+                                   names, [])
             entry["estimated_from_sample"] = len(sampled)
             out["measures"][name] = entry
         return out
@@ -440,16 +524,17 @@ def _worse(policy: CompiledPolicy, size: int, after: VectorReading,
     return worse
 
 
-def _probes(policy: CompiledPolicy, scenario: Scenario, plan: VectorPlan, state: VectorState,
-            moment: datetime, start: datetime, months: int, horizon: int) -> dict[str, Any]:
+def _probes(policy: CompiledPolicy, population: _Population, plan: VectorPlan,
+            state: VectorState, moment: datetime, start: datetime, months: int,
+            horizon: int) -> dict[str, Any]:
     """One more event of each type for everyone at ``moment``: crossings and recovery."""
     before = state.read(moment)
     privileges = {n for n, m in policy.measures.items() if m.kind is MeasureKind.PRIVILEGE}
     out: dict[str, Any] = {}
     counterfactual: list[VectorReading] = []
     neutral = state.fork()
-    for tname, behaviour in scenario.events.items():
-        v = max(range(len(behaviour.variants)), key=lambda i: (behaviour.variants[i].share, -i))
+    for tname, draws in population.draws.items():
+        v = max(draws, key=lambda d: (d[1], -d[0]))[0]
         variant = plan.variants[tname][v]
         fork = state.fork()
         fork.apply(moment, {(tname, v): np.ones(state.size, dtype=np.int64)})

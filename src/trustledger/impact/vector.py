@@ -256,11 +256,14 @@ class VectorState:
 
     # -- events ------------------------------------------------------------------------------
 
-    def apply(self, moment: datetime, counts: Mapping[VariantKey, np.ndarray]) -> None:
+    def apply(self, moment: datetime, counts: Mapping[VariantKey, np.ndarray], *,
+              end: float | None = None) -> None:
         """Every subject's events of one instant: ``counts[(type, variant)]`` per subject.
 
         Event counts per type and attributes are the only input: nothing else about a
-        subject (in particular no group label) reaches the policy.
+        subject (in particular no group label) reaches the policy. ``end`` (POSIX
+        seconds): when these entries stop counting, if not when events recorded as they
+        occur would (a real history's, computed by the engine's interval rule).
         """
         plan = self.plan
         unknown = [k for k in counts if k[0] not in plan.variants
@@ -280,7 +283,7 @@ class VectorState:
                     raise InputError(f"counts of {name}: one whole number per subject")
                 if not n.any():
                     continue
-                self._apply_variant(moment, t, variant, n, pending)
+                self._apply_variant(moment, t, variant, n, pending, end)
         for (sink, hl, exit_), p in pending.items():
             if exit_ > self.horizon:
                 continue
@@ -349,11 +352,11 @@ class VectorState:
 
     def _apply_variant(self, moment: datetime, t: float, variant: PlannedVariant,
                        n: np.ndarray, pending: dict[tuple[str, float | None, float],
-                                                    _Pending]) -> None:
+                                                    _Pending], ends: float | None) -> None:
         policy = self.plan.policy
         etype = variant.type
         p = variant.points
-        end = self._ends(etype, moment)
+        end = self._ends(etype, moment) if ends is None else ends
         cards = [policy.scorecards[c] for c in etype.scorecards]
         capping = {c.name: self._capping(c, etype, p) for c in cards}
         metrics = self.plan.metrics_of[etype.name]
