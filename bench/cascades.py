@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from trustledger.cascades import Deliverer, Deriver, RetryPolicy, Worker, subscribe
+from trustledger.cascades import Deliverer, Deriver, Egress, RetryPolicy, Worker, subscribe
 from trustledger.ledger import EventIn
 from trustledger.principals import Role, ServiceLedger, add_principal
 from trustledger.rights import grant_decision_consent
@@ -202,14 +202,17 @@ def main() -> None:
         ledger.append_events([event(i, s, "late_fee") for i, s in enumerate(subjects)])
         counter = len(subjects)
         receiver = Receiver()
+        loopback = Egress.parse("127.0.0.1")  # the receiver is on loopback: allowed explicitly
         for s in subjects:
             grant_decision_consent(ledger, s, "bench-lender", "lending")
         started = time.perf_counter()
         for s in subjects:
-            subscribe(ledger, party, s, "lending", receiver.url, datetime.now(UTC))
+            subscribe(ledger, party, s, "lending", receiver.url, datetime.now(UTC),
+                      egress=loopback)
         setup = time.perf_counter() - started
         high = dict.fromkeys(subjects, False)
-        deliverer = Deliverer(ledger, retry=RetryPolicy(timeout=5.0), concurrency=8)
+        deliverer = Deliverer(ledger, retry=RetryPolicy(timeout=5.0), egress=loopback,
+                              concurrency=8)
         worker = Worker(Deriver(ledger), deliverer)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop, args.interval), daemon=True)

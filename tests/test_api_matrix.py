@@ -244,6 +244,12 @@ def _fresh_dispute(w: World, subject: str, source: str = "bank-a") -> int:
     return open_dispute(w.ledger, subject, _fresh_event(w, subject, source), "not mine").seq
 
 
+@pytest.fixture(autouse=True)
+def loopback_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subscriptions here name a webhook on 127.0.0.1: allow loopback explicitly."""
+    monkeypatch.setenv("TRUSTLEDGER_WEBHOOK_ALLOW", "127.0.0.1")
+
+
 @pytest.fixture(scope="module")
 def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url = f"sqlite:///{tmp_path_factory.mktemp('matrix') / 'ledger.db'}"

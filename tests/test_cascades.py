@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from trustledger.cascades import (
+    ALLOW_ENV,
     CHANGED,
     ENDED,
     ConsentRequiredError,
@@ -46,6 +47,13 @@ from trustledger.rights import (
     withdraw_consent,
 )
 from trustledger.scoring import publish_policy
+
+
+@pytest.fixture(autouse=True)
+def loopback_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests' receivers are on 127.0.0.1: allow loopback webhooks explicitly."""
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")
+
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 DAY = 86_400.0

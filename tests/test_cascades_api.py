@@ -12,6 +12,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.test_api import PROBLEM, World, build_world
+from trustledger.cascades import ALLOW_ENV
+
+
+@pytest.fixture(autouse=True)
+def loopback_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests' receivers are on 127.0.0.1: allow loopback webhooks explicitly."""
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")
+
 
 HOOK = "http://127.0.0.1:9/hook"
 

@@ -23,6 +23,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.test_cascades import T0, Setting, make_setting
 from trustledger.cascades import (
+    ALLOW_ENV,
     DEAD,
     DELIVERED,
     NOTIFIED,
@@ -34,6 +35,12 @@ from trustledger.cascades import (
 )
 from trustledger.cascades.schema import notifications
 from trustledger.errors import InputError
+
+
+@pytest.fixture(autouse=True)
+def loopback_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests' receivers are on 127.0.0.1: allow loopback webhooks explicitly."""
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")
 
 
 class Receiver:

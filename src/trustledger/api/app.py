@@ -33,6 +33,7 @@ from trustledger.api.routers import subscriptions as subscription_routes
 from trustledger.api.schemas import CloudEvent, DecisionRequest, EventBatch, EventSubmission
 from trustledger.api.service import Service
 from trustledger.api.settings import Settings
+from trustledger.cascades.worker import Background
 from trustledger.portal import router as portal_router
 
 DESCRIPTION = """\
@@ -55,9 +56,13 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = service is None
         app.state.service = service or Service.open(settings)
+        # `trustledger serve --cascades`: the cascades' worker runs beside the service.
+        cascades = Background.from_env(app.state.service.ledger)
         try:
             yield
         finally:
+            if cascades is not None:
+                cascades.stop()
             if own:
                 app.state.service.close()
 

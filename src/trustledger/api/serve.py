@@ -4,7 +4,8 @@
 deterministic synthetic population, ``policies/sesame.yaml`` published (see
 :mod:`trustledger.demo`) — records opt-ins for a share of the population, and
 issues one fresh demo API key per actor (revoking the previous demo keys), then
-prints the API docs' URL and the keys.
+prints the API docs' URL and the keys. ``--cascades`` runs the cascades' webhook
+worker in the server process (started and stopped with it; see docs/cascades.md).
 """
 
 from __future__ import annotations
@@ -115,12 +116,17 @@ def serve(
     database_url: Annotated[str | None, typer.Option(
         "--database-url", help="Ledger database URL (default: $TRUSTLEDGER_DATABASE_URL or "
         "SQLite in the data folder).")] = None,
+    cascades: Annotated[bool, typer.Option(
+        "--cascades", help="Also derive and deliver the subscriptions' webhooks in the "
+        "background, as `trustledger cascades run` does (one worker per process).")] = False,
 ) -> None:
     """Run the HTTP API (FastAPI on uvicorn); with --demo, set up the demo and print keys."""
     import uvicorn
 
     from trustledger.api.middleware import JSONFormatter
     from trustledger.api.settings import Settings
+    from trustledger.cascades.egress import Egress
+    from trustledger.cascades.worker import BACKGROUND_ENV
     from trustledger.config import database_url as default_url
     from trustledger.ledger.database import describe
     from trustledger.principals import ServiceLedger
@@ -128,6 +134,9 @@ def serve(
     url = database_url or default_url()
     os.environ[DATABASE_URL_ENV] = url
     Settings.from_env()  # refuse bad TRUSTLEDGER_* settings before anything starts
+    if cascades:
+        Egress.from_env()  # a bad TRUSTLEDGER_WEBHOOK_ALLOW too
+        os.environ[BACKGROUND_ENV] = "1"  # the app's lifespan starts the worker
     ServiceLedger.open(url).close()  # an unusable database fails here, plainly; migrates once
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
@@ -139,6 +148,8 @@ def serve(
     base = f"http://{host}:{port}"
     typer.echo(f"trustledger serves {base} on the ledger {describe(url)}")
     typer.echo(f"API docs: {base}/docs")
+    if cascades:
+        typer.echo("cascades: the webhook worker runs in the background")
     if keys:
         typer.echo("demo API keys (shown once, stored only hashed; new ones at every start):")
         width = max(len(k.name) for k in keys)

@@ -40,7 +40,7 @@ from trustledger.api.access import ACCESS_READ
 from trustledger.engine import Event
 from trustledger.engine.incremental import SubjectState, stateless_measures
 from trustledger.errors import ErasedError, NotFoundError
-from trustledger.ledger import Entry
+from trustledger.ledger import Entry, event_of
 from trustledger.ledger.chain import EVENT_KIND
 from trustledger.policy import CompiledPolicy
 from trustledger.principals import KINDS as PRINCIPAL_KINDS
@@ -69,24 +69,6 @@ def _settle(future: asyncio.Future[None], failure: BaseException | None) -> None
 
 class NoPolicyError(NotFoundError):
     """No published policy is in force (the operator must publish one)."""
-
-
-def event_of(entry: Entry) -> Event | None:
-    """The engine's :class:`Event` for a ledger entry of kind ``event`` (``None`` if purged).
-
-    The same conversion as :meth:`Ledger.events`, from an entry read with the
-    subject's other records in one query.
-    """
-    payload = entry.payload
-    if payload is None or entry.kind != EVENT_KIND or entry.subject is None:
-        return None
-    return Event(
-        source=payload["source"], source_event_id=payload["source_event_id"],
-        subject=entry.subject, type=payload["type"],
-        occurred_at=datetime.fromisoformat(payload["occurred_at"]),
-        recorded_at=entry.recorded_at, attributes=payload["attributes"],
-        supersedes=payload["supersedes"], seq=entry.seq,
-    )
 
 
 @dataclass

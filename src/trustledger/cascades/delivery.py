@@ -18,7 +18,12 @@ operator). A subscription's notifications are delivered in the order they were
 derived: a later one waits while an earlier one is pending. A decision change still
 pending when its subscription ends (consent withdrawn or expired, cancelled) is
 withheld — dead, never sent — since the decision may no longer be disclosed; the
-``subscription.ended`` notice is still delivered.
+``subscription.ended`` notice is still delivered. Nothing at all is sent once the
+relying party's key that subscribed is revoked (withheld too).
+
+Connections go only to addresses the operator allows
+(:mod:`trustledger.cascades.egress`: public ones, unless allow-listed), checked when
+each connection is opened; a refused address is a failed attempt like any other.
 
 Every notification that reaches a final state is also recorded in the ledger about
 its subject (:data:`~trustledger.cascades.records.NOTIFIED`), in the same
@@ -43,16 +48,21 @@ import httpx
 import sqlalchemy as sa
 
 from trustledger.cascades.derive import CHANGED, DEAD, DELIVERED, PENDING
+from trustledger.cascades.egress import Egress, guarded_client
 from trustledger.cascades.records import NOTIFIED
 from trustledger.cascades.schema import notifications, subscriptions
 from trustledger.cascades.store import secret_key
 from trustledger.errors import InputError
 from trustledger.ledger.chain import from_us, iso, to_us
-from trustledger.principals import Record, ServiceLedger
+from trustledger.principals import Record, ServiceLedger, principals
 
 Clock = Callable[[], datetime]
 """The deliverer's clock: attempt times, backoff and the ``webhook-timestamp`` header."""
 _n, _s = notifications.c, subscriptions.c
+ENDED_WITHHELD = "withheld: the subscription ended before delivery"
+"""Why a decision change was not sent: its subscription ended first."""
+REVOKED_WITHHELD = "withheld: the relying party's key was revoked"
+"""Why a notification was not sent: the key that subscribed was revoked first."""
 _SCAN = 1_000
 
 
@@ -113,23 +123,26 @@ class Deliverer:
     """Sends due notifications from the outbox and records their fate."""
 
     def __init__(self, ledger: ServiceLedger, *, retry: RetryPolicy | None = None,
-                 client: httpx.Client | None = None, clock: Clock | None = None,
+                 egress: Egress | None = None, clock: Clock | None = None,
                  rng: random.Random | None = None, concurrency: int = 8) -> None:
-        """Deliver from ``ledger``'s outbox; ``client``, ``clock`` and ``rng`` may be given."""
+        """Deliver from ``ledger``'s outbox to the addresses ``egress`` allows.
+
+        ``egress`` defaults to ``$TRUSTLEDGER_WEBHOOK_ALLOW`` (public addresses only
+        when unset); ``clock`` and ``rng`` may be given for tests.
+        """
         self.ledger = ledger
         self.retry = retry or RetryPolicy()
         self.clock = clock or _utc_now
         self.rng = rng or random.Random()
-        self._own_client = client is None
-        self.client = client or httpx.Client(timeout=self.retry.timeout, follow_redirects=False)
+        self.egress = egress or Egress.from_env()
+        self.client = guarded_client(self.egress, self.retry.timeout)
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency),
                                         thread_name_prefix="cascade-delivery")
 
     def close(self) -> None:
-        """Stop the sender threads (and close the HTTP client if it is ours)."""
+        """Stop the sender threads and close the HTTP client."""
         self._pool.shutdown(wait=True)
-        if self._own_client:
-            self.client.close()
+        self.client.close()
 
     def pass_(self, limit: int = 100) -> Delivered:
         """Send every due notification (at most ``limit``, one per subscription), once."""
@@ -155,16 +168,21 @@ class Deliverer:
                 sa.select(_n.serial, _n.id, _n.subscription_id, _n.subject, _n.type, _n.cause,
                           _n.body, _n.attempts, _n.next_attempt_us, _n.created_at_us,
                           _s.url, _s.secret, _s.party, _s.purpose, _s.ended_at_us,
-                          _s.end_reason)
+                          _s.end_reason, principals.c.revoked_at_us)
                 .join(subscriptions, _s.id == _n.subscription_id)
+                .join(principals, principals.c.id == _s.principal_id)
                 .where(_n.status == PENDING).order_by(_n.serial).limit(_SCAN)).all()
-            withheld = [r.serial for r in rows if r.ended_at_us is not None and r.type == CHANGED]
-            if withheld:
-                # Consent ended (or the party cancelled) before these went out: a decision
-                # is not disclosed without it. The subscription.ended notice still goes.
-                conn.execute(sa.update(notifications).where(_n.serial.in_(withheld)).values(
-                    status=DEAD, finished_at_us=now_us,
-                    last_error="withheld: the subscription ended before delivery"))
+            # The party's key was revoked: nothing more about the subject reaches it.
+            revoked = [r.serial for r in rows if r.revoked_at_us is not None]
+            # Consent ended (or the party cancelled) before these went out: a decision
+            # is not disclosed without it. The subscription.ended notice still goes.
+            ended = [r.serial for r in rows if r.ended_at_us is not None and r.type == CHANGED
+                     and r.revoked_at_us is None]
+            for serials, why in ((revoked, REVOKED_WITHHELD), (ended, ENDED_WITHHELD)):
+                if serials:
+                    conn.execute(sa.update(notifications).where(_n.serial.in_(serials))
+                                 .values(status=DEAD, finished_at_us=now_us, last_error=why))
+            withheld = {*revoked, *ended}
             seen: set[str] = set()
             chosen = []
             for row in rows:

@@ -16,6 +16,10 @@ Time alone is handled by the schedule: each subscription stores ``next_check_us`
 (:mod:`trustledger.cascades.timing`); a step evaluates the subscriptions due by
 its clock — an indexed range query, never a scan of the population.
 
+A subscription also ends when the relying party's key that created it is revoked
+(the ledger records each revocation): no notice is sent, since nothing more about
+the subject may reach that party.
+
 The ledger's ``seq`` is committed in order (every writer holds the head row's lock
 until it commits), so a cursor on ``seq`` never skips an entry committed late.
 """
@@ -50,7 +54,7 @@ from trustledger.ledger.chain import from_us, iso, to_us
 from trustledger.ledger.schema import entries
 from trustledger.ledger.schema import head as ledger_head
 from trustledger.principals import KINDS as PRINCIPAL_KINDS
-from trustledger.principals import Record, ServiceLedger
+from trustledger.principals import REVOKED, Record, ServiceLedger, principals
 from trustledger.rights.access import READ
 from trustledger.rights.consent import fold_consents
 from trustledger.scoring import PUBLISHED, published_policies
@@ -70,6 +74,8 @@ RETRY_S = 60
 """A subscription whose evaluation failed is looked at again after this many seconds."""
 ERASED_REASON = "the subject's data was erased"
 """Why a subscription ended when its subject was erased."""
+REVOKED_REASON = "the relying party's key was revoked"
+"""Why a subscription ended when the key that created it was revoked (no notice is sent)."""
 _BATCH = 10_000
 _e, _s = entries.c, subscriptions.c
 log = logging.getLogger("trustledger.cascades")
@@ -116,6 +122,7 @@ class Deriver:
         self.clock = clock or _utc_now
         self.policies = Policies()
         self._policies_loaded = False
+        self._revocations_swept = False
 
     def run(self, now: datetime | None = None) -> Derived:
         """Step until the cursor is at the ledger's head and nothing scheduled is due."""
@@ -152,6 +159,7 @@ class Deriver:
                     _s.ended_at_us.is_(None),
                     sa.or_(_s.next_check_us <= to_us(now), _s.since_seq < policy_changed))
             due = [row_subscription(r) for r in conn.execute(due_query.limit(_BATCH))]
+            revoked = self._revoked(conn, start, upto)
         if policy_changed is not None or not self._policies_loaded:
             self.policies.load(published_policies(self.ledger))
             self._policies_loaded = True
@@ -163,13 +171,41 @@ class Deriver:
         for sub in due:
             if sub.id not in work:
                 work[sub.id] = (sub, Cause("time", None, now))
+        for sub, _ in revoked:
+            work.pop(sub.id, None)
         plan = self._plan(list(work.values()), upto, now)
+        # The party's key is revoked: the subscription ends, and nothing more about the
+        # subject reaches the party, not even the notice that it ended.
+        plan.ended.extend((sub, REVOKED_REASON, at_us) for sub, at_us in revoked)
         now_us = to_us(now)
         finished = upto == head and len(due) < _BATCH and not any(
             next_us is not None and next_us <= now_us for _, _, next_us in plan.updates)
         if not self._commit(start, upto, plan):
             return start, False, 0, 0
+        self._revocations_swept = True
         return upto, finished, len(work), len(plan.notifications)
+
+    def _revoked(self, conn: sa.Connection, start: int,
+                 upto: int) -> list[tuple[Subscription, int]]:
+        """Active subscriptions whose key was revoked, with the revocation's time.
+
+        Those revoked in ``(start, upto]`` (the ledger records each revocation); on a
+        deriver's first step, every one (keys revoked before this worker ran).
+        """
+        query = (sa.select(subscriptions, principals.c.revoked_at_us.label("revoked_us"))
+                 .join(principals, principals.c.id == _s.principal_id)
+                 .where(_s.ended_at_us.is_(None), principals.c.revoked_at_us.is_not(None)))
+        if self._revocations_swept:
+            if upto <= start:
+                return []
+            names = {str(orjson.loads(payload).get("name")) for payload in conn.execute(
+                sa.select(_e.payload).where(_e.seq > start, _e.seq <= upto,
+                                            _e.kind == REVOKED)).scalars()
+                     if payload is not None}
+            if not names:
+                return []
+            query = query.where(_s.party.in_(sorted(names)))
+        return [(row_subscription(r), int(r.revoked_us)) for r in conn.execute(query)]
 
     def _causes(self, conn: sa.Connection, start: int, upto: int) -> dict[str, Cause]:
         """The latest relevant entry per subscribed subject in ``(start, upto]``."""
@@ -244,6 +280,7 @@ class Deriver:
             # A subscription the party cancelled meanwhile gets nothing more.
             touched = {n["subscription_id"] for n in plan.notifications}
             touched.update(sub_id for sub_id, _, _ in plan.updates)
+            touched.update(sub.id for sub, _, _ in plan.ended)
             gone = set(conn.execute(sa.select(_s.id).where(
                 _s.id.in_(sorted(touched)), _s.ended_at_us.is_not(None))).scalars())
             plan.notifications[:] = [n for n in plan.notifications

@@ -29,15 +29,24 @@ import orjson
 import sqlalchemy as sa
 
 from trustledger.cascades.decision import Decided, Policies, decide
+from trustledger.cascades.egress import Egress
 from trustledger.cascades.records import ENDED, NOTIFIED, SUBSCRIBED
 from trustledger.cascades.schema import subscriptions
 from trustledger.cascades.timing import next_change
 from trustledger.engine import Event
 from trustledger.errors import ConflictError, InputError, NotFoundError
-from trustledger.ledger import Entry
+from trustledger.ledger import Entry, event_of
 from trustledger.ledger.chain import EVENT_KIND, from_us, to_us
 from trustledger.ledger.schema import entries, head
-from trustledger.principals import PermissionDeniedError, Principal, Record, Role, ServiceLedger
+from trustledger.principals import (
+    AuthenticationError,
+    PermissionDeniedError,
+    Principal,
+    Record,
+    Role,
+    ServiceLedger,
+    principals,
+)
 from trustledger.rights import fields
 from trustledger.rights.access import READ
 from trustledger.rights.consent import Consent, fold_consents
@@ -140,10 +149,11 @@ def subjects_data(ledger: ServiceLedger, subjects: Sequence[str],
                      .order_by(_e.subject, _e.seq))
             for row in conn.execute(query):
                 events, records = out[row.subject]
+                entry = _entry(row)
                 if row.kind != EVENT_KIND:
-                    records.append(_entry(row))
-                elif row.payload is not None:
-                    events.append(_event(_entry(row)))
+                    records.append(entry)
+                elif (event := event_of(entry)) is not None:
+                    events.append(event)
     return out
 
 
@@ -153,18 +163,6 @@ def _entry(row: Any) -> Entry:
         seq=row.seq, kind=row.kind, subject=row.subject, recorded_at=from_us(row.recorded_at_us),
         payload=None if row.payload is None else orjson.loads(row.payload),
         payload_hash=row.payload_hash, prev_hash=row.prev_hash, hash=row.hash,
-    )
-
-
-def _event(entry: Entry) -> Event:
-    """The engine's event of a ledger entry of kind ``event`` (as ``Ledger.events`` reads it)."""
-    payload = entry.payload or {}
-    return Event(
-        source=payload["source"], source_event_id=payload["source_event_id"],
-        subject=str(entry.subject), type=payload["type"],
-        occurred_at=datetime.fromisoformat(payload["occurred_at"]),
-        recorded_at=entry.recorded_at, attributes=payload["attributes"],
-        supersedes=payload["supersedes"], seq=entry.seq,
     )
 
 
@@ -195,14 +193,18 @@ def schedule(policies: Policies, subject: str, purpose: str,
 
 
 def subscribe(ledger: ServiceLedger, party: Principal, subject: str, purpose: str, url: str,
-              at: datetime, *, secret: str | None = None) -> Created:
+              at: datetime, *, secret: str | None = None,
+              egress: Egress | None = None) -> Created:
     """Subscribe ``party`` to changes of ``subject``'s decision for ``purpose``.
 
     Raises :class:`PermissionDeniedError` unless ``party`` is a relying party
     accredited for ``purpose``; :class:`ConsentRequiredError` without the subject's
     active consent; :class:`InputError` naming a bad field (subject, purpose, url,
-    secret); :class:`ConflictError` if the party already has an active subscription
-    for this subject and purpose. Nothing is written in any of these cases.
+    secret; a ``url`` reaching an address ``egress`` refuses — by default
+    ``$TRUSTLEDGER_WEBHOOK_ALLOW``, see :mod:`trustledger.cascades.egress`);
+    :class:`ConflictError` if the party already has an active subscription for this
+    subject and purpose; :class:`AuthenticationError` if the party's key was revoked
+    meanwhile. Nothing is written in any of these cases.
     """
     if party.role is not Role.RELYING_PARTY:
         raise PermissionDeniedError(f"only a relying party may subscribe; {party.name!r} is "
@@ -212,6 +214,7 @@ def subscribe(ledger: ServiceLedger, party: Principal, subject: str, purpose: st
         raise PermissionDeniedError(f"{party.name!r} is not accredited for purpose "
                                     f"{purpose!r}; accredited: {', '.join(party.accreditations)}")
     check_url(url)
+    (egress or Egress.from_env()).check_url(url)
     secret = new_secret() if secret is None else secret
     secret_key(secret)
     policies = Policies()
@@ -249,6 +252,10 @@ def _insert(conn: sa.Connection, now_us: int, *, subscription: Subscription,
     s = subscription
     if conn.execute(sa.select(head.c.seq).where(head.c.id == 1)).scalar_one() != s.since_seq:
         return None, []  # something was appended meanwhile: evaluate again
+    revoked = conn.execute(sa.select(principals.c.revoked_at_us)
+                           .where(principals.c.id == s.principal_id)).scalar()
+    if revoked is not None:
+        raise AuthenticationError("the API key was revoked: ask the operator for a new key")
     clash = conn.execute(sa.select(_s.id).where(
         _s.party == s.party, _s.subject == s.subject, _s.purpose == s.purpose,
         _s.ended_at_us.is_(None))).first()

@@ -1,18 +1,30 @@
 """The cascades worker: derive notifications, deliver them, sleep until there is more to do.
 
 ``trustledger cascades run`` runs :meth:`Worker.run` until interrupted (or one
-round with ``--once``). Any number of workers may run against one database: the
-derivation moves a shared cursor with compare-and-set, and delivery claims each
-attempt before sending it.
+round with ``--once``); ``trustledger serve --cascades`` runs it in a thread of the
+server process (:class:`Background`), started and stopped with the application.
+Any number of workers may run against one database: the derivation moves a shared
+cursor with compare-and-set, and delivery claims each attempt before sending it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from trustledger.cascades.delivery import Delivered, Deliverer
 from trustledger.cascades.derive import Derived, Deriver
+from trustledger.cascades.egress import Egress
+from trustledger.principals import ServiceLedger
+
+BACKGROUND_ENV = "TRUSTLEDGER_CASCADES"
+"""Set to ``1`` (``trustledger serve --cascades`` does) to run the worker in the server."""
+RESTART_S = 5.0
+"""A background worker that failed (the database unreachable, say) starts again after this."""
+log = logging.getLogger("trustledger.cascades")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +59,58 @@ class Worker:
             if done.delivered.attempted == 0 and done.derived.notifications == 0:
                 stop.wait(interval)
         return delivered
+
+
+class Background:
+    """A :class:`Worker` in a daemon thread of the server process, until :meth:`stop`.
+
+    A failure (the database gone, say) is logged and the worker starts again
+    :data:`RESTART_S` seconds later, so the service keeps serving meanwhile;
+    nothing is lost, derivation resumes at the cursor.
+    """
+
+    def __init__(self, ledger: ServiceLedger, *, interval: float = 0.1,
+                 egress: Egress | None = None) -> None:
+        """Derive and deliver from ``ledger``, waiting ``interval`` s when idle."""
+        self.deliverer = Deliverer(ledger, egress=egress)
+        self.worker = Worker(Deriver(ledger), self.deliverer)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cascades-worker", daemon=True)
+
+    @classmethod
+    def from_env(cls, ledger: ServiceLedger,
+                 environ: Mapping[str, str] | None = None) -> Background | None:
+        """A started worker if ``$TRUSTLEDGER_CASCADES`` is ``1``; ``None`` if unset or ``0``."""
+        env = os.environ if environ is None else environ
+        if env.get(BACKGROUND_ENV, "0") in ("", "0"):
+            return None
+        background = cls(ledger, egress=Egress.from_env(env))
+        background.start()
+        return background
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker's thread is alive."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+        log.info("cascades: background worker started")
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the round under way, stop the thread, close the sender threads."""
+        self._stop.set()
+        self._thread.join(timeout)
+        self.deliverer.close()
+        log.info("cascades: background worker stopped")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.worker.run(self._stop, self.interval)
+            except Exception:
+                log.exception("cascades: the background worker failed; starting again in "
+                              "%g s", RESTART_S)
+                self._stop.wait(RESTART_S)

@@ -136,19 +136,38 @@ def _entry(row: StoredEntry | sa.Row[Any]) -> Entry:
     )
 
 
-def _event(row: sa.Row[Any]) -> Event:
-    payload = orjson.loads(row.payload)
+def event_of(entry: Entry) -> Event | None:
+    """The engine's :class:`Event` for a ledger entry of kind ``event``; ``None`` for any other.
+
+    ``None`` too for a purged event (no payload) or one without a subject. The one
+    conversion from the ledger to the engine, for every reader that fetched entries
+    itself (the service's subject cache, the cascades); :meth:`Ledger.events` builds
+    its events with the same constructor straight from the rows.
+    """
+    payload = entry.payload
+    if payload is None or entry.kind != EVENT_KIND or entry.subject is None:
+        return None
+    return _event_from(payload, entry.subject, entry.recorded_at, entry.seq)
+
+
+def _event_from(payload: Mapping[str, Any], subject: str, recorded_at: datetime,
+                seq: int) -> Event:
     return Event(
-        source=row.source,
-        source_event_id=row.source_event_id,
-        subject=row.subject,
+        source=payload["source"],
+        source_event_id=payload["source_event_id"],
+        subject=subject,
         type=payload["type"],
         occurred_at=datetime.fromisoformat(payload["occurred_at"]),
-        recorded_at=from_us(row.recorded_at_us),
+        recorded_at=recorded_at,
         attributes=payload["attributes"],
         supersedes=payload["supersedes"],
-        seq=row.seq,
+        seq=seq,
     )
+
+
+def _event(row: sa.Row[Any]) -> Event:
+    return _event_from(orjson.loads(row.payload), row.subject, from_us(row.recorded_at_us),
+                       row.seq)
 
 
 def _aware_us(moment: datetime, name: str) -> int:

@@ -1,0 +1,204 @@
+"""Where webhooks may go: public addresses only, unless the operator allows more (SSRF guard).
+
+A relying party chooses its webhook URL, and the worker POSTs to it from inside
+the operator's network. Without a guard a party could point it at internal
+addresses (a database's admin port, a cloud metadata service at
+169.254.169.254, ``localhost``). As webhook senders do (Svix runs its deliveries
+through an egress proxy that refuses private ranges; GitLab refuses "requests to
+the local network" unless allow-listed), the cascades refuse every address that
+is not publicly routable — loopback, private, link-local, shared (CGNAT),
+multicast, unspecified, reserved, and IPv4 given as IPv4-mapped IPv6 — unless
+the operator allows it:
+
+    TRUSTLEDGER_WEBHOOK_ALLOW="127.0.0.1, 10.20.0.0/16, hooks.internal"
+
+lists networks (CIDR), addresses and host names that may be reached although
+they are not public. The check runs twice:
+
+* when a party subscribes (:meth:`Egress.check_url`): an address in the URL, or
+  one its host name resolves to now, that is refused gives a 422 naming ``url``
+  (a name that does not resolve yet is accepted: delivery checks again);
+* when delivering (:class:`GuardedBackend`), at the moment of connecting: the
+  host name is resolved, **every** address it resolves to must be allowed, and
+  the connection goes to an address just checked — a name whose DNS answer
+  changed since (DNS rebinding) is refused then. Redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from trustledger.errors import ConfigError, InputError
+
+ALLOW_ENV = "TRUSTLEDGER_WEBHOOK_ALLOW"
+"""Networks, addresses and host names webhooks may reach although they are not public."""
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_HOST = re.compile(r"(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+                   r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?")
+
+
+class EgressRefusedError(InputError):
+    """A webhook address the operator does not allow (not public, and not allow-listed)."""
+
+
+def kind_of(address: Address) -> str | None:
+    """Why ``address`` is not public (``"loopback"``, ``"private"``, ...); ``None`` if it is."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    checks = (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
+              ("link-local", address.is_link_local), ("multicast", address.is_multicast),
+              ("reserved", address.is_reserved), ("private", address.is_private))
+    for name, hit in checks:
+        if hit:
+            return name
+    return None if address.is_global else "not publicly routable"
+
+
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """The operator's allow-list: networks and host names reachable although not public."""
+
+    networks: tuple[Network, ...] = ()
+    hosts: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str, source: str = ALLOW_ENV) -> Egress:
+        """An allow-list from comma- or space-separated entries.
+
+        :class:`ConfigError` naming ``source`` for an entry that is neither.
+        """
+        networks: list[Network] = []
+        hosts: set[str] = set()
+        for item in (part for part in re.split(r"[,\s]+", text.strip()) if part):
+            try:
+                networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+                continue
+            except ValueError:
+                pass
+            name = item.lower().rstrip(".")
+            if not _HOST.fullmatch(name):
+                raise ConfigError(f"{source}: {item!r} is neither a network (CIDR), an "
+                                  "address nor a host name")
+            hosts.add(name)
+        return cls(tuple(networks), frozenset(hosts))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Egress:
+        """The allow-list in ``$TRUSTLEDGER_WEBHOOK_ALLOW`` (empty: public addresses only)."""
+        env = os.environ if environ is None else environ
+        return cls.parse(env.get(ALLOW_ENV, ""))
+
+    def refusal(self, host: str, addresses: Iterable[Address]) -> str | None:
+        """Why ``host`` (resolving to ``addresses``) may not be reached; ``None`` if it may."""
+        if host.lower().rstrip(".") in self.hosts:
+            return None
+        for address in addresses:
+            kind = kind_of(address)
+            if kind is None or any(address in net for net in self.networks
+                                   if net.version == address.version):
+                continue
+            named = "" if host.strip("[]") == str(address) else f" resolves to {address}, which"
+            return (f"{host}{named} is a {kind} address; webhooks go only to public "
+                    f"addresses (the operator may allow others with {ALLOW_ENV})")
+        return None
+
+    def resolve(self, host: str, port: int) -> list[Address]:
+        """Every address ``host`` resolves to, each allowed; :class:`EgressRefusedError` if not.
+
+        :class:`OSError` if the name does not resolve.
+        """
+        literal = _literal(host)
+        if literal is not None:
+            addresses = [literal]
+        else:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            addresses = list(dict.fromkeys(
+                ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in found))
+            if not addresses:
+                raise OSError(f"{host} resolves to no address")
+        refused = self.refusal(host, addresses)
+        if refused is not None:
+            raise EgressRefusedError(refused)
+        return addresses
+
+    def check_url(self, url: str) -> None:
+        """Refuse (:class:`InputError` naming ``url``) a webhook URL reaching a refused address.
+
+        A host name is resolved now; one that does not resolve (yet) is accepted,
+        since delivery checks again before every connection.
+        """
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            self.resolve(host, port)
+        except EgressRefusedError as err:
+            raise InputError(f"url: {err}") from err
+        except (OSError, ValueError, UnicodeError):
+            return
+
+
+def _literal(host: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+class GuardedBackend(httpcore.SyncBackend):
+    """httpcore's network backend, connecting only to addresses the :class:`Egress` allows.
+
+    The check is made when a connection is opened, on the addresses the name
+    resolves to at that moment, and the connection goes to one of them.
+    """
+
+    def __init__(self, egress: Egress) -> None:
+        """Guard connections with ``egress``."""
+        self.egress = egress
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        """Resolve ``host``, refuse it unless every address is allowed, connect to one."""
+        try:
+            addresses = self.egress.resolve(host, port)
+        except EgressRefusedError as err:
+            raise httpcore.ConnectError(f"refused: {err}") from err
+        except OSError as err:
+            raise httpcore.ConnectError(f"{host} does not resolve: {err}") from err
+        failure: httpcore.ConnectError | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(str(address), port, timeout, local_address,
+                                           socket_options)
+            except httpcore.ConnectError as err:
+                failure = err
+        assert failure is not None  # resolve() never returns an empty list without raising
+        raise failure
+
+
+def guarded_client(egress: Egress, timeout: float) -> httpx.Client:
+    """An HTTP client that connects only where ``egress`` allows, never follows redirects.
+
+    Proxies from the environment are not used: a proxy would connect on the
+    worker's behalf, past the check.
+    """
+    transport = httpx.HTTPTransport(trust_env=False)
+    transport._pool = httpcore.ConnectionPool(  # the same pool httpx builds, guarded
+        ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=100,
+        max_keepalive_connections=20, keepalive_expiry=5.0,
+        network_backend=GuardedBackend(egress))
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False,
+                        trust_env=False)
