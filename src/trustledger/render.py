@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trustledger.engine import Evaluation, ScorecardResult
+from trustledger.engine.reasons import plain, value_text
 
 
 def _num(value: float | None) -> str:
@@ -27,12 +28,19 @@ def headline(result: Evaluation) -> Text:
 
 
 def scorecard(card: ScorecardResult) -> RenderableType:
-    """A scorecard's score, tier and principal reasons."""
+    """A scorecard's score, tier and principal reasons.
+
+    For a statistical scorecard, the model it names, its feature table and its
+    reason codes (:func:`features`): its points come from features, not events.
+    """
     if not card.consented:
         return Text(f"{card.name}: no score — opt-in scorecard without the subject's consent")
     title = Text.assemble((f"{card.name}: ", "bold"),
                           (f"{card.score:g}" if card.score is not None else "—", "bold cyan"),
-                          f"  tier {card.tier or '—'}")
+                          f"  tier {card.tier or '—'}",
+                          f"  statistical, model {card.model}" if card.model else "")
+    if card.model is not None:
+        return Group(title, features(card))
     reasons = [Text(f"  • {reason}") for reason in card.reasons]
     return Group(title, *reasons)
 
@@ -66,12 +74,44 @@ def contributions(card: ScorecardResult) -> Table:
     return table
 
 
+def features(card: ScorecardResult) -> RenderableType:
+    """A statistical scorecard's derivation: each feature's source, value, bin and points.
+
+    The table's points add up to the score (its footer); the model's reason codes
+    (the features furthest below their maximum, in words) follow it.
+    """
+    table = Table(title=Text(f"features of {card.name} (model {card.model})"),
+                  show_footer=True)
+    table.add_column("feature", footer="score")
+    table.add_column("source")
+    table.add_column("value")
+    table.add_column("bin")
+    table.add_column("points", justify="right",
+                     footer=plain(card.score) if card.score is not None else "—")
+    table.add_column("max points", justify="right")
+    for f in card.features:
+        # Text cells: bins and supplied values are data, never Rich markup.
+        table.add_row(Text(f.feature), Text(f.source),
+                      Text("missing" if f.value is None else value_text(f.value)),
+                      Text(f.bin), plain(f.points), plain(f.max_points))
+    codes = [Text(f"  {rank}. {reason}") for rank, reason in enumerate(card.reasons, 1)]
+    return Group(table, Text(f"reason codes of {card.name}:", style="bold"), *codes)
+
+
 def evaluation(result: Evaluation, *, detail: bool = False) -> Group:
-    """The whole evaluation: headline, scorecards and measures; contributions with ``detail``."""
+    """The whole evaluation: headline, scorecards and measures; contributions with ``detail``.
+
+    A statistical scorecard has no contributions: its feature table (:func:`features`)
+    is its derivation, shown always with its score (it is as long as the model has features).
+    """
     parts: list[RenderableType] = [headline(result)]
+    if result.attributes:
+        given = ", ".join(f"{name} = {'missing' if value is None else value_text(value)}"
+                          for name, value in result.attributes.items())
+        parts.append(Text(f"decision-time attributes: {given}"))
     for card in result.scorecards.values():
         parts.append(scorecard(card))
-        if detail and card.consented:
+        if detail and card.consented and card.model is None:
             parts.append(contributions(card))
     parts.append(measures(result))
     return Group(*parts)

@@ -361,7 +361,9 @@ class WhatIfRequest(_In):
 
     ``remove``: ledger seqs of your events to leave out; ``add``: hypothetical events;
     ``at``: the moment to evaluate (default now; usually a future date); ``reach``:
-    ``SCORECARD:TIER`` or a measure's name — what it takes to reach it.
+    ``SCORECARD:TIER`` or a measure's name — what it takes to reach it;
+    ``attributes``: decision-time values for the policy's statistical scorecards, as a
+    decision is given them (``before``, ``after`` and what it takes use them).
     """
 
     remove: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(default_factory=list,
@@ -369,6 +371,9 @@ class WhatIfRequest(_In):
     add: list[HypotheticalEvent] = Field(default_factory=list, max_length=100)
     at: AwareDatetime | None = None
     reach: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    attributes: dict[Ident, StrictInt | StrictFloat | StrictStr | StrictBool | None] | None = None
+    """Values for the policy's statistical scorecards' features, as in a decision request
+    (one not given scores as the model's missing bin)."""
 
 
 class WhatIfEventOut(_Out):

@@ -10,7 +10,13 @@ second scoring path::
     what_if(assessment, remove=[17])                       # if event seq 17 were removed
     what_if(assessment, add=[Hypothetical("bill_paid", now)])  # if an event were added
     what_if(assessment, at=now + timedelta(days=365))      # at a future date
+    what_if(assessment, attributes={"amount": 2000})       # other decision-time attributes
     what_it_takes(assessment, parse_target(policy, "sesame:650-699"))
+
+Statistical scorecards are evaluated with the decision-time attributes the
+assessment was made with (``assess_subject(..., attributes=...)``, kept in its
+evaluation's ``attributes``); ``what_if(attributes=...)`` changes some of them for
+the modified history only.
 
 Removing an event also removes the events it supersedes (the originals of a
 correction stand or fall with it), exactly as a dispute leaves them out.
@@ -25,7 +31,11 @@ measure: a privilege granted, a restriction lifted):
   and the day before does not reach it. For a tier the search runs over the
   closed form of the score (from the evaluation's own contributions); for a
   measure it walks the measure's transitions back from the horizon (each
-  ``since`` is exact to the second);
+  ``since`` is exact to the second). A statistical score does not decay: time
+  changes it only through its metrics (an event stops counting or leaves a
+  window) or an effective-dated tier threshold, so the search evaluates the first
+  day after each such moment (every day when a metric is a decayed sum), and the
+  answer says so (``notes``);
 * the smallest set of adverse events whose removal (a successful dispute) would
   reach it now, among the ones that counted and were not disputed yet: exact
   (sets by increasing size) for up to ``exact_limit`` candidates, otherwise greedy
@@ -43,10 +53,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trustledger.engine import Evaluation, Event, MeasureResult, evaluate
-from trustledger.engine.reasons import plain, signed
+from trustledger.engine.reasons import plain, signed, value_text
 from trustledger.errors import InputError, NotFoundError
 from trustledger.policy import CompiledPolicy
-from trustledger.policy.models import MeasureKind
+from trustledger.policy.models import Aggregate, MeasureKind, MetricValue
 from trustledger.rights import fields
 from trustledger.rights.dispute import is_adverse
 from trustledger.rights.review import apply_reviews
@@ -103,6 +113,11 @@ class WhatIf:
             if before.tier != after.tier:
                 text += f", tier {before.tier or '—'} → {after.tier or '—'}"
             out.append(text)
+        given, now = self.before.attributes, self.after.attributes
+        for name in dict.fromkeys((*given, *now)):
+            if given.get(name) != now.get(name):
+                out.append(f"attribute {name}: {_value(given.get(name))} → "
+                           f"{_value(now.get(name))}")
         for name, measure in self.after.measures.items():
             earlier = self.before.measures.get(name)
             if earlier is None or earlier.state != measure.state:
@@ -145,7 +160,8 @@ class WhatItTakes:
     ``by_decay_at`` is ``None`` when decay and expiry alone never reach the target;
     ``removals`` is ``None`` when removing every candidate would not reach it either
     (``()`` when it is reached already). ``candidates`` are the adverse events that
-    could be disputed, most consequential first.
+    could be disputed, most consequential first. ``notes`` say what limits the
+    answer (a statistical score changes with time only through its metrics).
     """
 
     target: Target
@@ -157,6 +173,7 @@ class WhatItTakes:
     removals_exact: bool
     by_removals: Evaluation | None
     candidates: tuple[Event, ...]
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> tuple[str, ...]:
         """The answer in words."""
@@ -166,7 +183,7 @@ class WhatItTakes:
         lines = [
             f"by decay and expiry alone: from {fields.day(self.by_decay_at)}"
             if self.by_decay_at is not None
-            else "by decay and expiry alone: never (no new events)"]
+            else "by decay and expiry alone: never (no new events)", *self.notes]
         if self.removals is None:
             lines.append(f"no set of disputable adverse events ({len(self.candidates)}) would "
                          "reach it if removed")
@@ -187,22 +204,28 @@ def what_if(
     remove: Iterable[EventRef] = (),
     add: Iterable[Hypothetical] = (),
     at: datetime | None = None,
+    attributes: Mapping[str, Any] | None = None,
 ) -> WhatIf:
     """The decision if events were removed, hypothetical events added, and/or at ``at``.
 
     ``before`` is the assessment's decision; ``after`` a fresh evaluation of the
-    modified history at ``at`` (default: the assessment's ``valid_at``). Raises
-    :class:`NotFoundError` or :class:`InputError` naming the field (``remove[i]``,
-    ``add[i].type``, ``at``, ...).
+    modified history at ``at`` (default: the assessment's ``valid_at``) with the
+    assessment's decision-time attributes, those in ``attributes`` replacing them
+    (``None`` for one: missing). Raises :class:`NotFoundError` or
+    :class:`InputError` naming the field (``remove[i]``, ``add[i].type``, ``at``,
+    ``attributes.NAME``, ...).
     """
     valid_at = assessment.valid_at if at is None else fields.moment("at", at)
     policy = assessment.policy
     if valid_at < policy.effective_from:
         raise InputError(f"at: {valid_at.isoformat()} is before policy {policy.name}'s "
                          f"effective_from {policy.effective_from.isoformat()}")
+    if attributes is not None and not isinstance(attributes, Mapping):
+        raise InputError("attributes: must be an object of NAME: VALUE")
+    given = {**assessment.engine.attributes, **(attributes or {})}
     events, removed, added = modified_history(assessment, remove, add, valid_at)
     return WhatIf(valid_at, removed, added, assessment.evaluation,
-                  evaluate_history(assessment, events, valid_at))
+                  evaluate_history(assessment, events, valid_at, attributes=given))
 
 
 def remove_event(assessment: Assessment, event: EventRef) -> WhatIf:
@@ -252,11 +275,17 @@ def modified_history(
 
 
 def evaluate_history(
-    assessment: Assessment, events: Sequence[Event], valid_at: datetime
+    assessment: Assessment, events: Sequence[Event], valid_at: datetime, *,
+    attributes: Mapping[str, Any] | None = None,
 ) -> Evaluation:
-    """A fresh evaluation of ``events`` with the assessment's opt-ins and reviews."""
+    """A fresh evaluation of ``events`` with the assessment's opt-ins and reviews.
+
+    Statistical scorecards get ``attributes``, by default the decision-time
+    attributes the assessment was made with.
+    """
+    given = assessment.engine.attributes if attributes is None else attributes
     raw = evaluate(assessment.policy, events, valid_at, assessment.known_at,
-                   opt_ins=assessment.opt_ins)
+                   opt_ins=assessment.opt_ins, attributes=given)
     return apply_reviews(raw, assessment.reviews, assessment.as_of)
 
 
@@ -361,7 +390,8 @@ def what_it_takes(
     removals, exact, by_removals = _removals(assessment, target, candidates, exact_limit)
     return WhatItTakes(
         target, assessment.valid_at, False, found[0] if found else None,
-        found[1] if found else None, removals, exact, by_removals, tuple(candidates))
+        found[1] if found else None, removals, exact, by_removals, tuple(candidates),
+        _decay_notes(assessment, target))
 
 
 def _check_target(policy: CompiledPolicy, target: Target) -> None:
@@ -407,8 +437,64 @@ def _horizon(assessment: Assessment) -> datetime:
 def _by_decay(assessment: Assessment, target: Target) -> tuple[datetime, Evaluation] | None:
     horizon = _horizon(assessment)
     if isinstance(target, TierTarget):
+        if assessment.policy.scorecards[target.scorecard].model is not None:
+            return _statistical_by_decay(assessment, target, horizon)
         return _tier_by_decay(assessment, target, horizon)
     return _measure_by_decay(assessment, target, horizon)
+
+
+def _decay_notes(assessment: Assessment, target: Target) -> tuple[str, ...]:
+    if not isinstance(target, TierTarget):
+        return ()
+    policy = assessment.policy
+    card = policy.scorecards[target.scorecard]
+    model = card.model
+    if model is None:
+        return ()
+    attributes = sorted({f.attribute for f in model.features if f.attribute is not None})
+    kept = (f"; its decision-time attributes ({', '.join(attributes)}) are taken as given"
+            if attributes else "")
+    if not model.metrics:
+        return (f"{card.name} is a statistical score (model sha256:{model.hash[:12]}…) of "
+                "decision-time attributes only: it does not decay, and time alone does not "
+                f"change it{kept}",)
+    return (f"{card.name} is a statistical score (model sha256:{model.hash[:12]}…): it does "
+            "not decay; time changes it only when its metrics "
+            f"({', '.join(model.metrics)}) do, as events stop counting or leave their "
+            f"window{kept}",)
+
+
+def _statistical_by_decay(assessment: Assessment, target: TierTarget,
+                          horizon: datetime) -> tuple[datetime, Evaluation] | None:
+    # The model's points are a function of its inputs: the attributes stay as given and
+    # its metrics change only where an event starts or stops counting or leaves a
+    # window (unless a metric is a decayed sum). Between two such moments (or
+    # effective-dated tier thresholds) the tier is constant, so the first day after
+    # each moment is the only one of its stretch to evaluate.
+    policy = assessment.policy
+    card = policy.scorecards[target.scorecard]
+    assert card.model is not None
+    metrics = [policy.metrics[name] for name in card.model.metrics]
+    start = assessment.valid_at
+    moments = [o.counts_until for o in assessment.engine.events if o.counts_until is not None]
+    moments += [e.occurred_at for e in assessment.scored]
+    moments += [m.window.after(e.occurred_at) for m in metrics if m.window is not None
+                for e in assessment.scored if e.type in m.types]
+    moments += [datetime.fromtimestamp(since, UTC) for tier in card.tiers
+                for since, _ in tier.thresholds[1:]]
+    decayed = any(m.aggregate is Aggregate.SUM and m.value is MetricValue.CURRENT and any(
+        (etype := policy.event_types.get(t)) is not None and etype.half_life is not None
+        for t in m.types) for m in metrics)
+    last = max([horizon, *moments])
+    steps = math.ceil((last - start) / DAY)
+    days = range(1, steps + 1) if decayed else sorted(
+        {max(1, math.ceil((m - start) / DAY)) for m in moments if start < m <= last})
+    for k in days:
+        moment = start + k * DAY
+        confirmed = _confirmed(assessment, target, moment)
+        if confirmed is not None:
+            return moment, confirmed
+    return None
 
 
 def _confirmed(assessment: Assessment, target: Target,
@@ -545,6 +631,10 @@ def _removals(assessment: Assessment, target: Target, candidates: list[Event],
 
 def _score(value: float | None) -> str:
     return "no score" if value is None else plain(value)
+
+
+def _value(value: float | int | str | None) -> str:
+    return "missing" if value is None else value_text(value)
 
 
 def _event_name(event: Event) -> str:

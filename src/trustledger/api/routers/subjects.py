@@ -58,6 +58,7 @@ from trustledger.rights import (
 from trustledger.rights.html import report_html
 from trustledger.rights.report import build_report
 from trustledger.rights.whatif import Hypothetical, parse_target, what_if, what_it_takes
+from trustledger.scoring import assess
 
 router = APIRouter(prefix="/v1/subjects/{subject}", tags=["subjects"])
 
@@ -202,7 +203,9 @@ def whatif(request: Request, caller: CallerDep, subject: SubjectPath,
     """Your score, tier and measures if events were removed or added, or at another date.
 
     With ``reach``, also what it takes to get there: the day decay alone does, and the
-    fewest of your adverse events whose removal (a successful dispute) would. Nothing
+    fewest of your adverse events whose removal (a successful dispute) would. With
+    ``attributes``, statistical scorecards are evaluated with them, before and after, as a
+    decision given them is (an unknown or mistyped one is a 422 naming it). Nothing
     is recorded.
     """
     caller.require_subject(subject)
@@ -214,8 +217,12 @@ def whatif(request: Request, caller: CallerDep, subject: SubjectPath,
         raise InputError(f"at: {body.at.isoformat()} is more than "
                          f"{WHATIF_HORIZON.days // 365} years ahead; ask about a nearer date")
     target = parse_target(policy, body.reach) if body.reach is not None else None
-    assessment = current_assessment(service.view.subject(subject), policy, now,
-                                    service.settings.decision_max_age)
+    state = service.view.subject(subject)
+    # Decision-time attributes make the assessment this request's own, as for a decision.
+    assessment = current_assessment(state, policy, now, service.settings.decision_max_age) \
+        if body.attributes is None else \
+        assess(policy, state.subject, state.events, state.records, now, None,
+               attributes=body.attributes)
     added = [Hypothetical(h.type, h.occurred_at, h.attributes, h.recorded_at)
              for h in body.add]
     result = what_if(assessment, remove=body.remove, add=added, at=body.at)
