@@ -95,6 +95,7 @@ class VectorPlan:
         self.order: tuple[str, ...] = tuple(
             [n for n in names if policy.event_types[n].when is not None]
             + [n for n in names if policy.event_types[n].when is None])
+        self.positions: dict[str, int] = {n: i for i, n in enumerate(self.order)}
         self.metrics_of: dict[str, tuple[str, ...]] = {
             name: tuple(m for m, metric in policy.metrics.items() if name in metric.types)
             for name in self.variants}
@@ -120,7 +121,7 @@ class VectorPlan:
 
     def rank(self, name: str) -> int:
         """The position of an event type in a month's order."""
-        return self.order.index(name)
+        return self.positions[name]
 
 
 @dataclass(slots=True)
@@ -273,17 +274,15 @@ class VectorState:
         t = ts(moment)
         self._advance(t)
         pending: dict[tuple[str, float | None, float], _Pending] = {}
-        for name in plan.order:
-            for variant in plan.variants[name]:
-                n = counts.get((name, variant.index))
-                if n is None:
-                    continue
-                n = np.asarray(n)
-                if n.dtype.kind not in "iu" or n.shape != (self.size,):
-                    raise InputError(f"counts of {name}: one whole number per subject")
-                if not n.any():
-                    continue
-                self._apply_variant(moment, t, variant, n, pending, end)
+        # In the month's order (type, then variant); only the variants given, as a real
+        # history's types can have thousands of attribute sets.
+        for name, v in sorted(counts, key=lambda k: (plan.positions[k[0]], k[1])):
+            n = np.asarray(counts[(name, v)])
+            if n.dtype.kind not in "iu" or n.shape != (self.size,):
+                raise InputError(f"counts of {name}: one whole number per subject")
+            if not n.any():
+                continue
+            self._apply_variant(moment, t, plan.variants[name][v], n, pending, end)
         for (sink, hl, exit_), p in pending.items():
             if exit_ > self.horizon:
                 continue
