@@ -154,6 +154,7 @@ def test_make_run_as_a_new_user_would(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "".join(lines)
         text = "".join(lines)
         assert f"API docs: http://127.0.0.1:{port}/docs" in text
+        assert f"portal (sign in with a key): http://127.0.0.1:{port}/portal" in text
         keys = dict(re.findall(r"^\s+(operator|source|relying party|subject|reviewer)\s+\S+\s+"
                                r"(tl_[A-Za-z0-9_\-]{43})", text, re.MULTILINE))
         assert set(keys) == {"operator", "source", "relying party", "subject", "reviewer"}
@@ -167,6 +168,8 @@ def test_make_run_as_a_new_user_would(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert httpx.get(base + "/docs").status_code == 200
+        sign_in = httpx.get(base + "/portal", follow_redirects=True)
+        assert sign_in.status_code == 200 and 'name="api_key"' in sign_in.text, sign_in.text
         r = httpx.post(base + "/v1/decisions", json={"subject": "subject-0000000",
                                                      "purpose": "rental_deposit"},
                        headers={"Authorization": f"Bearer {keys['relying party']}"})

@@ -148,6 +148,7 @@ def serve(
     base = f"http://{host}:{port}"
     typer.echo(f"trustledger serves {base} on the ledger {describe(url)}")
     typer.echo(f"API docs: {base}/docs")
+    typer.echo(f"portal (sign in with a key): {base}/portal")
     if cascades:
         typer.echo("cascades: the webhook worker runs in the background")
     if keys:

@@ -40,8 +40,7 @@ from trustledger.api.access import ACCESS_READ
 from trustledger.engine import Event
 from trustledger.engine.incremental import SubjectState, stateless_measures
 from trustledger.errors import ErasedError, NotFoundError
-from trustledger.ledger import Entry
-from trustledger.ledger import event_of as event_of  # re-exported: routers.subjects uses it
+from trustledger.ledger import Entry, event_of
 from trustledger.ledger.chain import EVENT_KIND
 from trustledger.policy import CompiledPolicy
 from trustledger.principals import KINDS as PRINCIPAL_KINDS

@@ -39,8 +39,9 @@ from trustledger.api.schemas import (
     WhatIfRequest,
 )
 from trustledger.api.service import Service
-from trustledger.api.view import current_assessment, event_of
+from trustledger.api.view import current_assessment
 from trustledger.errors import InputError
+from trustledger.ledger import event_of
 from trustledger.ledger.chain import EVENT_KIND
 from trustledger.principals import Role, list_principals
 from trustledger.rights import (
