@@ -172,16 +172,13 @@ def events_of(plan: VectorPlan, month: int, moment: datetime,
     :func:`~trustledger.engine.evaluate`; the report never lists subjects.
     """
     out = []
-    for name in plan.order:
-        rank = plan.rank(name)
-        for variant in plan.variants[name]:
-            n = counts.get((name, variant.index))
-            if n is None:
-                continue
-            for j in range(int(n[subject])):
-                key = f"{month:04d}-{rank:03d}-{variant.index:03d}-{j:05d}"
-                out.append(Event("impact-sim", key, f"subject-{subject}", name, moment,
-                                 moment, dict(variant.attributes)))
+    # Only the variants given (a real history's types can have thousands), in order.
+    for name, v in sorted(counts, key=lambda k: (plan.positions[k[0]], k[1])):
+        variant = plan.variants[name][v]
+        for j in range(int(counts[(name, v)][subject])):
+            key = f"{month:04d}-{plan.positions[name]:03d}-{v:06d}-{j:05d}"
+            out.append(Event("impact-sim", key, f"subject-{subject}", name, moment,
+                             moment, dict(variant.attributes)))
     return out
 
 
