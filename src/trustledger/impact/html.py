@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from trustledger.impact.report import SUPPRESSED, comparison_rows
+from trustledger.impact.report import SUPPRESSED, comparison_rows, population_line
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf",
             "#7f7f7f")
@@ -160,6 +160,8 @@ def _section(report: dict[str, Any]) -> str:
                f"</code> {escape(p['hash'])}; scenario {escape(report['scenario']['name'])}; "
                f"{report['subjects']:,} subjects x {report['months']} months from "
                f"{escape(report['start'])}, seed {report['seed']}</p>")
+    if "population" in report:
+        out.append(f"<p class=note>{escape(population_line(report['population']))}</p>")
     for card, data in report["scorecards"].items():
         months = data["months"]
         q = [r.get("quantiles") or {} for r in months]

@@ -95,12 +95,24 @@ def _measure_rows(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+def population_line(population: dict[str, Any]) -> str:
+    """One line on an exported population: where from and what was left out (counts)."""
+    return (f"exported population {population['file']}: {population['subjects']:,} "
+            f"subjects, {population['history_entries_counted']:,} recorded events counted, "
+            f"{population['events_not_counted']:,} not counted (superseded, withdrawn, "
+            f"unknown type or attributes), {population['erased_events_skipped']:,} erased "
+            f"and skipped; propensities from each subject's history (prior "
+            f"{population['prior_months']:g} months)")
+
+
 def print_summary(report: dict[str, Any], console: Console) -> None:
     """The report's main figures as Rich tables."""
     console.print(f"[bold]{report['policy']['title']}[/] ({report['policy']['name']}, "
                   f"{report['policy']['hash'][:19]}) — scenario {report['scenario']['name']}: "
                   f"{report['subjects']:,} subjects x {report['months']} months from "
                   f"{report['start']}, seed {report['seed']}")
+    if "population" in report:
+        console.print(population_line(report["population"]), markup=False)
     for card, data in report["scorecards"].items():
         table = Table(title=f"{card}: scores at each year's end")
         for col in ("month", "date", "p10", "median", "p90", "mean", "Gini"):
@@ -218,6 +230,8 @@ def markdown(report: dict[str, Any], command: str) -> str:
              "- groups: " + ", ".join(f"{g['name']} ({_n(g['subjects'])})"
                                       for g in report["groups"]),
              f"- cells under 10 subjects are shown as `{SUPPRESSED}`; no subject is listed", ""]
+    if "population" in report:
+        lines[-1:-1] = [f"- {population_line(report['population'])}"]
     for card, data in report["scorecards"].items():
         lines += [f"## Scorecard `{card}`", "", "Scores at each year's end:", ""]
         lines += _md_table(["month", "date", "p10", "median", "p90", "mean", "Gini"],
@@ -261,5 +275,5 @@ def markdown(report: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SUPPRESSED", "comparison_rows", "markdown", "print_comparison", "print_summary",
-           "year_rows"]
+__all__ = ["SUPPRESSED", "comparison_rows", "markdown", "population_line", "print_comparison",
+           "print_summary", "year_rows"]
