@@ -417,6 +417,7 @@ def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str
 @pytest.mark.parametrize(("extra", "message"), [
     (["--subjects", "50"], "--subjects"),
     (["--prior-months", "0"], "prior_months"),
+    (["--prior-months", "inf"], "prior_months"),
 ])
 def test_cli_refuses_population_with_conflicting_options(
         exported: tuple[Path, list[EventIn], int], tmp_path: Path, extra: list[str],

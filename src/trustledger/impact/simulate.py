@@ -201,8 +201,8 @@ def simulate(policy: CompiledPolicy, scenario: Scenario, *, subjects: int = 100_
     """
     if population is not None:
         subjects = len(population)
-        if not prior_months > 0:
-            raise InputError(f"prior_months must be more than 0 (got {prior_months})")
+        if not (prior_months > 0 and math.isfinite(prior_months)):
+            raise InputError(f"prior_months must be a number more than 0 (got {prior_months})")
     if subjects < 1:
         raise InputError(f"subjects must be at least 1 (got {subjects})")
     if months < 1:
