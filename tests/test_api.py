@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from trustledger.api import Settings, create_app
 from trustledger.api.middleware import JSONFormatter
+from trustledger.errors import ConfigError
 from trustledger.ledger import EventIn
 from trustledger.principals import Principal, Role, ServiceLedger, add_principal
 from trustledger.scoring import assess_subject, publish_policy
@@ -561,3 +562,12 @@ def test_a_database_that_fails_under_the_service_gives_503_not_500(tmp_path: Pat
             r = world.call(role, method, path, **kwargs)
             assert r.status_code == 503, (path, r.text)
             assert r.headers["content-type"] == PROBLEM and r.headers["retry-after"]
+
+
+def test_small_cell_threshold_can_be_raised_never_lowered() -> None:
+    assert Settings.from_env({"TRUSTLEDGER_SUPPRESS_BELOW": "25"}).suppress_below == 25
+    for lowered in ("9", "1", "0", "-3"):
+        with pytest.raises(ConfigError, match="TRUSTLEDGER_SUPPRESS_BELOW: must be at least 10"):
+            Settings.from_env({"TRUSTLEDGER_SUPPRESS_BELOW": lowered})
+    with pytest.raises(ConfigError, match="SUPPRESS_BELOW"):
+        Settings(suppress_below=9)

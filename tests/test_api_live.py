@@ -193,6 +193,8 @@ def test_make_run_as_a_new_user_would(tmp_path: Path) -> None:
     (["--database-url", "mysql://x@localhost/db"], {}, "only sqlite:/// and postgresql"),
     ([], {"TRUSTLEDGER_RATE_LIMIT": "fast"}, "TRUSTLEDGER_RATE_LIMIT='fast'"),
     ([], {"TRUSTLEDGER_MAX_IN_FLIGHT": "0"}, "must be greater than 0"),
+    # The small-cell safeguard may be raised, never switched off by a setting.
+    ([], {"TRUSTLEDGER_SUPPRESS_BELOW": "1"}, "TRUSTLEDGER_SUPPRESS_BELOW: must be at least 10"),
 ])
 def test_serve_refuses_bad_settings_before_starting(tmp_path: Path, args: list[str],
                                                      env: dict[str, str], message: str) -> None:

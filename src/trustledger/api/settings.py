@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 
+from trustledger.aggregates import SMALLEST_CELL
 from trustledger.errors import ConfigError
 
 Clock = Callable[[], datetime]
@@ -49,8 +50,11 @@ class Settings:
     changed; the decision names the ``valid_at`` it is for. 0: evaluate every time."""
     subject_cache: int = 20_000
     """How many subjects' events and consents are kept in memory."""
-    suppress_below: int = 10
-    """Aggregate cells with fewer subjects than this are suppressed (DESIGN.md, k = 10)."""
+    suppress_below: int = SMALLEST_CELL
+    """Aggregate cells with fewer subjects than this are suppressed (DESIGN.md, k = 10).
+
+    It may be raised, never lowered below :data:`~trustledger.aggregates.SMALLEST_CELL`:
+    the safeguard cannot be switched off by a setting."""
     histogram_width: float = 50.0
     """Score histogram bin width in the operator's statistics."""
     switch_interval: float = 0.0005
@@ -78,17 +82,21 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"TRUSTLEDGER_{f.name.upper()}={raw!r}: not a valid "
                                   f"{kind.__name__}") from exc
-        settings = replace(cls(), **values, **overrides)  # type: ignore[arg-type]
-        settings.check()
-        return settings
+        return replace(cls(), **values, **overrides)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
         """Refuse settings that cannot work, naming the setting."""
         positive = ("rate_limit", "burst_seconds", "max_in_flight", "max_body_bytes",
                     "max_batch_bytes", "max_batch_items", "body_timeout", "request_timeout",
-                    "subject_cache", "suppress_below", "histogram_width", "switch_interval")
+                    "subject_cache", "histogram_width", "switch_interval")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TRUSTLEDGER_{name.upper()}: must be greater than 0")
+        if self.suppress_below < SMALLEST_CELL:
+            raise ConfigError(f"TRUSTLEDGER_SUPPRESS_BELOW: must be at least {SMALLEST_CELL} "
+                              "(cells smaller than that are always suppressed)")
         if self.decision_max_age < 0:
             raise ConfigError("TRUSTLEDGER_DECISION_MAX_AGE: must not be negative")
