@@ -284,7 +284,7 @@ def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetim
                 entry.counted = True
     live = [x for x in entries if x.counted]
     for entry in live:
-        _interval(entry, live)
+        set_counting_interval(entry, live)
     history = History(policy, entries, consented, {}, {}, dict(attributes or {}))
     for name, card in policy.scorecards.items():
         history.by_scorecard[name] = [x for x in live if x.event.type in card.events]
@@ -297,7 +297,15 @@ def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetim
     return history
 
 
-def _interval(entry: Entry, live: list[Entry]) -> None:
+def set_counting_interval(entry: Entry, live: list[Entry]) -> None:
+    """Set when a counted entry stops counting: ``entry.end`` and ``entry.end_reason``.
+
+    The end is the earliest of the type's retention and its expiry (anchored at
+    ``occurred_at`` or ``recorded_at`` as the type says); an expiry is pushed out to
+    the overhang when another of ``live`` (the counted entries, ``entry`` among them)
+    of the same domain and sign witnesses it (``entry.overhang_by``). ``entry.expiry``
+    is set when the type expires. ``entry`` must be counted (its type known).
+    """
     etype = entry.type
     assert etype is not None
     e = entry.event

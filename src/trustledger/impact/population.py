@@ -41,7 +41,7 @@ import numpy as np
 import orjson
 
 from trustledger.engine.events import RETRACTION, Event
-from trustledger.engine.history import Entry, _interval, order_key, ts
+from trustledger.engine.history import Entry, order_key, set_counting_interval, ts
 from trustledger.errors import InputError
 from trustledger.impact.scenario import MAX_RATE
 from trustledger.impact.vector import VectorState
@@ -267,7 +267,7 @@ def resolve_history(policy: CompiledPolicy, population: RealPopulation) -> Resol
         for entry, v in zip(live, chosen, strict=True):
             # The engine's own interval rule (expiry anchor, overhang witness, retention):
             # one implementation of when an entry stops counting.
-            _interval(entry, live)
+            set_counting_interval(entry, live)
             entries.append(HistoryEntry(i, entry.event, v, entry.end))
     return ResolvedHistory(
         tuple(entries), {t: tuple(v) for t, v in variants.items()},
