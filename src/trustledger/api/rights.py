@@ -4,27 +4,37 @@ The rights themselves live in :mod:`trustledger.rights` (the CLI calls the same
 functions); this module only shapes their results as the models of
 :mod:`trustledger.api.schemas` and finds the cases waiting for a reviewer or a
 source. Every read of a subject's case by someone other than the subject is
-access-logged by the routers (:func:`case_reads`).
+access-logged (:func:`case_reads`): a reviewer's reads, for the API's reviewer routes
+and the portal's pages alike, by :func:`reviewer_queue`, :func:`read_case` and
+:func:`after_decision`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from trustledger.api import render
 from trustledger.api.access import access_record
+from trustledger.api.service import Caller, Service
 from trustledger.engine import Evaluation, Event
 from trustledger.ledger import Entry, Ledger
 from trustledger.policy import CompiledPolicy
 from trustledger.principals import Principal, Record
 from trustledger.rights.dispute import KINDS as DISPUTE_KINDS
-from trustledger.rights.dispute import Answer, Dispute, DisputeStatus, fold_disputes
+from trustledger.rights.dispute import (
+    Answer,
+    Dispute,
+    DisputeStatus,
+    fold_disputes,
+    get_dispute,
+    resolve_dispute,
+)
 from trustledger.rights.review import KINDS as REVIEW_KINDS
-from trustledger.rights.review import Review, fold_reviews
+from trustledger.rights.review import Review, fold_reviews, get_review, resolve_review
 from trustledger.rights.whatif import MeasureTarget, WhatIf, WhatItTakes
 
 DISPUTE_PURPOSE = "dispute"
@@ -171,3 +181,58 @@ def case_reads(principal: Principal, subjects: Iterable[str], purpose: str, read
     """Access records of a reviewer's or source's read of subjects' cases (one per subject)."""
     return [access_record(principal, subject, purpose, read, request_id)
             for subject in dict.fromkeys(subjects)]
+
+
+def log_case_reads(service: Service, caller: Caller, subjects: Iterable[str], purpose: str,
+                   read: str) -> None:
+    """Record ``caller``'s read of subjects' cases in each subject's access log (committed)."""
+    service.access_log.append_all(case_reads(caller.principal, subjects, purpose, read,
+                                             caller.request_id))
+
+
+def reviewer_queue(service: Service, caller: Caller, at: datetime) -> list[QueueEntry]:
+    """The reviewers' queue at ``at`` (:func:`queue`), its read logged about every subject in it."""
+    cases = queue(service.ledger, at)
+    log_case_reads(service, caller, [c.subject for c in cases if c.item["kind"] == "dispute"],
+                   DISPUTE_PURPOSE, "review queue")
+    log_case_reads(service, caller, [c.subject for c in cases if c.item["kind"] == "review"],
+                   REVIEW_PURPOSE, "review queue")
+    return cases
+
+
+CaseT = TypeVar("CaseT", Dispute, Review)
+"""A case a reviewer handles: a dispute or a request for human review."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaseKind(Generic[CaseT]):
+    """A kind of case a reviewer handles: how one is found and decided, how its read is logged."""
+
+    get: Callable[[Ledger, int], CaseT]
+    """The case opened at a seq (:class:`~trustledger.errors.NotFoundError` if none)."""
+    resolve: Callable[[Ledger, int, str, str, str], CaseT]
+    """Decide it: ledger, seq, the reviewer's name, the verdict, the written reason."""
+    purpose: str
+    """The access-log purpose of a reviewer's read of it."""
+    read: str
+    """What the access record says was read."""
+
+
+DISPUTE_CASE = CaseKind(get_dispute, resolve_dispute, DISPUTE_PURPOSE, "dispute")
+"""A dispute: resolved ``valid`` or ``invalid``."""
+REVIEW_CASE = CaseKind(get_review, resolve_review, REVIEW_PURPOSE, "review")
+"""A request for human review: decided ``confirmed`` or ``lifted``."""
+
+
+def read_case(service: Service, caller: Caller, kind: CaseKind[CaseT], seq: int) -> CaseT:
+    """The case of ``kind`` opened at ``seq``, its read logged about its subject."""
+    found = kind.get(service.ledger, seq)
+    log_case_reads(service, caller, [found.subject], kind.purpose, kind.read)
+    return found
+
+
+def after_decision(service: Service, caller: Caller, kind: CaseKind[CaseT],
+                   decided: CaseT) -> None:
+    """After a reviewer decided a case: the subject's cached state dropped, the read logged."""
+    service.view.forget(decided.subject)
+    log_case_reads(service, caller, [decided.subject], kind.purpose, kind.read)

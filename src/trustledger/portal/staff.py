@@ -5,9 +5,10 @@ dispute a reviewer may still resolve and every pending human-review request,
 earliest due first, with the SLA countdown (DESIGN.md safeguard 6: a dispute's
 source has 30 days, 45 with new information; a review is due 30 days after the
 request). Every read is access-logged about its subject exactly as the API's
-reviewer routes do (:func:`trustledger.api.rights.case_reads`, committed before the
-page is sent): the queue, each case opened, each case resolved — so the subject
-sees who looked. Resolving calls :func:`~trustledger.rights.resolve_dispute` /
+reviewer routes do, by the same functions (:func:`trustledger.api.rights.reviewer_queue`,
+:func:`~trustledger.api.rights.read_case`, :func:`~trustledger.api.rights.after_decision`,
+committed before the page is sent): the queue, each case opened, each case resolved —
+so the subject sees who looked. Resolving calls :func:`~trustledger.rights.resolve_dispute` /
 :func:`~trustledger.rights.resolve_review` with the reviewer's written reason.
 
 **Operator.** Published policy versions with the safeguards linter run again on
@@ -20,7 +21,10 @@ logged per day (:mod:`trustledger.portal.activity`). Never a subject's name.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Generic
 
 from fastapi import APIRouter, Path
 from pydantic import ValidationError
@@ -30,9 +34,11 @@ from starlette.responses import Response
 from trustledger.api import rights as shown
 from trustledger.api.auth import service_of
 from trustledger.api.problems import classify
+from trustledger.api.rights import CaseT
 from trustledger.api.routers import operator as operator_api
+from trustledger.api.routers.reviewers import reviewing
 from trustledger.api.schemas import PolicySubmission
-from trustledger.api.service import Caller
+from trustledger.api.service import Caller, Service
 from trustledger.errors import LintError, NotFoundError, PolicyError, TrustLedgerError
 from trustledger.portal.activity import activity
 from trustledger.portal.charts import Bar, bar_chart
@@ -47,32 +53,19 @@ from trustledger.portal.web import (
     signed_in_page,
 )
 from trustledger.principals import Role
-from trustledger.rights.dispute import Answer, get_dispute, resolve_dispute
-from trustledger.rights.review import get_review, resolve_review
+from trustledger.rights.dispute import Answer, Dispute
+from trustledger.rights.review import Review
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 CaseSeq = Annotated[int, Path(ge=1, le=2**62)]
 
 
-def _log(request: Request, caller: Caller, subjects: list[str], purpose: str,
-         read: str) -> None:
-    """Record the reviewer's read in each subject's access log (as the API's reviewer routes)."""
-    service_of(request).access_log.append_all(
-        shown.case_reads(caller.principal, subjects, purpose, read, caller.request_id))
-
-
 def _queue(request: Request, caller: Caller, session: Session, done: str | None) -> Response:
-    caller.require(Role.REVIEWER)
-    service = service_of(request)
-    service.begin(caller)
+    service = reviewing(request, caller)
     now = service.now()
-    cases = shown.queue(service.ledger, now)
+    cases = shown.reviewer_queue(service, caller, now)
     disputes = [c.item for c in cases if c.item["kind"] == "dispute"]
     reviews = [c.item for c in cases if c.item["kind"] == "review"]
-    _log(request, caller, [c["subject"] for c in disputes], shown.DISPUTE_PURPOSE,
-         "review queue")
-    _log(request, caller, [c["subject"] for c in reviews], shown.REVIEW_PURPOSE,
-         "review queue")
     for item in (*disputes, *reviews):
         item["left"] = countdown(item["due_at"], now)
     notice = {"dispute": "The dispute was resolved; the subject sees your reason.",
@@ -87,93 +80,90 @@ async def queue(request: Request, done: str | None = None) -> Response:
     return await signed_in_page(request, lambda c, s: _queue(request, c, s, done))
 
 
-def _dispute_case(request: Request, caller: Caller, session: Session, seq: int,
-                  error: str | None = None, status: int = 200, form: Form | None = None
-                  ) -> Response:
-    caller.require(Role.REVIEWER)
-    service = service_of(request)
-    service.begin(caller)
-    found = get_dispute(service.ledger, seq)
-    _log(request, caller, [found.subject], shown.DISPUTE_PURPOSE, "dispute")
-    now = service.now()
+def _dispute_values(service: Service, found: Dispute, now: datetime) -> dict[str, Any]:
     try:
         event = service.ledger.entry(found.event_seq).payload
     except NotFoundError:
         event = None
-    return page("dispute_case.html.j2", status, caller=caller, csrf=session.csrf,
-                title=f"Dispute {seq}", d=found, event=event, now=now,
-                status_now=found.status_at(now).value, left=countdown(found.deadline, now),
-                resolvable=found.resolution is None and (
-                    found.answer is None or found.answer.answer is Answer.VERIFIED),
-                error=error, form=form or {})
+    return {"d": found, "event": event, "status_now": found.status_at(now).value,
+            "left": countdown(found.deadline, now),
+            "resolvable": found.resolution is None and (
+                found.answer is None or found.answer.answer is Answer.VERIFIED)}
+
+
+def _review_values(service: Service, found: Review, now: datetime) -> dict[str, Any]:
+    return {"r": found, "left": countdown(found.due_at, now)}
+
+
+@dataclass(frozen=True, slots=True)
+class _CasePage(Generic[CaseT]):
+    """How the portal shows and decides one kind of case."""
+
+    kind: shown.CaseKind[CaseT]
+    """Found, decided and access-logged as the API's reviewer routes do."""
+    template: str
+    title: str
+    """The page's title, before the case's seq."""
+    verdict: str
+    """The form field naming the verdict."""
+    done: str
+    """The queue's notice after a decision."""
+    values: Callable[[Service, CaseT, datetime], dict[str, Any]]
+    """The template's own values for the case."""
+
+
+_DISPUTE = _CasePage(shown.DISPUTE_CASE, "dispute_case.html.j2", "Dispute", "outcome", "dispute",
+                     _dispute_values)
+_REVIEW = _CasePage(shown.REVIEW_CASE, "review_case.html.j2", "Human review", "decision",
+                    "review", _review_values)
+
+
+def _case(request: Request, caller: Caller, session: Session, case: _CasePage[CaseT], seq: int,
+          error: str | None = None, status: int = 200, form: Form | None = None) -> Response:
+    service = reviewing(request, caller)
+    found = shown.read_case(service, caller, case.kind, seq)
+    now = service.now()
+    return page(case.template, status, caller=caller, csrf=session.csrf,
+                title=f"{case.title} {seq}", now=now, error=error, form=form or {},
+                **case.values(service, found, now))
+
+
+async def _decide(request: Request, case: _CasePage[CaseT], seq: int) -> Response:
+    def work(caller: Caller, session: Session, form: Form) -> Response:
+        service = reviewing(request, caller)
+        try:
+            decided = case.kind.resolve(service.ledger, seq, caller.principal.name,
+                                        form.get(case.verdict, ""), form.get("reason", ""))
+        except TrustLedgerError as exc:
+            return _case(request, caller, session, case, seq, str(exc), classify(exc)[0], form)
+        shown.after_decision(service, caller, case.kind, decided)
+        return redirect(f"/portal/reviewer?done={case.done}")
+
+    return await signed_in_form(request, work)
 
 
 @router.get("/reviewer/disputes/{seq}")
 async def dispute_case(request: Request, seq: CaseSeq) -> Response:
     """One dispute (its read is access-logged) and the form resolving it."""
-    return await signed_in_page(request, lambda c, s: _dispute_case(request, c, s, seq))
+    return await signed_in_page(request, lambda c, s: _case(request, c, s, _DISPUTE, seq))
 
 
 @router.post("/reviewer/disputes/{seq}")
 async def resolve_dispute_form(request: Request, seq: CaseSeq) -> Response:
     """Resolve a dispute: ``outcome`` valid or invalid, and a written ``reason``."""
-
-    def work(caller: Caller, session: Session, form: Form) -> Response:
-        caller.require(Role.REVIEWER)
-        service = service_of(request)
-        service.begin(caller)
-        try:
-            resolved = resolve_dispute(service.ledger, seq, caller.principal.name,
-                                       form.get("outcome", ""), form.get("reason", ""))
-        except TrustLedgerError as exc:
-            return _dispute_case(request, caller, session, seq, str(exc), classify(exc)[0],
-                                 form)
-        service.view.forget(resolved.subject)
-        _log(request, caller, [resolved.subject], shown.DISPUTE_PURPOSE, "dispute")
-        return redirect("/portal/reviewer?done=dispute")
-
-    return await signed_in_form(request, work)
-
-
-def _review_case(request: Request, caller: Caller, session: Session, seq: int,
-                 error: str | None = None, status: int = 200, form: Form | None = None
-                 ) -> Response:
-    caller.require(Role.REVIEWER)
-    service = service_of(request)
-    service.begin(caller)
-    found = get_review(service.ledger, seq)
-    _log(request, caller, [found.subject], shown.REVIEW_PURPOSE, "review")
-    return page("review_case.html.j2", status, caller=caller, csrf=session.csrf,
-                title=f"Human review {seq}", r=found, now=service.now(),
-                left=countdown(found.due_at, service.now()),
-                error=error, form=form or {})
+    return await _decide(request, _DISPUTE, seq)
 
 
 @router.get("/reviewer/reviews/{seq}")
 async def review_case(request: Request, seq: CaseSeq) -> Response:
     """One human-review request (its read is access-logged) and the form deciding it."""
-    return await signed_in_page(request, lambda c, s: _review_case(request, c, s, seq))
+    return await signed_in_page(request, lambda c, s: _case(request, c, s, _REVIEW, seq))
 
 
 @router.post("/reviewer/reviews/{seq}")
 async def resolve_review_form(request: Request, seq: CaseSeq) -> Response:
     """Decide a review: ``decision`` confirmed or lifted, and a written ``reason``."""
-
-    def work(caller: Caller, session: Session, form: Form) -> Response:
-        caller.require(Role.REVIEWER)
-        service = service_of(request)
-        service.begin(caller)
-        try:
-            decided = resolve_review(service.ledger, seq, caller.principal.name,
-                                     form.get("decision", ""), form.get("reason", ""))
-        except TrustLedgerError as exc:
-            return _review_case(request, caller, session, seq, str(exc), classify(exc)[0],
-                                form)
-        service.view.forget(decided.subject)
-        _log(request, caller, [decided.subject], shown.REVIEW_PURPOSE, "review")
-        return redirect("/portal/reviewer?done=review")
-
-    return await signed_in_form(request, work)
+    return await _decide(request, _REVIEW, seq)
 
 
 # -- operator ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from trustledger.api.schemas import (
 )
 from trustledger.api.service import Caller, Service
 from trustledger.principals import Role
-from trustledger.rights import get_dispute, get_review, resolve_dispute, resolve_review
+from trustledger.rights import resolve_dispute, resolve_review
 
 router = APIRouter(prefix="/v1/reviewer", tags=["reviewers"])
 
@@ -36,10 +36,12 @@ _READ = responses(401, 403, 404, 422, 429, 503)
 _WRITE = responses(401, 403, 404, 413, 422, 429, 503)
 
 
-def _log(service: Service, caller: Caller, subjects: list[str], purpose: str,
-         read: str) -> None:
-    service.access_log.append_all(shown.case_reads(caller.principal, subjects, purpose, read,
-                                                   caller.request_id))
+def reviewing(request: Request, caller: Caller) -> Service:
+    """The service, once the caller is shown to be a reviewer and the request has begun."""
+    caller.require(Role.REVIEWER)
+    service = service_of(request)
+    service.begin(caller)
+    return service
 
 
 @router.get("/queue", response_model=ReviewQueue, responses=responses(401, 403, 429, 503))
@@ -48,26 +50,17 @@ def queue(request: Request, caller: CallerDep) -> Response:
 
     Never filtered or ranked by score or tier: by due date only.
     """
-    caller.require(Role.REVIEWER)
-    service = service_of(request)
-    service.begin(caller)
+    service = reviewing(request, caller)
     now = service.now()
-    cases = shown.queue(service.ledger, now)
-    _log(service, caller, [c.subject for c in cases if c.item["kind"] == "dispute"],
-         shown.DISPUTE_PURPOSE, "review queue")
-    _log(service, caller, [c.subject for c in cases if c.item["kind"] == "review"],
-         shown.REVIEW_PURPOSE, "review queue")
+    cases = shown.reviewer_queue(service, caller, now)
     return json_response({"as_of": now, "items": [c.item for c in cases]})
 
 
 @router.get("/disputes/{dispute_seq}", response_model=DisputeOut, responses=_READ)
 def dispute(request: Request, caller: CallerDep, dispute_seq: CaseSeq) -> Response:
     """One dispute: the event, the subject's reason and information, the source's answer."""
-    caller.require(Role.REVIEWER)
-    service = service_of(request)
-    service.begin(caller)
-    found = get_dispute(service.ledger, dispute_seq)
-    _log(service, caller, [found.subject], shown.DISPUTE_PURPOSE, "dispute")
+    service = reviewing(request, caller)
+    found = shown.read_case(service, caller, shown.DISPUTE_CASE, dispute_seq)
     return json_response(shown.dispute(found, service.now()))
 
 
@@ -76,24 +69,18 @@ def dispute(request: Request, caller: CallerDep, dispute_seq: CaseSeq) -> Respon
 def resolve(request: Request, caller: CallerDep, dispute_seq: CaseSeq,
             body: DisputeResolution) -> Response:
     """Resolve a dispute: ``valid`` (counts again) or ``invalid`` (removed), with a reason."""
-    caller.require(Role.REVIEWER)
-    service = service_of(request)
-    service.begin(caller)
+    service = reviewing(request, caller)
     done = resolve_dispute(service.ledger, dispute_seq, caller.principal.name, body.outcome,
                            body.reason)
-    service.view.forget(done.subject)
-    _log(service, caller, [done.subject], shown.DISPUTE_PURPOSE, "dispute")
+    shown.after_decision(service, caller, shown.DISPUTE_CASE, done)
     return json_response(shown.dispute(done, service.now()))
 
 
 @router.get("/reviews/{request_seq}", response_model=ReviewOut, responses=_READ)
 def review(request: Request, caller: CallerDep, request_seq: CaseSeq) -> Response:
     """One request for human review: the measure as decided, the subject's statement."""
-    caller.require(Role.REVIEWER)
-    service = service_of(request)
-    service.begin(caller)
-    found = get_review(service.ledger, request_seq)
-    _log(service, caller, [found.subject], shown.REVIEW_PURPOSE, "review")
+    service = reviewing(request, caller)
+    found = shown.read_case(service, caller, shown.REVIEW_CASE, request_seq)
     return json_response(shown.review(found, service.now()))
 
 
@@ -101,11 +88,8 @@ def review(request: Request, caller: CallerDep, request_seq: CaseSeq) -> Respons
 def decide_review(request: Request, caller: CallerDep, request_seq: CaseSeq,
                   body: ReviewResolution) -> Response:
     """Confirm or lift the reviewed measure, with a written reason the subject sees."""
-    caller.require(Role.REVIEWER)
-    service = service_of(request)
-    service.begin(caller)
+    service = reviewing(request, caller)
     done = resolve_review(service.ledger, request_seq, caller.principal.name, body.decision,
                           body.reason)
-    service.view.forget(done.subject)
-    _log(service, caller, [done.subject], shown.REVIEW_PURPOSE, "review")
+    shown.after_decision(service, caller, shown.REVIEW_CASE, done)
     return json_response(shown.review(done, service.now()))

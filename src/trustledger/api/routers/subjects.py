@@ -38,7 +38,7 @@ from trustledger.api.schemas import (
     WhatIfOut,
     WhatIfRequest,
 )
-from trustledger.api.service import Service
+from trustledger.api.service import Caller, Service
 from trustledger.api.view import current_assessment
 from trustledger.errors import InputError
 from trustledger.ledger import event_of
@@ -70,12 +70,18 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many")]
 _READ = responses(401, 403, 404, 422, 429, 503)
 
 
-@router.get("/scores", response_model=SubjectScores, responses=_READ)
-def scores(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
-    """Your current scores, tiers, measures and reasons, with every event's contribution."""
+def _own(request: Request, caller: Caller, subject: str) -> Service:
+    """The service, once the caller is shown to speak for ``subject`` and the request has begun."""
     caller.require_subject(subject)
     service = service_of(request)
     service.begin(caller)
+    return service
+
+
+@router.get("/scores", response_model=SubjectScores, responses=_READ)
+def scores(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
+    """Your current scores, tiers, measures and reasons, with every event's contribution."""
+    service = _own(request, caller, subject)
     now = service.now()
     policy = service.view.policy_in_force(now)
     assessment = current_assessment(service.view.subject(subject), policy, now,
@@ -87,9 +93,7 @@ def scores(request: Request, caller: CallerDep, subject: SubjectPath) -> Respons
 def subject_events(request: Request, caller: CallerDep, subject: SubjectPath,
                    after: After = 0, limit: Limit = 100) -> Response:
     """Your events as the sources reported them, in ledger order (paged)."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     page = service.ledger.subject_page(subject, (EVENT_KIND,), after, limit)
     shown = [render.event(e) for entry in page if (e := event_of(entry)) is not None]
     return json_response({"events": shown,
@@ -99,9 +103,7 @@ def subject_events(request: Request, caller: CallerDep, subject: SubjectPath,
 @router.get("/consents", response_model=list[ConsentOut], responses=_READ)
 def list_consents(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
     """Every consent you granted, with withdrawals and whether each is active now."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     now = service.now()
     return json_response([render.consent(c, now) for c in consents(service.ledger, subject)])
 
@@ -111,9 +113,7 @@ def list_consents(request: Request, caller: CallerDep, subject: SubjectPath) -> 
 def grant(request: Request, caller: CallerDep, subject: SubjectPath,
           body: Annotated[ConsentRequest, Body()]) -> Response:
     """Grant a consent: a relying party may ask for one purpose, or an opt-in to a scorecard."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     now = service.now()
     if body.expires_at is not None and body.expires_at <= now:
         raise InputError(f"expires_at: {body.expires_at.isoformat()} is not in the future")
@@ -152,9 +152,7 @@ def _check_party(service: Service, party: str, purpose: str) -> None:
 def withdraw(request: Request, caller: CallerDep, subject: SubjectPath,
              consent_seq: Annotated[int, Path(ge=1, le=2**62)]) -> Response:
     """Withdraw a consent; it stops counting at once (a relying party's next ask is refused)."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     withdrawn = withdraw_consent(service.ledger, subject, consent_seq)
     service.view.forget(subject)
     return json_response(render.consent(withdrawn, service.now()))
@@ -164,9 +162,7 @@ def withdraw(request: Request, caller: CallerDep, subject: SubjectPath,
 def access_log(request: Request, caller: CallerDep, subject: SubjectPath,
                after: After = 0, limit: Limit = 100) -> Response:
     """Who read your data: principal, role, purpose, what and when (paged)."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     page = service.ledger.subject_page(subject, (ACCESS_READ,), after, limit)
     return json_response({"reads": [render.access(e) for e in page if e.payload is not None],
                           "next_after": page[-1].seq if len(page) == limit else None})
@@ -180,9 +176,7 @@ WHATIF_HORIZON = timedelta(days=100 * 365)
 @router.get("/report", response_model=SubjectReport, responses=_READ)
 def report(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
     """Your full report: every event, contributions over time, scores, reasons, rights, reads."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     return json_response(build_report(service.ledger, subject, service.now()).to_dict())
 
 
@@ -191,9 +185,7 @@ def report(request: Request, caller: CallerDep, subject: SubjectPath) -> Respons
           "content": {"text/html": {"schema": {"type": "string"}}}}, **_READ})
 def report_page(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
     """Your full report as a printable HTML page (print it or save it as PDF)."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     page = report_html(build_report(service.ledger, subject, service.now()))
     return HTMLResponse(page)
 
@@ -209,9 +201,7 @@ def whatif(request: Request, caller: CallerDep, subject: SubjectPath,
     decision given them is (an unknown or mistyped one is a 422 naming it). Nothing
     is recorded.
     """
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     now = service.now()
     policy = service.view.policy_in_force(now)
     if body.at is not None and body.at > now + WHATIF_HORIZON:
@@ -234,9 +224,7 @@ def whatif(request: Request, caller: CallerDep, subject: SubjectPath,
 @router.get("/disputes", response_model=list[DisputeOut], responses=_READ)
 def list_disputes(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
     """Every dispute you opened: where it stands, the source's answer, the reviewer's reason."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     now = service.now()
     return json_response([shown.dispute(d, now) for d in disputes(service.ledger, subject)])
 
@@ -249,9 +237,7 @@ def dispute(request: Request, caller: CallerDep, subject: SubjectPath,
     Its source has 30 days to verify it (45 with ``new_information``); unverified by
     then, it is removed from scoring. A reviewer may resolve it at any time.
     """
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     opened = open_dispute(service.ledger, subject, body.event_seq, body.reason,
                           new_information=body.new_information)
     service.view.forget(subject)
@@ -264,9 +250,7 @@ def dispute_information(request: Request, caller: CallerDep, subject: SubjectPat
                         dispute_seq: Annotated[int, Path(ge=1, le=2**62)],
                         body: DisputeInformation) -> Response:
     """Add information to your open dispute (within its first 30 days: the SLA becomes 45)."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     added = add_dispute_information(service.ledger, dispute_seq, subject, body.text)
     service.view.forget(subject)
     return json_response(shown.dispute(added, service.now()))
@@ -275,9 +259,7 @@ def dispute_information(request: Request, caller: CallerDep, subject: SubjectPat
 @router.get("/reviews", response_model=list[ReviewOut], responses=_READ)
 def list_reviews(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
     """Every human review you asked for, and the reviewer's decision with its written reason."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     now = service.now()
     return json_response([shown.review(r, now) for r in reviews(service.ledger, subject)])
 
@@ -286,9 +268,7 @@ def list_reviews(request: Request, caller: CallerDep, subject: SubjectPath) -> R
 def review(request: Request, caller: CallerDep, subject: SubjectPath,
            body: ReviewRequest) -> Response:
     """Ask for human review of a restriction in force or a privilege denied (GDPR Art. 22(3))."""
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     now = service.now()
     policy = service.view.policy_in_force(now)
     # The decision as it stands now (never a reused one): the review is about this one.
@@ -306,9 +286,7 @@ def erasure(request: Request, caller: CallerDep, subject: SubjectPath) -> Respon
     Relying parties get "no data" from then on; the ledger's chain still verifies. The
     erasure is recorded without personal data. It cannot be undone.
     """
-    caller.require_subject(subject)
-    service = service_of(request)
-    service.begin(caller)
+    service = _own(request, caller, subject)
     done = erase(service.ledger, subject)
     service.view.forget(subject)
     return json_response({"seq": done.seq, "recorded_at": done.recorded_at,
