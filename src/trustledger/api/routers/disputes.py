@@ -45,9 +45,8 @@ def _own_dispute(service: Service, caller: Caller, dispute_seq: int) -> Dispute:
 
 
 def _log(service: Service, caller: Caller, items: list[Dispute], read: str) -> None:
-    service.access_log.append_all(shown.case_reads(
-        caller.principal, [d.subject for d in items], shown.DISPUTE_PURPOSE, read,
-        caller.request_id))
+    shown.log_case_reads(service, caller, [d.subject for d in items], shown.DISPUTE_PURPOSE,
+                         read)
 
 
 @router.get("", response_model=SourceDisputes, responses=responses(401, 403, 422, 429, 503))
