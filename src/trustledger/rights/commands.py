@@ -18,6 +18,7 @@ from rich.console import Console
 
 from trustledger.errors import InputError
 from trustledger.ledger import Ledger
+from trustledger.options import AttributeOption, AttributesOption, parse_attributes
 from trustledger.policy import CompiledPolicy, load_policy
 from trustledger.rights import fields
 
@@ -117,11 +118,17 @@ def whatif(
         "--date", help="Ask about this (usually future) date instead of --at.")] = None,
     reach: Annotated[str | None, typer.Option(
         "--reach", help="What it takes to reach SCORECARD:TIER or a measure.")] = None,
+    attribute: AttributeOption = None,
+    attributes: AttributesOption = None,
     at: At = None,
     policy: PolicyFile = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """The score, tier and measures if events were removed or added, or at another date."""
+    """The score, tier and measures if events were removed or added, or at another date.
+
+    Decision-time attributes (--attribute, --attributes) feed statistical
+    scorecards before and after, as a decision given them would.
+    """
     from trustledger.rights import render
     from trustledger.rights.whatif import Hypothetical, parse_target, what_if, what_it_takes
     from trustledger.scoring import assess_subject
@@ -131,7 +138,8 @@ def whatif(
     added = [_hypothetical(text, f"--add[{i}]") for i, text in enumerate(add or [])]
     with Ledger.open(database_url) as ledger:
         compiled = _policy(ledger, policy, moment)
-        assessment = assess_subject(ledger, subject, compiled, moment)
+        supplied = parse_attributes(compiled, attribute or [], attributes)
+        assessment = assess_subject(ledger, subject, compiled, moment, attributes=supplied)
     target = parse_target(compiled, reach) if reach is not None else None
     if remove or added or when is not None or target is None:
         result = what_if(assessment, remove=remove or [],
