@@ -8,7 +8,6 @@ service (``serve``) and its API keys (``principal add|list|revoke``).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from trustledger.errors import InputError, TrustLedgerError
-from trustledger.options import AttributeOption, AttributesOption
+from trustledger.errors import TrustLedgerError
+from trustledger.options import AttributeOption, AttributesOption, parse_moment
 from trustledger.options import parse_attributes as parse_attributes
 
 app = typer.Typer(
@@ -64,17 +63,6 @@ def synth(
     with console.status(f"generating {events:,} events for {subjects:,} subjects"):
         rows = write_parquet(population, output)
     console.print(f"wrote {rows:,} events to {output}")
-
-
-def parse_moment(value: str | None, option: str) -> datetime:
-    """A command-line date or date-time as aware UTC; ``None`` means now."""
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InputError(f"{option}: {value!r} is not an ISO 8601 date or date-time") from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 DatabaseOption = Annotated[

@@ -1,4 +1,6 @@
-"""Command-line options more than one area's commands take: decision-time attributes.
+"""Command-line options more than one area's commands take: moments and decision-time attributes.
+
+Every command reads a date or date-time option with :func:`parse_moment`.
 
 ``trustledger score``, ``explain`` and ``whatif`` give a policy's statistical
 scorecards their decision-time attributes the same way: ``--attribute NAME=VALUE``
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +22,20 @@ from trustledger.errors import InputError
 
 if TYPE_CHECKING:
     from trustledger.policy import CompiledPolicy
+
+def parse_moment(value: str | None, option: str) -> datetime:
+    """A command-line date or date-time as aware UTC (a date means midnight UTC); ``None``: now.
+
+    Raises :class:`InputError` naming ``option`` for text that is not ISO 8601.
+    """
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{option}: {value!r} is not an ISO 8601 date or date-time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
 
 AttributeOption = Annotated[list[str] | None, typer.Option(
     "--attribute", metavar="NAME=VALUE",

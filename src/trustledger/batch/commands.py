@@ -59,7 +59,7 @@ def rescore(
 ) -> None:
     """Re-evaluate every subject as one columnar job (DuckDB or Spark); write the results."""
     from trustledger.batch.run import rescore as run
-    from trustledger.cli import parse_moment
+    from trustledger.options import parse_moment
     from trustledger.policy import load_policy
 
     console = Console()

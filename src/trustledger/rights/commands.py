@@ -9,7 +9,7 @@ field, and nothing is written then.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +18,7 @@ from rich.console import Console
 
 from trustledger.errors import InputError
 from trustledger.ledger import Ledger
-from trustledger.options import AttributeOption, AttributesOption, parse_attributes
+from trustledger.options import AttributeOption, AttributesOption, parse_attributes, parse_moment
 from trustledger.policy import CompiledPolicy, load_policy
 from trustledger.rights import fields
 
@@ -39,17 +39,6 @@ dispute_app = typer.Typer(name="dispute", help="Disputes: open, add information,
                           "resolve, list.", no_args_is_help=True)
 review_app = typer.Typer(name="review", help="Human review of adverse measures: request, "
                          "resolve, list.", no_args_is_help=True)
-
-
-def parse_moment(value: str | None, option: str) -> datetime:
-    """A command-line date or date-time as aware UTC (a date means midnight UTC); ``None``: now."""
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise InputError(f"{option}: {value!r} is not an ISO 8601 date or date-time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _policy(ledger: Ledger, file: Path | None, at: datetime) -> CompiledPolicy:
