@@ -95,17 +95,8 @@ def _problem(policy: CompiledPolicy, path: tuple[str | int, ...], rule: str,
 def _bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
     out = _statistical_bounds(policy)
     for name, et in policy.event_types.items():
-        path = ("event_types", name, "category")
-        if et.category in OUT_OF_BOUNDS_CATEGORIES:
-            out.append(_problem(policy, path, "out-of-bounds-category",
-                                f"safeguard 1: event type `{name}` has category "
-                                f"`{et.category}`, which may never be scored: "
-                                f"{OUT_OF_BOUNDS_CATEGORIES[et.category]}"))
-        elif et.category not in ALLOWED_CATEGORIES:
-            out.append(_problem(policy, path, "unknown-category",
-                                f"safeguard 1: event type `{name}` has category "
-                                f"`{et.category}`, which is not in the taxonomy; allowed: "
-                                f"{', '.join(sorted(ALLOWED_CATEGORIES))}"))
+        out.extend(_category(policy, ("event_types", name, "category"), f"event type `{name}`",
+                             et.category, "in the taxonomy", sorted(ALLOWED_CATEGORIES)))
         named = [("event_types", name)] + [("event_types", name, "attributes", a.name)
                                            for a in et.attributes]
         for where in named:
@@ -151,16 +142,9 @@ def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
                                     f"safeguard 1: feature `{f.name}` of scorecard `{name}` is "
                                     f"declared by its model as `{f.category}`: "
                                     f"{PROTECTED_CATEGORIES[f.category]}"))
-            elif f.category in OUT_OF_BOUNDS_CATEGORIES:
-                out.append(_problem(policy, path, "out-of-bounds-category",
-                                    f"safeguard 1: feature `{f.name}` of scorecard `{name}` has "
-                                    f"category `{f.category}`, which may never be scored: "
-                                    f"{OUT_OF_BOUNDS_CATEGORIES[f.category]}"))
-            elif f.category not in FEATURE_CATEGORIES:
-                out.append(_problem(policy, path, "unknown-category",
-                                    f"safeguard 1: feature `{f.name}` of scorecard `{name}` has "
-                                    f"category `{f.category}`, which is not a feature category; "
-                                    f"allowed: {', '.join(FEATURE_CATEGORIES)}"))
+            else:
+                out.extend(_category(policy, path, f"feature `{f.name}` of scorecard `{name}`",
+                                     f.category, "a feature category", list(FEATURE_CATEGORIES)))
             names = [(path, f.name, "feature")]
             if f.attribute is not None:
                 names.append(((*path, "attribute"), f.attribute, "attribute"))
@@ -181,6 +165,20 @@ def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
                                         f"{category.replace('_', ' ')}: "
                                         f"{OUT_OF_BOUNDS_CATEGORIES[category]}"))
     return out
+
+
+def _category(policy: CompiledPolicy, path: tuple[str | int, ...], what: str, category: str,
+              known_as: str, allowed: list[str]) -> list[PolicyProblem]:
+    # A declared category: out of bounds (never scored), or not among those allowed.
+    if category in OUT_OF_BOUNDS_CATEGORIES:
+        return [_problem(policy, path, "out-of-bounds-category",
+                         f"safeguard 1: {what} has category `{category}`, which may never be "
+                         f"scored: {OUT_OF_BOUNDS_CATEGORIES[category]}")]
+    if category not in allowed:
+        return [_problem(policy, path, "unknown-category",
+                         f"safeguard 1: {what} has category `{category}`, which is not "
+                         f"{known_as}; allowed: {', '.join(allowed)}")]
+    return []
 
 
 def _out_of_bounds_word(name: str) -> str | None:
