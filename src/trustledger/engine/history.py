@@ -161,12 +161,15 @@ class History:
     def statistical(self, card: CompiledScorecard, t: float) -> ScoreResult:
         """A statistical scorecard's model result at ``t``: points, per feature, reason codes."""
         assert card.model is not None
-        metrics = {name: self.metric(self.policy.metrics[name], t) for name in card.model.metrics}
-        return card.model.score(metrics, self.attributes)
+        return card.model.score(self._model_metrics(card, t), self.attributes)
+
+    def _model_metrics(self, card: CompiledScorecard, t: float) -> dict[str, float | int]:
+        assert card.model is not None
+        return {name: self.metric(self.policy.metrics[name], t) for name in card.model.metrics}
 
     def _statistical_points(self, card: CompiledScorecard, t: float) -> float:
         assert card.model is not None
-        metrics = {name: self.metric(self.policy.metrics[name], t) for name in card.model.metrics}
+        metrics = self._model_metrics(card, t)
         # Measures read the score at many instants; the metrics take few distinct values.
         key = (card.name, tuple(metrics.values()))
         found = self._models.get(key)
