@@ -7,6 +7,7 @@ server. Every expected number is the reference evaluation of the same history.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -154,6 +155,41 @@ def test_reviewer_resolves_valid_and_the_event_counts_again(world: World, clock:
     reads = world.call("alice", "GET", "/v1/subjects/alice/access-log").json()["reads"]
     assert {(r["name"], r["read"]) for r in reads} >= {("rev", "review queue"),
                                                        ("rev", "dispute")}
+
+
+def test_every_case_route_logs_its_read_in_the_subjects_access_log(world: World) -> None:
+    """Safeguards 5 and 7: each source and reviewer route that shows a case logs one read."""
+    opened = dispute(world, overdue(world))
+    asked = world.call("alice", "POST", "/v1/subjects/alice/reviews", json={"measure": "pay_later"})
+    assert asked.status_code == 201, asked.text
+    d, r = opened["seq"], asked.json()["seq"]
+
+    def reads() -> Counter[tuple[str, str, str]]:
+        log = world.call("alice", "GET", "/v1/subjects/alice/access-log").json()["reads"]
+        return Counter((x["name"], x["purpose"], x["read"]) for x in log)
+
+    steps: list[tuple[str, str, str, dict[str, Any] | None, list[tuple[str, str, str]]]] = [
+        ("source", "GET", "/v1/disputes", None, [("bank-a", "dispute", "disputes")]),
+        ("source", "GET", f"/v1/disputes/{d}", None, [("bank-a", "dispute", "dispute")]),
+        ("reviewer", "GET", "/v1/reviewer/queue", None,
+         [("rev", "dispute", "review queue"), ("rev", "human review", "review queue")]),
+        ("reviewer", "GET", f"/v1/reviewer/disputes/{d}", None, [("rev", "dispute", "dispute")]),
+        ("reviewer", "GET", f"/v1/reviewer/reviews/{r}", None,
+         [("rev", "human review", "review")]),
+        ("reviewer", "POST", f"/v1/reviewer/reviews/{r}/resolution",
+         {"decision": "confirmed", "reason": "no score without opt-in"},
+         [("rev", "human review", "review")]),
+        ("source", "POST", f"/v1/disputes/{d}/answer", {"answer": "verified"},
+         [("bank-a", "dispute", "dispute")]),
+        ("reviewer", "POST", f"/v1/reviewer/disputes/{d}/resolution",
+         {"outcome": "valid", "reason": "the bank's statement shows it late"},
+         [("rev", "dispute", "dispute")]),
+    ]
+    for role, method, path, body, logged in steps:
+        before = reads()
+        done = world.call(role, method, path, json=body)
+        assert done.status_code == 200, (path, done.text)
+        assert reads() - before == Counter(logged), path
 
 
 def test_unverified_dispute_lapses_after_the_sla(world: World, clock: Clock) -> None:
