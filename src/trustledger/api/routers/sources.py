@@ -77,31 +77,33 @@ async def append_batch(request: Request, caller: CallerDep) -> Response:
     return json_response(result)
 
 
-@router.post("/{source_event_id}/retraction", status_code=201, response_model=Appended,
-             responses={200: {"description": "retracted before (idempotent)",
-                              "model": Appended}, **responses(401, 403, 404, 409, 413, 422,
-                                                              429, 503)})
+def _superseding(done: str) -> dict[str, Any]:
+    """The route options of a retraction or a correction (``done``: what it did)."""
+    return {"status_code": 201, "response_model": Appended,
+            "responses": {200: {"description": f"{done} before (idempotent)", "model": Appended},
+                          **responses(401, 403, 404, 409, 413, 422, 429, 503)}}
+
+
+def _supersede(request: Request, caller: CallerDep, earlier: str, body: Retraction | Correction,
+               type: str, attributes: dict[str, Any]) -> Response:
+    """Record ``body`` as the caller's event of ``type`` that supersedes its ``earlier`` one."""
+    caller.require(Role.SOURCE)
+    service = service_of(request)
+    service.begin(caller)
+    status, result = events.supersede(service, caller, earlier, body.source_event_id, type,
+                                      body.occurred_at or service.now(), attributes)
+    return _appended(status, result, request)
+
+
+@router.post("/{source_event_id}/retraction", **_superseding("retracted"))
 def retract(request: Request, caller: CallerDep, body: Retraction,
             source_event_id: str = _ID) -> Response:
     """Withdraw one of your own events: it stops counting from the moment this is recorded."""
-    caller.require(Role.SOURCE)
-    service = service_of(request)
-    service.begin(caller)
-    status, result = events.supersede(service, caller, source_event_id, body.source_event_id,
-                                      RETRACTION, body.occurred_at or service.now(), {})
-    return _appended(status, result, request)
+    return _supersede(request, caller, source_event_id, body, RETRACTION, {})
 
 
-@router.post("/{source_event_id}/correction", status_code=201, response_model=Appended,
-             responses={200: {"description": "corrected before (idempotent)",
-                              "model": Appended}, **responses(401, 403, 404, 409, 413, 422,
-                                                              429, 503)})
+@router.post("/{source_event_id}/correction", **_superseding("corrected"))
 def correct(request: Request, caller: CallerDep, body: Correction,
             source_event_id: str = _ID) -> Response:
     """Correct one of your own events: a new event (any accredited type) that replaces it."""
-    caller.require(Role.SOURCE)
-    service = service_of(request)
-    service.begin(caller)
-    status, result = events.supersede(service, caller, source_event_id, body.source_event_id,
-                                      body.type, body.occurred_at, body.attributes)
-    return _appended(status, result, request)
+    return _supersede(request, caller, source_event_id, body, body.type, body.attributes)
