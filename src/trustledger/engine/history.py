@@ -311,12 +311,9 @@ def set_counting_interval(entry: Entry, live: list[Entry]) -> None:
     """
     etype = entry.type
     assert etype is not None
-    e = entry.event
-    retention_end = etype.retention.after(e.occurred_at)
-    end, reason = ts(retention_end), "retention"
-    if etype.expiry is not None:
-        anchor = e.occurred_at if etype.expiry_from is Anchor.OCCURRED_AT else e.recorded_at
-        expiry = ts(etype.expiry.after(anchor))
+    end, expiry = counting_bounds(etype, entry.event)
+    reason = "retention"
+    if expiry is not None:
         entry.expiry = expiry
         stop, why = expiry, "expiry"
         if etype.overhang is not None:
@@ -327,6 +324,19 @@ def set_counting_interval(entry: Entry, live: list[Entry]) -> None:
         if stop < end:
             end, reason = stop, why
     entry.end, entry.end_reason = end, reason
+
+
+def counting_bounds(etype: CompiledEventType, event: Event) -> tuple[float, float | None]:
+    """An event's retention end and its expiry (``None`` when its type does not expire).
+
+    The expiry is anchored at ``occurred_at`` or ``recorded_at`` as the type says; an
+    overhang, when witnessed, runs from it (see :func:`set_counting_interval`).
+    """
+    retention_end = ts(etype.retention.after(event.occurred_at))
+    if etype.expiry is None:
+        return retention_end, None
+    anchor = event.occurred_at if etype.expiry_from is Anchor.OCCURRED_AT else event.recorded_at
+    return retention_end, ts(etype.expiry.after(anchor))
 
 
 def _overhang_witness(entry: Entry, expiry: float, live: list[Entry]) -> Entry | None:

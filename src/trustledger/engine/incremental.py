@@ -56,7 +56,7 @@ from typing import Any
 import cel
 
 from trustledger.engine.events import RETRACTION, Event
-from trustledger.engine.history import INF, LN2, at, scorecard_value, ts
+from trustledger.engine.history import INF, LN2, at, counting_bounds, scorecard_value, ts
 from trustledger.errors import InputError
 from trustledger.policy.compiled import (
     CompiledEventType,
@@ -64,7 +64,7 @@ from trustledger.policy.compiled import (
     CompiledPolicy,
     CompiledScorecard,
 )
-from trustledger.policy.models import Aggregate, Anchor, CapDirection, MetricValue, Sign
+from trustledger.policy.models import Aggregate, CapDirection, MetricValue, Sign
 
 SNAPSHOT_FORMAT = "trustledger.incremental/1"
 """Format tag of :meth:`SubjectState.snapshot`."""
@@ -277,8 +277,8 @@ class SubjectState:
         for e, etype, points in valid:
             if etype.overhang is None or etype.expiry is None or not points:
                 continue
-            anchor = e.occurred_at if etype.expiry_from is Anchor.OCCURRED_AT else e.recorded_at
-            expiry = ts(etype.expiry.after(anchor))
+            expiry = counting_bounds(etype, e)[1]
+            assert expiry is not None
             if any(o is not e and ot.domain == etype.domain and op * points > 0
                    and ts(o.occurred_at) < expiry <= ts(o.recorded_at) for o, ot, op in late):
                 out.add(e.key)
@@ -348,14 +348,8 @@ class SubjectState:
             item.counted, item.points = False, 0.0
 
     def _interval(self, item: _Item) -> None:
-        etype = item.type
-        e = item.event
-        end = ts(etype.retention.after(e.occurred_at))
-        if etype.expiry is not None:
-            anchor = e.occurred_at if etype.expiry_from is Anchor.OCCURRED_AT else e.recorded_at
-            item.expiry = ts(etype.expiry.after(anchor))
-            end = min(end, item.expiry)
-        item.end = end
+        end, item.expiry = counting_bounds(item.type, item.event)
+        item.end = end if item.expiry is None else min(end, item.expiry)
 
     def _overhang_end(self, item: _Item) -> float:
         etype = item.type
