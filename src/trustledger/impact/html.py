@@ -12,7 +12,13 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-from trustledger.impact.report import SUPPRESSED, comparison_rows, population_line
+from trustledger.impact.report import (
+    SUPPRESSED,
+    comparison_rows,
+    measure_rows,
+    population_line,
+    transition_table,
+)
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf",
             "#7f7f7f")
@@ -149,10 +155,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _pct(v: float | None) -> str:
-    return SUPPRESSED if v is None else f"{100 * v:.1f}%"
-
-
 def _section(report: dict[str, Any]) -> str:
     out: list[str] = []
     p = report["policy"]
@@ -196,12 +198,9 @@ def _section(report: dict[str, Any]) -> str:
                                   ("down", [y["down_share"] for y in years])]))
         out.append("</div>")
         if mobility:
-            names = [*data["tiers"], "below every tier"][:len(mobility["transitions"])]
             out.append("<p class=note>Year-to-year transitions, pooled (row: tier a year "
                        "before; share of the row)</p>")
-            out.append(_table(["from \\ to", *names],
-                              [[names[i], *(_pct(s) for s in row["shares"])]
-                               for i, row in enumerate(mobility["transitions"])]))
+            out.append(_table(*transition_table(data)))
     if report["measures"]:
         groups = [g["name"] for g in report["groups"]]
         names = list(report["measures"])
@@ -209,16 +208,8 @@ def _section(report: dict[str, Any]) -> str:
         out.append(bar_chart("share of each group with the measure in force", names,
                              [(g, [report["measures"][m]["groups"][g]["share"] for m in names])
                               for g in groups]))
-        rows = []
-        for m in names:
-            d = report["measures"][m]
-            ratio = d["impact_ratio"]
-            kind = d["kind"] + (f" (sample of {d['estimated_from_sample']:,})"
-                                if "estimated_from_sample" in d else "")
-            rows.append([m, kind, *(_pct(d["groups"][g]["share"]) for g in groups),
-                         "-" if ratio is None else f"{ratio:.3f}",
-                         "-" if ratio is None else ("yes" if d["four_fifths_rule"] else "NO")])
-        out.append(_table(["measure", "kind", *groups, "impact ratio", "≥ 4/5"], rows))
+        out.append(_table(["measure", "kind", *groups, "impact ratio", "≥ 4/5"],
+                          measure_rows(report)))
         out.append(line_chart("share with each measure in force",
                               [(m, report["measures"][m]["in_force_share_by_month"])
                                for m in names

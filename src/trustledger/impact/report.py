@@ -82,7 +82,8 @@ def _probe_rows(report: dict[str, Any]) -> list[list[str]]:
     return out
 
 
-def _measure_rows(report: dict[str, Any]) -> list[list[str]]:
+def measure_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Per measure: name, kind, each group's share in force, impact ratio, four-fifths rule."""
     groups = [g["name"] for g in report["groups"]]
     out = []
     for name, m in report["measures"].items():
@@ -93,6 +94,14 @@ def _measure_rows(report: dict[str, Any]) -> list[list[str]]:
                     "-" if ratio is None else f"{ratio:.3f}",
                     "-" if ratio is None else ("yes" if m["four_fifths_rule"] else "NO")])
     return out
+
+
+def transition_table(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A scorecard's pooled year-to-year transitions: header and rows (shares of each row)."""
+    transitions = data["mobility"]["transitions"]
+    names = [*data["tiers"], "below every tier"][:len(transitions)]
+    return (["from \\ to", *names],
+            [[names[i], *(_pct(s) for s in row["shares"])] for i, row in enumerate(transitions)])
 
 
 def population_line(population: dict[str, Any]) -> str:
@@ -137,7 +146,7 @@ def print_summary(report: dict[str, Any], console: Console) -> None:
             table.add_column(g["name"], justify="right")
         table.add_column("impact ratio", justify="right")
         table.add_column("≥ 4/5", justify="right")
-        for row in _measure_rows(report):
+        for row in measure_rows(report):
             table.add_row(*row)
         console.print(table)
     table = Table(title="one more event for everyone: subjects crossing each threshold "
@@ -246,12 +255,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
             lines += _md_table(["year", "changed", "up", "down"],
                                [[str(y["year"]), _pct(y["changed_share"]), _pct(y["up_share"]),
                                  _pct(y["down_share"])] for y in mobility["years"]])
-            names = [*data["tiers"], "below every tier"][:len(mobility["transitions"])]
             lines += ["", "Year-to-year transitions, pooled (row: tier a year before; "
                       "share of the row):", ""]
-            lines += _md_table(["from \\ to", *names],
-                               [[names[i], *(_pct(s) for s in row["shares"])]
-                                for i, row in enumerate(mobility["transitions"])])
+            lines += _md_table(*transition_table(data))
         lines.append("")
     if report["measures"]:
         groups = [g["name"] for g in report["groups"]]
@@ -259,7 +265,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
                   "Share of each group with the measure in force; impact ratio = lowest "
                   "group's favourable rate / highest group's (four-fifths rule: ≥ 0.8).", ""]
         lines += _md_table(["measure", "kind", *groups, "impact ratio", "≥ 4/5"],
-                           _measure_rows(report))
+                           measure_rows(report))
         lines.append("")
     lines += ["## One more event for everyone", "",
               "Each event type's most common variant, added once for every subject after the "
@@ -275,5 +281,5 @@ def markdown(report: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SUPPRESSED", "comparison_rows", "markdown", "population_line", "print_comparison",
-           "print_summary", "year_rows"]
+__all__ = ["SUPPRESSED", "comparison_rows", "markdown", "measure_rows", "population_line",
+           "print_comparison", "print_summary", "transition_table", "year_rows"]
