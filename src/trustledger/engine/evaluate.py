@@ -168,8 +168,7 @@ def _scorecard(history: History, card: CompiledScorecard, v: float) -> Scorecard
 def _statistical(history: History, card: CompiledScorecard, v: float) -> ScorecardResult:
     model = card.model
     assert model is not None
-    metrics = {name: history.metric(history.policy.metrics[name], v) for name in model.metrics}
-    inputs = model.inputs(metrics, history.attributes)
+    inputs = model.inputs(history.model_metrics(card, v), history.attributes)
     result = model.scorer.score(inputs)
     maxima = {f.name: f.max_points for f in model.scorer.artifact.features}
     features = tuple(

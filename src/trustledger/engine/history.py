@@ -20,7 +20,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trustledger.engine.events import RETRACTION, Event
 from trustledger.errors import InputError
@@ -38,9 +38,6 @@ from trustledger.policy.models import (
     MetricValue,
     Sign,
 )
-
-if TYPE_CHECKING:
-    from trustledger.models.compiled import ScoreResult
 
 LN2 = math.log(2.0)
 _ADJECTIVE = {CapPeriod.DAY: "daily", CapPeriod.WEEK: "weekly", CapPeriod.MONTH: "monthly",
@@ -158,18 +155,14 @@ class History:
                 total += entry.capped[name] * entry.decay(t)
         return total
 
-    def statistical(self, card: CompiledScorecard, t: float) -> ScoreResult:
-        """A statistical scorecard's model result at ``t``: points, per feature, reason codes."""
-        assert card.model is not None
-        return card.model.score(self._model_metrics(card, t), self.attributes)
-
-    def _model_metrics(self, card: CompiledScorecard, t: float) -> dict[str, float | int]:
+    def model_metrics(self, card: CompiledScorecard, t: float) -> dict[str, float | int]:
+        """The values at ``t`` of the metrics a statistical scorecard's model reads."""
         assert card.model is not None
         return {name: self.metric(self.policy.metrics[name], t) for name in card.model.metrics}
 
     def _statistical_points(self, card: CompiledScorecard, t: float) -> float:
         assert card.model is not None
-        metrics = self._model_metrics(card, t)
+        metrics = self.model_metrics(card, t)
         # Measures read the score at many instants; the metrics take few distinct values.
         key = (card.name, tuple(metrics.values()))
         found = self._models.get(key)
