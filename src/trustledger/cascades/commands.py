@@ -11,14 +11,10 @@ import signal
 import threading
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 
-from trustledger.cascades.delivery import Deliverer, RetryPolicy
-from trustledger.cascades.derive import Deriver
-from trustledger.cascades.schema import notifications, subscriptions
-from trustledger.cascades.worker import Worker
-from trustledger.principals import ServiceLedger
+# The cascades' modules (decision code: engine, policy stack) and the database are
+# imported inside each command, so ``trustledger --help`` does not load them.
 
 cascades_app = typer.Typer(
     name="cascades",
@@ -47,6 +43,11 @@ def run(
     database_url: DatabaseOption = None,
 ) -> None:
     """Derive and deliver notifications until interrupted (Ctrl-C stops after the round)."""
+    from trustledger.cascades.delivery import Deliverer, RetryPolicy
+    from trustledger.cascades.derive import Deriver
+    from trustledger.cascades.worker import Worker
+    from trustledger.principals import ServiceLedger
+
     retry = RetryPolicy(max_attempts=max_attempts, base=backoff, timeout=timeout)
     with ServiceLedger.open(database_url) as ledger:
         deliverer = Deliverer(ledger, retry=retry)
@@ -74,6 +75,11 @@ def run(
 @cascades_app.command("status")
 def status(database_url: DatabaseOption = None) -> None:
     """Counts: active and ended subscriptions, notifications by state (no subjects)."""
+    import sqlalchemy as sa
+
+    from trustledger.cascades.schema import notifications, subscriptions
+    from trustledger.principals import ServiceLedger
+
     with ServiceLedger.open(database_url) as ledger, ledger.reading() as conn:
         subs = conn.execute(sa.select(
             sa.func.count().filter(subscriptions.c.ended_at_us.is_(None)),
