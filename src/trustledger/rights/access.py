@@ -17,6 +17,7 @@ from datetime import datetime
 
 from trustledger.ledger import Entry, Ledger
 from trustledger.rights import fields
+from trustledger.rights.records import recorded
 
 READ = "access.read"
 """Record kind of one read of a subject's data."""
@@ -40,11 +41,8 @@ class Access:
 def fold_access(entries: Iterable[Entry], at: datetime | None = None) -> list[Access]:
     """The reads among ``entries`` (in ledger order) recorded by ``at``; purged ones left out."""
     out = []
-    for entry in entries:
-        payload = entry.payload
-        if entry.kind != READ or payload is None or entry.subject is None:
-            continue
-        if at is not None and entry.recorded_at > at:
+    for entry, payload in recorded(entries, (READ,), at):
+        if entry.subject is None:
             continue
         principal = str(payload.get("principal", ""))
         request_id = payload.get("request_id")

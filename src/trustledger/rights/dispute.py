@@ -50,6 +50,7 @@ from trustledger.ledger.models import validation_problems
 from trustledger.policy import CompiledPolicy
 from trustledger.policy.models import MeasureKind
 from trustledger.rights import fields
+from trustledger.rights.records import recorded
 
 OPENED = "dispute.opened"
 """Record kind: a subject disputes one of its events."""
@@ -224,12 +225,7 @@ def fold_disputes(entries: Iterable[Entry], at: datetime | None = None) -> list[
     Other kinds and purged records are ignored; ``at=None`` means everything.
     """
     found: dict[int, Dispute] = {}
-    for entry in entries:
-        payload = entry.payload
-        if payload is None or entry.kind not in KINDS:
-            continue
-        if at is not None and entry.recorded_at > at:
-            continue
+    for entry, payload in recorded(entries, KINDS, at):
         if entry.kind == OPENED:
             dispute = _opened(entry, payload)
             if dispute is not None:

@@ -31,6 +31,7 @@ from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger import Entry, Ledger
 from trustledger.policy.models import MeasureKind
 from trustledger.rights import fields
+from trustledger.rights.records import recorded
 
 REQUESTED = "review.requested"
 """Record kind: the subject asks for human review of a measure."""
@@ -110,12 +111,7 @@ def is_adverse_measure(measure: MeasureResult) -> bool:
 def fold_reviews(entries: Iterable[Entry], at: datetime | None = None) -> list[Review]:
     """Fold review records (in ledger order) into reviews, as recorded by ``at``."""
     found: dict[int, Review] = {}
-    for entry in entries:
-        payload = entry.payload
-        if payload is None or entry.kind not in KINDS:
-            continue
-        if at is not None and entry.recorded_at > at:
-            continue
+    for entry, payload in recorded(entries, KINDS, at):
         if entry.kind == REQUESTED:
             review = _requested(entry, payload)
             if review is not None:
