@@ -36,12 +36,13 @@ from tests.test_policy_statistical import (
     reasons_match,
 )
 from trustledger import render
-from trustledger.cli import app, parse_attributes
+from trustledger.cli import app
 from trustledger.engine import Evaluation, Event, evaluate
 from trustledger.engine.reasons import plain, value_text
 from trustledger.errors import InputError
 from trustledger.ledger import EventIn, Ledger
 from trustledger.models.artifact import MODELS_DIR_ENV
+from trustledger.options import parse_attributes
 from trustledger.policy import CompiledPolicy, load_policy, parse_policy
 from trustledger.principals import ServiceLedger
 from trustledger.rights.whatif import (

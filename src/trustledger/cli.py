@@ -16,8 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from trustledger.errors import TrustLedgerError
-from trustledger.options import AttributeOption, AttributesOption, parse_moment
-from trustledger.options import parse_attributes as parse_attributes
+from trustledger.options import AttributeOption, AttributesOption, parse_attributes, parse_moment
 
 app = typer.Typer(
     name="trustledger",
