@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger import Entry, Ledger
+from trustledger.rights.records import recorded
 
 GRANTED = "consent.granted"
 """Record kind of a consent grant."""
@@ -67,12 +68,22 @@ def active_consents(entries: Iterable[Entry], at: datetime) -> list[Consent]:
     Entries of other kinds are ignored; only entries recorded at or before ``at``
     count, so the answer for a past moment is what the ledger said then.
     """
-    return [c for c in _fold(entries, at) if c.active_at(at)]
+    return [c for c in fold_consents(entries, at) if c.active_at(at)]
 
 
 def fold_consents(entries: Iterable[Entry], at: datetime | None = None) -> list[Consent]:
     """Every consent among ``entries`` (withdrawals filled in), as recorded by ``at``; pure."""
-    return _fold(entries, at or datetime.max.replace(tzinfo=UTC))
+    grants: dict[int, Consent] = {}
+    for entry, payload in recorded(entries, (GRANTED, WITHDRAWN), at):
+        if entry.kind == GRANTED:
+            consent = _consent(entry)
+            if consent is not None:
+                grants[entry.seq] = consent
+        else:
+            seq = payload.get("consent_seq")
+            if isinstance(seq, int) and seq in grants:
+                grants[seq] = replace(grants[seq], withdrawn_at=entry.recorded_at)
+    return list(grants.values())
 
 
 def consents(ledger: Ledger, subject: str, at: datetime | None = None) -> list[Consent]:
@@ -149,22 +160,6 @@ def _require_name(field: str, value: str) -> None:
 def _records(ledger: Ledger, subject: str) -> Iterable[Entry]:
     # One pass over the subject's entries; the ledger indexes them by (subject, seq).
     return (e for e in ledger.records(subject=subject) if e.kind in (GRANTED, WITHDRAWN))
-
-
-def _fold(entries: Iterable[Entry], at: datetime) -> list[Consent]:
-    grants: dict[int, Consent] = {}
-    for entry in entries:
-        if entry.recorded_at > at or entry.payload is None:
-            continue
-        if entry.kind == GRANTED:
-            consent = _consent(entry)
-            if consent is not None:
-                grants[entry.seq] = consent
-        elif entry.kind == WITHDRAWN:
-            seq = entry.payload.get("consent_seq")
-            if isinstance(seq, int) and seq in grants:
-                grants[seq] = replace(grants[seq], withdrawn_at=entry.recorded_at)
-    return list(grants.values())
 
 
 def _consent(entry: Entry) -> Consent | None:
