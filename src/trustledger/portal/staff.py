@@ -39,6 +39,7 @@ from trustledger.api.routers import operator as operator_api
 from trustledger.api.routers.reviewers import reviewing
 from trustledger.api.schemas import PolicySubmission
 from trustledger.api.service import Caller, Service
+from trustledger.api.view import LedgerView
 from trustledger.errors import LintError, NotFoundError, PolicyError, TrustLedgerError
 from trustledger.portal.activity import activity
 from trustledger.portal.charts import Bar, bar_chart
@@ -169,14 +170,23 @@ async def resolve_review_form(request: Request, seq: CaseSeq) -> Response:
 # -- operator ------------------------------------------------------------------------------
 
 
-def _lint_result(compiled: Any) -> str:
-    from trustledger.policy.linter import lint
+_LINTED: dict[str, str] = {}
+"""Each published version's linter verdict by its hash: a version never changes, and neither
+does the linter while the process runs, so it is linted once, not on every page load."""
 
-    try:
-        lint(compiled)
-    except LintError as exc:
-        return "refused now: " + "; ".join(str(p) for p in exc.problems)
-    return "passes every safeguard rule"
+
+def _lint_result(view: LedgerView, policy_hash: str) -> str:
+    found = _LINTED.get(policy_hash)
+    if found is None:
+        from trustledger.policy.linter import lint
+
+        try:
+            lint(view.compiled(policy_hash))
+            found = "passes every safeguard rule"
+        except LintError as exc:
+            found = "refused now: " + "; ".join(str(p) for p in exc.problems)
+        _LINTED[policy_hash] = found
+    return found
 
 
 def _statistics(request: Request) -> tuple[int, dict[str, Any]]:
@@ -198,7 +208,7 @@ def _operator(request: Request, caller: Caller, session: Session, *, done: str |
     except NotFoundError:
         current = None
     versions = [{"p": p, "in_force": p.hash == current,
-                 "lint": _lint_result(view.compiled(p.hash))} for p in view.policies()]
+                 "lint": _lint_result(view, p.hash)} for p in view.policies()]
     stats_status, stats = 0, dict[str, Any]()
     stats_error = None
     try:
