@@ -111,6 +111,8 @@ def check_attributes(policy: CompiledPolicy,
     scored that the policy does not declare). Raises
     :class:`~trustledger.errors.InputError` naming the attribute.
     """
+    if not attributes:
+        return {}
     expected: dict[str, tuple[bool, str]] = {}
     for card in policy.scorecards.values():
         if card.model is None:
