@@ -313,6 +313,15 @@ def test_after_erasure_no_endpoint_returns_the_subjects_payloads(world: World) -
         assert r.status_code == 200 and r.json() == [], (path, r.text)
     whatif = world.call("alice", "POST", "/v1/subjects/alice/whatif", json={})
     assert whatif.status_code == 404
+    # No new case about the erased subject: nothing left to dispute, no decision to review.
+    position = world.ledger.position()
+    for path, body, status, says in (
+            ("disputes", {"event_seq": seq, "reason": "I paid that bill on time"}, 422,
+             "event_seq: event"),
+            ("reviews", {"measure": "pay_later"}, 404, "no data")):
+        r = world.call("alice", "POST", f"/v1/subjects/alice/{path}", json=body)
+        assert r.status_code == status and says in r.json()["detail"], (path, r.text)
+    assert world.ledger.position() == position
     for role, path in (("source", "/v1/disputes?all=true"), ("reviewer", "/v1/reviewer/queue")):
         r = world.call(role, "GET", path)
         assert r.status_code == 200 and "alice" not in r.text, r.text
