@@ -38,6 +38,7 @@ from trustledger.errors import ConflictError, InputError, NotFoundError
 from trustledger.ledger import Entry, event_of
 from trustledger.ledger.chain import EVENT_KIND, from_us, to_us
 from trustledger.ledger.schema import entries, head
+from trustledger.ledger.store import _entry as entry_of  # the ledger's one row -> Entry
 from trustledger.principals import (
     AuthenticationError,
     PermissionDeniedError,
@@ -149,21 +150,12 @@ def subjects_data(ledger: ServiceLedger, subjects: Sequence[str],
                      .order_by(_e.subject, _e.seq))
             for row in conn.execute(query):
                 events, records = out[row.subject]
-                entry = _entry(row)
+                entry = entry_of(row)
                 if row.kind != EVENT_KIND:
                     records.append(entry)
                 elif (event := event_of(entry)) is not None:
                     events.append(event)
     return out
-
-
-def _entry(row: Any) -> Entry:
-    """A ledger :class:`Entry` from an ``entries`` row (as the ledger's own readers build it)."""
-    return Entry(
-        seq=row.seq, kind=row.kind, subject=row.subject, recorded_at=from_us(row.recorded_at_us),
-        payload=None if row.payload is None else orjson.loads(row.payload),
-        payload_hash=row.payload_hash, prev_hash=row.prev_hash, hash=row.hash,
-    )
 
 
 def decision_consent(records: Sequence[Entry], party: str, purpose: str,
