@@ -172,6 +172,9 @@ def _caller_of(request: Request, session: Session) -> Caller | None:
     """The signed-in principal as a rate-limited :class:`Caller` (``None``: signed out)."""
     service = service_of(request)
     assert session.principal is not None
+    # The epoch before the read (as Service.authenticate): a revocation landing in between
+    # then makes Service.begin check the principal again rather than miss it.
+    epoch = service.view.principal_epoch
     try:
         principal = get_principal(service.ledger, session.principal)
     except NotFoundError:
@@ -183,7 +186,7 @@ def _caller_of(request: Request, session: Session) -> Caller | None:
     state["principal"] = principal.id
     # The service middleware calls this once the response is sent (the in-flight count).
     state["release"] = lambda: service.limiter.release(principal)
-    return Caller(principal, service.view.principal_epoch, state.get("request_id"),
+    return Caller(principal, epoch, state.get("request_id"),
                   state.get("arrived", time.monotonic()))
 
 
