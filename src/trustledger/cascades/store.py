@@ -35,10 +35,9 @@ from trustledger.cascades.schema import subscriptions
 from trustledger.cascades.timing import next_change
 from trustledger.engine import Event
 from trustledger.errors import ConflictError, InputError, NotFoundError
-from trustledger.ledger import Entry, event_of
+from trustledger.ledger import Entry, entry_of, event_of
 from trustledger.ledger.chain import EVENT_KIND, from_us, to_us
 from trustledger.ledger.schema import entries, head
-from trustledger.ledger.store import _entry as entry_of  # the ledger's one row -> Entry
 from trustledger.principals import (
     AuthenticationError,
     PermissionDeniedError,

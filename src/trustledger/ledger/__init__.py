@@ -21,7 +21,7 @@ from trustledger.ledger.ingest import (
     read_events,
 )
 from trustledger.ledger.models import Entry, EventIn, VerifyReport
-from trustledger.ledger.store import RESERVED_KINDS, Appended, Ledger, event_of
+from trustledger.ledger.store import RESERVED_KINDS, Appended, Ledger, entry_of, event_of
 
 __all__ = [
     "GENESIS",
@@ -34,6 +34,7 @@ __all__ = [
     "Ledger",
     "RowProblem",
     "VerifyReport",
+    "entry_of",
     "event_of",
     "ingest_file",
     "read_events",

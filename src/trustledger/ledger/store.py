@@ -123,7 +123,8 @@ class _Batch:
     targets: dict[tuple[str, str], list[int]]  # supersedes not met earlier in the batch
 
 
-def _entry(row: StoredEntry | sa.Row[Any]) -> Entry:
+def entry_of(row: StoredEntry | sa.Row[Any]) -> Entry:
+    """The :class:`Entry` of a row of the ``entries`` table (the one row -> Entry conversion)."""
     return Entry(
         seq=row.seq,
         kind=row.kind,
@@ -290,7 +291,7 @@ class Ledger:
             row = tip.extend(kind, subject, self._now_us(tip), text, digest(text))
             self._insert(conn, [row])
             self._save(conn, tip)
-        return _entry(row)
+        return entry_of(row)
 
     def purge_payload(self, seq: int, reason: str) -> Entry:
         """Erase entry ``seq``'s payload, recording the purge as a new entry; returns it.
@@ -317,7 +318,7 @@ class Ledger:
             self._insert(conn, [row])
             conn.execute(sa.update(entries).where(_e.seq == seq).values(payload=None))
             self._save(conn, tip)
-        return _entry(row)
+        return entry_of(row)
 
     def append_bulk(
         self,
@@ -427,7 +428,7 @@ class Ledger:
                 for i in range(size):
                     first = batch.alias.get(i, i)
                     new_row = written.get(first)
-                    found.append(_entry(
+                    found.append(entry_of(
                         by_seq[existing[first]] if new_row is None else StoredEntry(*new_row)
                     ))
         return Appended(len(new), size - len(new), tip.seq, tip.hash)
@@ -508,7 +509,7 @@ class Ledger:
             row = conn.execute(sa.select(*entries.c).where(_e.seq == seq)).one_or_none()
         if row is None:
             raise NotFoundError(f"no ledger entry seq={seq}")
-        return _entry(row)
+        return entry_of(row)
 
     def events(
         self, subject: str | None = None, *, known_at: datetime | None = None
@@ -539,7 +540,7 @@ class Ledger:
         if subject is not None:
             where.append(_e.subject == subject)
         for row in self._pages(tuple(entries.c), where):
-            yield _entry(row)
+            yield entry_of(row)
 
     def subjects(self) -> Iterator[str]:
         """Every subject with at least one (unpurged) event, in sorted order."""

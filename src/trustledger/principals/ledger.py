@@ -23,19 +23,17 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc
 
 from trustledger.errors import ConfigError, InputError
-from trustledger.ledger import RESERVED_KINDS, Entry, Ledger
+from trustledger.ledger import RESERVED_KINDS, Entry, Ledger, entry_of
 from trustledger.ledger import database as _database
 from trustledger.ledger.chain import (
     StoredEntry,
     canonical,
     digest,
     entry_hash,
-    from_us,
     json_problems,
     to_us,
 )
@@ -201,7 +199,7 @@ class ServiceLedger(Ledger):
             if rows:
                 self._insert(conn, rows)
                 self._save(conn, tip)
-        return result, [_entry(row) for row in rows]
+        return result, [entry_of(row) for row in rows]
 
     def append_records(self, records: Sequence[Record]) -> list[Entry]:
         """Append several records with one commit; all of them or none.
@@ -258,7 +256,7 @@ class ServiceLedger(Ledger):
                 cursor.close()
         finally:
             conn.close()
-        return [_entry(row) for row in rows]
+        return [entry_of(row) for row in rows]
 
     def reading(self) -> Any:
         """A read transaction over one snapshot (a context manager giving the connection)."""
@@ -288,7 +286,7 @@ class ServiceLedger(Ledger):
                                             _e.source_event_id == source_event_id)
         with _database.reading(self._engine) as conn:
             row = conn.execute(query).one_or_none()
-        return None if row is None else _entry(row)
+        return None if row is None else entry_of(row)
 
     def subject_entries(self, subject: str, *, exclude: Collection[str] = ()
                         ) -> tuple[int, list[Entry]]:
@@ -313,12 +311,5 @@ class ServiceLedger(Ledger):
         with _database.reading(self._engine) as conn:
             at = int(conn.execute(sa.select(head.c.seq).where(head.c.id == 1)).scalar_one())
             rows = conn.execute(query).all()
-        return at, [_entry(row) for row in rows]
+        return at, [entry_of(row) for row in rows]
 
-
-def _entry(row: Any) -> Entry:
-    return Entry(
-        seq=row.seq, kind=row.kind, subject=row.subject, recorded_at=from_us(row.recorded_at_us),
-        payload=None if row.payload is None else orjson.loads(row.payload),
-        payload_hash=row.payload_hash, prev_hash=row.prev_hash, hash=row.hash,
-    )
