@@ -14,6 +14,10 @@ The encoding, once and for all (format ``trustledger/1``)::
 entry's ``prev_hash`` is :data:`GENESIS`. Because the header carries only the
 payload's hash, a payload can be purged (stored as NULL) and the chain still
 verifies; the purge itself is a later entry of kind ``purge`` naming the seq.
+
+The walk proves a chain consistent, not that it is the chain there was: a truncated
+or wholly re-hashed chain is consistent too. Signed checkpoints of the head, kept
+outside the ledger (:mod:`trustledger.ledger.checkpoint`), catch those.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
-"""Command-line commands of the ledger area: init, ingest, import, export, verify, stats."""
+"""Command-line commands of the ledger area.
+
+``init``, ``ingest``, ``import``, ``export``, ``verify``, ``checkpoint`` and ``stats``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +23,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from trustledger import config
+from trustledger.errors import InputError
+from trustledger.ledger.chain import iso
 from trustledger.ledger.ingest import FORMATS, ingest_file
 from trustledger.ledger.store import Ledger
 
@@ -115,13 +122,90 @@ def export(
     _out.print(f"exported {count:,} entries to {file}")
 
 
-def verify(database_url: DatabaseUrl = None) -> None:
-    """Walk the hash chain; name the first entry changed, removed or reordered."""
+def verify(
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="A kept checkpoint (from `trustledger checkpoint`): "
+                     "its entry must still have its hash, so a truncated or rewritten chain "
+                     "fails. Repeatable; needs --public-key.", show_default=False),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="The trusted public key (PEM) the checkpoints "
+                     "must be signed with.", show_default=False),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Walk the hash chain; name the first entry changed, removed or reordered.
+
+    With --checkpoint, also check that the chain still extends each kept checkpoint.
+    """
+    kept = []
+    if checkpoint:
+        from trustledger.ledger.checkpoint import PublicKey, read_checkpoint
+
+        if public_key is None:
+            raise InputError("--checkpoint needs --public-key: the key the checkpoints "
+                             "must be signed with")
+        trusted = PublicKey.load(public_key)
+        # Every file is read and its signature checked before the ledger is opened.
+        kept = [(str(path), read_checkpoint(path, trusted)) for path in checkpoint]
     with Ledger.open(database_url) as ledger:
         seq, _ = ledger.head()
         with _bar("verifying", total=seq) as progress:
-            report = ledger.verify(progress=progress)
+            if kept:
+                from trustledger.ledger.checkpoint import verify_with_checkpoints
+
+                report = verify_with_checkpoints(ledger, kept, progress)
+            else:
+                report = ledger.verify(progress=progress)
     _out.print(f"ok: {report.entries:,} entries verified; head hash {report.head_hash}")
+    for name, held in kept:
+        _out.print(f"ok: checkpoint {name}: entry seq={held.seq} still has hash {held.hash} "
+                   f"(signed {iso(held.time)})")
+
+
+def checkpoint(
+    file: Annotated[Path, typer.Argument(help="Where to write the checkpoint (a new file).")],
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="The Ed25519 signing key (PEM), created with mode 0600 if "
+                     "missing (default: $TRUSTLEDGER_CHECKPOINT_KEY, else checkpoint.key in "
+                     "the data folder).", show_default=False),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="Also write the public key (PEM) here, for "
+                     "auditors.", show_default=False),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Verify the chain and write a signed checkpoint of its head, for auditors to keep.
+
+    A later `verify --checkpoint FILE` fails if the chain was truncated below, or
+    rewritten at or before, the checkpointed entry.
+    """
+    from trustledger.ledger.checkpoint import SigningKey, checkpoint_head, write_checkpoint
+
+    if file.exists():
+        raise InputError(f"checkpoint {file}: already exists; checkpoints are kept, never "
+                         "replaced")
+    if not file.parent.is_dir():
+        raise InputError(f"checkpoint {file}: folder {file.parent} does not exist")
+    key_path = key or config.checkpoint_key()
+    # An existing key is checked before the walk; a missing one is made only after it.
+    signer = SigningKey.load(key_path) if key_path.exists() else key_path
+    with Ledger.open(database_url) as ledger:
+        seq, _ = ledger.head()
+        with _bar("verifying", total=seq) as progress:
+            made = checkpoint_head(ledger, signer, datetime.now(UTC), progress)
+    if public_key is not None:
+        SigningKey.load(key_path).public_key.write(public_key)
+    write_checkpoint(file, made)
+    _out.print(f"checkpoint {file}: entry seq={made.seq} hash {made.hash}, signed by key "
+               f"{made.key_id} ({key_path})")
+    if public_key is not None:
+        _out.print(f"public key: {public_key}")
 
 
 def stats(database_url: DatabaseUrl = None) -> None:
@@ -150,4 +234,5 @@ def register(app: typer.Typer) -> None:
     app.command("import")(import_)
     app.command()(export)
     app.command()(verify)
+    app.command()(checkpoint)
     app.command()(stats)
