@@ -9,6 +9,8 @@ import pytest
 
 from tests.postgres import create_database, postgres_server
 
+pytest_plugins = ["tests.clock"]
+
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:

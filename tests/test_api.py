@@ -19,6 +19,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.clock import START, FixedClock
 from trustledger.api import Settings, create_app
 from trustledger.api.middleware import JSONFormatter
 from trustledger.errors import ConfigError
@@ -29,6 +30,8 @@ from trustledger.scoring import assess_subject, publish_policy
 ROOT = Path(__file__).resolve().parent.parent
 SESAME = ROOT / "policies" / "sesame.yaml"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
+NOW = START
+"""Where a world's clock starts: the ledger and the service share it; tests move it."""
 PROBLEM = "application/problem+json"
 
 ROLES: dict[str, tuple[Role, tuple[str, ...], str | None]] = {
@@ -62,6 +65,8 @@ class World:
     client: TestClient
     keys: dict[str, str]
     principals: dict[str, Principal]
+    clock: FixedClock = field(default_factory=lambda: FixedClock(NOW))
+    """The one clock of the world's ledger and service (never the real one)."""
     seq: dict[str, int] = field(default_factory=dict)
     cases: dict[str, int] = field(default_factory=dict)
     """Seqs of disputes and reviews a test set up, by name."""
@@ -97,7 +102,7 @@ class World:
         """The compiled policy in force now."""
         from trustledger.scoring import policy_in_force
 
-        return policy_in_force(self.ledger, datetime.now(UTC)).compile()
+        return policy_in_force(self.ledger, self.clock()).compile()
 
     def opt_in(self, subject: str) -> None:
         """The subject opts in to the Sesame score through the API."""
@@ -106,9 +111,14 @@ class World:
         assert r.status_code == 201, r.text
 
 
-def build_world(url: str, **overrides: Any) -> Iterator[World]:
-    """Yield a :class:`World` on ``url`` (settings ``overrides`` for the app)."""
-    ledger = ServiceLedger.open(url)
+def build_world(url: str, clock: FixedClock | None = None,
+                **overrides: Any) -> Iterator[World]:
+    """Yield a :class:`World` on ``url`` (settings ``overrides`` for the app).
+
+    The ledger and the app share ``clock`` (default: a new one at :data:`NOW`).
+    """
+    clock = clock or FixedClock(NOW)
+    ledger = ServiceLedger.open(url, clock=clock)
     publish_policy(ledger, SESAME)
     keys, found = {}, {}
     for role, (kind, accredited, subject) in ROLES.items():
@@ -122,9 +132,9 @@ def build_world(url: str, **overrides: Any) -> Iterator[World]:
         EventIn.model_validate({**event(4, "alice", "rental_returned", 9, late_hours=0),
                                 "source": "rentals-a"}),
     ])
-    settings = Settings(database_url=url, **overrides)
+    settings = Settings(database_url=url, clock=clock, **overrides)
     with TestClient(create_app(settings), raise_server_exceptions=True) as client:
-        yield World(url, ledger, client, keys, found)
+        yield World(url, ledger, client, keys, found, clock)
     ledger.close()
 
 
@@ -346,7 +356,7 @@ def test_subject_sees_scores_events_and_consents(world: World) -> None:
 
 
 def test_consent_expiry_and_withdrawal_errors(world: World) -> None:
-    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    past = (world.clock() - timedelta(days=1)).isoformat()
     r = world.call("alice", "POST", "/v1/subjects/alice/consents",
                    json={"scope": "decision", "party": "rentals", "purpose": "rental_deposit",
                          "expires_at": past})
@@ -511,9 +521,9 @@ def test_too_many_requests_in_flight_for_one_principal() -> None:
 
     limiter = Limiter(rate=1_000.0, burst_seconds=1.0, max_in_flight=2, clock=lambda: 0.0)
     principal = Principal("pr_x", "x", Role.SOURCE, ("bill_paid",), None, None,
-                          datetime.now(UTC), None)
+                          NOW, None)
     other = Principal("pr_y", "y", Role.SOURCE, ("bill_paid",), None, None,
-                      datetime.now(UTC), None)
+                      NOW, None)
     limiter.acquire(principal)
     limiter.acquire(principal)
     with pytest.raises(RateLimitedError, match="already in progress") as refused:
@@ -539,7 +549,7 @@ def test_a_read_that_cannot_be_logged_is_not_answered(tmp_path: Path) -> None:
     log = AccessLog(broken)
     try:
         principal = Principal("pr_x", "x", Role.RELYING_PARTY, ("p",), None, None,
-                              datetime.now(UTC), None)
+                              NOW, None)
         with pytest.raises(UnavailableError, match="could not be written"):
             log.append(access_record(principal, "alice", "p", "decision", "r1"))
     finally:

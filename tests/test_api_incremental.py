@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from tests.clock import FixedClock
 from tests.test_api import SESAME, World, build_world
 from trustledger.api.service import Service
 from trustledger.api.view import SubjectRecord, current_scores, incremental_allowed
@@ -27,23 +28,10 @@ NO_HOLD = SESAME.read_text().replace("    hold: P90D\n", "")
 """Sesame without its holding time: every measure is stateless, so incremental answers."""
 
 
-class Clock:
-    """The service's clock, ahead of the ledger's so every append is known at it."""
-
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC) + timedelta(minutes=5)
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def world(database_url: str, clock: Clock) -> Iterator[World]:
+def world(database_url: str, clock: FixedClock) -> Iterator[World]:
     yield from build_world(database_url, clock=clock)
 
 
@@ -55,7 +43,7 @@ def service(w: World) -> Service:
     return found
 
 
-def check(w: World, clock: Clock, path: str) -> None:
+def check(w: World, clock: FixedClock, path: str) -> None:
     """Alice's current scores from the service equal the reference assessment now."""
     svc = service(w)
     svc.view.sync()
@@ -109,7 +97,7 @@ def test_policy_without_holds_is_read_incrementally() -> None:
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_incremental_scores_equal_the_reference_after_each_append(
-        world: World, clock: Clock, seed: int) -> None:
+        world: World, clock: FixedClock, seed: int) -> None:
     published = world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
     assert published.status_code == 201, published.text
     world.opt_in("alice")
@@ -141,7 +129,7 @@ def test_incremental_scores_equal_the_reference_after_each_append(
     check(world, clock, "incremental")
 
 
-def test_holds_and_reviews_are_answered_by_the_reference(world: World, clock: Clock) -> None:
+def test_holds_and_reviews_are_answered_by_the_reference(world: World, clock: FixedClock) -> None:
     world.opt_in("alice")
     check(world, clock, "reference")  # Sesame's priority_service has a holding time
     world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
@@ -154,7 +142,7 @@ def test_holds_and_reviews_are_answered_by_the_reference(world: World, clock: Cl
     check(world, clock, "reference")
 
 
-def test_statistics_equal_the_reference_population(world: World, clock: Clock) -> None:
+def test_statistics_equal_the_reference_population(world: World, clock: FixedClock) -> None:
     from trustledger.api.statistics import population
 
     world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
@@ -192,7 +180,7 @@ def test_statistics_equal_the_reference_population(world: World, clock: Clock) -
 
 
 def test_a_state_takes_only_new_events_and_is_rebuilt_when_one_is_gone(world: World,
-                                                                       clock: Clock) -> None:
+                                                                       clock: FixedClock) -> None:
     world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
     world.opt_in("alice")
     svc = service(world)

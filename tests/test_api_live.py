@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from tests.clock import FixedClock
 from tests.test_api import ROOT, event
 from trustledger.api import Settings, create_app
 from trustledger.principals import Role, ServiceLedger, add_principal
@@ -54,9 +55,12 @@ def serving(app: FastAPI) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-def seed(url: str) -> dict[str, str]:
-    """The Sesame policy, a source, a relying party, a subject and a reviewer; their keys."""
-    with ServiceLedger.open(url) as ledger:
+def seed(url: str, clock: FixedClock | None = None) -> dict[str, str]:
+    """The Sesame policy, a source, a relying party, a subject and a reviewer; their keys.
+
+    Recorded at ``clock`` when given (a test whose server shares that clock), else now.
+    """
+    with ServiceLedger.open(url, clock=clock) as ledger:
         publish_policy(ledger, ROOT / "policies" / "sesame.yaml")
         return {
             "operator": add_principal(ledger, "op", Role.OPERATOR).key,
@@ -69,10 +73,10 @@ def seed(url: str) -> dict[str, str]:
         }
 
 
-def test_core_flow_over_http(database_url: str) -> None:
-    keys = seed(database_url)
+def test_core_flow_over_http(database_url: str, clock: FixedClock) -> None:
+    keys = seed(database_url, clock)
     auth = {role: {"Authorization": f"Bearer {key}"} for role, key in keys.items()}
-    with serving(create_app(Settings(database_url=database_url))) as base, \
+    with serving(create_app(Settings(database_url=database_url, clock=clock))) as base, \
             httpx.Client(base_url=base, timeout=30) as http:
         assert http.get("/healthz").json()["status"] == "ok"
         r = http.post("/v1/events/batch", headers=auth["source"], json={"events": [

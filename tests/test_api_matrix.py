@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +155,8 @@ for target, own in (("alice", True), ("bob", False)):
 
 # Alice's own erasure is in test_erasure_matrix: in this world it would end her other cases.
 CASES["erasure of bob"] = (lambda w: ("POST", "/v1/subjects/bob/erasure", {}), _expect(403))
+# Alice's own new key is in test_hardening_rights: here it would end the key the matrix uses.
+CASES["new key for bob"] = (lambda w: ("POST", "/v1/subjects/bob/key", {}), _expect(403))
 CASES |= {
     "list policies": (lambda w: ("GET", "/v1/policies", {}), _expect(200, alice=403)),
     "publish policy": (
@@ -225,7 +226,7 @@ def _fresh_subscription(w: World) -> str:
     subject = _new_id()
     grant_decision_consent(w.ledger, subject, "rentals", "rental_deposit")
     created = subscribe(w.ledger, w.principals["party"], subject, "rental_deposit",
-                        "http://127.0.0.1:9/hook", datetime.now(UTC))
+                        "http://127.0.0.1:9/hook", w.clock())
     return created.subscription.id
 
 
@@ -261,7 +262,7 @@ def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                              json={"name": "revoked", "role": "operator"}).json()
         world.keys["revoked"] = revoked["key"]
         revoke_principal(world.ledger, revoked["principal"]["id"])
-        now = datetime.now(UTC)
+        now = world.clock()
         world.cases = {
             "dispute": _fresh_dispute(world, "alice"),
             "other dispute": _fresh_dispute(world, "alice", "rentals-a"),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.clock import FixedClock
 from tests.test_api import PROBLEM, World, build_world, event
 from tests.test_api_live import serving
 from trustledger.api import Settings, create_app
@@ -23,26 +24,8 @@ from trustledger.ledger import EventIn
 from trustledger.scoring import assess_subject
 
 
-class Clock:
-    """The service's clock: a little ahead of the ledger's, moved by the test."""
-
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC) + timedelta(minutes=5)
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, **delta: float) -> None:
-        self.at += timedelta(**delta)
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def world(database_url: str, clock: Clock) -> Iterator[World]:
+def world(database_url: str, clock: FixedClock) -> Iterator[World]:
     yield from build_world(database_url, clock=clock, decision_max_age=0.0)
 
 
@@ -67,7 +50,7 @@ def overdue(w: World, i: int = 20) -> int:
     return append(w, event(i, "alice", "bill_overdue", 12, days_overdue=65))
 
 
-def reference(w: World, clock: Clock, without: set[int] | None = None) -> float:
+def reference(w: World, clock: FixedClock, without: set[int] | None = None) -> float:
     """Alice's Sesame score now by the reference engine, leaving out events by seq."""
     policy = w.ledger_policy()
     events = [e for e in w.ledger.events("alice") if e.seq not in (without or set())]
@@ -91,7 +74,7 @@ def dispute(w: World, seq: int, **extra: Any) -> dict[str, Any]:
 # -- disputes -----------------------------------------------------------------------------------
 
 def test_disputed_negative_event_stops_counting_and_retraction_removes_it(
-        world: World, clock: Clock) -> None:
+        world: World, clock: FixedClock) -> None:
     seq = overdue(world)
     with_it = sesame(world)["score"]
     assert with_it == pytest.approx(reference(world, clock), abs=1e-9)
@@ -131,7 +114,8 @@ def test_disputed_negative_event_stops_counting_and_retraction_removes_it(
     assert {(r["name"], r["purpose"]) for r in reads} >= {("bank-a", "dispute")}
 
 
-def test_reviewer_resolves_valid_and_the_event_counts_again(world: World, clock: Clock) -> None:
+def test_reviewer_resolves_valid_and_the_event_counts_again(world: World,
+                                                            clock: FixedClock) -> None:
     seq = overdue(world)
     with_it = sesame(world)["score"]
     opened = dispute(world, seq, new_information=True)
@@ -192,7 +176,7 @@ def test_every_case_route_logs_its_read_in_the_subjects_access_log(world: World)
         assert reads() - before == Counter(logged), path
 
 
-def test_unverified_dispute_lapses_after_the_sla(world: World, clock: Clock) -> None:
+def test_unverified_dispute_lapses_after_the_sla(world: World, clock: FixedClock) -> None:
     seq = overdue(world)
     opened = dispute(world, seq)
     clock.advance(days=31)
@@ -212,7 +196,7 @@ def test_unverified_dispute_lapses_after_the_sla(world: World, clock: Clock) -> 
                          if c["counted"]}
 
 
-def test_source_correction_counts_instead(world: World, clock: Clock) -> None:
+def test_source_correction_counts_instead(world: World, clock: FixedClock) -> None:
     seq = overdue(world)
     opened = dispute(world, seq)
     r = world.call("source", "POST", f"/v1/disputes/{opened['seq']}/answer", json={
@@ -298,7 +282,9 @@ def test_after_erasure_no_endpoint_returns_the_subjects_payloads(world: World) -
     assert again.status_code == 422 and again.json()["detail"].startswith("subject:")
 
     decision = world.call("party", "POST", "/v1/decisions", json=ask)
-    assert decision.status_code == 404 and "no data" in decision.json()["detail"]
+    # Its consent went with the erasure: the party is told what it would be told about a
+    # subject it never heard of (erasure is not observable; tests/test_hardening_rights.py).
+    assert decision.status_code == 403 and "missing consent" in decision.json()["detail"]
     bodies = []
     for path in ("scores", "report", "report.html"):
         r = world.call("alice", "GET", f"/v1/subjects/alice/{path}")
@@ -335,7 +321,7 @@ def test_after_erasure_no_endpoint_returns_the_subjects_payloads(world: World) -
 
 # -- report and what-if -------------------------------------------------------------------------
 
-def test_report_json_and_printable_page(world: World, clock: Clock) -> None:
+def test_report_json_and_printable_page(world: World, clock: FixedClock) -> None:
     seq = overdue(world)
     dispute(world, seq)
     report = world.call("alice", "GET", "/v1/subjects/alice/report")
@@ -351,7 +337,7 @@ def test_report_json_and_printable_page(world: World, clock: Clock) -> None:
     assert "<html" in page.text and "bill_overdue" in page.text and "I paid that bill" in page.text
 
 
-def test_whatif_equals_a_fresh_evaluation(world: World, clock: Clock) -> None:
+def test_whatif_equals_a_fresh_evaluation(world: World, clock: FixedClock) -> None:
     seq = overdue(world)
     policy = world.ledger_policy()
     later = clock.at + timedelta(days=200)
@@ -469,13 +455,8 @@ def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
     named = problem["detail"] + " ".join(str(e.get("field")) for e in problem.get("errors", []))
     assert field in named, problem
     assert head(world) == before
-    assert sesame(world)["score"] == pytest.approx(reference(world, world_clock(world), {seq}),
+    assert sesame(world)["score"] == pytest.approx(reference(world, world.clock, {seq}),
                                                    abs=1e-9)
-
-
-def world_clock(w: World) -> Clock:
-    clock: Clock = w.client.app.state.service.settings.clock  # type: ignore[attr-defined]
-    return clock
 
 
 # -- a live server --------------------------------------------------------------------------------
@@ -487,7 +468,7 @@ def test_dispute_flow_over_a_live_server(tmp_path: Any) -> None:
         w.ledger.append_events([EventIn.model_validate(
             event(30, "alice", "repayment_late", 10, days_late=20, amount=50.0))])
         seq = next(e.seq for e in w.ledger.events("alice") if e.source_event_id == "e30")
-        app = create_app(Settings(database_url=url))
+        app = create_app(Settings(database_url=url, clock=w.clock))
         with serving(app) as base, httpx.Client(base_url=base, timeout=30) as http:
             def auth(role: str, keys: dict[str, str] = keys) -> dict[str, str]:
                 return {"Authorization": f"Bearer {keys[role]}"}

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -227,12 +227,13 @@ def test_a_bad_retry_policy_names_the_field(field: str, value: float) -> None:
         RetryPolicy(**settings)
 
 
-def test_signature_is_the_standard_webhooks_one() -> None:
+def test_signature_is_the_standard_webhooks_one(now: datetime) -> None:
+    """The standardwebhooks library checks the timestamp against the system clock: ``now``."""
     secret = new_secret()
-    now = int(datetime.now(UTC).timestamp())
+    timestamp = int(now.timestamp())
     body = '{"type":"decision.changed"}'
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(now),
-               "webhook-signature": sign(secret, "msg_1", now, body)}
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(timestamp),
+               "webhook-signature": sign(secret, "msg_1", timestamp, body)}
     assert Webhook(secret).verify(body, headers) == {"type": "decision.changed"}
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(body.replace("changed", "chanGed"), headers)

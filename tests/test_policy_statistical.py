@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.clock import FixedClock
 from tests.policies.support import HERE, d, ev
 from tests.test_models_compiled import artifact as small_artifact
 from tests.test_models_train import DATA, DICTIONARY
@@ -427,13 +428,12 @@ measures:
 # --- over HTTP ----------------------------------------------------------------------------------
 
 @pytest.fixture
-def service(german: German, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, dict[str, str],
-                                                             ServiceLedger]]:
+def service(german: German, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            clock: FixedClock) -> Iterator[tuple[TestClient, dict[str, str], ServiceLedger]]:
     # The service finds model artifacts where the CLI puts them: $TRUSTLEDGER_MODELS.
     monkeypatch.setenv(MODELS_DIR_ENV, str(german.models))
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    ledger = ServiceLedger.open(url)
+    ledger = ServiceLedger.open(url, clock=clock)
     publish_policy(ledger, EXAMPLE)
     keys = {
         "bank": add_principal(ledger, "bank", Role.SOURCE,
@@ -442,12 +442,12 @@ def service(german: German, tmp_path: Path,
                                 accreditations=("consumer_credit",)).key,
         "alice": add_principal(ledger, "alice", Role.SUBJECT, subject="alice").key,
     }
-    t0 = datetime.now(UTC) - timedelta(days=30)
+    t0 = clock() - timedelta(days=30)
     ledger.append_events([EventIn.model_validate({
         "source": "bank", "source_event_id": f"c{i}", "subject": "alice",
         "type": "credit_opened", "occurred_at": (t0 + timedelta(days=i)).isoformat(),
         "attributes": {}}) for i in range(2)])
-    with TestClient(create_app(Settings(database_url=url))) as client:
+    with TestClient(create_app(Settings(database_url=url, clock=clock))) as client:
         yield client, keys, ledger
     ledger.close()
 

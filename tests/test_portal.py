@@ -499,7 +499,6 @@ def test_a_subject_with_no_events_sees_why_and_can_still_manage_consents(world: 
 
 
 def test_a_subject_whose_history_began_this_month_gets_a_one_point_chart(world: World) -> None:
-    from datetime import UTC, datetime
 
     from trustledger.ledger import EventIn
     from trustledger.principals import Role, add_principal
@@ -508,7 +507,7 @@ def test_a_subject_whose_history_began_this_month_gets_a_one_point_chart(world: 
     key = add_principal(world.ledger, "erin", Role.SUBJECT, subject="erin").key
     world.ledger.append_events([EventIn.model_validate({
         "source": "bank-a", "source_event_id": "erin-1", "subject": "erin", "type": "bill_paid",
-        "occurred_at": datetime.now(UTC).isoformat(), "attributes": {}})])
+        "occurred_at": world.clock().isoformat(), "attributes": {}})])
     grant_opt_in(world.ledger, "erin", "sesame")
     page = sign_in(world.client, key)
     assert page.status_code == 200 and score_on(page.text) == 551

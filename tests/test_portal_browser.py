@@ -20,12 +20,13 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.clock import START, FixedClock
 from tests.test_api import ROOT, SESAME
 from tests.test_api_live import serving
 from trustledger.api import Settings, create_app
@@ -66,7 +67,8 @@ def _event(n: int, subject: str, type_: str, when: datetime, **attributes: Any) 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     url = f"sqlite:///{tmp_path_factory.mktemp('portal') / 'ledger.db'}"
-    ledger = ServiceLedger.open(url)
+    clock = FixedClock(START)  # the ledger's and the server's: the page shows no real date
+    ledger = ServiceLedger.open(url, clock=clock)
     publish_policy(ledger, SESAME)
     keys = {
         "bob": add_principal(ledger, "bob", Role.SUBJECT, subject="bob").key,
@@ -74,7 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "reviewer": add_principal(ledger, "rev-1", Role.REVIEWER).key,
         "operator": add_principal(ledger, "op", Role.OPERATOR).key,
     }
-    now = datetime.now(UTC)
+    now = clock()
     events = [_event(i, "bob", "repayment_on_time", now - timedelta(days=30 * i + 5),
                      amount=300.0) for i in range(1, 13)]
     events += [_event(20, "bob", "bill_overdue", now - timedelta(days=50), days_overdue=65),
@@ -86,7 +88,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ledger.append_events(events)
     grant_opt_in(ledger, "bob", "sesame")
     grant_opt_in(ledger, "carol", "sesame")
-    with serving(create_app(Settings(database_url=url))) as base:
+    with serving(create_app(Settings(database_url=url, clock=clock))) as base:
         yield Site(base, ledger, keys)
     ledger.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ from trustledger.scoring import publish_policy
 
 APP = cli_app()
 RUNNER = CliRunner()
-NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
 
 
@@ -32,15 +31,16 @@ def _number(pattern: str, text: str) -> int:
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
+def url(tmp_path: Path, now: datetime) -> str:
+    """A ledger whose offences are dated back from ``now``: the commands read the system clock."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Ledger.open(url) as ledger:
         publish_policy(ledger, DRIVING_FILE)
         ledger.append_events([
-            offence("bob", "m1", "minor", NOW - 300 * DAY),
-            offence("bob", "s1", "serious", NOW - 200 * DAY),
-            offence("bob", "m2", "minor", NOW - 100 * DAY),
-            offence("ann", "a1", "minor", NOW - 10 * DAY),
+            offence("bob", "m1", "minor", now - 300 * DAY),
+            offence("bob", "s1", "serious", now - 200 * DAY),
+            offence("bob", "m2", "minor", now - 100 * DAY),
+            offence("ann", "a1", "minor", now - 10 * DAY),
         ])
     return url
 
@@ -50,7 +50,7 @@ def _ids(url: str) -> dict[str, int]:
         return {**seqs(ledger, "bob"), **seqs(ledger, "ann")}
 
 
-def test_the_rights_commands_end_to_end(url: str, tmp_path: Path) -> None:
+def test_the_rights_commands_end_to_end(url: str, tmp_path: Path, now: datetime) -> None:
     ids = _ids(url)
     opened = _run(url, "dispute", "open", "bob", str(ids["s1"]), "--reason", "not me",
                   "--new-information")
@@ -78,8 +78,8 @@ def test_the_rights_commands_end_to_end(url: str, tmp_path: Path) -> None:
     assert removed.exit_code == 0, removed.output
     assert "driving: 4 → 2 (\u22122)" in removed.output
     added = _run(url, "whatif", "bob", "--add", json.dumps(
-        {"type": "offence_grave", "occurred_at": NOW.date().isoformat()}),
-        "--date", (NOW + DAY).isoformat())
+        {"type": "offence_grave", "occurred_at": now.date().isoformat()}),
+        "--date", (now + DAY).isoformat())
     assert "driving: 4 → 7 (+3)" in added.output
     reach = _run(url, "whatif", "bob", "--reach", "driving:noted")
     assert "what it takes to reach tier noted on driving" in reach.output
@@ -95,7 +95,7 @@ def test_the_rights_commands_end_to_end(url: str, tmp_path: Path) -> None:
     erased = _run(url, "erase", "ann", "--yes")
     assert "erased: 1 payload(s) purged" in erased.output
     assert isinstance(_run(url, "report", "ann").exception, ErasedError)
-    maintained = _run(url, "maintain", "--at", (NOW + 5000 * DAY).isoformat())
+    maintained = _run(url, "maintain", "--at", (now + 5000 * DAY).isoformat())
     assert "3 event(s) and 4 dispute record(s) purged" in maintained.output
     assert _run(url, "maintain").exit_code == 0
     with Ledger.open(url) as ledger:

@@ -105,7 +105,8 @@ def test_demo_builds_once_and_scores_its_subjects(tmp_path: Path) -> None:
 
 def test_cli_score_and_explain(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    with Ledger.open(url) as ledger:
+    # The opt-in is recorded on NOW (not today): scoring at 2026-12-01 must see it given.
+    with Ledger.open(url, clock=lambda: NOW) as ledger:
         ledger.append_events([_late("carol", 1, datetime(2026, 3, 2, tzinfo=UTC))])
         grant_opt_in(ledger, "carol", "sesame")
     runner = CliRunner()
@@ -116,7 +117,7 @@ def test_cli_score_and_explain(tmp_path: Path) -> None:
     unpublished = runner.invoke(app, ["explain", "carol", "--database-url", url])
     assert unpublished.exit_code != 0
     assert "no published policy" in str(unpublished.exception)
-    with Ledger.open(url) as ledger:
+    with Ledger.open(url, clock=lambda: NOW) as ledger:
         publish_policy(ledger, SESAME)
     explained = runner.invoke(app, ["explain", "carol", "--at", "2026-12-01",
                                     "--database-url", url])

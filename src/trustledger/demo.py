@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from trustledger.engine import Evaluation
@@ -46,8 +46,8 @@ def run_demo(
 ) -> DemoReport:
     """Build the demo ledger if it is empty, then verify it and score the demo subjects.
 
-    ``at`` is the valid time (default: now, read after the set-up, so the opt-ins
-    just recorded are in force).
+    ``at`` is the valid time (default: the ledger's clock, read after the set-up, so the
+    opt-ins just recorded are in force).
     """
     created = ledger.head()[0] == 0
     if created:
@@ -62,12 +62,12 @@ def run_demo(
     opt_in_cards = [name for name, card in compiled.scorecards.items() if card.opt_in]
     subjects = [subject_id(i) for i in range(shown)]
     for subject in subjects:
-        have = opt_ins(ledger, subject, datetime.now(UTC))
+        have = opt_ins(ledger, subject, ledger.now())
         for card in opt_in_cards:
             if card not in have:
                 grant_opt_in(ledger, subject, card)
     status("verifying the hash chain")
     verified = ledger.verify()
-    valid = at or datetime.now(UTC)
+    valid = at or ledger.now()
     evaluations = [evaluate_subject(ledger, s, compiled, valid) for s in subjects]
     return DemoReport(created, policy, verified, evaluations)

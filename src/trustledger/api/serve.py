@@ -41,8 +41,6 @@ class DemoKey:
 def prepare_demo(database_url: str, policy: Path, subjects: int, events: int,
                  status: Callable[[str], None] = print) -> list[DemoKey]:
     """Set up the demo ledger (first start only) and issue fresh demo keys; return them."""
-    from datetime import UTC, datetime
-
     from trustledger.config import data_dir
     from trustledger.demo import DEMO_POPULATION, run_demo
     from trustledger.principals import (
@@ -90,7 +88,7 @@ def prepare_demo(database_url: str, policy: Path, subjects: int, events: int,
                                    subject=speaks_for,
                                    rate_limit=2_000.0 if role is Role.RELYING_PARTY else None)
             keys.append(DemoKey(role.value.replace("_", " "), name, issued.key, note))
-        now = datetime.now(UTC)
+        now = ledger.now()
         if purposes and not any(c.party == DEMO_PARTY and c.active_at(now)
                                 for c in consents(ledger, subject)):
             grant_decision_consent(ledger, subject, DEMO_PARTY, purposes[0])
@@ -133,7 +131,7 @@ def serve(
 
     url = database_url or default_url()
     os.environ[DATABASE_URL_ENV] = url
-    Settings.from_env()  # refuse bad TRUSTLEDGER_* settings before anything starts
+    settings = Settings.from_env()  # refuse bad TRUSTLEDGER_* settings before anything starts
     if cascades:
         Egress.from_env()  # a bad TRUSTLEDGER_WEBHOOK_ALLOW too
         os.environ[BACKGROUND_ENV] = "1"  # the app's lifespan starts the worker
@@ -164,7 +162,11 @@ def serve(
     sys.stdout.flush()
     uvicorn.run("trustledger.api.app:create_app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_config=None, access_log=False, timeout_keep_alive=5,
-                server_header=False)
+                server_header=False,
+                # X-Forwarded-For/-Proto are believed only from proxies the operator names:
+                # the failed-authentication limits count the client's address.
+                proxy_headers=bool(settings.forwarded_allow),
+                forwarded_allow_ips=settings.forwarded_allow or None)
 
 
 def register(app: typer.Typer) -> None:

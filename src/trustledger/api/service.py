@@ -77,8 +77,12 @@ class Service:
 
     @classmethod
     def open(cls, settings: Settings) -> Service:
-        """Open the ledger named by the settings (migrating it) and build the service."""
-        return cls(ServiceLedger.open(settings.database_url), settings)
+        """Open the ledger named by the settings (migrating it) and build the service.
+
+        The ledger takes the service's clock, so what the service records (consents,
+        disputes, reviews) is recorded at the same "now" its answers are computed for.
+        """
+        return cls(ServiceLedger.open(settings.database_url, clock=settings.clock), settings)
 
     def close(self) -> None:
         """Finish the access log's pending commits and close the ledger."""

@@ -497,6 +497,14 @@ class Ledger:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """The ledger's clock: what it records new entries at (injected by :meth:`open`).
+
+        Code that records through this ledger and then asks "what is in force now" reads
+        this clock, never the system's, so an injected clock governs both.
+        """
+        return self._clock()
+
     def head(self) -> tuple[int, str]:
         """The last entry's ``(seq, hash)``; ``(0, GENESIS)`` for an empty ledger."""
         with database.reading(self._engine) as conn:
