@@ -130,7 +130,9 @@ def test_limits_rate_size_and_timeouts(tmp_path: Path) -> None:
     with serving(create_app(settings)) as base2:
         host, port = base2.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port))) as raw:
+            # With a valid key: a request without one is refused before its body is read.
             raw.sendall(b"POST /v1/decisions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                        b"Authorization: Bearer " + keys["party"].encode() + b"\r\n"
                         b"Content-Type: application/json\r\n\r\n{")
             raw.settimeout(10)
             answer = raw.recv(4096)

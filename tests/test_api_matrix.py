@@ -254,7 +254,9 @@ def loopback_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url = f"sqlite:///{tmp_path_factory.mktemp('matrix') / 'ledger.db'}"
-    for world in build_world(url, rate_limit=10_000.0):
+    # Every anonymous and revoked call here is a failed authentication from one client:
+    # the per-address limit (tests/test_hardening_transport.py) is out of the way.
+    for world in build_world(url, rate_limit=10_000.0, auth_failure_burst=10_000):
         world.consent("alice", "party", "rental_deposit")
         world.call("operator", "POST", "/v1/principals",
                    json={"name": "gone", "role": "reviewer"})

@@ -2,13 +2,15 @@
 
 Each operation is called with the key of the actor it is for (the subject's own id in
 subject paths, the consenting subject in decisions, so answers other than 403 occur too)
-and with generated data, valid and invalid. Checks: no server error, and every response
-conforms to the schema (status code, content type, headers, body).
+and with generated data, valid and invalid. Then every operation again with each other
+role's key, with no key and with a key nobody holds (refused with 401 or 403 where the
+route is not for that caller). Checks: no server error, and every response conforms to
+the schema (status code, content type, headers, body).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,10 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 EXAMPLES = 15
 """Examples per operation: bounded, so the test takes seconds."""
+EXAMPLES_OTHERS = 3
+"""Examples per operation and caller it is not for."""
+CALLERS = ("source", "party", "alice", "operator", "reviewer", None, "unknown")
+"""Every role's key, no key (``None``) and a key nobody holds."""
 ROLE_OF_TAG = {"sources": "source", "relying parties": "party", "subjects": "alice",
                "operator": "operator", "system": "operator", "reviewers": "reviewer"}
 LAST = "/v1/subjects/{subject}/erasure"
@@ -40,7 +46,9 @@ LAST = "/v1/subjects/{subject}/erasure"
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('schemathesis') / 'ledger.db'}"
     keys = seed(url)
-    app = create_app(Settings(database_url=url, rate_limit=100_000.0, max_in_flight=1_000))
+    keys["unknown"] = "tl_" + "A" * 43
+    app = create_app(Settings(database_url=url, rate_limit=100_000.0, max_in_flight=1_000,
+                              auth_failure_burst=1_000_000))
     with serving(app) as base:
         import httpx
 
@@ -91,6 +99,41 @@ def test_no_server_errors_and_no_schema_violations(
             _call(case, base, keys)
 
         run()
+
+
+def _role(case: Any) -> str:
+    tags = case.operation.definition.raw.get("tags") or ["system"]
+    return ROLE_OF_TAG[tags[0]]
+
+
+def test_every_other_caller_is_refused_without_server_errors(
+        api_schema: Any, live: tuple[str, dict[str, str]]) -> None:
+    base, keys = live
+    operations = [result.ok() for result in api_schema.get_all_operations()
+                  if result.ok().path.startswith("/v1/")]
+    operations.sort(key=lambda operation: operation.path == LAST)
+    statuses: set[int] = set()
+
+    def as_caller(caller: str | None) -> Callable[[Any], None]:
+        def call(case: Any) -> None:
+            if caller == _role(case):
+                return
+            if "subject" in (case.path_parameters or {}):
+                case.path_parameters["subject"] = "alice"
+            headers = {} if caller is None else {"Authorization": f"Bearer {keys[caller]}"}
+            response = case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
+            statuses.add(response.status_code)
+            assert response.status_code < 500
+
+        return call
+
+    for operation in operations:
+        for caller in CALLERS:
+            run = settings(max_examples=EXAMPLES_OTHERS, deadline=None, derandomize=True,
+                           database=None, suppress_health_check=list(HealthCheck))(
+                given(case=operation.as_strategy())(as_caller(caller)))
+            run()
+    assert {401, 403} <= statuses
 
 
 def test_schema_lists_every_route(api_schema: Any) -> None:

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from trustledger import __version__
 from trustledger.api import problems
 from trustledger.api.auth import SECURITY_SCHEME
+from trustledger.api.limits import FailureLimiter
 from trustledger.api.middleware import Metrics, ServiceMiddleware
 from trustledger.api.routers import (
     disputes,
@@ -35,6 +36,7 @@ from trustledger.api.service import Service
 from trustledger.api.settings import Settings
 from trustledger.cascades.worker import Background
 from trustledger.portal import router as portal_router
+from trustledger.portal.web import before_body
 
 DESCRIPTION = """\
 Trust scores with reasons, consent and contestability built in.
@@ -77,7 +79,10 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         app.include_router(module.router)
     app.include_router(portal_router)  # the web portal (/portal): server-rendered pages
     app.include_router(subscription_routes.router)  # cascades (docs/cascades.md)
-    app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics)
+    failures = FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst,
+                              settings.auth_failure_clients)
+    app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics,
+                       failures=failures, portal_gate=before_body)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

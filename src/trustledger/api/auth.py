@@ -4,11 +4,16 @@
 memory (dropped whenever any principal changes), otherwise by its SHA-256 hash in
 the ``principals`` table. The principal's rate and in-flight limits are applied
 here, before any work is done for the request.
+
+The service middleware calls :func:`authenticate_header` and :func:`admit` for every
+``/v1`` request before reading its body (so an unknown key never gets a body byte
+read); the route's dependency then takes the caller it found.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
@@ -17,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from trustledger.api.service import Caller, Service
-from trustledger.principals import AuthenticationError
+from trustledger.principals import AuthenticationError, Principal
 
 SECURITY_SCHEME = {"type": "http", "scheme": "bearer",
                    "description": "An API key issued by the operator (`tl_...`)."}
@@ -30,24 +35,50 @@ def service_of(request: Request) -> Service:
     return service
 
 
-async def _caller(request: Request) -> Caller:
+_NO_KEY = ("no API key: send `Authorization: Bearer <key>` with the key the operator "
+           "issued you")
+
+
+async def authenticate_header(service: Service, authorization: str | None,
+                              guard: Callable[[], None] | None = None) -> tuple[int, Principal]:
+    """The principal (and epoch) of an ``Authorization`` header; 401 if none.
+
+    A key found in memory is taken at once; any other is first passed to ``guard``
+    (the client's failed-authentication limit, which may refuse with 429) and then
+    looked up by :meth:`Service.authenticate` -- the one way keys are checked.
+    """
     # The header is read here rather than through HTTPBearer (one dependency less per
     # request); the scheme is declared in the OpenAPI document by the app.
-    scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
+    scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise AuthenticationError("no API key: send `Authorization: Bearer <key>` with the key "
-                                  "the operator issued you")
-    service = service_of(request)
+        raise AuthenticationError(_NO_KEY)
     key = key.strip()
     found = service.cached_principal(key)
     if found is None:
+        if guard is not None:
+            guard()
         found = await run_in_threadpool(service.authenticate, key)
-    epoch, principal = found
+    return found
+
+
+def admit(service: Service, state: dict[str, Any], found: tuple[int, Principal]) -> None:
+    """Apply the principal's limits (429) and remember the caller in the request's state."""
+    principal = found[1]
     service.limiter.acquire(principal)
-    state = request.scope["state"]
     state["principal"] = principal.id
+    state["authenticated"] = found
     # The middleware calls this once the response is sent (the in-flight count).
     state["release"] = lambda: service.limiter.release(principal)
+
+
+async def _caller(request: Request) -> Caller:
+    service = service_of(request)
+    state = request.scope.setdefault("state", {})
+    found = state.get("authenticated")
+    if found is None:  # not admitted by the service middleware (an app without it)
+        found = await authenticate_header(service, request.headers.get("authorization"))
+        admit(service, state, found)
+    epoch, principal = found
     return Caller(principal, epoch, state.get("request_id"),
                   state.get("arrived", time.monotonic()))
 

@@ -4,7 +4,13 @@ For every HTTP request it
 
 * takes the ``X-Request-ID`` the client sent (if it is a short token) or makes one,
   and returns it;
-* reads the request body in full before the app sees it — refusing it with 413 if
+* authenticates before a byte of the body is read: a ``/v1`` request with no, an
+  unknown or a revoked key gets 401 (and one over its principal's limits 429)
+  while its body is still unread; a portal form needs a signed-in session
+  (:func:`trustledger.portal.web.before_body`). Each failed authentication counts
+  against the client's address (:class:`~trustledger.api.limits.FailureLimiter`):
+  an address over its limit gets 429 without its key being looked up;
+* then reads the request body in full before the app sees it — refusing it with 413 if
   it is larger than the endpoint allows (``Content-Length`` or counted) and with
   408 if the client does not send it within ``body_timeout`` — so a slow or huge
   upload cannot hold a worker;
@@ -22,24 +28,40 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from trustledger.api.auth import admit, authenticate_header
+from trustledger.api.limits import FailureLimiter, client_of
 from trustledger.api.problems import (
     PayloadTooLargeError,
+    RateLimitedError,
     RequestTimeoutError,
     UnavailableError,
+    database_unavailable,
     error_response,
 )
 from trustledger.api.settings import Settings
+from trustledger.errors import TrustLedgerError
+from trustledger.principals import AuthenticationError
 
 log = logging.getLogger("trustledger.api")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 LARGE_BODY_PATHS = frozenset({"/v1/events/batch", "/v1/policies"})
 """Endpoints that take the larger ``max_batch_bytes`` body."""
+KEYED_PREFIX = "/v1/"
+"""Every request under this path needs an API key (checked before its body is read)."""
+PortalGate = Callable[[Request, RateLimitedError | None], Response | None]
+"""The portal's check of a form POST before its body is read, given whether the client
+address is over its failed-authentication limit: the answer instead, or ``None`` to go on."""
 
 
 class JSONFormatter(logging.Formatter):
@@ -92,11 +114,21 @@ class Metrics:
 class ServiceMiddleware:
     """Request id, body limits and timeouts, JSON access log, metrics (see the module doc)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
-        """Wrap ``app``."""
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics,
+                 failures: FailureLimiter | None = None,
+                 portal_gate: PortalGate | None = None) -> None:
+        """Wrap ``app``.
+
+        ``failures`` counts failed authentications (one from the settings if not given);
+        ``portal_gate`` checks portal form posts before their body is read.
+        """
         self.app = app
         self.settings = settings
         self.metrics = metrics
+        self.failures = failures or FailureLimiter(
+            settings.auth_failure_rate, settings.auth_failure_burst,
+            settings.auth_failure_clients)
+        self.portal_gate = portal_gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one connection event (HTTP requests only; the rest passes through)."""
@@ -119,8 +151,13 @@ class ServiceMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        client = client_of(scope)
         self.metrics.in_progress.inc()
         try:
+            refusal = await self._before_body(scope, client)
+            if refusal is not None:
+                await refusal(scope, _no_body, send_wrapper)
+                return
             try:
                 body_receive = await self._read_body(scope, receive)
             except (PayloadTooLargeError, RequestTimeoutError) as exc:
@@ -138,6 +175,8 @@ class ServiceMiddleware:
             release = scope["state"].pop("release", None)
             if release is not None:
                 release()
+            if status[0] == 401 and not scope["state"].get("auth_failed"):
+                self.failures.fail(client)  # a key refused later (revoked), a portal sign-in
             self.metrics.in_progress.dec()
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -150,6 +189,47 @@ class ServiceMiddleware:
                 "duration_ms": round(elapsed * 1000, 3),
                 "principal": scope["state"].get("principal"),
             }})
+
+    async def _before_body(self, scope: Scope, client: str) -> ASGIApp | None:
+        """Who is calling, before the body is read: ``None`` to go on, else what answers."""
+        path = scope["path"]
+        if path.startswith(KEYED_PREFIX):
+            service = scope["app"].state.service
+            state = scope["state"]
+            try:
+                found = await authenticate_header(service, _header(scope, b"authorization"),
+                                                  lambda: self.failures.check(client))
+            except AuthenticationError as exc:
+                state["auth_failed"] = True
+                self.failures.fail(client)
+                return self._refuse(scope, exc)
+            except TrustLedgerError as exc:  # 429 for the address; 503 for the database
+                return self._refuse(scope, exc)
+            except SQLAlchemyError as exc:
+                return self._refuse(scope, database_unavailable(exc))
+            try:
+                admit(service, state, found)
+            except RateLimitedError as exc:
+                return self._refuse(scope, exc)
+            return None
+        if self.portal_gate is not None and path.startswith("/portal/") \
+                and scope["method"] == "POST":
+            try:
+                self.failures.check(client)
+                blocked = None
+            except RateLimitedError as exc:
+                blocked = exc
+            return self.portal_gate(Request(scope), blocked)
+        return None
+
+    def _refuse(self, scope: Scope, exc: Any) -> ASGIApp:
+        # A path or method no route has is answered by the router (404, 405), as with a key:
+        # the refusal says nothing about keys there, and reads no body either.
+        router = getattr(scope["app"], "router", None)
+        if not any(route.matches(scope)[0] is Match.FULL
+                   for route in getattr(router, "routes", ())):
+            return self.app
+        return error_response(Request(scope), exc)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> Receive:
         """Read the whole body within the limits; a ``receive`` that replays it."""
@@ -195,8 +275,6 @@ class ServiceMiddleware:
         return replay
 
     async def _problem(self, scope: Scope, send: Send, exc: Any) -> None:
-        from starlette.requests import Request
-
         response = error_response(Request(scope), exc)
         await response(scope, _no_body, send)
 
@@ -213,6 +291,13 @@ def _too_large(size: int, limit: int, *, counted: bool = False) -> str:
 
 _PROCESS = uuid.uuid4().hex[:12]
 _COUNTER = itertools.count(1)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _request_id(scope: Scope) -> str:

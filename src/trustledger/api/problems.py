@@ -255,6 +255,15 @@ def _validation_items(exc: RequestValidationError) -> list[ProblemItem]:
     return items
 
 
+def database_unavailable(exc: Exception) -> UnavailableError:
+    """The 503 for a database that failed under a request (logged here)."""
+    # Unreachable, out of space: the server's trouble, not the input's; the client may retry.
+    log.error("database error: %s", exc, exc_info=exc)
+    return UnavailableError(
+        f"the ledger database is not available ({type(exc).__name__}); try again shortly",
+        retry_after=5)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into a problem response."""
 
@@ -282,12 +291,7 @@ def install(app: FastAPI) -> None:
                                 headers=dict(exc.headers) if exc.headers else None)
 
     async def on_database(request: Request, exc: Exception) -> Response:
-        # The database failed under a request (unreachable, out of space): the server's
-        # trouble, not the input's; the client may retry.
-        log.error("database error: %s", exc, exc_info=exc)
-        return error_response(request, UnavailableError(
-            f"the ledger database is not available ({type(exc).__name__}); try again shortly",
-            retry_after=5))
+        return error_response(request, database_unavailable(exc))
 
     app.add_exception_handler(TrustLedgerError, on_trustledger)
     app.add_exception_handler(SQLAlchemyError, on_database)

@@ -62,6 +62,19 @@ class Settings:
     0.005). Short, so the threads that talk to the database between requests (the ledger
     follower, the access-log writer) get the interpreter back quickly after each round
     trip, rather than up to 5 ms for the busy event loop each time."""
+    auth_failure_rate: float = 0.5
+    """Failed authentications per second a client address earns back (a token bucket)."""
+    auth_failure_burst: int = 20
+    """Failed authentications in a row a client address may make before it is limited: then
+    a request whose key is not already known to be valid gets HTTP 429 with ``Retry-After``
+    without being looked up (or its body read). A key that worked before still works."""
+    auth_failure_clients: int = 10_000
+    """Client addresses whose failed authentications are tracked at once (memory is bounded:
+    beyond it the least recently failing address is forgotten). IPv6 clients count by /64."""
+    forwarded_allow: str = ""
+    """Addresses of reverse proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
+    believed (comma-separated, as uvicorn's ``--forwarded-allow-ips``; ``trustledger serve``
+    passes it on). Empty: the connection's peer address is the client, whatever it sends."""
     clock: Clock = field(default=_utc_now, compare=False)
     """Where "now" comes from."""
 
@@ -91,7 +104,8 @@ class Settings:
         """Refuse settings that cannot work, naming the setting."""
         positive = ("rate_limit", "burst_seconds", "max_in_flight", "max_body_bytes",
                     "max_batch_bytes", "max_batch_items", "body_timeout", "request_timeout",
-                    "subject_cache", "histogram_width", "switch_interval")
+                    "subject_cache", "histogram_width", "switch_interval",
+                    "auth_failure_rate", "auth_failure_burst", "auth_failure_clients")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TRUSTLEDGER_{name.upper()}: must be greater than 0")

@@ -7,8 +7,12 @@ addresses (a database's admin port, a cloud metadata service at
 through an egress proxy that refuses private ranges; GitLab refuses "requests to
 the local network" unless allow-listed), the cascades refuse every address that
 is not publicly routable — loopback, private, link-local, shared (CGNAT),
-multicast, unspecified, reserved, and IPv4 given as IPv4-mapped IPv6 — unless
-the operator allows it:
+multicast, unspecified, reserved — and every IPv6 form that carries an IPv4
+address inside it (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible ``::a.b.c.d``,
+IPv4-translated ``::ffff:0:a.b.c.d``, 6to4 ``2002:AABB:CCDD::``, Teredo
+``2001:0::/32``, NAT64 ``64:ff9b::/96`` and the local-use ``64:ff9b:1::/48``)
+when the IPv4 address inside is one of those (``[2002:7f00:1::1]`` is 127.0.0.1
+reached through a 6to4 relay) — unless the operator allows it:
 
     TRUSTLEDGER_WEBHOOK_ALLOW="127.0.0.1, 10.20.0.0/16, hooks.internal"
 
@@ -53,10 +57,53 @@ class EgressRefusedError(InputError):
     """A webhook address the operator does not allow (not public, and not allow-listed)."""
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, each with the name of its form.
+
+    IPv4-compatible (``::a.b.c.d``), IPv4-translated (``::ffff:0:a.b.c.d``), 6to4
+    (``2002:AABB:CCDD::/48``), Teredo (``2001:0::/32``: its server and its client,
+    un-obfuscated) and NAT64 (``64:ff9b::/96``, and ``64:ff9b:1::/48`` read with the
+    IPv4 address in the last 32 bits). IPv4-mapped addresses are not listed here:
+    :func:`kind_of` judges them as the IPv4 address itself.
+    """
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if address.sixtofour is not None:
+        found.append(("6to4", address.sixtofour))
+    if address.teredo is not None:
+        server, client = address.teredo
+        found += [("Teredo", server), ("Teredo", client)]
+    if address in _NAT64 or address in _NAT64_LOCAL:
+        found.append(("NAT64", low))
+    elif address in _TRANSLATED:
+        found.append(("IPv4-translated", low))
+    elif address in _COMPATIBLE and int(address) > 1:  # not :: (unspecified) nor ::1
+        found.append(("IPv4-compatible", low))
+    return found
+
+
 def kind_of(address: Address) -> str | None:
-    """Why ``address`` is not public (``"loopback"``, ``"private"``, ...); ``None`` if it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why ``address`` is not public (``"loopback"``, ``"private"``, ...); ``None`` if it is.
+
+    An IPv6 address carrying a non-public IPv4 address (:func:`embedded_ipv4`) is
+    refused as such, e.g. ``"6to4 address of 127.0.0.1, a loopback"``.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        else:
+            for form, inner in embedded_ipv4(address):
+                inner_kind = kind_of(inner)
+                if inner_kind is not None:
+                    return f"{form} address of {inner}, a {inner_kind}"
+            if address in _NAT64_LOCAL:
+                return "local-use NAT64 (not publicly routable)"
     checks = (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
               ("link-local", address.is_link_local), ("multicast", address.is_multicast),
               ("reserved", address.is_reserved), ("private", address.is_private))

@@ -5,6 +5,11 @@ column of every key and refuses duplicate keys. A :class:`Locator` keeps that
 tree so any later stage (Pydantic validation, compilation, the linter) can turn
 a key path such as ``("event_types", "bill_overdue", "points")`` back into
 ``file:line:column``.
+
+A document is bounded before it is built: at most :data:`MAX_POLICY_BYTES` of
+text, :data:`MAX_DEPTH` levels of nesting and :data:`MAX_NODES` nodes (each alias
+counted as the nodes it stands for, so anchors cannot multiply a small text into
+a huge tree). Beyond a bound the problem names the file, the line and the limit.
 """
 
 from __future__ import annotations
@@ -15,14 +20,75 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 
 from trustledger.errors import PolicyError, PolicyProblem, SourceLocation
 from trustledger.policy.models import Policy
 
 PathPart = str | int
 """One step of a key path: a mapping key or a list index."""
+
+MAX_POLICY_BYTES = 1024 * 1024
+"""Largest policy document, in bytes of UTF-8 text (the example policies are under 10 KiB)."""
+MAX_DEPTH = 32
+"""Deepest nesting of mappings and lists in a policy (the example policies reach 7)."""
+MAX_NODES = 200_000
+"""Most nodes (keys, values, items) in a policy, an alias counting as what it stands for."""
+
+
+class _TooLarge(Exception):
+    """A bound of the document was crossed (rule, message, line, column)."""
+
+    def __init__(self, rule: str, message: str, line: int | None, column: int | None) -> None:
+        super().__init__(message)
+        self.rule, self.message, self.line, self.column = rule, message, line, column
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, refusing depth beyond :data:`MAX_DEPTH`, nodes beyond :data:`MAX_NODES`.
+
+    The composer is recursive: without the depth bound, ``[[[[...`` a few thousand
+    deep exhausts Python's stack.
+    """
+
+    def compose_document(self) -> Any:
+        self._level = 0
+        self._nodes = 0
+        self._sizes: dict[Any, int] = {}
+        return super().compose_document()
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        mark = event.start_mark
+        where = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        if isinstance(event, AliasEvent):
+            size = self._sizes.get(event.anchor)
+            if size is None and event.anchor in self.anchors:
+                raise _TooLarge("policy-alias", f"alias *{event.anchor} refers to a node "
+                                "that contains it; a policy cannot be recursive", *where)
+            self._count(size or 1, where)
+            return super().compose_node(parent, index)
+        self._level += 1
+        if self._level > MAX_DEPTH:
+            raise _TooLarge("policy-too-deep", f"nesting deeper than {MAX_DEPTH} levels (the "
+                            f"limit of a policy document)", *where)
+        before = self._nodes
+        self._count(1, where)
+        node = super().compose_node(parent, index)
+        if event.anchor is not None:
+            self._sizes[event.anchor] = self._nodes - before
+        self._level -= 1
+        return node
+
+    def _count(self, nodes: int, where: tuple[int | None, int | None]) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_NODES:
+            raise _TooLarge("policy-too-large", f"more than {MAX_NODES:,} nodes (keys, values, "
+                            "items; an alias counts as the nodes it repeats): the limit of a "
+                            "policy document", *where)
 
 
 def format_path(path: Sequence[PathPart]) -> str:
@@ -72,11 +138,26 @@ class Locator:
 
 
 def read_yaml(text: str, file: str) -> tuple[Any, Locator]:
-    """Parse YAML text (duplicate keys refused) and return the tree and its locator."""
+    """Parse YAML text (duplicate keys refused) and return the tree and its locator.
+
+    The document's size, nesting depth and node count are bounded (see the module doc).
+    """
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_POLICY_BYTES:
+        line = text.encode("utf-8", errors="surrogatepass")[:MAX_POLICY_BYTES].count(b"\n") + 1
+        raise PolicyError([PolicyProblem(
+            SourceLocation(file, line, None, ""), "policy-too-large",
+            f"the document is {size:,} bytes, more than the {MAX_POLICY_BYTES:,} a policy may "
+            f"have (line {line} crosses the limit)")])
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.Composer = _BoundedComposer
     try:
         root = yaml.load(text)
+    except _TooLarge as exc:
+        problem = PolicyProblem(SourceLocation(file, exc.line, exc.column, ""), exc.rule,
+                                exc.message)
+        raise PolicyError([problem]) from None
     except DuplicateKeyError as exc:
         raise PolicyError([_yaml_problem(exc, file, "duplicate-key")]) from exc
     except MarkedYAMLError as exc:

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from trustledger.api.auth import service_of
-from trustledger.api.problems import classify
+from trustledger.api.problems import RateLimitedError, classify
 from trustledger.api.service import Caller
 from trustledger.engine.reasons import plain, signed
 from trustledger.errors import InputError, NotFoundError, TrustLedgerError
@@ -227,6 +227,26 @@ async def signed_in_form(request: Request, work: FormWork) -> Response:
         return await run_in_threadpool(work, caller, session, form)
     except TrustLedgerError as exc:
         return error_page(exc, caller, session)
+
+
+def before_body(request: Request, blocked: RateLimitedError | None) -> Response | None:
+    """The answer to a form POST before its body is read (the service middleware asks).
+
+    ``None`` lets the body be read and the form handled. Sign-in from a client
+    address over its failed-authentication limit (``blocked``) is refused with 429;
+    any other form needs a signed-in session -- the cookie is signed, so this needs
+    no database -- and without one goes to the sign-in page (303), its body unread.
+    """
+    if request.url.path == "/portal/sign-in":
+        if blocked is None:
+            return None
+        response = error_page(blocked, None, None)
+        response.headers["Retry-After"] = str(blocked.retry_after)
+        return response
+    session = sessions_of(request).read(request)
+    if session is not None and session.principal is not None:
+        return None
+    return to_sign_in(request, "sign in to send this form")
 
 
 def field_problems(exc: ValidationError) -> InputError:
