@@ -24,8 +24,9 @@ from typing import Any
 from trustledger.api.problems import UnavailableError
 from trustledger.ledger import Entry
 from trustledger.principals import Principal, Record, ServiceLedger
+from trustledger.rights.access import READ, access_payload
 
-ACCESS_READ = "access.read"
+ACCESS_READ = READ
 """Record kind of one read of a subject's data by someone other than the subject."""
 
 _MAX_GROUP = 1_000
@@ -39,13 +40,9 @@ log = logging.getLogger("trustledger.api")
 def access_record(principal: Principal, subject: str, purpose: str, read: str,
                   request_id: str | None, details: dict[str, Any] | None = None) -> Record:
     """The record of one read: who (principal), about whom, for what purpose, what."""
-    payload: dict[str, Any] = {
-        "principal": principal.id, "name": principal.name, "role": principal.role.value,
-        "purpose": purpose, "read": read, "request_id": request_id,
-    }
-    if details:
-        payload.update(details)
-    return Record(ACCESS_READ, payload, subject)
+    return Record(ACCESS_READ, access_payload(principal.id, principal.name,
+                                              principal.role.value, purpose, read, request_id,
+                                              details), subject)
 
 
 class AccessLog:

@@ -8,7 +8,8 @@ and reviews, and the API's own consent handlers — so the page shows exactly wh
 ``GET /v1/subjects/{subject}/...`` would. Only the subject themself may open it
 (:meth:`~trustledger.api.service.Caller.require_subject`: anyone else gets 403).
 A subject's reads of their own data are not access-logged, as in the API: the
-access log is what others read.
+access log is what others read — and what the operator did about the subject
+(each key issued or revoked for them), shown in the same table.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from trustledger.principals.store import (
     ADDED,
     KINDS,
     REVOKED,
+    Audit,
     AuthenticationError,
     Issued,
     PermissionDeniedError,
@@ -24,6 +25,7 @@ from trustledger.principals.store import (
     list_principals,
     principals,
     revoke_principal,
+    rotate_key,
     well_formed,
 )
 
@@ -31,6 +33,7 @@ __all__ = [
     "ADDED",
     "KINDS",
     "REVOKED",
+    "Audit",
     "AuthenticationError",
     "Change",
     "Issued",
@@ -46,5 +49,6 @@ __all__ = [
     "list_principals",
     "principals",
     "revoke_principal",
+    "rotate_key",
     "well_formed",
 ]

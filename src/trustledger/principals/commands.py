@@ -14,6 +14,8 @@ from rich.table import Table
 
 from trustledger.principals.ledger import ServiceLedger
 from trustledger.principals.store import Role, add_principal, list_principals, revoke_principal
+from trustledger.rights.access import ISSUED, REVOKED, key_logged
+from trustledger.rights.erasure import refuse_if_erased
 
 principal_app = typer.Typer(
     name="principal",
@@ -21,6 +23,9 @@ principal_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
+
+_OPERATOR = ("cli", "operator (command line)", "operator")
+"""Who a command's key change is attributed to in the subject's access log (id, name, role)."""
 
 DatabaseOption = Annotated[
     str | None,
@@ -46,8 +51,11 @@ def add(
 ) -> None:
     """Issue an API key for a new principal and print it (once: it is stored hashed)."""
     with ServiceLedger.open(database_url) as ledger:
+        if role is Role.SUBJECT and subject is not None:
+            refuse_if_erased(ledger, subject, "no key: give the person a new id")
         issued = add_principal(ledger, name, role, accreditations=tuple(accredit or ()),
-                               subject=subject, rate_limit=rate_limit)
+                               subject=subject, rate_limit=rate_limit,
+                               audit=key_logged(*_OPERATOR, ISSUED), sole_subject_key=True)
     p = issued.principal
     typer.echo(f"added {p.role.value} {p.name!r} ({p.id})")
     typer.echo(f"API key (shown once, keep it safe): {issued.key}")
@@ -78,7 +86,7 @@ def revoke(
 ) -> None:
     """Revoke a principal's API key at once (a running service refuses it from its next request)."""
     with ServiceLedger.open(database_url) as ledger:
-        p = revoke_principal(ledger, principal_id)
+        p = revoke_principal(ledger, principal_id, audit=key_logged(*_OPERATOR, REVOKED))
     assert p.revoked_at is not None
     typer.echo(f"revoked {p.role.value} {p.name!r} ({p.id}) at {p.revoked_at.isoformat()}")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -28,7 +29,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from trustledger.errors import InputError, NotFoundError, TrustLedgerError
+from trustledger.errors import ConflictError, InputError, NotFoundError, TrustLedgerError
 from trustledger.ledger.chain import from_us
 from trustledger.ledger.schema import metadata
 from trustledger.policy.models import NAME_PATTERN
@@ -171,6 +172,11 @@ def _check(name: str, role: Role, accreditations: tuple[str, ...], subject: str 
         raise InputError("rate_limit: requests per second, more than 0 and at most 1000000")
 
 
+Audit = Callable[[Principal], Sequence[Record]]
+"""More records to append with a principal's change, in its transaction (e.g. the
+subject's access-log entry of an operator issuing their key)."""
+
+
 def add_principal(
     ledger: ServiceLedger,
     name: str,
@@ -179,17 +185,35 @@ def add_principal(
     accreditations: tuple[str, ...] = (),
     subject: str | None = None,
     rate_limit: float | None = None,
+    audit: Audit | None = None,
+    sole_subject_key: bool = False,
 ) -> Issued:
     """Issue an API key for a new principal; record it in the ledger (without the key).
 
     A name stands for one identity: it may be issued again (key rotation) only with
     the same role and subject. Raises :class:`InputError` naming the field at fault.
+    ``audit`` gives records appended in the same transaction. With
+    ``sole_subject_key``, a subject key is refused (:class:`ConflictError` naming
+    ``subject``) while the subject holds another active key: whoever held a second
+    one could act in the subject's name beside them.
     """
     _check(name, role, accreditations, subject, rate_limit)
     key = new_key()
     principal_id = "pr_" + secrets.token_hex(8)
 
     def work(conn: sa.Connection, now_us: int) -> tuple[Principal, list[Record]]:
+        if sole_subject_key and role is Role.SUBJECT:
+            held = conn.execute(
+                sa.select(_p.id, _p.name).where(_p.role == Role.SUBJECT.value,
+                                                _p.subject == subject,
+                                                _p.revoked_at_us.is_(None))
+            ).first()
+            if held is not None:
+                raise ConflictError(
+                    f"subject: {subject!r} already holds an active key ({held.id}, name "
+                    f"{held.name!r}); a subject has one key at a time: revoke it first "
+                    f"(DELETE /v1/principals/{held.id}) — the subject sees both in their "
+                    "access log")
         clash = conn.execute(
             sa.select(_p.role, _p.subject).where(_p.name == name, _p.revoked_at_us.is_(None))
             .where(sa.or_(_p.role != role.value, _p.subject != subject)
@@ -206,17 +230,20 @@ def add_principal(
         ))
         principal = Principal(principal_id, name, role, accreditations, subject, rate_limit,
                               from_us(now_us), None)
-        return principal, [Record(ADDED, principal.audit(), subject)]
+        return principal, [Record(ADDED, principal.audit(), subject),
+                           *(audit(principal) if audit is not None else ())]
 
     principal, _ = ledger.write(work)
     return Issued(principal, key)
 
 
-def revoke_principal(ledger: ServiceLedger, principal_id: str) -> Principal:
+def revoke_principal(ledger: ServiceLedger, principal_id: str, *,
+                     audit: Audit | None = None) -> Principal:
     """Revoke a principal's key at once; the principal as it is now.
 
     Revoking a revoked key changes nothing (and records nothing). Raises
-    :class:`NotFoundError` for an unknown id.
+    :class:`NotFoundError` for an unknown id. ``audit`` gives records appended in
+    the same transaction (given the revoked principal).
     """
 
     def work(conn: sa.Connection, now_us: int) -> tuple[Principal, list[Record]]:
@@ -232,9 +259,47 @@ def revoke_principal(ledger: ServiceLedger, principal_id: str) -> Principal:
                             principal.accreditations, principal.subject, principal.rate_limit,
                             principal.created_at, from_us(now_us))
         return revoked, [Record(REVOKED, {"id": principal.id, "name": principal.name},
-                                principal.subject)]
+                                principal.subject),
+                         *(audit(revoked) if audit is not None else ())]
 
     return ledger.write(work)[0]
+
+
+def rotate_key(ledger: ServiceLedger, principal_id: str) -> Issued:
+    """Replace an active principal's key: the old key stops working at once; shown once.
+
+    The new principal has the same name, role, accreditations, subject and limit; the
+    revocation and the issue are recorded in one transaction. A subject rotates the
+    key the operator gave them so that only they hold one. Raises
+    :class:`NotFoundError` for an unknown id and :class:`AuthenticationError` for a
+    revoked key.
+    """
+    key = new_key()
+    new_id = "pr_" + secrets.token_hex(8)
+
+    def work(conn: sa.Connection, now_us: int) -> tuple[Principal, list[Record]]:
+        row = conn.execute(sa.select(principals).where(_p.id == principal_id)).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no principal {principal_id!r}")
+        old = _row(row)
+        if old.revoked_at is not None:
+            raise AuthenticationError(f"the API key was revoked at "
+                                      f"{old.revoked_at.isoformat()}: ask the operator for a "
+                                      "new key")
+        conn.execute(sa.update(principals).where(_p.id == principal_id)
+                     .values(revoked_at_us=now_us))
+        conn.execute(principals.insert().values(
+            id=new_id, name=old.name, role=old.role.value, key_hash=key_hash(key),
+            accreditations=orjson.dumps(list(old.accreditations)).decode(),
+            subject=old.subject, rate_limit=old.rate_limit, created_at_us=now_us,
+            revoked_at_us=None))
+        fresh = Principal(new_id, old.name, old.role, old.accreditations, old.subject,
+                          old.rate_limit, from_us(now_us), None)
+        return fresh, [Record(REVOKED, {"id": old.id, "name": old.name}, old.subject),
+                       Record(ADDED, fresh.audit(), old.subject)]
+
+    principal, _ = ledger.write(work)
+    return Issued(principal, key)
 
 
 def list_principals(ledger: ServiceLedger, *, include_revoked: bool = False) -> list[Principal]:

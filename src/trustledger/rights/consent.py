@@ -12,6 +12,12 @@ withdrawal takes effect from the moment it is recorded. Each grant and
 withdrawal is a ledger record (kinds :data:`GRANTED` and :data:`WITHDRAWN`), so
 consent is as tamper-evident as the events themselves. :func:`active_consents`
 is the pure fold; the other functions read and write a ledger.
+
+An erased subject has no consent: erasure purges every grant, no new one is
+recorded afterwards (:class:`~trustledger.errors.InputError` naming ``subject``),
+and the fold counts none for a subject whose entries show an erasure — so a grant
+that slipped in during an erasure, or that an older version recorded after one,
+never lets anyone read or subscribe.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from typing import Any, Literal
 
 from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger import Entry, Ledger
+from trustledger.ledger.chain import PURGE_KIND
+from trustledger.rights.erasure import REASON as ERASURE_REASON
+from trustledger.rights.erasure import refuse_if_erased
 from trustledger.rights.records import recorded
 
 GRANTED = "consent.granted"
@@ -72,9 +81,16 @@ def active_consents(entries: Iterable[Entry], at: datetime) -> list[Consent]:
 
 
 def fold_consents(entries: Iterable[Entry], at: datetime | None = None) -> list[Consent]:
-    """Every consent among ``entries`` (withdrawals filled in), as recorded by ``at``; pure."""
+    """Every consent among ``entries`` (withdrawals filled in), as recorded by ``at``; pure.
+
+    None if ``entries`` (the subject's) show that the subject was erased by ``at``.
+    """
     grants: dict[int, Consent] = {}
-    for entry, payload in recorded(entries, (GRANTED, WITHDRAWN), at):
+    for entry, payload in recorded(entries, (GRANTED, WITHDRAWN, PURGE_KIND), at):
+        if entry.kind == PURGE_KIND:
+            if payload.get("reason") == ERASURE_REASON:
+                return []
+            continue
         if entry.kind == GRANTED:
             consent = _consent(entry)
             if consent is not None:
@@ -141,6 +157,7 @@ def withdraw_consent(ledger: Ledger, subject: str, consent_seq: int) -> Consent:
 def _grant(
     ledger: Ledger, subject: str, payload: dict[str, Any], expires_at: datetime | None
 ) -> Consent:
+    refuse_if_erased(ledger, subject, "no consent")
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise InputError("expires_at: must be timezone-aware")
@@ -159,7 +176,9 @@ def _require_name(field: str, value: str) -> None:
 
 def _records(ledger: Ledger, subject: str) -> Iterable[Entry]:
     # One pass over the subject's entries; the ledger indexes them by (subject, seq).
-    return (e for e in ledger.records(subject=subject) if e.kind in (GRANTED, WITHDRAWN))
+    # Purges are read too: after an erasure no consent counts (fold_consents).
+    return (e for e in ledger.records(subject=subject)
+            if e.kind in (GRANTED, WITHDRAWN, PURGE_KIND))
 
 
 def _consent(entry: Entry) -> Consent | None:

@@ -12,7 +12,9 @@ many payloads were purged and the seqs of the first and last purge entries.
 
 After erasure no score is computed for the subject
 (:func:`trustledger.scoring.evaluate_subject` raises
-:class:`~trustledger.errors.ErasedError`, which the service turns into "no data").
+:class:`~trustledger.errors.ErasedError`: "no data"). Relying parties are never told:
+the subject has no consent any more (see :mod:`trustledger.rights.consent`), so
+they get what they get for a subject they never heard of.
 Events about the same id that arrive later are kept unscored; erasing again
 purges them too.
 
@@ -64,6 +66,18 @@ def erased_at(entries: Iterable[Entry]) -> datetime | None:
 def is_erased(ledger: Ledger, subject: str) -> bool:
     """Whether the subject was erased."""
     return erased_at(ledger.records(kind=PURGE_KIND, subject=subject)) is not None
+
+
+def refuse_if_erased(ledger: Ledger, subject: str, what: str) -> None:
+    """Refuse recording ``what`` about an erased subject: :class:`InputError` naming ``subject``.
+
+    After an erasure nothing new is recorded about the subject by the rights (no
+    consent, so no subscription) nor by the operator (no new key).
+    """
+    when = erased_at(ledger.records(kind=PURGE_KIND, subject=subject))
+    if when is not None:
+        raise InputError(f"subject: {subject!r} was erased on request on {fields.day(when)}; "
+                         f"nothing new is recorded about an erased subject ({what})")
 
 
 def erase(ledger: Ledger, subject: str) -> Erasure:

@@ -3,6 +3,12 @@
 The operator never reads a named subject's data: statistics are counts with
 small cells suppressed. Policies are refused with the linter's messages when
 they break a safeguard, and then nothing is published.
+
+The one thing an operator does about a named subject is manage their key (onboarding,
+a lost key). Whoever holds a subject key can read everything about the subject and
+consent in their name, so each issue and revocation of a subject key is recorded in
+that subject's access log, in the same transaction as the key change, and a subject
+holds one key at a time: a second key is refused (409) until the first is revoked.
 """
 
 from __future__ import annotations
@@ -25,15 +31,19 @@ from trustledger.api.schemas import (
     Statistics,
     StatisticsPending,
 )
+from trustledger.api.service import Caller
 from trustledger.errors import NotFoundError
 from trustledger.policy import parse_policy
 from trustledger.principals import (
+    Audit,
     Role,
     add_principal,
     get_principal,
     list_principals,
     revoke_principal,
 )
+from trustledger.rights.access import ISSUED, REVOKED, key_logged
+from trustledger.rights.erasure import refuse_if_erased
 from trustledger.scoring import PUBLISHED
 
 router = APIRouter(prefix="/v1", tags=["operator"])
@@ -102,17 +112,31 @@ def principals(request: Request, caller: CallerDep,
 
 
 @router.post("/principals", status_code=201, response_model=IssuedOut,
-             responses=responses(401, 403, 413, 422, 429, 503))
+             responses=responses(401, 403, 409, 413, 422, 429, 503))
 def issue(request: Request, caller: CallerDep, body: PrincipalRequest) -> Response:
-    """Issue a key for a new principal: the key is in this response only, keep it safe."""
+    """Issue a key for a new principal: the key is in this response only, keep it safe.
+
+    A subject key is recorded in that subject's access log; 409 (naming ``subject``)
+    while the subject holds another active key, 422 for an erased subject.
+    """
     caller.require(Role.OPERATOR)
     service = service_of(request)
     service.begin(caller)
+    if body.role is Role.SUBJECT and body.subject is not None:
+        refuse_if_erased(service.ledger, body.subject, "no key: give the person a new id")
     issued = add_principal(service.ledger, body.name, body.role,
                            accreditations=tuple(body.accreditations), subject=body.subject,
-                           rate_limit=body.rate_limit)
+                           rate_limit=body.rate_limit,
+                           audit=_key_logged(caller, ISSUED),
+                           sole_subject_key=True)
     return json_response({"principal": render.principal(issued.principal), "key": issued.key},
                          201)
+
+
+def _key_logged(caller: Caller, what: str) -> Audit:
+    """The subject's access-log record of the operator's action on their key (if a subject's)."""
+    who = caller.principal
+    return key_logged(who.id, who.name, who.role.value, what, caller.request_id)
 
 
 @router.get("/principals/{principal_id}", response_model=PrincipalOut,
@@ -128,11 +152,15 @@ def principal(request: Request, caller: CallerDep, principal_id: PrincipalId) ->
 @router.delete("/principals/{principal_id}", response_model=PrincipalOut,
                responses=responses(401, 403, 404, 422, 429, 503))
 def revoke(request: Request, caller: CallerDep, principal_id: PrincipalId) -> Response:
-    """Revoke a principal's key at once (revoking twice changes nothing)."""
+    """Revoke a principal's key at once (revoking twice changes nothing).
+
+    Revoking a subject key is recorded in that subject's access log.
+    """
     caller.require(Role.OPERATOR)
     service = service_of(request)
     service.begin(caller)
-    revoked = revoke_principal(service.ledger, principal_id)
+    revoked = revoke_principal(service.ledger, principal_id,
+                               audit=_key_logged(caller, REVOKED))
     service.view.sync()
     return json_response(render.principal(revoked))
 

@@ -22,7 +22,7 @@ from trustledger.api.auth import CallerDep, json_response, service_of
 from trustledger.api.problems import MissingConsentError, responses
 from trustledger.api.schemas import Decision, DecisionRequest
 from trustledger.api.view import current_assessment, reusable
-from trustledger.errors import ErasedError, InputError
+from trustledger.errors import InputError
 from trustledger.ledger.chain import iso
 from trustledger.principals import PermissionDeniedError, Role
 from trustledger.scoring import Assessment, assess
@@ -39,7 +39,8 @@ async def decide(request: Request, caller: CallerDep) -> Response:
 
     403 if the party is not accredited for the purpose or the subject's consent for
     this party and purpose is not active (the problem says which consent is
-    missing); 404 if the subject has no events, or "no data" once it was erased.
+    missing; the same for an erased or unknown subject); 404 if a consenting subject
+    has no events.
     ``attributes`` feed the policy's statistical scorecards; an unknown or mistyped
     one is a 422 naming it.
     """
@@ -73,12 +74,13 @@ async def decide(request: Request, caller: CallerDep) -> Response:
     state = service.view.cached(body.subject)
     if state is None:
         state = await run_in_threadpool(service.view.subject, body.subject)
-    if state.erased:
-        # Erased on request: there is no data about this subject, for anyone.
-        metrics.decisions.labels(body.purpose, "no-data").inc()
-        raise ErasedError(body.subject)
-    if not any(c.scope == "decision" and c.party == party.name and c.purpose == body.purpose
-               for c in state.consents(now)):
+    # Consent is checked before anything else about the subject, and an erased subject
+    # has none (erasure purged it; nothing is granted after it): whoever has no consent
+    # gets the same problem, and the same counter moves, whether the subject exists, was
+    # erased or was never heard of. Erasure must not be observable (docs/api.md).
+    if state.erased or not any(
+            c.scope == "decision" and c.party == party.name and c.purpose == body.purpose
+            for c in state.consents(now)):
         metrics.decisions.labels(body.purpose, "no-consent").inc()
         raise MissingConsentError(
             f"missing consent: subject {body.subject!r} has no active consent for party "

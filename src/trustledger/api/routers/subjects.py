@@ -1,8 +1,9 @@
 """The subjects' router: everything about themselves, and their rights.
 
 Scores, reasons, events, consents and the access log; the full report (JSON or a
-printable HTML page), what-if and "what it takes"; disputes, human review and
-erasure. Every route is for the subject themself (a subject key speaks for one
+printable HTML page), what-if and "what it takes"; disputes, human review,
+erasure, and a new key of one's own (the operator's copy of the first stops
+working). Every route is for the subject themself (a subject key speaks for one
 subject id): any other caller gets 403, so no one reads another's data here.
 Reads by the subject are not access-logged; the access log is what *others* read.
 The rights are :mod:`trustledger.rights`' functions, as on the command line.
@@ -31,6 +32,7 @@ from trustledger.api.schemas import (
     DisputeRequest,
     ErasureOut,
     EventPage,
+    IssuedOut,
     ReviewOut,
     ReviewRequest,
     SubjectReport,
@@ -43,7 +45,7 @@ from trustledger.api.view import current_assessment
 from trustledger.errors import InputError
 from trustledger.ledger import event_of
 from trustledger.ledger.chain import EVENT_KIND
-from trustledger.principals import Role, list_principals
+from trustledger.principals import Role, list_principals, rotate_key
 from trustledger.rights import (
     add_dispute_information,
     consents,
@@ -56,6 +58,7 @@ from trustledger.rights import (
     reviews,
     withdraw_consent,
 )
+from trustledger.rights.erasure import refuse_if_erased
 from trustledger.rights.html import report_html
 from trustledger.rights.report import build_report
 from trustledger.rights.whatif import Hypothetical, parse_target, what_if, what_it_takes
@@ -279,11 +282,29 @@ def review(request: Request, caller: CallerDep, subject: SubjectPath,
     return json_response(shown.review(requested, service.now()), 201)
 
 
+@router.post("/key", status_code=201, response_model=IssuedOut, responses=_WRITE)
+def new_key(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
+    """A new API key for you; the key you called with stops working at once.
+
+    The operator saw the key they issued you: after this, only you hold a key that
+    speaks for you. The new key is in this response only. 422 once you were erased
+    (nothing new is recorded about an erased subject).
+    """
+    service = _own(request, caller, subject)
+    refuse_if_erased(service.ledger, subject, "no new key")
+    issued = rotate_key(service.ledger, caller.principal.id)
+    service.view.sync()
+    return json_response({"principal": render.principal(issued.principal),
+                          "key": issued.key}, 201)
+
+
 @router.post("/erasure", status_code=201, response_model=ErasureOut, responses=_WRITE)
 def erasure(request: Request, caller: CallerDep, subject: SubjectPath) -> Response:
     """Erase your data: every payload about you is purged; no score is computed any more.
 
-    Relying parties get "no data" from then on; the ledger's chain still verifies. The
+    From then on a relying party gets what it gets for a subject it never heard of (no
+    consent: 403), nothing new is recorded about you (consents are refused, so are
+    subscriptions), and a second request is 422; the ledger's chain still verifies. The
     erasure is recorded without personal data. It cannot be undone.
     """
     service = _own(request, caller, subject)
