@@ -8,19 +8,12 @@ bodies read within a time limit, and a time limit on handling each request.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
 
 from trustledger.aggregates import SMALLEST_CELL
+from trustledger.clock import Clock, system_clock
 from trustledger.errors import ConfigError
-
-Clock = Callable[[], datetime]
-"""The service's notion of now (timezone-aware); tests pass a fixed one in."""
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -75,7 +68,7 @@ class Settings:
     """Addresses of reverse proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
     believed (comma-separated, as uvicorn's ``--forwarded-allow-ips``; ``trustledger serve``
     passes it on). Empty: the connection's peer address is the client, whatever it sends."""
-    clock: Clock = field(default=_utc_now, compare=False)
+    clock: Clock = field(default=system_clock, compare=False)
     """Where "now" comes from."""
 
     @classmethod

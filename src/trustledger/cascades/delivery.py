@@ -38,10 +38,10 @@ import base64
 import hashlib
 import hmac
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -52,12 +52,11 @@ from trustledger.cascades.egress import Egress, guarded_client
 from trustledger.cascades.records import NOTIFIED
 from trustledger.cascades.schema import notifications, subscriptions
 from trustledger.cascades.store import secret_key
+from trustledger.clock import Clock, system_clock
 from trustledger.errors import InputError
 from trustledger.ledger.chain import from_us, iso, to_us
 from trustledger.principals import Record, ServiceLedger, principals
 
-Clock = Callable[[], datetime]
-"""The deliverer's clock: attempt times, backoff and the ``webhook-timestamp`` header."""
 _n, _s = notifications.c, subscriptions.c
 ENDED_WITHHELD = "withheld: the subscription ended before delivery"
 """Why a decision change was not sent: its subscription ended first."""
@@ -115,10 +114,6 @@ class Delivered:
     dead: int
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Deliverer:
     """Sends due notifications from the outbox and records their fate."""
 
@@ -132,7 +127,7 @@ class Deliverer:
         """
         self.ledger = ledger
         self.retry = retry or RetryPolicy()
-        self.clock = clock or _utc_now
+        self.clock = clock or system_clock
         self.rng = rng or random.Random()
         self.egress = egress or Egress.from_env()
         self.client = guarded_client(self.egress, self.retry.timeout)

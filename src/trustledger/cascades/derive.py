@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -47,6 +47,7 @@ from trustledger.cascades.store import (
     schedule,
     subjects_data,
 )
+from trustledger.clock import Clock, system_clock
 from trustledger.engine import Event
 from trustledger.errors import TrustLedgerError
 from trustledger.ledger import Entry
@@ -58,9 +59,6 @@ from trustledger.principals import REVOKED, Record, ServiceLedger, principals
 from trustledger.rights.access import READ
 from trustledger.rights.consent import fold_consents
 from trustledger.scoring import PUBLISHED, published_policies
-
-Clock = Callable[[], datetime]
-"""The worker's clock: decides which scheduled checks are due (injectable for tests)."""
 
 IGNORED_KINDS = frozenset({READ, *PRINCIPAL_KINDS, *CASCADE_KINDS})
 """Entry kinds about a subject that never change a decision (reads, keys, the cascades')."""
@@ -79,10 +77,6 @@ REVOKED_REASON = "the relying party's key was revoked"
 _BATCH = 10_000
 _e, _s = entries.c, subscriptions.c
 log = logging.getLogger("trustledger.cascades")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +113,7 @@ class Deriver:
     def __init__(self, ledger: ServiceLedger, clock: Clock | None = None) -> None:
         """Work on ``ledger``; ``clock`` (default: system UTC) decides what is due."""
         self.ledger = ledger
-        self.clock = clock or _utc_now
+        self.clock = clock or system_clock
         self.policies = Policies()
         self._policies_loaded = False
         self._revocations_swept = False

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import exc
 
 from trustledger import config
+from trustledger.clock import Clock, system_clock
 from trustledger.engine import Event
 from trustledger.errors import (
     BatchError,
@@ -48,9 +49,6 @@ from trustledger.ledger.chain import (
 from trustledger.ledger.models import Entry, EventIn, VerifyReport, validation_problems
 from trustledger.ledger.schema import entries, head
 
-Clock = Callable[[], datetime]
-"""Where ``recorded_at`` comes from: returns the current, timezone-aware time."""
-
 Validator = Callable[[EventIn], list[tuple[str, str]]]
 """An extra check on each event (e.g. a policy's attribute schema): ``(field, reason)`` pairs."""
 
@@ -65,10 +63,6 @@ _PAGE = 5_000
 _BULK = 1_000  # batches at least this large pause the cyclic GC
 _KEYS_PER_QUERY = 2_000
 _e = entries.c
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +209,7 @@ class Ledger:
                 f"ledger database {database.describe(url)} has a schema this version "
                 f"does not know: {err}"
             ) from err
-        return cls(engine, url, clock or _utc_now)
+        return cls(engine, url, clock or system_clock)
 
     @property
     def url(self) -> str:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import exc
 
+from trustledger.clock import Clock
 from trustledger.errors import ConfigError, InputError
 from trustledger.ledger import RESERVED_KINDS, Entry, Ledger, entry_of
 from trustledger.ledger import database as _database
@@ -38,7 +39,6 @@ from trustledger.ledger.chain import (
     to_us,
 )
 from trustledger.ledger.schema import entries, head
-from trustledger.ledger.store import Clock
 
 T = TypeVar("T")
 
