@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from trustledger.engine.events import in_utc
 from trustledger.errors import InputError
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 def parse_moment(value: str | None, option: str) -> datetime:
     """A command-line date or date-time as aware UTC (a date means midnight UTC); ``None``: now.
 
-    Raises :class:`InputError` naming ``option`` for text that is not ISO 8601.
+    Raises :class:`InputError` (exit 2) naming ``option`` for text that is not ISO 8601
+    or whose UTC moment falls outside the years 1-9999 (``0001-01-01T00:00:00+01:00``).
     """
     if value is None:
         return datetime.now(UTC)
@@ -34,7 +36,12 @@ def parse_moment(value: str | None, option: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InputError(f"{option}: {value!r} is not an ISO 8601 date or date-time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return in_utc(moment)
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from None
 
 
 AttributeOption = Annotated[list[str] | None, typer.Option(

@@ -28,8 +28,7 @@ from trustledger.api.service import Caller, Service
 from trustledger.engine import RETRACTION
 from trustledger.errors import BatchError, InputError, ItemProblem, NotFoundError
 from trustledger.ledger import Entry, EventIn
-from trustledger.ledger.store import Validator
-from trustledger.policy import CompiledPolicy
+from trustledger.ledger.ingest import schema_validator
 from trustledger.principals import PermissionDeniedError
 
 JSON = "application/json"
@@ -37,6 +36,9 @@ CLOUDEVENT = "application/cloudevents+json"
 CLOUDEVENT_BATCH = "application/cloudevents-batch+json"
 
 _cloud_event = TypeAdapter(CloudEvent)
+
+__all__ = ["append_batch", "append_one", "load_json", "media_type", "schema_validator",
+           "supersede"]
 
 
 def media_type(content_type: str | None) -> str:
@@ -140,23 +142,6 @@ def _own(caller: Caller, items: list[Any]) -> list[Any]:
             f"{len(forbidden)} item(s) may not be appended by {principal.name!r}, nothing "
             "was written; each is listed in `errors`", forbidden)
     return out
-
-
-def schema_validator(policy: CompiledPolicy) -> Validator:
-    """The ledger ``validate`` hook: the event fits the policy's type and attribute schema."""
-
-    def check(event: EventIn) -> list[tuple[str, str]]:
-        if event.type == RETRACTION:
-            if event.attributes:
-                return [("attributes", "a retraction carries no attributes")]
-            return []
-        spec = policy.event_types.get(event.type)
-        if spec is None:
-            return [("type", f"{event.type!r} is not an event type of policy {policy.name}")]
-        normal = spec.normalise(event.attributes)
-        return [("attributes", normal)] if isinstance(normal, str) else []
-
-    return check
 
 
 def _entry_json(entry: Entry, status: str) -> dict[str, Any]:

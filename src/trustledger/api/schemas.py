@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -22,11 +23,21 @@ from pydantic import (
     StringConstraints,
 )
 
+from trustledger.engine.events import in_utc
 from trustledger.principals import Role
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=256,
                                         pattern=r"^\S(?:.*\S)?$")]
 """A name or id: 1-256 characters, no surrounding whitespace."""
+
+
+def _representable(moment: datetime) -> datetime:
+    in_utc(moment)  # a ValueError (HTTP 422 naming the field) outside the years 1-9999 in UTC
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_representable)]
+"""A date-time with a UTC offset whose UTC moment is representable (years 1-9999)."""
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 """An identifier of the policy language (event type, purpose, scorecard)."""
@@ -49,7 +60,7 @@ class EventSubmission(_In):
     subject: Text
     type: Text = Field(description="an event type of the policy in force the source is "
                                    "accredited for")
-    occurred_at: AwareDatetime = Field(description="when it happened, with a UTC offset")
+    occurred_at: Moment = Field(description="when it happened, with a UTC offset")
     attributes: dict[str, Any] = Field(default_factory=dict,
                                        description="as the event type's schema says")
     supersedes: Text | None = Field(None, description="an earlier event of this source that "
@@ -69,7 +80,7 @@ class CloudEvent(_In):
     source: Text = Field(description="must be the caller's name")
     type: Text
     subject: Text
-    time: AwareDatetime
+    time: Moment
     datacontenttype: Literal["application/json"] | None = None
     dataschema: str | None = None
     data: dict[str, Any] | None = None
@@ -86,7 +97,7 @@ class Retraction(_In):
     """Withdraw one of the caller's events: a new event of type ``retraction``."""
 
     source_event_id: Text = Field(description="the retraction's own id (idempotency key)")
-    occurred_at: AwareDatetime | None = Field(None, description="default: now")
+    occurred_at: Moment | None = Field(None, description="default: now")
 
 
 class Correction(_In):
@@ -94,7 +105,7 @@ class Correction(_In):
 
     source_event_id: Text = Field(description="the correction's own id (idempotency key)")
     type: Text
-    occurred_at: AwareDatetime
+    occurred_at: Moment
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -262,7 +273,7 @@ class DecisionConsent(_In):
     scope: Literal["decision"]
     party: Text
     purpose: Ident
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
 
 
 class ScorecardOptIn(_In):
@@ -270,7 +281,7 @@ class ScorecardOptIn(_In):
 
     scope: Literal["scorecard"]
     scorecard: Ident
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
 
 
 ConsentRequest = Annotated[DecisionConsent | ScorecardOptIn, Field(discriminator="scope")]
@@ -351,9 +362,9 @@ class HypotheticalEvent(_In):
     """An event that might happen (what-if); ``recorded_at`` defaults to ``occurred_at``."""
 
     type: Ident
-    occurred_at: AwareDatetime
+    occurred_at: Moment
     attributes: dict[str, Any] = Field(default_factory=dict)
-    recorded_at: AwareDatetime | None = None
+    recorded_at: Moment | None = None
 
 
 class WhatIfRequest(_In):
@@ -369,7 +380,7 @@ class WhatIfRequest(_In):
     remove: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(default_factory=list,
                                                                  max_length=100)
     add: list[HypotheticalEvent] = Field(default_factory=list, max_length=100)
-    at: AwareDatetime | None = None
+    at: Moment | None = None
     reach: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     attributes: dict[Ident, StrictInt | StrictFloat | StrictStr | StrictBool | None] | None = None
     """Values for the policy's statistical scorecards' features, as in a decision request
@@ -494,7 +505,7 @@ class DisputeAnswer(_In):
     source_event_id: Text | None = Field(None, description="the correcting or retracting "
                                                            "event's own id")
     type: Text | None = Field(None, description="the correction's event type")
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Moment | None = None
     attributes: dict[str, Any] | None = None
 
 

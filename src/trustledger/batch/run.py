@@ -165,12 +165,12 @@ def _points_table(plan: Plan, events: ir.Table, backend: Any) -> ir.Table | None
             continue  # not an object: the event does not fit, as the engine would say
         if not isinstance(attributes, dict):
             continue
-        fitting = etype.normalise(attributes)
-        if isinstance(fitting, str):
-            continue
+        fitted = etype.fit(attributes)
+        if isinstance(fitted, str):
+            continue  # does not fit, or its points fault: it counts nothing, as in the engine
         types.append(kind)
         texts.append(text)
-        values.append(etype.points(fitting))
+        values.append(fitted[1])
     return small_table(backend, "points", pa.table({
         "p_type": pa.array(types or ["\x00"], pa.string()),
         "p_attributes": pa.array(texts or ["\x00"], pa.string()),

@@ -8,11 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 RETRACTION = "retraction"
 """Reserved event type: an event of this type with ``supersedes`` withdraws the earlier event."""
+
+REPRESENTABLE = "0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z"
+"""The range of moments the ledger and the engine represent (Python's, in UTC)."""
+
+
+def in_utc(moment: datetime) -> datetime:
+    """An aware moment moved to UTC; :class:`ValueError` when it falls outside the years 1-9999.
+
+    ``0001-01-01T00:00:00+01:00`` is a valid ISO 8601 text whose UTC moment lies before
+    the year 1: every date that enters the ledger (``EventIn``), the HTTP API or a command
+    is checked here, so it is refused with a message (HTTP 422, exit 2) rather than
+    overflowing later.
+    """
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{moment.isoformat()} is outside the representable range "
+                         f"({REPRESENTABLE}) once moved to UTC") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trustledger.engine.events import RETRACTION, Event
-from trustledger.errors import InputError
+from trustledger.errors import InputError, PolicyError
 from trustledger.policy.compiled import (
     CompiledEventType,
     CompiledMetric,
     CompiledPolicy,
     CompiledScorecard,
+    PointsFault,
 )
+from trustledger.policy.durations import Duration
 from trustledger.policy.models import (
     Aggregate,
     Anchor,
@@ -43,6 +45,8 @@ LN2 = math.log(2.0)
 _ADJECTIVE = {CapPeriod.DAY: "daily", CapPeriod.WEEK: "weekly", CapPeriod.MONTH: "monthly",
               CapPeriod.YEAR: "yearly"}
 INF = math.inf
+ERROR_PREFIX = "error: "
+"""How an event's ``why_not`` begins when an error, not the policy's rules, left it out."""
 
 
 def ts(moment: datetime) -> float:
@@ -50,9 +54,44 @@ def ts(moment: datetime) -> float:
     return moment.timestamp()
 
 
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+FIRST_TS = _FIRST.timestamp()
+"""POSIX seconds of the earliest representable moment (0001-01-01T00:00:00Z)."""
+LAST_TS = _LAST.timestamp()
+"""POSIX seconds of the latest representable moment (9999-12-31T23:59:59.999999Z)."""
+
+
 def at(seconds: float) -> datetime:
-    """The UTC datetime of POSIX seconds."""
+    """The UTC datetime of POSIX seconds, clamped to the representable years 1-9999.
+
+    A moment beyond them (an end that never comes, ``INF``) reads as the last one.
+    """
+    if seconds >= LAST_TS:
+        return _LAST
+    if seconds <= FIRST_TS:
+        return _FIRST
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def after(duration: Duration, moment: datetime) -> float:
+    """POSIX seconds of ``duration`` after ``moment``; ``INF`` past the year 9999.
+
+    An event near the end of the calendar keeps counting: its end is not representable,
+    so it never comes (evaluation is total over every representable date).
+    """
+    try:
+        return ts(duration.after(moment))
+    except (OverflowError, ValueError):
+        return INF
+
+
+def before(duration: Duration, moment: datetime) -> float:
+    """POSIX seconds of ``duration`` before ``moment``; ``-INF`` before the year 1."""
+    try:
+        return ts(duration.before(moment))
+    except (OverflowError, ValueError):
+        return -INF
 
 
 def day(moment: datetime | float) -> str:
@@ -271,12 +310,14 @@ def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetim
         elif entry.type is None:
             entry.why_not = f"event type {e.type} is not in policy {policy.name}"
         else:
-            attrs = entry.type.normalise(e.attributes)
-            if isinstance(attrs, str):
-                entry.why_not = f"attributes do not fit the policy: {attrs}"
+            fitted = entry.type.fit(e.attributes)
+            if isinstance(fitted, PointsFault):
+                entry.why_not = f"{ERROR_PREFIX}{fitted}"
+            elif isinstance(fitted, str):
+                entry.why_not = f"attributes do not fit the policy: {fitted}"
             else:
-                entry.attrs = attrs
-                entry.base_points = entry.points = entry.type.points(attrs)
+                entry.attrs, entry.base_points = fitted
+                entry.points = entry.base_points
                 entry.counted = True
     live = [x for x in entries if x.counted]
     for entry in live:
@@ -286,7 +327,7 @@ def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetim
         history.by_scorecard[name] = [x for x in live if x.event.type in card.events]
     for name, metric in policy.metrics.items():
         history.by_metric[name] = [
-            (x, metric.window.after(x.event.occurred_at).timestamp() if metric.window else INF)
+            (x, after(metric.window, x.event.occurred_at) if metric.window else INF)
             for x in live if x.event.type in metric.types
         ]
     _fold(history, live)
@@ -313,7 +354,7 @@ def set_counting_interval(entry: Entry, live: list[Entry]) -> None:
             by = _overhang_witness(entry, expiry, live)
             if by is not None:
                 entry.overhang_by = by
-                stop, why = ts(etype.overhang.after(at(expiry))), "overhang"
+                stop, why = after(etype.overhang, at(expiry)), "overhang"
         if stop < end:
             end, reason = stop, why
     entry.end, entry.end_reason = end, reason
@@ -325,11 +366,11 @@ def counting_bounds(etype: CompiledEventType, event: Event) -> tuple[float, floa
     The expiry is anchored at ``occurred_at`` or ``recorded_at`` as the type says; an
     overhang, when witnessed, runs from it (see :func:`set_counting_interval`).
     """
-    retention_end = ts(etype.retention.after(event.occurred_at))
+    retention_end = after(etype.retention, event.occurred_at)
     if etype.expiry is None:
         return retention_end, None
     anchor = event.occurred_at if etype.expiry_from is Anchor.OCCURRED_AT else event.recorded_at
-    return retention_end, ts(etype.expiry.after(anchor))
+    return retention_end, after(etype.expiry, anchor)
 
 
 def _overhang_witness(entry: Entry, expiry: float, live: list[Entry]) -> Entry | None:
@@ -376,12 +417,34 @@ def _decide_when(history: History, entry: Entry, processed: list[Entry]) -> None
                       _restrict_metric(history.by_metric, processed))
     context = earlier.context(etype.when.names - {"attrs"}, entry.o, etype.when.beyond_score)
     context["attrs"] = entry.attrs
-    if not etype.when.run_bool(context):
+    decided = run_when(etype, context)
+    if isinstance(decided, str):
+        entry.counted, entry.points = False, 0.0
+        entry.why_not = decided
+        return
+    if not decided:
         entry.counted, entry.points = False, 0.0
         shown = ", ".join(f"{k} = {_brief(v)}" for k, v in sorted(context.items())
                           if k != "attrs")
         entry.why_not = f"condition `{etype.when.source}` was false when it occurred" + \
             (f" ({shown})" if shown else "")
+
+
+def run_when(etype: CompiledEventType, context: dict[str, Any]) -> bool | str:
+    """An event type's ``when`` condition on ``context``, or why it cannot be evaluated.
+
+    An arithmetic fault (CEL overflow, division by zero, a result that is not
+    true/false) is contained: the event does not count, and the text says why.
+    """
+    assert etype.when is not None
+    try:
+        return etype.when.run_bool(context)
+    except PolicyError as exc:
+        return f"{ERROR_PREFIX}condition `{etype.when.source}` cannot be evaluated: " \
+               f"{exc.problems[0].message}"
+    except ArithmeticError as exc:
+        return f"{ERROR_PREFIX}condition `{etype.when.source}` cannot be evaluated: " \
+               f"{type(exc).__name__}: {exc}"
 
 
 def _restrict(groups: Mapping[str, list[Entry]], keep: list[Entry]) -> dict[str, list[Entry]]:

@@ -56,7 +56,16 @@ from typing import Any
 import cel
 
 from trustledger.engine.events import RETRACTION, Event
-from trustledger.engine.history import INF, LN2, at, counting_bounds, scorecard_value, ts
+from trustledger.engine.history import (
+    INF,
+    LN2,
+    after,
+    at,
+    counting_bounds,
+    run_when,
+    scorecard_value,
+    ts,
+)
 from trustledger.errors import InputError
 from trustledger.policy.compiled import (
     CompiledEventType,
@@ -269,9 +278,9 @@ class SubjectState:
             etype = self.policy.event_types.get(e.type)
             if e.type == RETRACTION or e.key in self._superseded or etype is None:
                 continue
-            attrs = etype.normalise(e.attributes)
-            if not isinstance(attrs, str):
-                valid.append((e, etype, etype.points(attrs)))
+            fitted = etype.fit(e.attributes)
+            if not isinstance(fitted, str):
+                valid.append((e, etype, fitted[1]))
         late = [(e, etype, p) for e, etype, p in valid if e.recorded_at > e.occurred_at and p]
         out: set[tuple[str, str]] = set()
         for e, etype, points in valid:
@@ -301,13 +310,13 @@ class SubjectState:
         etype = self.policy.event_types.get(event.type)
         if etype is None:
             return True
-        attrs = etype.normalise(event.attributes)
-        if isinstance(attrs, str):
-            return True
+        fitted = etype.fit(event.attributes)
+        if isinstance(fitted, str):
+            return True  # as the reference: it does not count (a fault says why there)
         if self._conditional and not in_order and self._conditions and \
                 self._conditions[-1] > key:
             return False
-        points = etype.points(attrs)
+        attrs, points = fitted
         item = _Item(event, etype, key, ts(event.occurred_at), ts(event.recorded_at), points,
                      points)
         if etype.when is not None:
@@ -344,7 +353,7 @@ class SubjectState:
             return
         context = self._context(sorted(when.names - {"attrs"}), item.o, when.beyond_score)
         context["attrs"] = attrs
-        if not when.run_bool(context):
+        if run_when(item.type, context) is not True:  # false, or a contained fault
             item.counted, item.points = False, 0.0
 
     def _interval(self, item: _Item) -> None:
@@ -354,8 +363,8 @@ class SubjectState:
     def _overhang_end(self, item: _Item) -> float:
         etype = item.type
         assert etype.overhang is not None and item.expiry is not None
-        retention = ts(etype.retention.after(item.event.occurred_at))
-        return min(retention, ts(etype.overhang.after(at(item.expiry))))
+        retention = after(etype.retention, item.event.occurred_at)
+        return min(retention, after(etype.overhang, at(item.expiry)))
 
     def _witness(self, item: _Item) -> bool:
         """Overhangs: does ``item`` keep counting, or keep another counting? False: rebuild."""
@@ -430,7 +439,7 @@ class SubjectState:
                 continue
             exit_ = item.end
             if metric.window is not None:
-                exit_ = min(exit_, ts(metric.window.after(item.event.occurred_at)))
+                exit_ = min(exit_, after(metric.window, item.event.occurred_at))
             out[name] = (value, exit_)
         return out
 

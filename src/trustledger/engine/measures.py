@@ -33,6 +33,8 @@ from typing import Any
 import cel
 
 from trustledger.engine.history import INF, LN2, Entry, History, at, scorecard_value
+from trustledger.engine.history import after as _after
+from trustledger.engine.history import before as _before
 from trustledger.policy.compiled import CompiledMeasure
 from trustledger.policy.models import Aggregate, MetricValue, Sign
 
@@ -337,10 +339,10 @@ class _Runner:
             return
         if m.requires is not None and m.notice is not None:
             was, since = before[m.requires]
-            deadline = m.notice.before(at(t)).timestamp()
+            deadline = _before(m.notice, at(t))
             if not was or (since is not None and since > deadline):
                 track.set_back, track.set_back_since = True, t
-                track.notice_end = m.notice.after(at(t)).timestamp()
+                track.notice_end = _after(m.notice, at(t))
                 later.append(track.notice_end)
                 return
         self._switch_on(m, track, t, later)
@@ -348,5 +350,5 @@ class _Runner:
     def _switch_on(self, m: CompiledMeasure, track: Track, t: float, later: list[float]) -> None:
         track.on = True
         if m.hold is not None:
-            track.hold_end = m.hold.after(at(t)).timestamp()
+            track.hold_end = _after(m.hold, at(t))
             later.append(track.hold_end)

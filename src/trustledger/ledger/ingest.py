@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from trustledger.engine import RETRACTION
 from trustledger.errors import BatchError, InputError
 from trustledger.ledger.bulk import CHUNK, paused_gc
 from trustledger.ledger.chain import EPOCH
@@ -40,6 +41,7 @@ from trustledger.ledger.models import EventIn, validation_problems
 
 if TYPE_CHECKING:
     from trustledger.ledger.store import Ledger, Validator
+    from trustledger.policy import CompiledPolicy
 
 FORMATS = ("csv", "jsonl", "parquet")
 """File formats :func:`read_events` reads."""
@@ -357,6 +359,30 @@ def _pylist(column: Any) -> list[Any]:
         return list(column.to_pylist())
     micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
     return [None if us is None else EPOCH + timedelta(microseconds=us) for us in micros]
+
+
+def schema_validator(policy: CompiledPolicy) -> Validator:
+    """The ledger ``validate`` hook: the event fits the policy's type and attribute schema.
+
+    The one check of an event's attributes on every ingest path (HTTP, CloudEvents,
+    batches, files): :meth:`~trustledger.policy.compiled.CompiledEventType.normalise`,
+    which applies each attribute's declared bounds (or the default bound,
+    :data:`~trustledger.policy.compiled.ATTRIBUTE_LIMIT`) and refuses attributes whose
+    points cannot be computed. Problems are ``("attributes", reason)`` naming the attribute.
+    """
+
+    def check(event: EventIn) -> list[tuple[str, str]]:
+        if event.type == RETRACTION:
+            if event.attributes:
+                return [("attributes", "a retraction carries no attributes")]
+            return []
+        spec = policy.event_types.get(event.type)
+        if spec is None:
+            return [("type", f"{event.type!r} is not an event type of policy {policy.name}")]
+        normal = spec.normalise(event.attributes)
+        return [("attributes", normal)] if isinstance(normal, str) else []
+
+    return check
 
 
 def ingest_file(

@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from trustledger.engine import RETRACTION
+from trustledger.engine.events import in_utc
 from trustledger.ledger.chain import json_problems
 
 _TEXT_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
@@ -66,6 +67,11 @@ class EventIn(BaseModel):
         event = handler(data)
         problems = [_problem(field, reason, None)
                     for field, reason in json_problems(event.attributes, "attributes")]
+        if event.occurred_at.year in (1, 9999):  # only these can leave the range in UTC
+            try:
+                in_utc(event.occurred_at)
+            except ValueError as exc:
+                problems.append(_problem("occurred_at", str(exc), None))
         if event.type == RETRACTION and event.supersedes is None:
             problems.append(_problem(
                 "supersedes", f"a {RETRACTION!r} event must name the event it withdraws", None

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trustledger.errors import InputError, NotFoundError
+from trustledger.errors import InputError, NotFoundError, PolicyError
 from trustledger.policy.conditions import Expression
 from trustledger.policy.durations import Duration
 from trustledger.policy.loader import Locator, read_yaml, validate
@@ -42,7 +42,45 @@ if TYPE_CHECKING:
     from trustledger.models.compiled import FeatureValue, ScoreResult
 
 PointsFunction = Callable[[Mapping[str, Any]], float]
-"""Computes an event's points from its (normalised) attributes."""
+"""Computes an event's points from its (normalised) attributes.
+
+A compiled points function raises only :class:`~trustledger.errors.PolicyError`: a CEL
+error of its formula (``expression-error``), or a ``points-fault`` for an overflow, a
+division by zero or a result that is not a finite number within :data:`POINTS_LIMIT`;
+never a bare ``OverflowError``. :meth:`CompiledEventType.fit` turns either into a
+:class:`PointsFault`.
+"""
+
+ATTRIBUTE_LIMIT = 2**53 - 1
+"""The default bound of integer and number attributes: ``|value| <= 2^53 - 1``.
+
+An attribute that declares no ``minimum`` (``maximum``) is refused below
+``-ATTRIBUTE_LIMIT`` (above ``ATTRIBUTE_LIMIT``): the largest integer a JSON number
+keeps exactly in every implementation (I-JSON, RFC 7493), far beyond any real count of
+hours, days or money, and small enough that a points formula's ``int`` arithmetic
+(64 bits in CEL) has room to work. A declared bound replaces the default on its side.
+"""
+
+POINTS_LIMIT = float(2**53 - 1)
+"""The largest magnitude an event's points may have (after a formula's ``min``/``max``).
+
+Beyond it an event's points are a fault, not a number: sums of many events then stay
+finite, and so do the incremental state's forward-decay accumulators.
+"""
+
+
+class PointsFault(str):
+    """Why attributes do not fit because their points cannot be computed (an error).
+
+    A ``str``, so every caller that treats a misfit as text keeps working; the engine
+    tells it from a schema misfit to report it as an error on the subject's record.
+    """
+
+    __slots__ = ()
+
+
+Fitted = tuple[dict[str, Any], float]
+"""An event's normalised attributes and its points (before ``when``, caps and decay)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +93,16 @@ class CompiledAttribute:
     minimum: float | None
     maximum: float | None
     values: frozenset[str] | None
+
+    @property
+    def low(self) -> float:
+        """The effective lower bound: ``minimum``, or ``-ATTRIBUTE_LIMIT`` without one."""
+        return self.minimum if self.minimum is not None else -ATTRIBUTE_LIMIT
+
+    @property
+    def high(self) -> float:
+        """The effective upper bound: ``maximum``, or ``ATTRIBUTE_LIMIT`` without one."""
+        return self.maximum if self.maximum is not None else ATTRIBUTE_LIMIT
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +127,32 @@ class CompiledEventType:
     scorecards: tuple[str, ...]
 
     def normalise(self, attributes: Mapping[str, Any]) -> dict[str, Any] | str:
-        """Attributes checked and typed by the schema (numbers as ``float``), or why they fail."""
+        """Attributes checked and typed by the schema, or why they do not fit.
+
+        Integers stay ``int``, numbers become ``float``; each numeric value must lie in
+        its declared bounds, or within :data:`ATTRIBUTE_LIMIT` on a side with none.
+        Attributes whose points cannot be computed (an arithmetic fault in the points
+        rule, see :data:`PointsFunction`) do not fit either, so every path that checks
+        an event (ingest, the engines, disputes, what-if) refuses it the same way.
+        """
+        fitted = self.fit(attributes)
+        return fitted if isinstance(fitted, str) else fitted[0]
+
+    def fit(self, attributes: Mapping[str, Any]) -> Fitted | str:
+        """The normalised attributes and the points they give, or why they do not fit.
+
+        :meth:`normalise` and the points in one step (each computed once): the one
+        check every ingest path and every engine makes of an event's attributes.
+        """
+        normal = self._schema(attributes)
+        if isinstance(normal, str):
+            return normal
+        try:
+            return normal, self.points(normal)
+        except PolicyError as exc:
+            return PointsFault(f"its points cannot be computed ({exc.problems[0].message})")
+
+    def _schema(self, attributes: Mapping[str, Any]) -> dict[str, Any] | str:
         declared = {a.name for a in self.attributes}
         unknown = sorted(set(attributes) - declared)
         if unknown:
@@ -108,20 +181,30 @@ def _check_attribute(spec: CompiledAttribute, value: Any) -> tuple[str | None, A
         if spec.values is not None and value not in spec.values:
             return f"{name}={value!r} is not one of {', '.join(sorted(spec.values))}", None
         return None, value
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            (isinstance(value, float) and not math.isfinite(value)):
         return f"{name} must be a number", None
-    number: int | float
-    if spec.type is AttributeType.INTEGER:
-        if isinstance(value, float) and not value.is_integer():
-            return f"{name} must be a whole number", None
-        number = int(value)
-    else:
-        number = float(value)
-    if spec.minimum is not None and number < spec.minimum:
-        return f"{name}={number} is below its minimum {spec.minimum:g}", None
-    if spec.maximum is not None and number > spec.maximum:
-        return f"{name}={number} is above its maximum {spec.maximum:g}", None
+    if spec.type is AttributeType.INTEGER and isinstance(value, float) \
+            and not value.is_integer():
+        return f"{name} must be a whole number", None
+    # Bounds are compared before any conversion: float() of a huge int overflows.
+    shown = str(value) if abs(value) < 1e21 else f"{value:.6g}" if isinstance(value, float) \
+        else f"(an integer of {abs(value).bit_length()} bits)"
+    if value < spec.low:
+        default = "" if spec.minimum is not None else " (the default bound; the policy " \
+                                                      "declares no minimum)"
+        return f"{name}={shown} is below its minimum {_bound(spec.low)}{default}", None
+    if value > spec.high:
+        default = "" if spec.maximum is not None else " (the default bound; the policy " \
+                                                      "declares no maximum)"
+        return f"{name}={shown} is above its maximum {_bound(spec.high)}{default}", None
+    number: int | float = int(value) if spec.type is AttributeType.INTEGER else float(value)
     return None, number
+
+
+def _bound(value: float) -> str:
+    """A bound as people read it: ``9007199254740991``, ``0``, ``2.5``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from trustledger.engine.events import RETRACTION
-from trustledger.errors import InputError, IntegrityError, NotFoundError, PolicyError, PolicyProblem
+from trustledger.errors import (
+    InputError,
+    IntegrityError,
+    NotFoundError,
+    PolicyError,
+    PolicyProblem,
+    SourceLocation,
+)
 from trustledger.policy.compiled import (
+    POINTS_LIMIT,
     CompiledAttribute,
     CompiledCap,
     CompiledEventType,
@@ -116,6 +124,34 @@ def _candidates(spec: CompiledAttribute) -> list[Any]:
     return inside
 
 
+def _guarded(function: PointsFunction, location: SourceLocation,
+             label: str) -> PointsFunction:
+    """``function`` made total: every fault is a :class:`PolicyError`, never a bare one.
+
+    A CEL evaluation error stays the formula's own (``expression-error``); an overflow,
+    a division by zero or a result that is not a finite number within
+    :data:`POINTS_LIMIT` is a ``points-fault``. The engines contain either (the event
+    counts nothing and says why) instead of failing the whole evaluation.
+    """
+
+    def fault(message: str) -> PolicyError:
+        return PolicyError([PolicyProblem(location, "points-fault", message)])
+
+    def points(attrs: Mapping[str, Any]) -> float:
+        try:
+            value = function(attrs)
+        except PolicyError:
+            raise  # a CEL error, already located at the formula (expression-error, -type)
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            raise fault(f"points of {label} failed: {type(exc).__name__}: {exc}") from exc
+        if not math.isfinite(value) or abs(value) > POINTS_LIMIT:
+            raise fault(f"points of {label} gave {value!r}, not a finite number within "
+                        f"±{POINTS_LIMIT:.0f}")
+        return value
+
+    return points
+
+
 class _Compiler:
     def __init__(self, model: Policy, locator: Locator) -> None:
         self.model = model
@@ -163,6 +199,9 @@ class _Compiler:
         by_name = {a.name: a for a in attributes}
         label = spec.display_label(name)
         points = self.points((*path, "points"), spec, by_name, label)
+        if points is not None:
+            points = _guarded(points[0], self.locator.locate((*path, "points")), label), \
+                points[1]
         when = None
         if spec.when is not None:
             when = self.expression(spec.when, (*path, "when"))

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AllowInfNan,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -39,8 +40,9 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 TierName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_+\-]{0,31}$")]
 """A tier's name: letters, digits, ``_``, ``+`` and ``-`` (``AAA``, ``B``, ``650-699``)."""
 
-Number = Annotated[float, Strict()]
-"""A number written as a YAML number (``"5"`` in quotes is refused)."""
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+"""A finite number written as a YAML number (``"5"`` in quotes, ``.inf`` and ``.nan`` are
+refused)."""
 
 Expression = Annotated[
     str,
@@ -158,7 +160,7 @@ class PerStartedPoints(_Model):
     """``each`` points per started ``per_started`` units of a numeric attribute ``of``."""
 
     each: Number
-    per_started: Annotated[float, Strict(), Field(gt=0)]
+    per_started: Annotated[float, Strict(), AllowInfNan(False), Field(gt=0)]
     of: Name
     max_periods: Annotated[int, Strict(), Field(gt=0)] | None = None
 
@@ -291,7 +293,7 @@ class Cap(_Model):
     """At most ``max`` points gained (or lost) per calendar ``period``, except ``exempt`` types."""
 
     period: CapPeriod
-    max: Annotated[float, Strict(), Field(gt=0)]
+    max: Annotated[float, Strict(), AllowInfNan(False), Field(gt=0)]
     applies_to: CapDirection = CapDirection.GAINS
     exempt: tuple[Name, ...] = ()
 
