@@ -24,10 +24,10 @@ from rich.progress import (
 from rich.table import Table
 
 from trustledger import config
-from trustledger.errors import InputError
+from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger.chain import iso
-from trustledger.ledger.ingest import FORMATS, ingest_file
-from trustledger.ledger.store import Ledger
+from trustledger.ledger.ingest import FORMATS, ingest_file, schema_validator
+from trustledger.ledger.store import Ledger, Validator
 
 DatabaseUrl = Annotated[
     str | None,
@@ -80,7 +80,11 @@ def ingest(
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Append the events of a file as one atomic batch; bad rows are named by line."""
+    """Append the events of a file as one atomic batch; bad rows are named by line.
+
+    Once a policy is published, every row is checked against the version in force as the
+    HTTP API checks it (event type, attribute schema and bounds), with the same messages.
+    """
     with Ledger.open(database_url) as ledger, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
         TimeElapsedColumn(), console=_err, transient=True,
@@ -91,13 +95,28 @@ def ingest(
         def progress(phase: str, done: int) -> None:
             bar.update(tasks[phase], completed=done, visible=True)
 
-        report = ingest_file(ledger, file, rejects=rejects, format=format, progress=progress)
+        report = ingest_file(ledger, file, rejects=rejects, format=format, progress=progress,
+                             validate=_policy_check(ledger))
     _out.print(
         f"{report.rows:,} rows read: {report.appended:,} appended, "
         f"{report.existing:,} already in the ledger, {report.rejected:,} rejected"
         + (f" (written to {rejects})" if rejects is not None else "")
     )
     _out.print(f"head: seq={report.head_seq} hash={report.head_hash}")
+
+
+def _policy_check(ledger: Ledger) -> Validator | None:
+    """The published policy's check of each event, as the HTTP API applies it.
+
+    ``None`` before any policy is published: only the ledger's own rules apply then.
+    """
+    from trustledger.scoring import policy_in_force  # the policy stack, only when ingesting
+
+    try:
+        published = policy_in_force(ledger, ledger.now())
+    except NotFoundError:
+        return None
+    return schema_validator(published.compile())
 
 
 def import_(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from markupsafe import Markup, escape
 
@@ -48,6 +48,10 @@ class Bar:
     value: int | None
 
 
+_DAY = timedelta(days=1)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
 def _day(value: datetime) -> str:
     return value.astimezone(UTC).date().isoformat()
 
@@ -56,11 +60,15 @@ def score_chart(card: CompiledScorecard, points: Sequence[tuple[datetime, float 
                 marks: Sequence[Mark], now: datetime, chart_id: str) -> Markup:
     """The score of ``card`` over time with its tier bands (thresholds as of ``now``) and events."""
     known = [(t, v) for t, v in points if v is not None]
-    times = [t.timestamp() for t, _ in known] + [m.at.timestamp() for m in marks]
-    start = min(times) if times else now.timestamp()
-    end = max([now.timestamp(), *times])
-    if end - start < 86400:
-        start = end - 86400
+    moments = [t for t, _ in known] + [m.at for m in marks]
+    # The axis ends are dates, not timestamps: a float timestamp of 9999-12-31T23:59:59.999999
+    # rounds into year 10000, which no date can show.
+    begins = min(moments) if moments else now
+    ends = max([now, *moments])
+    if ends - begins < _DAY:
+        begins = ends - _DAY if ends - _EARLIEST >= _DAY else _EARLIEST
+        ends = max(ends, begins + _DAY)
+    start, end = begins.timestamp(), ends.timestamp()
     values = [v for _, v in known]
     low = card.floor if card.floor is not None else (min(values) - 50 if values else 0.0)
     high = card.ceiling if card.ceiling is not None else (max(values) + 50 if values else 1.0)
@@ -97,9 +105,9 @@ def score_chart(card: CompiledScorecard, points: Sequence[tuple[datetime, float 
                      f'<text x="{_LEFT - 6}" y="{y(tick) + 4:.1f}" font-size="11" '
                      f'text-anchor="end" fill="{MUTED}">{plain(tick)}</text>')
     parts.append(f'<text x="{_LEFT}" y="{HEIGHT - 4}" font-size="11" fill="{MUTED}">'
-                 f'{_day(datetime.fromtimestamp(start, UTC))}</text>'
+                 f'{_day(begins)}</text>'
                  f'<text x="{_LEFT + plot_w}" y="{HEIGHT - 4}" font-size="11" '
-                 f'text-anchor="end" fill="{MUTED}">{_day(datetime.fromtimestamp(end, UTC))}'
+                 f'text-anchor="end" fill="{MUTED}">{_day(ends)}'
                  '</text>')
     axis = _TOP + plot_h
     for mark in marks:
@@ -123,8 +131,8 @@ def score_chart(card: CompiledScorecard, points: Sequence[tuple[datetime, float 
                  'fill="none" stroke="#9aa3ad"/>')
     last = plain(values[-1]) if values else "none"
     title = f"{escape(card.label or card.name)} over time"
-    desc = (f"{len(known)} points from {_day(datetime.fromtimestamp(start, UTC))} to "
-            f"{_day(datetime.fromtimestamp(end, UTC))}; latest {last}; {len(marks)} events "
+    desc = (f"{len(known)} points from {_day(begins)} to "
+            f"{_day(ends)}; latest {last}; {len(marks)} events "
             "marked below the axis; tier bands shaded behind.")
     return Markup(
         f'<svg class="chart" id="{escape(chart_id)}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
