@@ -35,20 +35,25 @@ the suite's fixed dates were written against, when tests still read the real clo
 class FixedClock:
     """A clock that stands still until a test moves it: inject it wherever a clock is taken."""
 
-    def __init__(self, at: datetime) -> None:
-        """Stand at ``at`` (timezone-aware)."""
-        if at.tzinfo is None:
+    def __init__(self, now: datetime = START) -> None:
+        """Stand at ``now`` (timezone-aware)."""
+        if now.tzinfo is None:
             raise ValueError("a FixedClock needs a timezone-aware date-time")
-        self.at = at
+        self.now = now
 
     def __call__(self) -> datetime:
         """The clock's time."""
-        return self.at
+        return self.now
 
-    def advance(self, **delta: float) -> datetime:
-        """Move the clock forward (``timedelta`` keywords: ``days=31``) and return the new time."""
-        self.at += timedelta(**delta)
-        return self.at
+    def advance(self, days: float = 0.0, **delta: float) -> datetime:
+        """Move the clock forward (days, or ``timedelta`` keywords) and return the new time."""
+        self.now += timedelta(days=days, **delta)
+        return self.now
+
+    def set(self, moment: datetime) -> datetime:
+        """Put the clock at ``moment`` and return it."""
+        self.now = moment
+        return moment
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

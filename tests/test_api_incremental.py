@@ -47,9 +47,9 @@ def check(w: World, clock: FixedClock, path: str) -> None:
     """Alice's current scores from the service equal the reference assessment now."""
     svc = service(w)
     svc.view.sync()
-    policy = svc.view.policy_in_force(clock.at)
-    got = current_scores(svc.view.subject("alice"), policy, clock.at)
-    want = assess_subject(w.ledger, "alice", policy, clock.at).evaluation
+    policy = svc.view.policy_in_force(clock.now)
+    got = current_scores(svc.view.subject("alice"), policy, clock.now)
+    want = assess_subject(w.ledger, "alice", policy, clock.now).evaluation
     assert got.path == path
     for name, card in want.scorecards.items():
         if card.score is None or card.total is None:
@@ -108,11 +108,11 @@ def test_incremental_scores_equal_the_reference_after_each_append(
             continue
         assert r.status_code in (200, 201), r.text
         if step % 3 == 0:
-            clock.at += timedelta(days=3)  # reads move forward as the state's clock does
+            clock.now += timedelta(days=3)  # reads move forward as the state's clock does
         check(world, clock, "incremental")
     # A dispute leaves an adverse event out; the state is rebuilt without it.
-    policy = service(world).view.policy_in_force(clock.at)
-    now = assess_subject(world.ledger, "alice", policy, clock.at)
+    policy = service(world).view.policy_in_force(clock.now)
+    now = assess_subject(world.ledger, "alice", policy, clock.now)
     counting = {c.event for c in now.evaluation.scorecards["sesame"].contributions
                 if c.counted and c.points_now < 0}
     adverse = next(e for e in now.scored if e.key in counting)
@@ -120,7 +120,7 @@ def test_incremental_scores_equal_the_reference_after_each_append(
                         json={"event_seq": adverse.seq, "reason": "not mine"})
     assert opened.status_code == 201, opened.text
     check(world, clock, "incremental")
-    clock.at += timedelta(days=40)  # unverified: lapsed, still out
+    clock.now += timedelta(days=40)  # unverified: lapsed, still out
     check(world, clock, "incremental")
     # Withdrawing the opt-in: no Sesame score from the next read on.
     consent = next(c for c in world.call("alice", "GET", "/v1/subjects/alice/consents").json()
@@ -148,14 +148,14 @@ def test_statistics_equal_the_reference_population(world: World, clock: FixedClo
     world.call("operator", "POST", "/v1/policies", json={"source": NO_HOLD})
     for subject in ("alice", "bob"):
         world.opt_in(subject)
-    policy = service(world).view.policy_in_force(clock.at)
+    policy = service(world).view.policy_in_force(clock.now)
     states: dict[str, Any] = {}
 
     def run() -> None:
-        results = population(world.ledger, policy, clock.at, [0, 0], states)
+        results = population(world.ledger, policy, clock.now, [0, 0], states)
         assert [r.path for r in results] == ["incremental", "incremental"]
         for subject, got in zip(("alice", "bob"), results, strict=True):
-            want = assess_subject(world.ledger, subject, policy, clock.at).evaluation
+            want = assess_subject(world.ledger, subject, policy, clock.now).evaluation
             card = want.scorecards["sesame"]
             assert got.scores["sesame"] == pytest.approx(card.score, abs=1e-9)
             assert got.totals["sesame"] == pytest.approx(card.total, abs=1e-9)
@@ -165,16 +165,16 @@ def test_statistics_equal_the_reference_population(world: World, clock: FixedClo
     first = states["alice"].state
     for body in appends(3, 8):  # the next run applies only these to alice's state
         world.call("source", "POST", "/v1/events", json=body)
-    clock.at += timedelta(days=2)
+    clock.now += timedelta(days=2)
     run()
     assert states["alice"].state is first
     assert states["alice"].applied == len(list(world.ledger.events("alice")))
     # An event purged (erasure here): the subject is out, its state dropped.
     world.call("bob", "POST", "/v1/subjects/bob/erasure")
-    results = population(world.ledger, policy, clock.at, [0, 0], states)
+    results = population(world.ledger, policy, clock.now, [0, 0], states)
     assert len(results) == 1 and set(states) == {"alice"}
     # A ledger larger than states may be kept for: the reference, nothing kept.
-    bigger = population(world.ledger, policy, clock.at, [0, 0], states, keep_up_to=5)
+    bigger = population(world.ledger, policy, clock.now, [0, 0], states, keep_up_to=5)
     assert [r.path for r in bigger] == ["reference"] and states == {}
     assert bigger[0].totals["sesame"] == pytest.approx(results[0].totals["sesame"], abs=1e-9)
 
@@ -185,9 +185,9 @@ def test_a_state_takes_only_new_events_and_is_rebuilt_when_one_is_gone(world: Wo
     world.opt_in("alice")
     svc = service(world)
     svc.view.sync()
-    policy = svc.view.policy_in_force(clock.at)
+    policy = svc.view.policy_in_force(clock.now)
     record = svc.view.subject("alice")
-    current_scores(record, policy, clock.at)
+    current_scores(record, policy, clock.now)
     built = record.incremental
     assert built is not None and built.applied == len(record.events) == 3
     events = record.events
@@ -200,8 +200,8 @@ def test_a_state_takes_only_new_events_and_is_rebuilt_when_one_is_gone(world: Wo
     # A record that lost an event gets a new state, equal to the reference.
     shorter = SubjectRecord("alice", 0, (events[0], events[2]), record.records,
                             incremental=built)
-    got = current_scores(shorter, policy, clock.at)
+    got = current_scores(shorter, policy, clock.now)
     assert shorter.incremental is not built
-    want = assess(policy, "alice", shorter.events, shorter.records, clock.at)
+    want = assess(policy, "alice", shorter.events, shorter.records, clock.now)
     assert got.totals["sesame"] == pytest.approx(
         want.evaluation.scorecards["sesame"].total, abs=1e-9)

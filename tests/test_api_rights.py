@@ -54,7 +54,7 @@ def reference(w: World, clock: FixedClock, without: set[int] | None = None) -> f
     """Alice's Sesame score now by the reference engine, leaving out events by seq."""
     policy = w.ledger_policy()
     events = [e for e in w.ledger.events("alice") if e.seq not in (without or set())]
-    score = evaluate(policy, events, clock.at, opt_ins={"sesame"}).scorecards["sesame"].score
+    score = evaluate(policy, events, clock.now, opt_ins={"sesame"}).scorecards["sesame"].score
     assert score is not None
     return score
 
@@ -340,10 +340,10 @@ def test_report_json_and_printable_page(world: World, clock: FixedClock) -> None
 def test_whatif_equals_a_fresh_evaluation(world: World, clock: FixedClock) -> None:
     seq = overdue(world)
     policy = world.ledger_policy()
-    later = clock.at + timedelta(days=200)
+    later = clock.now + timedelta(days=200)
     r = world.call("alice", "POST", "/v1/subjects/alice/whatif", json={
         "remove": [seq],
-        "add": [{"type": "bill_paid", "occurred_at": clock.at.isoformat()}],
+        "add": [{"type": "bill_paid", "occurred_at": clock.now.isoformat()}],
         "reach": "sesame:600-649"})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -352,9 +352,9 @@ def test_whatif_equals_a_fresh_evaluation(world: World, clock: FixedClock) -> No
     events = [e for e in world.ledger.events("alice") if e.seq != seq]
     from trustledger.engine import Event
 
-    hypothetical = Event("what-if", "hypothetical-1", "alice", "bill_paid", clock.at, clock.at,
+    hypothetical = Event("what-if", "hypothetical-1", "alice", "bill_paid", clock.now, clock.now,
                          {})
-    want = evaluate(policy, [*events, hypothetical], clock.at, opt_ins={"sesame"})
+    want = evaluate(policy, [*events, hypothetical], clock.now, opt_ins={"sesame"})
     assert body["after"]["scorecards"]["sesame"]["score"] == pytest.approx(
         want.scorecards["sesame"].score, abs=1e-9)
     assert body["before"]["scorecards"]["sesame"]["score"] == pytest.approx(
@@ -364,7 +364,7 @@ def test_whatif_equals_a_fresh_evaluation(world: World, clock: FixedClock) -> No
     # At a future date: the same as asking then, with nothing new in the ledger.
     future = world.call("alice", "POST", "/v1/subjects/alice/whatif",
                         json={"at": later.isoformat()}).json()
-    clock.at = later
+    clock.now = later
     assert future["after"]["scorecards"]["sesame"]["score"] == pytest.approx(
         sesame(world)["score"], abs=1e-9)
     assert assess_subject(world.ledger, "alice", policy, later).evaluation.scorecards[

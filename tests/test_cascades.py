@@ -20,6 +20,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from tests.clock import FixedClock
 from trustledger.cascades import (
     ALLOW_ENV,
     CHANGED,
@@ -141,18 +142,6 @@ purposes:
 """
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, moment: datetime) -> None:
-        self.now = moment
-
 
 @dataclass
 class Setting:
@@ -160,7 +149,7 @@ class Setting:
 
     url: str
     ledger: ServiceLedger
-    clock: Clock
+    clock: FixedClock
     party: Principal
     other: Principal
     deriver: Deriver
@@ -183,7 +172,7 @@ class Setting:
 
 
 def make_setting(url: str, tmp_path: Path) -> Generator[Setting, None, None]:
-    clock = Clock()
+    clock = FixedClock(T0)
     ledger = ServiceLedger.open(url, clock=clock)
     path = tmp_path / "cascade-test.yaml"
     path.write_text(POLICY, encoding="utf-8")
@@ -691,7 +680,7 @@ purposes:
     measures: [warning, licence_revoked]
     scorecards: [driving]
 """, encoding="utf-8")
-    clock = Clock()
+    clock = FixedClock(T0)
     with ServiceLedger.open(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock) as ledger:
         publish_policy(ledger, path)
         party = add_principal(ledger, "fleet", Role.RELYING_PARTY,

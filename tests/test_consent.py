@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.clock import FixedClock
 from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger import Ledger
 from trustledger.rights import (
@@ -17,25 +18,14 @@ from trustledger.rights import (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
 
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: float) -> datetime:
-        self.now += timedelta(days=days)
-        return self.now
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def ledger(database_url: str, clock: Clock) -> Iterator[Ledger]:
+def ledger(database_url: str, clock: FixedClock) -> Iterator[Ledger]:
     with Ledger.open(database_url, clock=clock) as opened:
         yield opened
 
@@ -45,7 +35,8 @@ def test_consent_is_off_by_default(ledger: Ledger) -> None:
     assert consents(ledger, "alice") == []
 
 
-def test_opt_in_counts_from_its_recording_until_withdrawn(ledger: Ledger, clock: Clock) -> None:
+def test_opt_in_counts_from_its_recording_until_withdrawn(ledger: Ledger,
+                                                          clock: FixedClock) -> None:
     clock.advance(1)
     grant = grant_opt_in(ledger, "alice", "sesame")
     assert opt_ins(ledger, "alice", T0) == frozenset()  # before it was given
@@ -57,7 +48,7 @@ def test_opt_in_counts_from_its_recording_until_withdrawn(ledger: Ledger, clock:
     assert opt_ins(ledger, "alice", withdrawn_at - timedelta(seconds=1)) == {"sesame"}
 
 
-def test_consent_expires(ledger: Ledger, clock: Clock) -> None:
+def test_consent_expires(ledger: Ledger, clock: FixedClock) -> None:
     grant_decision_consent(ledger, "bob", "bank-a", "lending", expires_at=T0 + timedelta(days=30))
     (active,) = active_consents(ledger.records(subject="bob"), T0 + timedelta(days=29))
     assert (active.party, active.purpose) == ("bank-a", "lending")

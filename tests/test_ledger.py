@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from tests.clock import FixedClock
 from trustledger.engine import RETRACTION, Event
 from trustledger.errors import (
     BatchError,
@@ -29,19 +30,6 @@ from trustledger.ledger.schema import entries, metadata
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
 
 def event(n: int | str, subject: str = "alice", **over: Any) -> EventIn:
     fields: dict[str, Any] = {
@@ -57,12 +45,12 @@ def event(n: int | str, subject: str = "alice", **over: Any) -> EventIn:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FixedClock:
+    return FixedClock(T0)
 
 
 @pytest.fixture
-def ledger(database_url: str, clock: Clock) -> Iterator[Ledger]:
+def ledger(database_url: str, clock: FixedClock) -> Iterator[Ledger]:
     with Ledger.open(database_url, clock=clock) as opened:
         yield opened
 
@@ -94,7 +82,7 @@ def test_migrations_create_exactly_the_schema(database_url: str) -> None:
     assert tuple(c.name for c in entries.columns) == COLUMNS
 
 
-def test_reopening_keeps_the_chain(database_url: str, clock: Clock) -> None:
+def test_reopening_keeps_the_chain(database_url: str, clock: FixedClock) -> None:
     with Ledger.open(database_url, clock=clock) as ledger:
         first = ledger.append_event(event(1))
     with Ledger.open(database_url, clock=clock) as ledger:
@@ -102,7 +90,7 @@ def test_reopening_keeps_the_chain(database_url: str, clock: Clock) -> None:
         assert ledger.entry(1) == first
 
 
-def test_append_event_returns_the_chained_entry(ledger: Ledger, clock: Clock) -> None:
+def test_append_event_returns_the_chained_entry(ledger: Ledger, clock: FixedClock) -> None:
     first = ledger.append_event(event(1))
     clock.advance(minutes=5)
     second = ledger.append_event(event(2, subject="bob"))
@@ -135,7 +123,7 @@ def test_hashes_follow_the_documented_encoding(ledger: Ledger) -> None:
     assert entry.hash == hashlib.sha256(header.encode() + GENESIS.encode()).hexdigest()
 
 
-def test_recorded_at_never_goes_backwards(ledger: Ledger, clock: Clock) -> None:
+def test_recorded_at_never_goes_backwards(ledger: Ledger, clock: FixedClock) -> None:
     ledger.append_event(event(1))
     clock.advance(hours=-3)
     assert ledger.append_event(event(2)).recorded_at == T0
@@ -147,7 +135,7 @@ def test_naive_clock_is_refused(database_url: str) -> None:
         ledger.append_event(event(1))
 
 
-def test_same_event_again_returns_the_original(ledger: Ledger, clock: Clock) -> None:
+def test_same_event_again_returns_the_original(ledger: Ledger, clock: FixedClock) -> None:
     original = ledger.append_event(event(1))
     clock.advance(days=1)
     assert ledger.append_event(event(1)) == original
@@ -284,7 +272,7 @@ def test_occurred_at_is_stored_in_utc(ledger: Ledger) -> None:
     assert stored.occurred_at == parsed.occurred_at and stored.occurred_at.tzinfo is UTC
 
 
-def test_events_as_the_engine_takes_them(ledger: Ledger, clock: Clock) -> None:
+def test_events_as_the_engine_takes_them(ledger: Ledger, clock: FixedClock) -> None:
     ledger.append_events([event(1), event(2, subject="bob")])
     clock.advance(days=1)
     ledger.append_record("consent", {"purpose": "loan"}, subject="alice")
@@ -386,7 +374,7 @@ def test_entry_not_found(ledger: Ledger) -> None:
         ledger.entry(1)
 
 
-def test_stats(ledger: Ledger, clock: Clock) -> None:
+def test_stats(ledger: Ledger, clock: FixedClock) -> None:
     ledger.append_events([event(1), event(2, subject="bob"), event(3, source="bank-b")])
     clock.advance(hours=1)
     ledger.append_record("consent", {"purpose": "loan"}, subject="bob")

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.test_rights_helpers import SESAME_FILE, Clock, seqs, sesame
+from tests.clock import FixedClock
+from tests.test_rights_helpers import SESAME_FILE, seqs, sesame
 from trustledger.engine.result import MAX_REASONS
 from trustledger.errors import ErasedError, NotFoundError
 from trustledger.ledger import EventIn, Ledger
@@ -44,7 +45,7 @@ def _ev(key: str, type_: str, occurred: str, **attributes: object) -> EventIn:
 
 @pytest.fixture
 def ledger(database_url: str) -> Iterator[Ledger]:
-    clock = Clock(d("2026-01-10"))
+    clock = FixedClock(d("2026-01-10"))
     with Ledger.open(database_url, clock=clock) as opened:
         publish_policy(opened, SESAME_FILE)
         opened.append_events([

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_rights_helpers import T0, Clock, driving, offence, seqs
+from tests.clock import FixedClock
+from tests.test_rights_helpers import T0, driving, offence, seqs
 from trustledger.engine import evaluate
 from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger import Ledger
@@ -30,23 +31,23 @@ DAY = timedelta(days=1)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FixedClock:
+    return FixedClock(T0)
 
 
 @pytest.fixture
-def ledger(database_url: str, clock: Clock) -> Iterator[Ledger]:
+def ledger(database_url: str, clock: FixedClock) -> Iterator[Ledger]:
     with Ledger.open(database_url, clock=clock) as opened:
         yield opened
 
 
 @pytest.fixture
-def sqlite_ledger(tmp_path: Path, clock: Clock) -> Iterator[Ledger]:
+def sqlite_ledger(tmp_path: Path, clock: FixedClock) -> Iterator[Ledger]:
     with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock) as opened:
         yield opened
 
 
-def _alice(ledger: Ledger, clock: Clock) -> dict[str, int]:
+def _alice(ledger: Ledger, clock: FixedClock) -> dict[str, int]:
     """alice: a minor offence (+1) and a serious one (+2): 3 points, tier 'noted'."""
     clock.set(T0 - 100 * DAY)
     ledger.append_events([
@@ -71,7 +72,7 @@ def _without(ledger: Ledger, key: str, at: datetime) -> float:
 
 
 def test_disputed_adverse_event_stops_counting_while_open_and_is_gone_after_the_sla(
-        ledger: Ledger, clock: Clock) -> None:
+        ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(ledger, clock)
     assert _score(ledger, T0) == 3.0
     opened_at = clock.advance(1)
@@ -102,7 +103,7 @@ def test_disputed_adverse_event_stops_counting_while_open_and_is_gone_after_the_
     ledger.verify()
 
 
-def test_a_dispute_resolved_as_valid_restores_the_event(ledger: Ledger, clock: Clock) -> None:
+def test_a_dispute_resolved_as_valid_restores_the_event(ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(ledger, clock)
     clock.advance(1)
     dispute = open_dispute(ledger, "alice", ids["s1"], "wrong car")
@@ -120,7 +121,7 @@ def test_a_dispute_resolved_as_valid_restores_the_event(ledger: Ledger, clock: C
 
 
 def test_a_dispute_resolved_as_invalid_removes_the_event_for_good(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     dispute = open_dispute(sqlite_ledger, "alice", ids["s1"], "wrong car")
     clock.advance(3)
@@ -129,7 +130,7 @@ def test_a_dispute_resolved_as_invalid_removes_the_event_for_good(
 
 
 def test_verified_in_time_counts_again_from_the_verification(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     dispute = open_dispute(sqlite_ledger, "alice", ids["s1"], "not me")
     verified_at = clock.advance(10)
@@ -140,7 +141,7 @@ def test_verified_in_time_counts_again_from_the_verification(
 
 
 def test_a_correction_counts_instead_and_a_retraction_withdraws(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     dispute = open_dispute(sqlite_ledger, "alice", ids["s1"], "it was a minor offence")
     clock.advance(2)
@@ -160,7 +161,8 @@ def test_a_correction_counts_instead_and_a_retraction_withdraws(
     sqlite_ledger.verify()
 
 
-def test_new_information_extends_the_sla_to_45_days(sqlite_ledger: Ledger, clock: Clock) -> None:
+def test_new_information_extends_the_sla_to_45_days(sqlite_ledger: Ledger,
+                                                    clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     with_info = open_dispute(sqlite_ledger, "alice", ids["s1"], "see my receipt",
                              new_information=True)
@@ -174,7 +176,7 @@ def test_new_information_extends_the_sla_to_45_days(sqlite_ledger: Ledger, clock
 
 
 def test_information_added_after_30_days_does_not_revive_a_lapsed_dispute(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     dispute = open_dispute(sqlite_ledger, "alice", ids["s1"], "not me")
     clock.advance(31)
@@ -183,7 +185,8 @@ def test_information_added_after_30_days_does_not_revive_a_lapsed_dispute(
     assert added.status_at(clock.now) is DisputeStatus.LAPSED
 
 
-def test_a_disputed_favourable_event_keeps_counting(sqlite_ledger: Ledger, clock: Clock) -> None:
+def test_a_disputed_favourable_event_keeps_counting(sqlite_ledger: Ledger,
+                                                    clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     sqlite_ledger.append_events([offence("alice", "c1", "remedial_course",
                                          datetime(2025, 12, 1, tzinfo=T0.tzinfo),
@@ -197,7 +200,7 @@ def test_a_disputed_favourable_event_keeps_counting(sqlite_ledger: Ledger, clock
 
 
 def test_disputing_a_correction_does_not_bring_back_the_original(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     _alice(sqlite_ledger, clock)
     sqlite_ledger.append_events([offence("alice", "s1-v2", "minor",
                                          datetime(2025, 9, 1, tzinfo=T0.tzinfo),
@@ -219,7 +222,7 @@ def _refused(ledger: Ledger, error: type[Exception], field: str, call: Any) -> N
     assert ledger.head() == before
 
 
-def test_opening_refusals(sqlite_ledger: Ledger, clock: Clock) -> None:
+def test_opening_refusals(sqlite_ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     sqlite_ledger.append_events([offence("bob", "b1", "minor", T0 - DAY)])
     bobs = seqs(sqlite_ledger, "bob")["b1"]
@@ -242,7 +245,7 @@ def test_opening_refusals(sqlite_ledger: Ledger, clock: Clock) -> None:
     _refused(lg, InputError, "purged", lambda: open_dispute(lg, "alice", ids["m1"], "x"))
 
 
-def test_answer_and_resolution_refusals(sqlite_ledger: Ledger, clock: Clock) -> None:
+def test_answer_and_resolution_refusals(sqlite_ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     lg = sqlite_ledger
     dispute = open_dispute(lg, "alice", ids["s1"], "not me")
@@ -287,7 +290,7 @@ def test_answer_and_resolution_refusals(sqlite_ledger: Ledger, clock: Clock) -> 
 
 
 def test_a_dispute_closed_by_a_correction_cannot_be_resolved(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     ids = _alice(sqlite_ledger, clock)
     lg = sqlite_ledger
     dispute = open_dispute(lg, "alice", ids["s1"], "not me")

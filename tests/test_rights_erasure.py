@@ -10,7 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.test_rights_helpers import Clock, driving, offence, seqs
+from tests.clock import FixedClock
+from tests.test_rights_helpers import driving, offence, seqs
 from trustledger.errors import ErasedError, InputError, NotFoundError
 from trustledger.ledger import Ledger
 from trustledger.rights import (
@@ -36,17 +37,17 @@ SUBJECT = "subject-7f3a9c"  # distinctive, so a leftover copy anywhere would be 
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
+def clock() -> FixedClock:
+    return FixedClock(NOW)
 
 
 @pytest.fixture
-def ledger(database_url: str, clock: Clock) -> Iterator[Ledger]:
+def ledger(database_url: str, clock: FixedClock) -> Iterator[Ledger]:
     with Ledger.open(database_url, clock=clock) as opened:
         yield opened
 
 
-def _history(ledger: Ledger, clock: Clock) -> None:
+def _history(ledger: Ledger, clock: FixedClock) -> None:
     publish_policy(ledger, Path(__file__).parent / "policies" / "driving.yaml")
     ledger.append_events([
         offence(SUBJECT, "e1", "minor", NOW - timedelta(days=200)),
@@ -67,7 +68,7 @@ def _history(ledger: Ledger, clock: Clock) -> None:
 
 
 def test_after_erasure_nothing_returns_the_subjects_payloads_and_verify_passes(
-        ledger: Ledger, clock: Clock) -> None:
+        ledger: Ledger, clock: FixedClock) -> None:
     _history(ledger, clock)
     asked = clock.now + timedelta(days=2)
     other_before = evaluate_subject(ledger, "other", POLICY, asked)
@@ -104,7 +105,7 @@ def test_after_erasure_nothing_returns_the_subjects_payloads_and_verify_passes(
     assert evaluate_subject(ledger, "other", POLICY, asked) == other_before
 
 
-def test_erasing_twice_or_an_unknown_subject_is_refused(ledger: Ledger, clock: Clock) -> None:
+def test_erasing_twice_or_an_unknown_subject_is_refused(ledger: Ledger, clock: FixedClock) -> None:
     _history(ledger, clock)
     before = ledger.head()
     with pytest.raises(NotFoundError, match="subject: the ledger has nothing about 'nobody'"):
@@ -120,7 +121,7 @@ def test_erasing_twice_or_an_unknown_subject_is_refused(ledger: Ledger, clock: C
 
 
 def test_events_arriving_after_erasure_stay_unscored_until_erased_again(
-        tmp_path: Path, clock: Clock) -> None:
+        tmp_path: Path, clock: FixedClock) -> None:
     with Ledger.open(f"sqlite:///{tmp_path / 'l.db'}", clock=clock) as ledger:
         ledger.append_events([offence(SUBJECT, "e1", "minor", NOW - timedelta(days=3))])
         erase(ledger, SUBJECT)
@@ -134,7 +135,7 @@ def test_events_arriving_after_erasure_stay_unscored_until_erased_again(
 
 
 def test_what_if_on_an_assessment_made_before_erasure_is_pure(
-        tmp_path: Path, clock: Clock) -> None:
+        tmp_path: Path, clock: FixedClock) -> None:
     # What-if works on an assessment already in hand; it never reads the ledger again.
     with Ledger.open(f"sqlite:///{tmp_path / 'l.db'}", clock=clock) as ledger:
         ledger.append_events([offence(SUBJECT, "e1", "minor", NOW - timedelta(days=3))])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +18,6 @@ DRIVING_FILE = ROOT / "tests" / "policies" / "driving.yaml"
 SESAME_FILE = ROOT / "policies" / "sesame.yaml"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
-
-class Clock:
-    """The ledger's clock, moved by hand so SLAs are tested without waiting."""
-
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: float = 0, seconds: float = 0) -> datetime:
-        self.now += timedelta(days=days, seconds=seconds)
-        return self.now
-
-    def set(self, moment: datetime) -> datetime:
-        self.now = moment
-        return moment
 
 
 def driving() -> CompiledPolicy:

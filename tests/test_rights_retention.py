@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_rights_helpers import Clock, event, seqs, sesame
+from tests.clock import FixedClock
+from tests.test_rights_helpers import event, seqs, sesame
 from trustledger.engine import evaluate
 from trustledger.errors import InputError
 from trustledger.ledger import EventIn, Ledger
@@ -32,12 +33,12 @@ def _ev(key: str, type_: str, occurred: str, supersedes: str | None = None,
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(d("2025-12-01"))
+def clock() -> FixedClock:
+    return FixedClock(d("2025-12-01"))
 
 
 @pytest.fixture
-def ledger(database_url: str, clock: Clock) -> Iterator[Ledger]:
+def ledger(database_url: str, clock: FixedClock) -> Iterator[Ledger]:
     with Ledger.open(database_url, clock=clock) as opened:
         yield opened
 
@@ -62,7 +63,7 @@ def _dana(ledger: Ledger) -> dict[str, int]:
 
 
 def test_after_a_retention_purge_the_score_is_the_score_without_those_events(
-        ledger: Ledger, clock: Clock) -> None:
+        ledger: Ledger, clock: FixedClock) -> None:
     ids = _dana(ledger)
     open_dispute(ledger, "dana", ids["late-old"], "paid on time, bank error")
     before = evaluate_subject(ledger, "dana", POLICY, NOW).scorecards["sesame"].score
@@ -87,7 +88,7 @@ def test_after_a_retention_purge_the_score_is_the_score_without_those_events(
     assert reasons == {"retention"}  # no event type (or anything else) in the purge entries
 
 
-def test_a_second_run_purges_only_what_came_due_since(tmp_path: Path, clock: Clock) -> None:
+def test_a_second_run_purges_only_what_came_due_since(tmp_path: Path, clock: FixedClock) -> None:
     with Ledger.open(f"sqlite:///{tmp_path / 'l.db'}", clock=clock) as ledger:
         _dana(ledger)
         maintain(ledger, POLICY, NOW)

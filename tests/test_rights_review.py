@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.test_rights_helpers import Clock, driving, offence, sesame
+from tests.clock import FixedClock
+from tests.test_rights_helpers import driving, offence, sesame
 from trustledger.engine import MeasureState, evaluate
 from trustledger.engine.result import MAX_REASONS
 from trustledger.errors import InputError, NotFoundError
@@ -34,18 +35,18 @@ def d(text: str) -> datetime:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOW)
+def clock() -> FixedClock:
+    return FixedClock(NOW)
 
 
 @pytest.fixture
-def ledger(database_url: str, clock: Clock) -> Iterator[Ledger]:
+def ledger(database_url: str, clock: FixedClock) -> Iterator[Ledger]:
     with Ledger.open(database_url, clock=clock) as opened:
         yield opened
 
 
 @pytest.fixture
-def sqlite_ledger(tmp_path: Path, clock: Clock) -> Iterator[Ledger]:
+def sqlite_ledger(tmp_path: Path, clock: FixedClock) -> Iterator[Ledger]:
     with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock) as opened:
         yield opened
 
@@ -60,7 +61,7 @@ def _bob(ledger: Ledger) -> None:
 
 
 def test_a_lifted_restriction_is_no_longer_in_force_with_the_reviewers_reason(
-        ledger: Ledger, clock: Clock) -> None:
+        ledger: Ledger, clock: FixedClock) -> None:
     _bob(ledger)
     before = evaluate_subject(ledger, "bob", POLICY, NOW)
     assert before.measures["admonition"].state is MeasureState.ACTIVE
@@ -94,7 +95,7 @@ def test_a_lifted_restriction_is_no_longer_in_force_with_the_reviewers_reason(
 
 
 def test_a_confirmed_restriction_stays_with_the_written_reason(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     _bob(sqlite_ledger)
     review = request_review(sqlite_ledger, evaluate_subject(sqlite_ledger, "bob", POLICY, NOW),
                             "admonition")
@@ -109,7 +110,7 @@ def test_a_confirmed_restriction_stays_with_the_written_reason(
 
 
 def test_a_lift_does_not_cover_a_new_restriction_for_new_reasons(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     _bob(sqlite_ledger)
     review = request_review(sqlite_ledger, evaluate_subject(sqlite_ledger, "bob", POLICY, NOW),
                             "admonition")
@@ -124,7 +125,7 @@ def test_a_lift_does_not_cover_a_new_restriction_for_new_reasons(
 
 
 def test_a_denied_privilege_can_be_reviewed_and_granted(
-        sqlite_ledger: Ledger, clock: Clock) -> None:
+        sqlite_ledger: Ledger, clock: FixedClock) -> None:
     policy = sesame()
     sqlite_ledger.append_events([EventIn(
         source="bank", source_event_id="l1", subject="carol", type="repayment_late",
@@ -146,7 +147,7 @@ def _refused(ledger: Ledger, error: type[Exception], field: str, call: Any) -> N
     assert ledger.head() == before
 
 
-def test_review_refusals(sqlite_ledger: Ledger, clock: Clock) -> None:
+def test_review_refusals(sqlite_ledger: Ledger, clock: FixedClock) -> None:
     _bob(sqlite_ledger)
     lg = sqlite_ledger
     now = evaluate_subject(lg, "bob", POLICY, NOW)

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_rights_helpers import Clock, driving, event, offence, seqs, sesame
+from tests.clock import FixedClock
+from tests.test_rights_helpers import driving, event, offence, seqs, sesame
 from trustledger.engine import Event, evaluate
 from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger import Ledger
@@ -205,7 +206,7 @@ def test_the_fewest_removals_exact_and_greedy() -> None:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(f"sqlite:///{tmp_path / 'l.db'}", clock=Clock(NOW)) as opened:
+    with Ledger.open(f"sqlite:///{tmp_path / 'l.db'}", clock=FixedClock(NOW)) as opened:
         yield opened
 
 
