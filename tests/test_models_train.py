@@ -214,7 +214,10 @@ def test_cli_train_is_deterministic_and_the_other_commands_work(
     assert scored.exit_code == 0, scored.output
     table = pd.read_csv(out)
     assert np.array_equal(table["score"].to_numpy(), german.reference.score(german.features))
-    assert list(table.columns) == ["score", "reason_1", "reason_2", "reason_3", "reason_4"]
+    # No id column in DATA: each row is named by its number (--id COLUMN names another).
+    assert list(table.columns) == ["row", "score", "reason_1", "reason_2", "reason_3",
+                                   "reason_4"]
+    assert table["row"].tolist() == list(range(1, len(table) + 1))
 
     path = models / f"{h}.json"
     path.write_bytes(path.read_bytes().replace(b'"points":', b'"points": ', 1))

@@ -1,6 +1,10 @@
-"""Command-line options more than one area's commands take: moments and decision-time attributes.
+"""Command-line options more than one area's commands take, and JSON output.
 
-Every command reads a date or date-time option with :func:`parse_moment`.
+Every command reads a date or date-time option with :func:`parse_moment`; every list
+and report command takes ``--json`` (:data:`JsonFlag`) and writes one JSON document to
+standard output with :func:`print_json` (full ids, ISO 8601 times) instead of a table.
+Tables are :func:`table` with :func:`id_column` for ids a later command takes (never
+cut or folded) and :func:`text_column` for text that folds: they fit 80 columns.
 
 ``trustledger score``, ``explain`` and ``whatif`` give a policy's statistical
 scorecards their decision-time attributes the same way: ``--attribute NAME=VALUE``
@@ -9,20 +13,84 @@ scorecards their decision-time attributes the same way: ``--attribute NAME=VALUE
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import math
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich import box
+from rich.table import Table
 
-from trustledger.engine.events import in_utc
 from trustledger.errors import InputError
+from trustledger.events import in_utc
 
 if TYPE_CHECKING:
     from trustledger.policy import CompiledPolicy
+
+DatabaseOption = Annotated[str | None, typer.Option(
+    "--database-url", metavar="URL", show_default=False,
+    help="Ledger database URL (default: $TRUSTLEDGER_DATABASE_URL, else SQLite in the "
+         "data folder).")]
+"""``--database-url URL``: the ledger to open (``Ledger.open(url)``)."""
+AtOption = Annotated[str | None, typer.Option(
+    "--at", metavar="WHEN", show_default=False,
+    help="Valid time, ISO 8601 date or date-time (default: now, UTC).")]
+"""``--at WHEN``: the moment asked about; read with :func:`parse_moment`."""
+KnownAtOption = Annotated[str | None, typer.Option(
+    "--known-at", metavar="WHEN", show_default=False,
+    help="Only events recorded by then count (default: all).")]
+"""``--known-at WHEN``: the knowledge limit; read with :func:`parse_moment`."""
+JsonFlag = Annotated[bool, typer.Option(
+    "--json", help="Print JSON (full ids, ISO 8601 times) instead of a table.")]
+"""``--json``: print the command's result with :func:`print_json`."""
+
+
+def table(*, title: str | None = None, **options: Any) -> Table:
+    """A table that fits the terminal: a rule under the header, no outer frame."""
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                 collapse_padding=True, **options)
+
+
+def id_column(grid: Table, header: str, ids: Sequence[str], **options: Any) -> None:
+    """Add a column of ids shown whole: never folded or cut, however narrow the terminal."""
+    grid.add_column(header, no_wrap=True, overflow="ignore",
+                    min_width=max((len(i) for i in ids), default=len(header)), **options)
+
+
+def text_column(grid: Table, header: str, **options: Any) -> None:
+    """Add a column of text that folds onto more lines rather than being cut."""
+    grid.add_column(header, overflow="fold", **options)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: dataclasses, mappings, sequences, times and enums."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` (see :func:`jsonable`) to standard output as indented JSON."""
+    sys.stdout.write(json.dumps(jsonable(value), indent=2, ensure_ascii=False) + "\n")
 
 def parse_moment(value: str | None, option: str) -> datetime:
     """A command-line date or date-time as aware UTC (a date means midnight UTC); ``None``: now.

@@ -29,7 +29,7 @@ it (of two with the same date, the later published).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -145,6 +145,7 @@ def assess(
     known_at: datetime | None = None,
     *,
     attributes: Mapping[str, Any] | None = None,
+    allow_empty: bool = False,
 ) -> Assessment:
     """Evaluate one subject's events with its rights applied; pure.
 
@@ -154,7 +155,8 @@ def assess(
     (checked by the engine: an unknown or mistyped one is an
     :class:`~trustledger.errors.InputError`). Raises
     :class:`~trustledger.errors.ErasedError` for an erased subject and
-    :class:`~trustledger.errors.NotFoundError` for one with no events.
+    :class:`~trustledger.errors.NotFoundError` for one with no events, unless
+    ``allow_empty`` (a what-if about someone with no history yet: every event hypothetical).
     """
     if known_at is not None and (known_at.tzinfo is None or known_at.utcoffset() is None):
         raise InputError("known_at: must be timezone-aware (UTC)")
@@ -163,7 +165,7 @@ def assess(
     entries = list(records)
     if erased_at(entries) is not None:
         raise ErasedError(subject)
-    if not events:
+    if not events and not allow_empty:
         raise NotFoundError(f"subject {subject!r} has no events in the ledger")
     as_of = known_at or valid_at
     consented = frozenset(
@@ -173,6 +175,8 @@ def assess(
     disputes = fold_disputes(entries, as_of)
     kept, left = split_disputed(policy, events, disputes, as_of)
     engine = evaluate(policy, kept, valid_at, known_at, opt_ins=consented, attributes=attributes)
+    if not events:  # allow_empty: no event names the subject, so the evaluation does
+        engine = replace(engine, subject=subject)
     reviews = fold_reviews(entries, as_of)
     return Assessment(
         subject=subject, policy=policy, valid_at=valid_at, known_at=known_at, as_of=as_of,
@@ -191,6 +195,7 @@ def assess_subject(
     known_at: datetime | None = None,
     *,
     attributes: Mapping[str, Any] | None = None,
+    allow_empty: bool = False,
 ) -> Assessment:
     """Evaluate one subject from the ledger with its rights applied (see :func:`assess`).
 
@@ -200,7 +205,8 @@ def assess_subject(
     """
     records = list(ledger.records(subject=subject))
     events = [] if erased_at(records) else list(ledger.events(subject, known_at=known_at))
-    return assess(policy, subject, events, records, valid_at, known_at, attributes=attributes)
+    return assess(policy, subject, events, records, valid_at, known_at, attributes=attributes,
+                  allow_empty=allow_empty)
 
 
 def evaluate_subject(

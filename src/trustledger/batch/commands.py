@@ -5,7 +5,9 @@ export (``trustledger export``: its events and opt-in consents) or, without a fi
 the ledger itself (its events and opt-in consents, written to a temporary Parquet file
 first). The policy is a file, or the published version in force at ``--at``. The
 result is a Parquet file with one row per subject (what the service stores); the
-terminal shows only aggregates, cells under 10 subjects suppressed (safeguard 4).
+terminal (or ``--json``) shows only aggregates: each scorecard's tier distribution,
+subjects and share per tier, cells under 10 subjects suppressed
+(:func:`trustledger.aggregates.suppress`, safeguard 4).
 """
 
 from __future__ import annotations
@@ -15,17 +17,28 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from trustledger.aggregates import SMALLEST_CELL, suppress
 from trustledger.errors import InputError
+from trustledger.options import (
+    AtOption,
+    DatabaseOption,
+    JsonFlag,
+    KnownAtOption,
+    print_json,
+    text_column,
+)
+from trustledger.options import table as terminal_table
 
-SMALLEST_CELL = 10
-"""Aggregates of fewer subjects than this are not shown (k-anonymity, safeguard 4)."""
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from trustledger.policy import CompiledPolicy
 
 
 class Engine(enum.StrEnum):
@@ -42,10 +55,8 @@ def rescore(
         help="Policy file (default: the published version in force at --at).")] = None,
     engine: Annotated[Engine, typer.Option(help="duckdb (embedded) or spark (local).")] =
         Engine.DUCKDB,
-    at: Annotated[str | None, typer.Option("--at", help="Valid time, ISO 8601 (default: now, "
-                                           "UTC).")] = None,
-    known_at: Annotated[str | None, typer.Option(
-        "--known-at", help="Only events recorded by then count (default: all).")] = None,
+    at: AtOption = None,
+    known_at: KnownAtOption = None,
     output: Annotated[Path, typer.Option(help="Parquet file of per-subject results.")] =
         Path("rescore.parquet"),
     consent_all: Annotated[bool, typer.Option(
@@ -54,15 +65,18 @@ def rescore(
     measures: Annotated[bool, typer.Option(help="Also decide measures.")] = True,
     memory_limit: Annotated[str, typer.Option(help="DuckDB memory limit (spills beyond).")] =
         "6GB",
-    database_url: Annotated[str | None, typer.Option(
-        "--database-url", help="Ledger database URL (when reading the ledger).")] = None,
+    json_out: JsonFlag = False,
+    database_url: DatabaseOption = None,
 ) -> None:
     """Re-evaluate every subject as one columnar job (DuckDB or Spark); write the results."""
+    import pyarrow.parquet as pq
+
     from trustledger.batch.run import rescore as run
     from trustledger.options import parse_moment
     from trustledger.policy import load_policy
 
-    console = Console()
+    # With --json, standard output carries the JSON alone; progress goes to standard error.
+    console = Console(stderr=json_out)
     valid = parse_moment(at, "--at")
     known = parse_moment(known_at, "--known-at") if known_at else None
     started = time.perf_counter()
@@ -101,15 +115,50 @@ def rescore(
             "trustledger.policy_hash": compiled.hash, "trustledger.valid_at": valid.isoformat(),
         }), output)
     elapsed = time.perf_counter() - started
+    shares = distribution(compiled, job.table)
+    if json_out:
+        print_json({"subjects": job.subjects, "per_subject": job.per_subject,
+                    "policy": {"name": compiled.name, "hash": compiled.hash},
+                    "valid_at": valid, "known_at": known, "engine": engine.value,
+                    "output": str(output), "seconds": round(elapsed, 3),
+                    "smallest_cell": SMALLEST_CELL, "tiers": shares})
+        return
     console.print(f"{job.subjects:,} subjects scored at {valid.isoformat()} with policy "
                   f"{compiled.name} {compiled.hash[:19]}… on {engine.value} in {elapsed:.1f} s "
                   f"({job.per_subject:,} by the per-subject path); results in {output}")
-    for card in compiled.scorecards:
-        tiers = Counter(job.table.column(f"tier__{card}").to_pylist())
-        shown = ", ".join(f"{name or 'no tier'}: {n:,}" if n >= SMALLEST_CELL else
-                          f"{name or 'no tier'}: <{SMALLEST_CELL}"
-                          for name, n in sorted(tiers.items(), key=lambda kv: str(kv[0])))
-        console.print(f"  {card}: {shown}")
+    for card, rows in shares.items():
+        console.print(f"{card}: subjects by tier (cells under {SMALLEST_CELL} hidden)")
+        grid = terminal_table()
+        text_column(grid, "tier")
+        grid.add_column("subjects", justify="right", no_wrap=True)
+        grid.add_column("share", justify="right", no_wrap=True)
+        for row in rows:
+            n, share = row["subjects"], row["share"]
+            grid.add_row(row["tier"] or "no tier", f"<{SMALLEST_CELL}" if n is None else f"{n:,}",
+                         "—" if share is None else f"{share:.1%}")
+        console.print(grid)
+
+
+def distribution(policy: CompiledPolicy, results: pa.Table) -> dict[str, list[dict[str, Any]]]:
+    """Each scorecard's tier distribution: subjects and share per tier, small cells hidden.
+
+    Tiers in the policy's order (lowest first), then "no tier" (``None``: no score, or
+    below every tier). A cell of 1 to ``SMALLEST_CELL - 1`` subjects shows ``None`` for
+    both count and share (:func:`trustledger.aggregates.suppress`).
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, card in policy.scorecards.items():
+        counts = Counter(results.column(f"tier__{name}").to_pylist())
+        order: list[str | None] = [tier.name for tier in card.tiers]
+        order += sorted((t for t in counts if t not in order and t is not None), key=str)
+        order.append(None)
+        total = sum(counts.values())
+        shown = suppress([counts.get(tier, 0) for tier in order])
+        out[name] = [{"tier": tier, "subjects": n,
+                      "share": None if n is None or not total else n / total}
+                     for tier, n in zip(order, shown, strict=True)
+                     if counts.get(tier, 0) or tier is not None]
+    return out
 
 
 def _progress(console: Console) -> Progress:

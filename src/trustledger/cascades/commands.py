@@ -20,11 +20,12 @@ cascades_app = typer.Typer(
     name="cascades",
     help="Deliver decision changes to subscribed relying parties (signed webhooks).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 DatabaseOption = Annotated[
     str | None,
-    typer.Option("--database-url", help="Ledger database URL (default: "
+    typer.Option("--database-url", metavar="URL", help="Ledger database URL (default: "
                  "$TRUSTLEDGER_DATABASE_URL or SQLite in the data folder)."),
 ]
 
@@ -73,7 +74,11 @@ def run(
 
 
 @cascades_app.command("status")
-def status(database_url: DatabaseOption = None) -> None:
+def status(
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print JSON (full ids, ISO 8601 times) instead of a table.")] = False,
+    database_url: DatabaseOption = None,
+) -> None:
     """Counts: active and ended subscriptions, notifications by state (no subjects)."""
     import sqlalchemy as sa
 
@@ -86,9 +91,15 @@ def status(database_url: DatabaseOption = None) -> None:
             sa.func.count().filter(subscriptions.c.ended_at_us.is_not(None)))).one()
         states = dict(conn.execute(sa.select(notifications.c.status, sa.func.count())
                                    .group_by(notifications.c.status)).all())
+    counts = {name: states.get(name, 0) for name in ("pending", "delivered", "dead")}
+    if json_out:
+        from trustledger.options import print_json
+
+        print_json({"subscriptions": {"active": subs[0], "ended": subs[1]},
+                    "notifications": counts})
+        return
     typer.echo(f"subscriptions: {subs[0]} active, {subs[1]} ended")
-    typer.echo("notifications: " + ", ".join(
-        f"{states.get(name, 0)} {name}" for name in ("pending", "delivered", "dead")))
+    typer.echo("notifications: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
 
 
 def register(app: typer.Typer) -> None:

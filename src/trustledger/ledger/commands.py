@@ -21,18 +21,18 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from trustledger import config
 from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger.chain import iso
 from trustledger.ledger.ingest import FORMATS, ingest_file, schema_validator
 from trustledger.ledger.store import Ledger, Validator
+from trustledger.options import JsonFlag, print_json, table, text_column
 
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
-        "--database-url",
+        "--database-url", metavar="URL",
         help="SQLAlchemy URL of the ledger (default: $TRUSTLEDGER_DATABASE_URL, "
         "else SQLite in $TRUSTLEDGER_DATA or ./data).",
         show_default=False,
@@ -82,7 +82,9 @@ def ingest(
 ) -> None:
     """Append the events of a file as one atomic batch; bad rows are named by line.
 
-    Once a policy is published, every row is checked against the version in force as the
+    Columns: source, source_event_id, subject, type, occurred_at (ISO 8601 with a UTC
+    offset), optional attributes (a JSON object) and supersedes; docs/ingest.md has the
+    formats. Once a policy is published, every row is checked against the version in force as the
     HTTP API checks it (event type, attribute schema and bounds), with the same messages.
     """
     with Ledger.open(database_url) as ledger, Progress(
@@ -227,23 +229,27 @@ def checkpoint(
         _out.print(f"public key: {public_key}")
 
 
-def stats(database_url: DatabaseUrl = None) -> None:
+def stats(json_out: JsonFlag = False, database_url: DatabaseUrl = None) -> None:
     """Show aggregate figures about the ledger (never a list of subjects)."""
     with Ledger.open(database_url) as ledger:
         figures = ledger.stats()
         url = ledger.url
-    table = Table(title=f"ledger {url}", show_header=False)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
+    if json_out:
+        print_json({"ledger": url, **figures})
+        return
+    grid = table(title=f"ledger {url}", show_header=False)
+    text_column(grid, "figure")
+    grid.add_column("value", justify="right", overflow="fold")
     for name in ("entries", "events", "purged", "subjects", "sources"):
-        table.add_row(name, f"{figures[name]:,}")
+        grid.add_row(name, f"{figures[name]:,}")
     for kind, count in figures["kinds"].items():
-        table.add_row(f"entries of kind {kind}", f"{count:,}")
+        grid.add_row(f"entries of kind {kind}", f"{count:,}")
     for name in ("first_recorded_at", "last_recorded_at"):
         moment = figures[name]
-        table.add_row(name.replace("_", " "), "-" if moment is None else moment.isoformat())
-    _out.print(table)
-    _out.print(f"head: seq={figures['head_seq']} hash={figures['head_hash']}")
+        grid.add_row(name.replace("_", " "), "-" if moment is None else moment.isoformat())
+    out = Console(soft_wrap=True)  # made now: as wide as the terminal is now
+    out.print(grid)
+    out.print(f"head: seq={figures['head_seq']} hash={figures['head_hash']}")
 
 
 def register(app: typer.Typer) -> None:

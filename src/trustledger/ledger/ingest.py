@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from trustledger.engine import RETRACTION
 from trustledger.errors import BatchError, InputError
+from trustledger.events import RETRACTION
 from trustledger.ledger.bulk import CHUNK, paused_gc
 from trustledger.ledger.chain import EPOCH
 from trustledger.ledger.models import EventIn, validation_problems

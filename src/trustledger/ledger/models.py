@@ -18,8 +18,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from trustledger.engine import RETRACTION
-from trustledger.engine.events import in_utc
+from trustledger.events import RETRACTION, in_utc
 from trustledger.ledger.chain import json_problems
 
 _TEXT_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"

@@ -19,7 +19,6 @@ from sqlalchemy import exc
 
 from trustledger import config
 from trustledger.clock import Clock, system_clock
-from trustledger.engine import Event
 from trustledger.errors import (
     BatchError,
     ConfigError,
@@ -29,6 +28,7 @@ from trustledger.errors import (
     ItemProblem,
     NotFoundError,
 )
+from trustledger.events import Event
 from trustledger.ledger import database
 from trustledger.ledger.bulk import CHUNK, paused_gc
 from trustledger.ledger.chain import (

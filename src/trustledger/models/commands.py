@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from trustledger.errors import InputError, NotFoundError
+from trustledger.options import JsonFlag, print_json
 
 console = Console()
 
@@ -92,24 +93,34 @@ def train(
     console.print(f"wrote {artifact_file}, {card_md}, {card_json}", highlight=False)
 
 
-def list_models(models: ModelsOption = None) -> None:
-    """List the model artifacts in the models folder (hash, data, AUC)."""
+def list_models(models: ModelsOption = None, json_out: JsonFlag = False) -> None:
+    """List the model artifacts in the models folder: full hash, data, features, range, AUC."""
     from trustledger.models.artifact import list_artifacts, load_artifact
 
     folder = _models_dir(models)
-    hashes = list_artifacts(folder)
-    if not hashes:
-        console.print(f"no models in {folder}", highlight=False)
-    for h in hashes:
+    rows: list[tuple[str, str | None, int, tuple[int, int], float | None]] = []
+    for h in list_artifacts(folder):
         artifact = load_artifact(folder, h)
         data = artifact.training.get("data")
         v = artifact.training.get("validation")
-        name = data.get("name") if isinstance(data, dict) else "?"
+        name = data.get("name") if isinstance(data, dict) else None
         auc = v.get("oof_auc") if isinstance(v, dict) else None
-        shown = f"{auc:.4f}" if isinstance(auc, float) else "—"
-        console.print(f"{h}  {name}  features={len(artifact.features)}  "
-                      f"range={artifact.score_range[0]}-{artifact.score_range[1]}  AUC={shown}",
-                      highlight=False)
+        rows.append((h, name if isinstance(name, str) else None, len(artifact.features),
+                     (artifact.score_range[0], artifact.score_range[1]),
+                     auc if isinstance(auc, float) else None))
+    if json_out:
+        print_json([{"hash": h, "data": name, "features": n, "score_range": list(span),
+                     "oof_auc": auc} for h, name, n, span, auc in rows])
+        return
+    if not rows:
+        console.print(f"no models in {folder}", highlight=False)
+        return
+    # The full hash on a line of its own (`model show|verify|score` and policies name a
+    # model by it), then its figures: fits 80 columns.
+    for h, name, n, span, auc in rows:
+        console.print(h, highlight=False, soft_wrap=True)
+        console.print(f"  data {name or '?'} · {n} features · range {span[0]}-{span[1]} · "
+                      f"AUC {f'{auc:.4f}' if auc is not None else '—'}", highlight=False)
 
 
 def show(
@@ -147,11 +158,20 @@ def score(
     model: Annotated[str, typer.Argument(help="Model hash (or a unique prefix of 8+ digits).")],
     data: Annotated[Path, typer.Argument(help="Rows to score: CSV or Parquet.")],
     output: Annotated[Path | None, typer.Option(
-        help="CSV to write (score and up to four reasons per row); default: standard output.")
+        help="CSV to write (score and up to four reasons per row); default: standard output.",
+        metavar="FILE")] = None,
+    id_column_name: Annotated[str | None, typer.Option(
+        "--id", metavar="COLUMN", show_default=False,
+        help="The column of DATA that names each row, copied as the first output column "
+             "(default: a column named id, if DATA has one; else the row number, from 1).")
     ] = None,
     models: ModelsOption = None,
 ) -> None:
-    """Score every row of a file with the compiled scorecard, with reason codes."""
+    """Score every row of a file with the compiled scorecard, with reason codes.
+
+    Each output row starts with the input row's id (--id COLUMN), so scores can be
+    joined back to the rows they are about.
+    """
     import pandas as pd
 
     from trustledger.models.artifact import resolve_hash
@@ -168,8 +188,13 @@ def score(
     for f in scorecard.artifact.features:
         col = frame[f.name]
         columns[f.name] = col.to_numpy(dtype=object)
+    if id_column_name is not None and id_column_name not in frame.columns:
+        raise InputError(f"--id: {data} has no column {id_column_name!r} (columns: "
+                         f"{', '.join(map(str, frame.columns))})")
+    name = id_column_name or ("id" if "id" in frame.columns else None)
+    ids = frame[name].to_numpy() if name is not None else range(1, len(frame) + 1)
     result = scorecard.score_batch(columns)
-    out = pd.DataFrame({"score": result.points})
+    out = pd.DataFrame({name or "row": ids, "score": result.points})
     texts = [[r.text for r in result.reasons(i)] for i in range(len(out))]
     for k in range(MAX_REASONS):
         out[f"reason_{k + 1}"] = [t[k] if k < len(t) else "" for t in texts]
@@ -183,7 +208,7 @@ def score(
 
 def register(app: typer.Typer) -> None:
     """Add the ``model`` command group to the root CLI."""
-    model_app = typer.Typer(name="model", no_args_is_help=True,
+    model_app = typer.Typer(name="model", no_args_is_help=True, rich_markup_mode=None,
                             help="Statistical scorecards: train, inspect, verify, score.")
     model_app.command("train")(train)
     model_app.command("list")(list_models)

@@ -23,6 +23,7 @@ policy_app = typer.Typer(
     name="policy",
     help="Check, publish and describe policy documents.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -49,7 +50,7 @@ def check(
 def publish(
     file: Annotated[Path, typer.Argument(help="The policy YAML file to publish.")],
     database_url: Annotated[
-        str | None, typer.Option("--database-url", help="Ledger database URL.")
+        str | None, typer.Option("--database-url", metavar="URL", help="Ledger database URL.")
     ] = None,
 ) -> None:
     """Check a policy and record the version in the ledger (refused if the linter fails)."""

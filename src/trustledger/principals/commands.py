@@ -10,8 +10,15 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from trustledger.options import (
+    DatabaseOption,
+    JsonFlag,
+    id_column,
+    print_json,
+    table,
+    text_column,
+)
 from trustledger.principals.ledger import ServiceLedger
 from trustledger.principals.store import Role, add_principal, list_principals, revoke_principal
 from trustledger.rights.access import ISSUED, REVOKED, key_logged
@@ -21,18 +28,12 @@ principal_app = typer.Typer(
     name="principal",
     help="Issue, list and revoke API keys (principals) of the HTTP service.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 console = Console()
 
 _OPERATOR = ("cli", "operator (command line)", "operator")
 """Who a command's key change is attributed to in the subject's access log (id, name, role)."""
-
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database-url", help="Ledger database URL (default: "
-                 "$TRUSTLEDGER_DATABASE_URL or SQLite in the data folder)."),
-]
-
 
 @principal_app.command("add")
 def add(
@@ -64,19 +65,32 @@ def add(
 @principal_app.command("list")
 def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include revoked principals.")] = False,
+    json_out: JsonFlag = False,
     database_url: DatabaseOption = None,
 ) -> None:
-    """List principals (never their keys)."""
+    """List principals (never their keys), with the full ids `principal revoke` takes."""
     with ServiceLedger.open(database_url) as ledger:
         found = list_principals(ledger, include_revoked=all_)
-    table = Table(title=f"{len(found)} principal(s)")
-    for column in ("id", "name", "role", "accreditations", "subject", "created", "revoked"):
-        table.add_column(column)
+    if json_out:
+        print_json([{"id": p.id, "name": p.name, "role": p.role.value,
+                     "accreditations": list(p.accreditations), "subject": p.subject,
+                     "rate_limit": p.rate_limit, "created_at": p.created_at,
+                     "revoked_at": p.revoked_at} for p in found])
+        return
+    grid = table(title=f"{len(found)} principal(s)")
+    # The id is never cut: `principal revoke` takes it whole. Other cells fold.
+    id_column(grid, "id", [p.id for p in found])
+    for column in ("name", "role", "accredited for", "subject"):
+        text_column(grid, column)
+    grid.add_column("created", no_wrap=True)
+    if all_:
+        grid.add_column("revoked", no_wrap=True)
     for p in found:
-        table.add_row(p.id, p.name, p.role.value, ", ".join(p.accreditations) or "—",
-                      p.subject or "—", p.created_at.isoformat(timespec="seconds"),
-                      p.revoked_at.isoformat(timespec="seconds") if p.revoked_at else "—")
-    console.print(table)
+        grid.add_row(p.id, p.name, p.role.value, ", ".join(p.accreditations) or "—",
+                     p.subject or "—", p.created_at.date().isoformat(),
+                     *([p.revoked_at.date().isoformat() if p.revoked_at else "—"] if all_
+                       else []))
+    Console().print(grid)  # made now: as wide as the terminal is now
 
 
 @principal_app.command("revoke")

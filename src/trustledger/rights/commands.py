@@ -18,27 +18,45 @@ from rich.console import Console
 
 from trustledger.errors import InputError
 from trustledger.ledger import Ledger
-from trustledger.options import AttributeOption, AttributesOption, parse_attributes, parse_moment
+from trustledger.options import (
+    AttributeOption,
+    AttributesOption,
+    JsonFlag,
+    jsonable,
+    parse_attributes,
+    parse_moment,
+    print_json,
+)
 from trustledger.policy import CompiledPolicy, load_policy
 from trustledger.rights import fields
 
 _out = Console(soft_wrap=True)
 
+
+def _page() -> Console:
+    """A console for reports and tables: wraps text to the terminal's width as it is now.
+
+    One-line messages go to ``_out``, which never wraps (ids and hashes stay whole).
+    """
+    return Console()
+
 DatabaseUrl = Annotated[
     str | None,
-    typer.Option("--database-url", help="Ledger database URL (default: "
+    typer.Option("--database-url", metavar="URL", help="Ledger database URL (default: "
                  "$TRUSTLEDGER_DATABASE_URL or SQLite in the data folder).", show_default=False),
 ]
-At = Annotated[str | None, typer.Option("--at", help="The moment, ISO 8601 (default: now, UTC).")]
+At = Annotated[str | None, typer.Option("--at", metavar="WHEN",
+                                        help="The moment, ISO 8601 (default: now, UTC).")]
 PolicyFile = Annotated[
     Path | None,
-    typer.Option("--policy", help="Policy file to use instead of the published one in force."),
+    typer.Option("--policy", metavar="FILE",
+                 help="Policy file to use instead of the published one in force."),
 ]
 
 dispute_app = typer.Typer(name="dispute", help="Disputes: open, add information, answer, "
-                          "resolve, list.", no_args_is_help=True)
+                          "resolve, list.", no_args_is_help=True, rich_markup_mode=None)
 review_app = typer.Typer(name="review", help="Human review of adverse measures: request, "
-                         "resolve, list.", no_args_is_help=True)
+                         "resolve, list.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _policy(ledger: Ledger, file: Path | None, at: datetime) -> CompiledPolicy:
@@ -87,7 +105,7 @@ def report(
     with Ledger.open(database_url) as ledger:
         compiled = load_policy(policy) if policy is not None else None
         built = build_report(ledger, subject, moment, policy=compiled)
-    _out.print(render_report(built))
+    _page().print(render_report(built))
     if json_file is not None:
         json_file.write_text(built.to_json() + "\n", encoding="utf-8")
         _out.print(f"wrote {json_file}")
@@ -99,14 +117,18 @@ def report(
 def whatif(
     subject: Annotated[str, typer.Argument(help="The subject to ask about.")],
     remove: Annotated[list[int] | None, typer.Option(
-        "--remove", help="Leave out the event at this ledger seq (repeatable).")] = None,
+        "--remove", metavar="SEQ",
+        help="Leave out the event at this ledger seq (repeatable).")] = None,
     add: Annotated[list[str] | None, typer.Option(
-        "--add", help='Add a hypothetical event: JSON {"type": ..., "occurred_at": ..., '
-                      '"attributes": {...}} or @FILE (repeatable).')] = None,
+        "--add", metavar="JSON",
+        help='Add a hypothetical event: JSON {"type": ..., "occurred_at": ..., '
+             '"attributes": {...}} or @FILE (repeatable).')] = None,
     date: Annotated[str | None, typer.Option(
-        "--date", help="Ask about this (usually future) date instead of --at.")] = None,
+        "--date", metavar="WHEN",
+        help="Ask about this (usually future) date instead of --at.")] = None,
     reach: Annotated[str | None, typer.Option(
-        "--reach", help="What it takes to reach SCORECARD:TIER or a measure.")] = None,
+        "--reach", metavar="TARGET",
+        help="What it takes to reach SCORECARD:TIER or a measure.")] = None,
     attribute: AttributeOption = None,
     attributes: AttributesOption = None,
     at: At = None,
@@ -128,14 +150,16 @@ def whatif(
     with Ledger.open(database_url) as ledger:
         compiled = _policy(ledger, policy, moment)
         supplied = parse_attributes(compiled, attribute or [], attributes)
-        assessment = assess_subject(ledger, subject, compiled, moment, attributes=supplied)
+        # A subject with no events yet is asked about too: every event is then hypothetical.
+        assessment = assess_subject(ledger, subject, compiled, moment, attributes=supplied,
+                                    allow_empty=True)
     target = parse_target(compiled, reach) if reach is not None else None
     if remove or added or when is not None or target is None:
         result = what_if(assessment, remove=remove or [],
                          add=[Hypothetical(**h) for h in added], at=when)
-        _out.print(render.what_if(result))
+        _page().print(render.what_if(result))
     if target is not None:
-        _out.print(render.what_it_takes(what_it_takes(assessment, target)))
+        _page().print(render.what_it_takes(what_it_takes(assessment, target)))
 
 
 def _hypothetical(text: str, option: str) -> dict[str, Any]:
@@ -242,6 +266,7 @@ def dispute_resolve(
 def dispute_list(
     subject: Annotated[str, typer.Argument(help="The subject.")],
     at: At = None,
+    json_out: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """A subject's disputes and where they stand."""
@@ -251,7 +276,10 @@ def dispute_list(
     moment = parse_moment(at, "--at")
     with Ledger.open(database_url) as ledger:
         found = disputes(ledger, subject, moment)
-    _out.print(render_disputes(found, moment))
+    if json_out:
+        print_json([{**jsonable(d), "deadline": d.deadline} for d in found])
+        return
+    _page().print(render_disputes(found, moment))
 
 
 # -- human review -------------------------------------------------------------------------
@@ -299,6 +327,7 @@ def review_resolve(
 def review_list(
     subject: Annotated[str, typer.Argument(help="The subject.")],
     at: At = None,
+    json_out: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """A subject's requests for human review and where they stand."""
@@ -308,7 +337,10 @@ def review_list(
     moment = parse_moment(at, "--at")
     with Ledger.open(database_url) as ledger:
         found = reviews(ledger, subject, moment)
-    _out.print(render_reviews(found, moment))
+    if json_out:
+        print_json(found)
+        return
+    _page().print(render_reviews(found, moment))
 
 
 # -- retention and erasure ----------------------------------------------------------------
