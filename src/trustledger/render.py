@@ -1,19 +1,31 @@
-"""Rich renderings of an evaluation for the command line."""
+"""Rich renderings of an evaluation for the command line.
+
+Numbers are shown by the one display rule (:func:`trustledger.engine.reasons.plain`,
+:func:`~trustledger.engine.reasons.signed`: two decimals, whole numbers plain), as in the
+report and the portal; contributions are listed by date.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from trustledger.engine import Evaluation, ScorecardResult
-from trustledger.engine.reasons import plain, value_text
+from trustledger.engine.reasons import plain, signed, value_text
+from trustledger.policy import CompiledPolicy
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:+.2f}".rstrip("0").rstrip(".") if value % 1 else f"{value:+.0f}"
+def score_text(value: float | None) -> str:
+    """A score, metric value or total as shown everywhere: ``588.31``, ``650``; ``—`` for none."""
+    return "—" if value is None else plain(value)
+
+
+def points_text(value: float | None) -> str:
+    """Points as shown everywhere: ``+3``, ``-14.14`` (with a true minus sign); ``—`` for none."""
+    return "—" if value is None else signed(value)
 
 
 def headline(result: Evaluation) -> Text:
@@ -27,8 +39,20 @@ def headline(result: Evaluation) -> Text:
     )
 
 
-def scorecard(card: ScorecardResult) -> RenderableType:
+def tier_text(tier: str | None, policy: CompiledPolicy | None = None,
+              scorecard_name: str | None = None) -> str:
+    """A tier as shown everywhere: ``very good (650-699)`` with the policy, else its name."""
+    if tier is None:
+        return "—"
+    card = policy.scorecards.get(scorecard_name or "") if policy is not None else None
+    label = next((t.label for t in card.tiers if t.name == tier), tier) if card else tier
+    return tier if label == tier else f"{label} ({tier})"
+
+
+def scorecard(card: ScorecardResult, policy: CompiledPolicy | None = None) -> RenderableType:
     """A scorecard's score, tier and principal reasons.
+
+    With ``policy``, the tier is shown by its label and name (:func:`tier_text`).
 
     For a statistical scorecard, the model it names, its feature table and its
     reason codes (:func:`features`): its points come from features, not events.
@@ -36,8 +60,8 @@ def scorecard(card: ScorecardResult) -> RenderableType:
     if not card.consented:
         return Text(f"{card.name}: no score — opt-in scorecard without the subject's consent")
     title = Text.assemble((f"{card.name}: ", "bold"),
-                          (f"{card.score:g}" if card.score is not None else "—", "bold cyan"),
-                          f"  tier {card.tier or '—'}",
+                          (score_text(card.score), "bold cyan"),
+                          f"  tier {tier_text(card.tier, policy, card.name)}",
                           f"  statistical, model {card.model}" if card.model else "")
     if card.model is not None:
         return Group(title, features(card))
@@ -48,8 +72,9 @@ def scorecard(card: ScorecardResult) -> RenderableType:
 def measures(result: Evaluation) -> Table:
     """Every privilege and restriction with its state and reasons."""
     table = Table(title="measures", show_lines=False)
-    for column in ("measure", "kind", "domain", "state", "since", "reasons"):
-        table.add_column(column)
+    for column in ("measure", "kind", "domain", "state", "since"):
+        table.add_column(column, overflow="fold")
+    table.add_column("reasons", overflow="fold", ratio=1)
     for m in result.measures.values():
         table.add_row(
             m.label, m.kind, m.domain, m.state.value,
@@ -59,17 +84,26 @@ def measures(result: Evaluation) -> Table:
     return table
 
 
-def contributions(card: ScorecardResult) -> Table:
-    """Every event's contribution to one scorecard: points then and now, and until when."""
+def contributions(card: ScorecardResult,
+                  seqs: Mapping[tuple[str, str], int | None] | None = None) -> Table:
+    """Every event's contribution to one scorecard: points then and now, and until when.
+
+    By date: ``occurred_at``, then ledger seq (``seqs``: event key to seq), then key.
+    """
     table = Table(title=f"contributions to {card.name}")
-    for column in ("occurred", "event", "points", "capped", "now", "counts until", "note"):
+    for column in ("occurred", "seq", "event", "points", "capped", "now", "counts until",
+                   "note"):
         table.add_column(column)
-    for c in sorted(card.contributions, key=lambda c: c.occurred_at):
+    known = seqs or {}
+    for c in sorted(card.contributions,
+                    key=lambda c: (c.occurred_at, known.get(c.event) or 0, c.event)):
         note = "; ".join((*c.notes, *([c.why_not] if c.why_not else [])))
+        seq = known.get(c.event)
         table.add_row(
-            c.occurred_at.date().isoformat(), c.label, _num(c.points), _num(c.capped),
-            _num(c.points_now), c.counts_until.date().isoformat() if c.counts_until else "—",
-            note,
+            c.occurred_at.date().isoformat(), "—" if seq is None else str(seq),
+            Text(c.label), points_text(c.points), points_text(c.capped),
+            points_text(c.points_now),
+            c.counts_until.date().isoformat() if c.counts_until else "—", Text(note),
         )
     return table
 
@@ -98,8 +132,11 @@ def features(card: ScorecardResult) -> RenderableType:
     return Group(table, Text(f"reason codes of {card.name}:", style="bold"), *codes)
 
 
-def evaluation(result: Evaluation, *, detail: bool = False) -> Group:
+def evaluation(result: Evaluation, *, detail: bool = False,
+               policy: CompiledPolicy | None = None) -> Group:
     """The whole evaluation: headline, scorecards and measures; contributions with ``detail``.
+
+    With ``policy`` (the one evaluated with), tiers are shown by label and name.
 
     A statistical scorecard has no contributions: its feature table (:func:`features`)
     is its derivation, shown always with its score (it is as long as the model has features).
@@ -110,9 +147,9 @@ def evaluation(result: Evaluation, *, detail: bool = False) -> Group:
                           for name, value in result.attributes.items())
         parts.append(Text(f"decision-time attributes: {given}"))
     for card in result.scorecards.values():
-        parts.append(scorecard(card))
+        parts.append(scorecard(card, policy))
         if detail and card.consented and card.model is None:
-            parts.append(contributions(card))
+            parts.append(contributions(card, {o.event: o.seq for o in result.events}))
     parts.append(measures(result))
     return Group(*parts)
 

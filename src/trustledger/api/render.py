@@ -21,6 +21,7 @@ from trustledger.ledger import Entry
 from trustledger.policy import CompiledPolicy
 from trustledger.principals import Principal
 from trustledger.rights.consent import Consent
+from trustledger.rights.whatif import PositivePath
 from trustledger.scoring import Assessment, PublishedPolicy
 
 
@@ -38,6 +39,28 @@ def score(card: ScorecardResult, label: str) -> dict[str, Any]:
     """A scorecard's score, tier and reasons."""
     return {"label": label, "consented": card.consented, "score": card.score,
             "tier": card.tier, "reasons": [reason(r) for r in card.reasons]}
+
+
+def contributions(card: ScorecardResult,
+                  seqs: dict[tuple[str, str], int | None]) -> list[dict[str, Any]]:
+    """A scorecard's contributions by date: ``occurred_at``, then ledger seq, then key."""
+    ordered = sorted(card.contributions, key=lambda c: (
+        c.occurred_at, seqs.get(c.event) or 0, c.event))
+    return [contribution(c) for c in ordered]
+
+
+def positive_path(p: PositivePath) -> dict[str, Any]:
+    """A positive path of what it takes: the events, how often, and by when."""
+    return {
+        "type": p.type, "label": p.label, "attributes": dict(p.attributes),
+        "points": p.points, "count": p.count, "every_days": p.every.days,
+        "paced_by": p.paced_by, "first_at": p.events[0].occurred_at,
+        "reached_at": p.reached_at,
+        "events": [{"type": h.type, "occurred_at": h.occurred_at,
+                    "attributes": dict(h.attributes), "recorded_at": h.recorded_at}
+                   for h in p.events],
+        "text": p.describe(),
+    }
 
 
 def contribution(c: Contribution) -> dict[str, Any]:
@@ -76,11 +99,12 @@ def decision(result: Evaluation, policy: CompiledPolicy, purpose: str, party: st
 def subject_scores(assessment: Assessment, subject: str) -> dict[str, Any]:
     """The subject's whole evaluation, every contribution and every event left out included."""
     result, policy = assessment.evaluation, assessment.policy
+    seqs = {e.key: e.seq for e in assessment.events}
     cards = {}
     for name, card in result.scorecards.items():
         detail = score(card, policy.scorecards[name].label)
         detail["total"] = card.total
-        detail["contributions"] = [contribution(c) for c in card.contributions]
+        detail["contributions"] = contributions(card, seqs)
         cards[name] = detail
     return {
         "subject": subject, "policy": result.policy, "policy_hash": result.policy_hash,

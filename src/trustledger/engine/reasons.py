@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 from trustledger.engine.history import Entry, History, day
 from trustledger.engine.measures import Track
 from trustledger.engine.result import MAX_REASONS, Contribution, FeatureScore, Reason
-from trustledger.policy.compiled import CompiledMeasure, CompiledScorecard
+from trustledger.policy.compiled import CompiledEventType, CompiledMeasure, CompiledScorecard
 from trustledger.policy.models import MeasureKind
 
 if TYPE_CHECKING:
     from trustledger.models.compiled import ScoreResult
 
 MINUS = "\u2212"
+FAVOURABLE = "in your favour"
+"""How an event whose type can work either way reads when it worked for the subject."""
+ADVERSE = "against you"
+"""How an event whose type can work either way reads when it worked against the subject."""
 
 
 def signed(value: float) -> str:
@@ -34,16 +38,60 @@ def signed(value: float) -> str:
 
 
 def plain(value: float) -> str:
-    """A score or metric value: ``650``, ``612.30``."""
+    """A score or metric value: ``650``, ``612.30``.
+
+    The one display rule for scores, points and metric values (:func:`signed` is the
+    same with a sign): two decimals, rounded to nearest; whole numbers (within 5e-10)
+    without decimals; a true minus sign. The CLI, the report, the HTML pages and the
+    portal all use it; the API returns full precision.
+    """
     if abs(value - round(value)) < 5e-10:
         return str(round(value)).replace("-", MINUS)
     return f"{value:.2f}".replace("-", MINUS)
 
 
-def contribution_text(contribution: Contribution, entry: Entry, valid_at: float) -> str:
-    """One contribution in words: what, when, points, decay, cap and how long it counts."""
-    text = f"{contribution.label} on {day(contribution.occurred_at)}: " \
-           f"{signed(contribution.capped)}"
+@lru_cache(maxsize=4096)
+def works_both_ways(event_type: CompiledEventType) -> bool:
+    """Whether an event type's points can be positive for some attributes and negative for others.
+
+    Decided once per compiled type from the attributes the compiler probes its points
+    rule with (bounds, zero, every enum value) — e.g. a rental returned on time (+3) or
+    late (-5 per day).
+    """
+    # Imported here: the compiler imports the engine's event definitions.
+    from trustledger.policy.compiler import probe_attributes
+
+    signs = set()
+    for attributes in probe_attributes(event_type):
+        fitted = event_type.fit(attributes)
+        if not isinstance(fitted, str) and fitted[1] != 0.0:
+            signs.add(fitted[1] > 0)
+    return len(signs) == 2
+
+
+def phrased(label: str, event_type: CompiledEventType | None, adverse: bool | None) -> str:
+    """An event type's label phrased by what one event did: ``rental returned (against you)``.
+
+    Only for a type that can work either way (:func:`works_both_ways`), so a label like
+    "rental returned" never reads as both reward and penalty; other labels unchanged.
+    """
+    if event_type is None or adverse is None or not works_both_ways(event_type):
+        return label
+    return f"{label} ({ADVERSE if adverse else FAVOURABLE})"
+
+
+def contribution_text(contribution: Contribution, entry: Entry, valid_at: float,
+                      card: CompiledScorecard | None = None) -> str:
+    """One contribution in words: what, when, points, decay, cap and how long it counts.
+
+    With ``card``, a label of a type that can work either way says which way this
+    one did (:func:`phrased`).
+    """
+    adverse = None
+    if card is not None and contribution.points != 0.0:
+        adverse = card.is_adverse(contribution.points)
+    text = f"{phrased(contribution.label, entry.type, adverse)} on " \
+           f"{day(contribution.occurred_at)}: {signed(contribution.capped)}"
     if contribution.capped != contribution.points:
         text += f" (of {signed(contribution.points)}; {'; '.join(contribution.notes[:1])})"
     half_life = entry.half_life
@@ -83,7 +131,7 @@ def score_reasons(card: CompiledScorecard, score: float, total: float,
     for c in adverse + favourable:
         if len(out) >= MAX_REASONS:
             break
-        out.append(Reason(contribution_text(c, entries[c.event], valid_at), c.event,
+        out.append(Reason(contribution_text(c, entries[c.event], valid_at, card), c.event,
                           c.points_now))
     if not live:
         out.append(Reason(f"no event counts at {day(valid_at)}; the score is the base "
@@ -192,7 +240,7 @@ def _evidence(measure: CompiledMeasure, track: Track, history: History,
                 continue
             entry = entries[c.event]
             candidates.append((-abs(c.points_now), -entry.o, c.event, 1,
-                               partial(_contribution_reason, name, c, entry, valid_at)))
+                               partial(_contribution_reason, card, c, entry, valid_at)))
     for name in measure.metrics:
         metric = history.policy.metrics[name]
         if not history.available(name):
@@ -215,11 +263,15 @@ def _evidence(measure: CompiledMeasure, track: Track, history: History,
     return out
 
 
-def _contribution_reason(name: str, c: Contribution, entry: Entry, valid_at: float) -> Reason:
-    return Reason(f"{name}: {contribution_text(c, entry, valid_at)}", c.event, c.points_now)
+def _contribution_reason(card: CompiledScorecard, c: Contribution, entry: Entry,
+                         valid_at: float) -> Reason:
+    return Reason(f"{card.name}: {contribution_text(c, entry, valid_at, card)}", c.event,
+                  c.points_now)
 
 
 def _member_reason(name: str, entry: Entry, points: float, now: float, leaves: float) -> Reason:
     until = day(leaves) if math.isfinite(leaves) else "further notice"
-    return Reason(f"{entry.label} on {day(entry.o)} ({signed(points)}) counts in {name} "
+    # A metric has no side of its own: its points are the event's, so their sign says.
+    label = phrased(entry.label, entry.type, points < 0 if points else None)
+    return Reason(f"{label} on {day(entry.o)} ({signed(points)}) counts in {name} "
                   f"until {until}", entry.event.key, now)

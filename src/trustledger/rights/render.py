@@ -11,6 +11,7 @@ from rich.text import Text
 
 from trustledger import render as evaluation_render
 from trustledger.engine.reasons import plain
+from trustledger.policy import CompiledPolicy
 from trustledger.rights import fields
 from trustledger.rights.dispute import Dispute
 from trustledger.rights.report import Report
@@ -35,9 +36,16 @@ def report(r: Report) -> Group:
         if not card.consented:
             parts.append(Text(f"{card.name}: no score — opt-in scorecard without consent"))
             continue
+        tier = card.tier or "—"
+        if card.tier_label and card.tier_label != card.tier:
+            tier = f"{card.tier_label} ({card.tier})"
         parts.append(Text.assemble((f"{card.name}: ", "bold"), (_num(card.score), "bold cyan"),
-                                   f"  tier {card.tier or '—'}"))
+                                   f"  tier {tier}"))
         parts.extend(Text(f"  • {reason.text}") for reason in card.reasons)
+        if card.next_tier is not None:
+            first, *rest = card.next_tier.lines
+            parts.append(Text(f"  {first}", style="bold"))
+            parts.extend(Text(f"    - {line}") for line in rest)
     measures = Table(title="privileges and restrictions")
     for column in ("measure", "kind", "state", "since", "reasons"):
         measures.add_column(column)
@@ -59,7 +67,8 @@ def report(r: Report) -> Group:
     for column in ("seq", "event", "source", "occurred", "recorded", "points", "now", "status"):
         events.add_column(column)
     for e in r.events:
-        events.add_row(str(e.seq), e.type, f"{e.source}:{e.source_event_id}", _day(e.occurred_at),
+        events.add_row(str(e.seq), e.label or e.type, f"{e.source}:{e.source_event_id}",
+                       _day(e.occurred_at),
                        _day(e.recorded_at), _num(e.points),
                        _num(e.points_now) if e.counts else "—", e.status)
     parts.append(events)
@@ -114,8 +123,11 @@ def reviews(items: Sequence[Review], at: datetime) -> Table:
     return table
 
 
-def what_if(result: WhatIf) -> Group:
-    """A what-if: what changed, then the modified decision in full."""
+def what_if(result: WhatIf, policy: CompiledPolicy | None = None) -> Group:
+    """A what-if: what changed, then the modified decision in full.
+
+    With ``policy`` (the one evaluated with), tiers are shown by label and name.
+    """
     lines: list[RenderableType] = []
     for event in result.removed:
         lines.append(Text(f"removed: {event.type} on {_day(event.occurred_at)} "
@@ -127,7 +139,7 @@ def what_if(result: WhatIf) -> Group:
     lines.extend(Text(f"  • {line}") for line in changes)
     if not changes:
         lines.append(Text("  • nothing changes"))
-    lines.append(evaluation_render.evaluation(result.after))
+    lines.append(evaluation_render.evaluation(result.after, policy=policy))
     return Group(*lines)
 
 

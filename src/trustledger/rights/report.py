@@ -1,8 +1,9 @@
 """The subject's full report: everything about them, every number explained (safeguard 5).
 
-:func:`build_report` gathers, for one subject at one moment: every event with its
-source, dates, status and contribution now and over time; scores, tiers and
-measures with their principal reasons (at most four each, specific: event, date,
+:func:`build_report` gathers, for one subject at one moment: every event (by date) with
+its source, dates, status and contribution now and over time; scores, tiers and
+measures with their principal reasons, and what it takes to reach each scorecard's next
+tier (new events, decay, disputes) (at most four each, specific: event, date,
 points); scores over time (monthly, each as the ledger knew it on that date);
 disputes and reviews with where they stand; consents; and the access log — who
 read the subject's data, when, for what purpose — and every notification sent about
@@ -25,6 +26,7 @@ import orjson
 
 from trustledger.cascades.records import Notice, fold_notices
 from trustledger.engine import Evaluation, Event, Reason
+from trustledger.engine.reasons import phrased
 from trustledger.errors import ErasedError, NotFoundError
 from trustledger.ledger import Entry, Ledger
 from trustledger.ledger.chain import EVENT_KIND
@@ -33,13 +35,16 @@ from trustledger.policy.compiled import CompiledScorecard
 from trustledger.rights import fields
 from trustledger.rights.access import Access, fold_access
 from trustledger.rights.consent import Consent, fold_consents
-from trustledger.rights.dispute import Dispute, DisputeStatus
+from trustledger.rights.dispute import Dispute, DisputeStatus, is_adverse
 from trustledger.rights.erasure import erased_at
 from trustledger.rights.review import Review
+from trustledger.rights.whatif import TierTarget, what_it_takes
 from trustledger.scoring import Assessment, PublishedPolicy, assess, published_policies
 
 MAX_POINTS = 120
 """At most this many points in the scores over time (monthly; every few months if longer)."""
+REPORT_EXACT_LIMIT = 4
+"""The next tier's fewest removals are found exactly up to this many candidates (greedy beyond)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +62,51 @@ class ReasonLine:
 
 
 @dataclass(frozen=True, slots=True)
+class PathLine:
+    """A positive path to the next tier: ``count`` events of ``type``, ``every_days`` apart.
+
+    From ``first_at`` (the report's moment) to ``reached_at``, when the tier is reached
+    (:class:`~trustledger.rights.whatif.PositivePath`, checked by the engine); ``text``
+    says it in words.
+    """
+
+    type: str
+    label: str
+    attributes: Mapping[str, Any]
+    points: float
+    count: int
+    every_days: int
+    first_at: datetime
+    reached_at: datetime
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class NextTier:
+    """What it takes to reach the next better tier: new events, decay, disputes.
+
+    ``paths`` are the positive paths (soonest first); ``by_decay_at`` the day decay and
+    expiry alone reach it (``None``: never); ``lines`` the whole answer in words.
+    """
+
+    tier: str
+    label: str
+    paths: tuple[PathLine, ...]
+    by_decay_at: datetime | None
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreLine:
-    """A scorecard now: score, tier and at most four reasons."""
+    """A scorecard now: score, tier (name and label), at most four reasons, the next tier."""
 
     name: str
     consented: bool
     score: float | None
     tier: str | None
     reasons: tuple[ReasonLine, ...]
+    tier_label: str | None = None
+    next_tier: NextTier | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +148,9 @@ class EventLine:
     status: str
     dispute_seq: int | None
     over_time: tuple[float | None, ...]
+    label: str = ""
+    """The type's label, phrased by what this event did when the type can work either way
+    (``rental returned (against you)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +262,8 @@ def build_report(
         ledger_seq=head_seq, ledger_hash=head_hash,
         scorecards=tuple(_score_line(now, name) for name in now.evaluation.scorecards),
         measures=tuple(_measure_line(now, m) for m in now.evaluation.measures),
-        events=tuple(_event_line(now, e, history) for e in events),
+        events=tuple(_event_line(now, e, history) for e in sorted(
+            events, key=lambda e: (e.occurred_at, e.seq or 0, e.key))),
         history=tuple(_point(a) for a in history),
         disputes=tuple(DisputeLine(d, d.status_at(at), d.deadline, d.describe(at))
                        for d in now.disputes),
@@ -294,8 +340,29 @@ def _score_line(assessment: Assessment, name: str) -> ScoreLine:
     card = assessment.evaluation.scorecards[name]
     seqs = _seqs(assessment)
     compiled = assessment.policy.scorecards[name]
+    label = next((t.label for t in compiled.tiers if t.name == card.tier), None)
     return ScoreLine(card.name, card.consented, card.score, card.tier,
-                     tuple(_reason(r, seqs, compiled) for r in card.reasons))
+                     tuple(_reason(r, seqs, compiled) for r in card.reasons), label,
+                     _next_tier(assessment, compiled))
+
+
+def _next_tier(assessment: Assessment, card: CompiledScorecard) -> NextTier | None:
+    result = assessment.evaluation.scorecards[card.name]
+    if not result.consented or result.tier is None or card.model is not None:
+        return None
+    names = [t.name for t in card.tiers]
+    rank = names.index(result.tier)
+    better = rank + 1 if card.adverse_sign < 0 else rank - 1
+    if not 0 <= better < len(names):
+        return None
+    tier = card.tiers[better]
+    # Greedy removals beyond a few candidates: the report answers for every scorecard.
+    takes = what_it_takes(assessment, TierTarget(card.name, tier.name, tier.label),
+                          exact_limit=REPORT_EXACT_LIMIT)
+    paths = tuple(PathLine(p.type, p.label, dict(p.attributes), p.points, p.count,
+                           p.every.days, p.events[0].occurred_at, p.reached_at, p.describe())
+                  for p in takes.paths)
+    return NextTier(tier.name, tier.label, paths, takes.by_decay_at, takes.summary())
 
 
 def _measure_line(assessment: Assessment, name: str) -> MeasureLine:
@@ -331,8 +398,18 @@ def _event_line(now: Assessment, event: Event, history: Sequence[Assessment]) ->
         counts=outcome.counted if outcome is not None else False,
         counts_until=outcome.counts_until if outcome is not None else None,
         status=status, dispute_seq=dispute.seq if dispute is not None else None,
-        over_time=over_time,
+        over_time=over_time, label=_label(now.policy, event),
     )
+
+
+def _label(policy: CompiledPolicy, event: Event) -> str:
+    etype = policy.event_types.get(event.type)
+    if etype is None:
+        return event.type
+    fitted = etype.fit(event.attributes)
+    if isinstance(fitted, str) or fitted[1] == 0.0:
+        return etype.label
+    return phrased(etype.label, etype, is_adverse(policy, event))
 
 
 def _points_in(evaluation: Evaluation, key: tuple[str, str]) -> float | None:

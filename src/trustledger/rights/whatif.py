@@ -11,7 +11,7 @@ second scoring path::
     what_if(assessment, add=[Hypothetical("bill_paid", now)])  # if an event were added
     what_if(assessment, at=now + timedelta(days=365))      # at a future date
     what_if(assessment, attributes={"amount": 2000})       # other decision-time attributes
-    what_it_takes(assessment, parse_target(policy, "sesame:650-699"))
+    what_it_takes(assessment, parse_target(policy, "sesame:very good"))
 
 Statistical scorecards are evaluated with the decision-time attributes the
 assessment was made with (``assess_subject(..., attributes=...)``, kept in its
@@ -21,8 +21,18 @@ the modified history only.
 Removing an event also removes the events it supersedes (the originals of a
 correction stand or fall with it), exactly as a dispute leaves them out.
 
-"What it takes" answers two questions about a target (a tier on a scorecard, or a
+A tier is named by its name or its label, in any case (:func:`find_tier`): the one
+lookup behind ``--reach``, the API's ``reach`` and the portal.
+
+"What it takes" answers three questions about a target (a tier on a scorecard, or a
 measure: a privilege granted, a restriction lifted):
+
+* which events the policy rewards would get there, how many and how often
+  (:func:`positive_paths`): for each rewarded type (in the subject's favour, on a
+  scorecard they opted in to, never an out-of-bounds category), events paced to the
+  scorecard's caps from the moment asked about, the fewest that reach the target found
+  with :func:`what_if` — proven by the engine: with them it is reached, with one fewer
+  on the same schedule not;
 
 * the earliest day decay and expiry alone reach it, if they ever do — a search
   over the days from the moment asked about to the end of the history's timeline
@@ -53,10 +63,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trustledger.engine import Evaluation, Event, MeasureResult, evaluate
-from trustledger.engine.reasons import plain, signed, value_text
+from trustledger.engine.reasons import phrased, plain, signed, value_text
 from trustledger.errors import InputError, NotFoundError
 from trustledger.policy import CompiledPolicy
-from trustledger.policy.models import Aggregate, MeasureKind, MetricValue
+from trustledger.policy.compiled import CompiledEventType, CompiledScorecard, CompiledTier
+from trustledger.policy.compiler import probe_attributes
+from trustledger.policy.durations import Duration
+from trustledger.policy.models import Aggregate, CapDirection, CapPeriod, MeasureKind, MetricValue
+from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, OUT_OF_BOUNDS_CATEGORIES
 from trustledger.rights import fields
 from trustledger.rights.dispute import is_adverse
 from trustledger.rights.review import apply_reviews
@@ -67,6 +81,15 @@ HYPOTHETICAL_SOURCE = "what-if"
 EXACT_LIMIT = 10
 """Up to this many candidate removals, the smallest set is found exactly."""
 DAY = timedelta(days=1)
+PATH_HORIZON = timedelta(days=5 * 365)
+"""Positive paths are looked for up to this far ahead of the moment asked about."""
+PATH_LIMIT = 512
+"""At most this many hypothetical events in one positive path."""
+SEARCH_LIMIT = timedelta(days=100 * 366)
+"""Decay and expiry are followed at most this far ahead (an event dated centuries ahead
+must not make the day-by-day search run for millions of days)."""
+_END = datetime.max.replace(tzinfo=UTC)
+_PERIOD_DAYS = {CapPeriod.DAY: 1, CapPeriod.WEEK: 7, CapPeriod.MONTH: 31, CapPeriod.YEAR: 366}
 _LN2 = math.log(2.0)
 _MAX_STEPS = 1000
 
@@ -132,10 +155,14 @@ class TierTarget:
 
     scorecard: str
     tier: str
+    label: str | None = None
+    """The tier's label in the policy (``very good``), when it has one other than its name."""
 
     def describe(self) -> str:
-        """The target in words."""
-        return f"tier {self.tier} on {self.scorecard}"
+        """The target in words: ``tier very good (650-699) on sesame``."""
+        shown = self.tier if not self.label or self.label == self.tier else \
+            f"{self.label} ({self.tier})"
+        return f"tier {shown} on {self.scorecard}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,14 +181,55 @@ Target = TierTarget | MeasureTarget
 
 
 @dataclass(frozen=True, slots=True)
+class PositivePath:
+    """A way to reach a target with new events: ``count`` events of one type, ``every`` apart.
+
+    The first event is at the moment asked about, the last at ``reached_at``; with them
+    the history reaches the target at ``reached_at`` (``evaluation``: a fresh
+    :func:`what_if` — the one engine, caps, decay and ``when`` conditions included), and
+    one event fewer on the same schedule does not. ``attributes`` are the subject's own
+    from their latest such event that was in their favour, else the smallest favourable
+    ones the policy allows. ``every`` keeps within the scorecard's caps (``paced_by``
+    says which, ``""`` without one).
+    """
+
+    type: str
+    label: str
+    attributes: Mapping[str, Any]
+    points: float
+    count: int
+    every: timedelta
+    paced_by: str
+    events: tuple[Hypothetical, ...]
+    reached_at: datetime
+    evaluation: Evaluation
+
+    def describe(self) -> str:
+        """The path in words."""
+        given = ", ".join(f"{k} {value_text(v)}" for k, v in sorted(self.attributes.items()))
+        what = self.label + (f" with {given}" if given else "") + f", {signed(self.points)} each"
+        if self.count == 1:
+            return f"{what}: once, on {fields.day(self.reached_at)}"
+        days = self.every.days
+        pace = "one a day" if days == 1 else f"one every {days} days"
+        if self.paced_by:
+            pace += f" ({self.paced_by})"
+        return (f"{what}: {self.count} times, {pace}, from "
+                f"{fields.day(self.events[0].occurred_at)} to {fields.day(self.reached_at)}")
+
+
+@dataclass(frozen=True, slots=True)
 class WhatItTakes:
-    """What it takes to reach a target: the date decay alone does, and the fewest removals.
+    """What it takes to reach a target: new events, the date decay alone does, fewest removals.
 
     ``by_decay_at`` is ``None`` when decay and expiry alone never reach the target;
     ``removals`` is ``None`` when removing every candidate would not reach it either
     (``()`` when it is reached already). ``candidates`` are the adverse events that
-    could be disputed, most consequential first. ``notes`` say what limits the
-    answer (a statistical score changes with time only through its metrics).
+    could be disputed, most consequential first. ``paths`` are the positive paths
+    (:class:`PositivePath`, soonest first): event types the policy rewards that alone
+    reach the target. ``notes`` say what limits the answer (a statistical score changes
+    with time only through its metrics; an opt-in score without consent counts no
+    event; a rewarded type that alone does not get there).
     """
 
     target: Target
@@ -174,13 +242,21 @@ class WhatItTakes:
     by_removals: Evaluation | None
     candidates: tuple[Event, ...]
     notes: tuple[str, ...] = ()
+    paths: tuple[PositivePath, ...] = ()
+    paths_searched: bool = False
+    """Whether positive paths were looked for (not for a statistical score or a past
+    knowledge time)."""
 
     def summary(self) -> tuple[str, ...]:
-        """The answer in words."""
+        """The answer in words: new events first, then decay and expiry, then removals."""
         what = self.target.describe()
         if self.reached_now:
             return (f"{what} is reached already on {fields.day(self.valid_at)}",)
-        lines = [
+        lines = [f"by new events: {path.describe()}" for path in self.paths]
+        if self.paths_searched and not self.paths:
+            lines.append("by new events: no single kind of event the policy rewards reaches "
+                         f"it within {PATH_HORIZON.days // 365} years")
+        lines += [
             f"by decay and expiry alone: from {fields.day(self.by_decay_at)}"
             if self.by_decay_at is not None
             else "by decay and expiry alone: never (no new events)", *self.notes]
@@ -340,26 +416,48 @@ def _hypothetical(assessment: Assessment, h: Hypothetical, label: str, valid_at:
 # -- what it takes ------------------------------------------------------------------------
 
 
-def parse_target(policy: CompiledPolicy, text: str) -> Target:
-    """A target from text: ``SCORECARD:TIER`` or a measure's name.
+def find_tier(policy: CompiledPolicy, scorecard: str, text: str) -> CompiledTier:
+    """A scorecard's tier by its name or its label, case-insensitive (``650-699``, ``very good``).
 
-    Raises :class:`NotFoundError` (``target``) naming what the policy does not have.
+    The one lookup of a tier from words (``--reach``, the API's and the portal's
+    what-if). Quotes and surrounding spaces are ignored. Raises
+    :class:`NotFoundError` (``target``) listing every tier as ``name (label)``.
+    """
+    card = policy.scorecards.get(scorecard)
+    if card is None:
+        raise NotFoundError(f"target: policy {policy.name} has no scorecard {scorecard!r} "
+                            f"(scorecards: {', '.join(policy.scorecards) or 'none'})")
+    wanted = " ".join(text.strip().strip("\"'").split()).casefold()
+    for tier in card.tiers:
+        if wanted in (tier.name.casefold(), " ".join(tier.label.split()).casefold()):
+            return tier
+    raise NotFoundError(f"target: scorecard {scorecard} has no tier {text.strip()!r} (tiers, "
+                        f"by name or label: {tier_names(card) or 'none'})")
+
+
+def tier_names(card: CompiledScorecard) -> str:
+    """Every tier of a scorecard as ``name (label)``, lowest first: what a tier may be called."""
+    return ", ".join(t.name if t.label == t.name else f"{t.name} ({t.label})"
+                     for t in card.tiers)
+
+
+def parse_target(policy: CompiledPolicy, text: str) -> Target:
+    """A target from text: ``SCORECARD:TIER`` (the tier's name or label) or a measure's name.
+
+    ``sesame:650-699``, ``sesame:very good`` and ``sesame:"Very Good"`` are the same
+    target (:func:`find_tier`). Raises :class:`NotFoundError` (``target``) naming what
+    the policy does not have, and listing what it has.
     """
     if not isinstance(text, str) or not text.strip():
         raise InputError("target: required: SCORECARD:TIER or a measure's name")
     if ":" in text:
         card, tier = text.split(":", 1)
-        if card not in policy.scorecards:
-            raise NotFoundError(f"target: policy {policy.name} has no scorecard {card!r}")
-        tiers = [t.name for t in policy.scorecards[card].tiers]
-        if tier not in tiers:
-            raise NotFoundError(f"target: scorecard {card} has no tier {tier!r} (tiers: "
-                                f"{', '.join(tiers) or 'none'})")
-        return TierTarget(card, tier)
-    if text not in policy.measures:
-        raise NotFoundError(f"target: policy {policy.name} has no measure {text!r} (or give "
-                            "SCORECARD:TIER)")
-    return MeasureTarget(text)
+        found = find_tier(policy, card.strip(), tier)
+        return TierTarget(card.strip(), found.name, found.label)
+    if text.strip() not in policy.measures:
+        raise NotFoundError(f"target: policy {policy.name} has no measure {text!r} (measures: "
+                            f"{', '.join(policy.measures) or 'none'}; or give SCORECARD:TIER)")
+    return MeasureTarget(text.strip())
 
 
 def reached(policy: CompiledPolicy, target: Target, evaluation: Evaluation) -> bool:
@@ -388,10 +486,12 @@ def what_it_takes(
                            True, now, tuple(candidates))
     found = _by_decay(assessment, target)
     removals, exact, by_removals = _removals(assessment, target, candidates, exact_limit)
+    paths, path_notes = positive_paths(assessment, target)
     return WhatItTakes(
         target, assessment.valid_at, False, found[0] if found else None,
         found[1] if found else None, removals, exact, by_removals, tuple(candidates),
-        _decay_notes(assessment, target))
+        (*_decay_notes(assessment, target), *path_notes), paths,
+        _paths_searched(assessment, target))
 
 
 def _check_target(policy: CompiledPolicy, target: Target) -> None:
@@ -426,12 +526,26 @@ def _horizon(assessment: Assessment) -> datetime:
         for tier in card.tiers:
             moments += [datetime.fromtimestamp(since, UTC) for since, _ in
                         tier.thresholds[1:]]
-    horizon = max([start, *(m for m in moments if m > start)])
+    horizon = min(max([start, *(m for m in moments if m > start)]),
+                  _plus(start, SEARCH_LIMIT))
     for measure in policy.measures.values():
         for duration in (measure.notice, measure.hold):
             if duration is not None:
-                horizon = duration.after(horizon)
-    return horizon + DAY
+                horizon = _after(duration, horizon)
+    return _plus(horizon, DAY)
+
+
+def _after(duration: Duration, moment: datetime) -> datetime:
+    """``duration`` after ``moment``, or the calendar's last moment when that is past it."""
+    try:
+        return duration.after(moment)
+    except OverflowError:  # past year 9999
+        return _END
+
+
+def _plus(moment: datetime, delta: timedelta) -> datetime:
+    """``moment + delta``, or the calendar's last moment when that is past it."""
+    return moment + delta if _END - moment > delta else _END
 
 
 def _by_decay(assessment: Assessment, target: Target) -> tuple[datetime, Evaluation] | None:
@@ -478,14 +592,14 @@ def _statistical_by_decay(assessment: Assessment, target: TierTarget,
     start = assessment.valid_at
     moments = [o.counts_until for o in assessment.engine.events if o.counts_until is not None]
     moments += [e.occurred_at for e in assessment.scored]
-    moments += [m.window.after(e.occurred_at) for m in metrics if m.window is not None
+    moments += [_after(m.window, e.occurred_at) for m in metrics if m.window is not None
                 for e in assessment.scored if e.type in m.types]
     moments += [datetime.fromtimestamp(since, UTC) for tier in card.tiers
                 for since, _ in tier.thresholds[1:]]
     decayed = any(m.aggregate is Aggregate.SUM and m.value is MetricValue.CURRENT and any(
         (etype := policy.event_types.get(t)) is not None and etype.half_life is not None
         for t in m.types) for m in metrics)
-    last = max([horizon, *moments])
+    last = min(max([horizon, *moments]), _plus(start, SEARCH_LIMIT))
     steps = math.ceil((last - start) / DAY)
     days = range(1, steps + 1) if decayed else sorted(
         {max(1, math.ceil((m - start) / DAY)) for m in moments if start < m <= last})
@@ -627,6 +741,151 @@ def _removals(assessment: Assessment, target: Target, candidates: list[Event],
         if smaller is not None:
             picked, result = fewer, smaller
     return tuple(picked), False, result
+
+
+# -- positive paths -----------------------------------------------------------------------
+
+
+def positive_paths(assessment: Assessment,
+                   target: Target) -> tuple[tuple[PositivePath, ...], tuple[str, ...]]:
+    """Event types that alone reach ``target``: how many, how often, by when; and notes.
+
+    Candidates are the types a consented rule-based scorecard of the target uses (for a
+    measure: the scorecards its condition reads) whose points can work in the subject's
+    favour there, in a category a policy may score (never an out-of-bounds one). For each,
+    events are added one ``every`` apart from the moment asked about (paced to the
+    scorecard's caps) and the fewest that reach the target are found with :func:`what_if`
+    — doubling, then halving the gap; each answer is the engine's own. Soonest first.
+    """
+    policy = assessment.policy
+    names = [target.scorecard] if isinstance(target, TierTarget) else \
+        list(policy.measures[target.measure].scorecards)
+    notes: list[str] = []
+    if assessment.known_at is not None:
+        return (), ("by new events: not projected for a moment with a knowledge limit",)
+    cards: list[CompiledScorecard] = []
+    for name in names:
+        card = policy.scorecards[name]
+        if card.model is not None:
+            continue  # events reach a statistical score only through its metrics
+        if not assessment.evaluation.scorecards[name].consented:
+            notes.append(f"{name} is opt-in and you have not opted in: no event counts on it "
+                         "until you do")
+            continue
+        cards.append(card)
+    chosen: dict[str, CompiledScorecard] = {}
+    for card in cards:
+        for name in policy.event_types:
+            if name in card.events:
+                chosen.setdefault(name, card)
+    paths = []
+    for name, card in chosen.items():
+        etype = policy.event_types[name]
+        if etype.category in OUT_OF_BOUNDS_CATEGORIES or etype.category not in ALLOWED_CATEGORIES:
+            continue
+        favourable = _favourable(assessment, etype, card)
+        if favourable is None:
+            continue
+        path = _path(assessment, target, etype, card, *favourable)
+        if path is None:
+            notes.append(f"{phrased(etype.label, etype, False)} ({signed(favourable[1])} "
+                         "each) helps, but alone does not reach it within "
+                         f"{PATH_HORIZON.days // 365} years")
+        else:
+            paths.append(path)
+    paths.sort(key=lambda p: (p.reached_at, p.count, p.type))
+    return tuple(paths), tuple(notes)
+
+
+def _paths_searched(assessment: Assessment, target: Target) -> bool:
+    if assessment.known_at is not None:
+        return False
+    policy = assessment.policy
+    names = [target.scorecard] if isinstance(target, TierTarget) else \
+        list(policy.measures[target.measure].scorecards)
+    return any(policy.scorecards[name].model is None for name in names)
+
+
+def _favourable(assessment: Assessment, etype: CompiledEventType,
+                card: CompiledScorecard) -> tuple[dict[str, Any], float] | None:
+    # The subject's own latest favourable attributes, else the smallest favourable probe.
+    for event in sorted(assessment.scored, key=lambda e: e.occurred_at, reverse=True):
+        if event.type != etype.name or event.source == HYPOTHETICAL_SOURCE:
+            continue
+        fitted = etype.fit(event.attributes)
+        if not isinstance(fitted, str) and fitted[1] != 0.0 and not card.is_adverse(fitted[1]):
+            return fitted
+    best: tuple[dict[str, Any], float] | None = None
+    for attributes in probe_attributes(etype):
+        fitted = etype.fit(attributes)
+        if isinstance(fitted, str) or fitted[1] == 0.0 or card.is_adverse(fitted[1]):
+            continue
+        if best is None or abs(fitted[1]) < abs(best[1]):
+            best = fitted
+    return best
+
+
+def _pace(card: CompiledScorecard, type_name: str, points: float) -> tuple[timedelta, str]:
+    # Whole days, so that no calendar period of a cap gets more events than its allowance
+    # lets count in full: at most k a period is one every ceil(longest period / k) days.
+    favoured = CapDirection.GAINS if card.adverse_sign < 0 else CapDirection.LOSSES
+    days, why = 1, ""
+    for cap in card.caps:
+        if cap.applies_to is not favoured or type_name in cap.exempt:
+            continue
+        per = max(1, math.floor(cap.max / abs(points) + 1e-9))
+        need = math.ceil(_PERIOD_DAYS[cap.period] / per)
+        if need > days:
+            days, why = need, f"{card.name} counts at most {plain(cap.max)} points " \
+                f"{'gained' if favoured is CapDirection.GAINS else 'lost'} a {cap.period.value}"
+    return timedelta(days=days), why
+
+
+def _path(assessment: Assessment, target: Target, etype: CompiledEventType,
+          card: CompiledScorecard, attributes: dict[str, Any],
+          points: float) -> PositivePath | None:
+    every, why = _pace(card, etype.name, points)
+    start = assessment.valid_at
+    limit = min(PATH_LIMIT, min(PATH_HORIZON, _END - start) // every + 1)
+    label = phrased(etype.label, etype, card.is_adverse(points))
+
+    def schedule(n: int) -> list[Hypothetical]:
+        return [Hypothetical(etype.name, start + i * every, attributes) for i in range(n)]
+
+    def attempt(n: int) -> Evaluation:
+        events = schedule(n)
+        return what_if(assessment, add=events, at=events[-1].occurred_at).after
+
+    def gain(result: Evaluation) -> float:
+        # What the added events themselves bring now: once more of them bring no more
+        # (a `when` that lets one count, an expiry), the type cannot get there alone.
+        return sum(-card.adverse_sign * c.points_now
+                   for c in result.scorecards[card.name].contributions
+                   if c.event[0] == HYPOTHETICAL_SOURCE)
+
+    # Doubling until reached (or no gain over half as many, or over the limit), then
+    # halving the gap: `low` never reaches (0: now), `high` does.
+    low, high, found = 0, 1, None
+    previous = 0.0
+    while found is None:
+        result = attempt(high)
+        if reached(assessment.policy, target, result):
+            found = result
+            break
+        if high >= limit or gain(result) <= previous + 1e-9:
+            return None
+        previous = gain(result)
+        low, high = high, min(limit, high * 2)
+    while high - low > 1:
+        middle = (low + high) // 2
+        result = attempt(middle)
+        if reached(assessment.policy, target, result):
+            high, found = middle, result
+        else:
+            low = middle
+    events = schedule(high)
+    return PositivePath(etype.name, label, attributes, points, high, every, why,
+                        tuple(events), events[-1].occurred_at, found)
 
 
 def _score(value: float | None) -> str:

@@ -198,8 +198,10 @@ def whatif(request: Request, caller: CallerDep, subject: SubjectPath,
            body: WhatIfRequest) -> Response:
     """Your score, tier and measures if events were removed or added, or at another date.
 
-    With ``reach``, also what it takes to get there: the day decay alone does, and the
-    fewest of your adverse events whose removal (a successful dispute) would. With
+    With ``reach`` (``SCORECARD:TIER``, the tier by name or label, or a measure), also what
+    it takes to get there: the events the policy rewards that would (``paths``: how many,
+    how often, by when), the day decay alone does, and the fewest of your adverse events
+    whose removal (a successful dispute) would. With
     ``attributes``, statistical scorecards are evaluated with them, before and after, as a
     decision given them is (an unknown or mistyped one is a 422 naming it). Nothing
     is recorded.
@@ -221,7 +223,10 @@ def whatif(request: Request, caller: CallerDep, subject: SubjectPath,
              for h in body.add]
     result = what_if(assessment, remove=body.remove, add=added, at=body.at)
     takes = what_it_takes(assessment, target) if target is not None else None
-    return json_response(shown.what_if(result, policy, takes))
+    answer = shown.what_if(result, policy, takes)
+    if takes is not None:
+        answer["what_it_takes"]["paths"] = [render.positive_path(p) for p in takes.paths]
+    return json_response(answer)
 
 
 @router.get("/disputes", response_model=list[DisputeOut], responses=_READ)
