@@ -53,7 +53,7 @@ impact-docs: $(STAMP)
 	  $(BIN)/trustledger impact policies/$$p.yaml $(IMPACT_SIZE) --markdown docs/impact/$$p.md \
 	    > /dev/null || exit 1; done
 
-## screenshots: the portal's main pages at desktop and phone width, in build/screenshots/
+## screenshots: every portal page (sign-in, subject, reviewer queue and cases, operator, ...) at desktop and phone width, in build/screenshots/
 screenshots: $(STAMP)
 	TRUSTLEDGER_SCREENSHOTS=$(CURDIR)/build/screenshots $(BIN)/pytest -q tests/test_portal_browser.py
 	@ls build/screenshots/*.png

@@ -306,7 +306,7 @@ def test_what_if_answers_and_refuses_bad_questions(world: World) -> None:
     r = world.client.get(f"/portal/subjects/bob?remove={seq}&target=sesame:600-649")
     assert r.status_code == 200 and 'id="whatif-result"' in shown(r)
     assert re.search(r"sesame: [\d.]+ → [\d.]+ \(\+", r.text)
-    assert "what it takes to reach tier 600-649 on sesame" in shown(r)
+    assert "what it takes to reach tier good (600-649) on sesame" in shown(r)
     bad = world.client.get("/portal/subjects/bob?at=next-year")
     assert bad.status_code == 422 and "at: 'next-year' is not a date" in shown(bad)
     bad = world.client.get("/portal/subjects/bob?target=sesame:gold")
@@ -535,3 +535,60 @@ def test_subject_adds_information_to_an_open_dispute(world: World) -> None:
     # The source now has 45 days instead of 30.
     dispute = next(d for d in disputes(world.ledger, "bob") if d.seq == int(form.group(2)))
     assert (dispute.deadline - dispute.opened_at).days == 45
+
+
+# -- issue 20: the site root, the icon, what a reviewer sees, honest progress ---------------
+
+def test_the_site_root_redirects_to_the_portal_and_the_icon_needs_no_sign_in(world: World
+                                                                            ) -> None:
+    root = world.client.get("/", follow_redirects=False)
+    assert root.status_code == 307 and root.headers["location"] == "/portal/"
+    for path in ("/favicon.ico", "/portal/static/favicon.svg"):
+        icon = world.client.get(path)
+        assert icon.status_code == 200, path
+        assert icon.headers["content-type"] == "image/svg+xml"
+        assert icon.text.startswith("<svg") and "http://www.w3.org/2000/svg" in icon.text
+        assert "href=" not in icon.text  # draws itself: nothing fetched
+    page = world.client.get("/portal/sign-in")
+    assert '<link rel="icon" href="/portal/static/favicon.svg"' in page.text
+
+
+def test_a_dispute_case_page_shows_what_the_decision_rests_on(world: World) -> None:
+    token = opted_in_bob(world)
+    before = score_on(world.client.get("/portal/subjects/bob").text)
+    seq = event_seq(world, "bob", "bill_overdue")
+    world.client.post("/portal/subjects/bob/disputes",
+                      data={"csrf_token": token, "event_seq": str(seq), "reason": "I paid it"})
+    with TestClient(world.client.app) as reviewer:
+        queue = sign_in(reviewer, world.keys["reviewer"])
+        case = re.search(r'href="(/portal/reviewer/disputes/(\d+))"', queue.text)
+        assert case
+        logged = len(access_log(world.ledger, "bob"))
+        page = reviewer.get(case.group(1))
+        assert len(access_log(world.ledger, "bob")) == logged + 1  # one read, one record
+    text = shown(page)
+    # The score as it stood when bob disputed: the overdue bill still counted.
+    found = re.search(r'data-testid="decided-score-sesame">([^<]+)<', page.text)
+    assert found and float(found.group(1)) == pytest.approx(before, abs=0.01)
+    assert 'data-testid="decided-tier-sesame">tier ' in page.text
+    assert "Principal reasons" in text and "Privileges and restrictions then" in text
+    involved = text.split('id="involved-table"')[1].split("</table>")[0]
+    assert f"<td data-label=\"#\">{seq}</td>" in involved and "bill overdue" in involved
+    assert "days_overdue=40" in involved and ">disputed<" in involved
+    assert "bob's disputes (1)" in text and "I paid it" in text
+
+
+def test_the_operators_page_says_how_far_the_statistics_are(world: World) -> None:
+    first = sign_in(world.client, world.keys["operator"])  # lands on /portal/operator
+    # The first look starts the computation, so it is never ready then.
+    text = shown(first)
+    assert "Statistics are being computed in the background" in text
+    assert re.search(r"\d+ of \d+ subjects scored so far|number of subjects is not known yet",
+                     text)
+    # The retry the page suggests is the one the API's 202 gives (its Retry-After).
+    pending = world.call("operator", "GET", "/v1/statistics")
+    if pending.status_code == 202:  # still computing: the same interval as the page's
+        assert f"in about {pending.json()['retry_after']} s" in text
+    assert re.search(r"reload the page</a> in about \d+ s to see how far it got", text)
+    service = world.client.app.state.service  # type: ignore[attr-defined]
+    service.statistics.wait(60)  # not left running against a ledger being closed

@@ -20,7 +20,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,16 @@ from trustledger.scoring import publish_policy
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking"]
 WIDTHS = {"desktop": 1280, "phone": 390}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+"""A phone's screen (CSS pixels)."""
+SCREENS = 4
+"""The subject's page on a phone is at most this many screens tall."""
+BEFORE_POLICY = datetime(2024, 6, 1, tzinfo=UTC)
+"""Dave's first event: before Sesame's effective date, 2025-01-01."""
 SHOTS = Path(os.environ.get("TRUSTLEDGER_SCREENSHOTS") or ROOT / "build" / "screenshots")
 
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 except ImportError:
     if os.environ.get("CI"):
         raise  # in CI a missing browser driver is a failure, not a skip
@@ -75,6 +81,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "carol": add_principal(ledger, "carol", Role.SUBJECT, subject="carol").key,
         "reviewer": add_principal(ledger, "rev-1", Role.REVIEWER).key,
         "operator": add_principal(ledger, "op", Role.OPERATOR).key,
+        "dave": add_principal(ledger, "dave", Role.SUBJECT, subject="dave").key,
+        "source": add_principal(ledger, "bank-a", Role.SOURCE,
+                                accreditations=("bill_paid",)).key,
     }
     now = clock()
     events = [_event(i, "bob", "repayment_on_time", now - timedelta(days=30 * i + 5),
@@ -85,9 +94,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                _event(22, "bob", "repayment_late", now - timedelta(days=200), days_late=12,
                       amount=80.0),
                _event(1, "carol", "bill_paid", now - timedelta(days=10))]
+    # Dave's history began before the policy came into force (2025-01-01): his chart
+    # marks the effective date and draws no score before it.
+    events += [_event(30 + i, "dave", "repayment_on_time", BEFORE_POLICY + timedelta(days=61 * i),
+                      amount=250.0) for i in range(12)]
+    events += [_event(50, "dave", "bill_overdue", now - timedelta(days=120), days_overdue=40),
+               _event(51, "dave", "repayment_late", now - timedelta(days=400), days_late=20,
+                      amount=90.0)]
     ledger.append_events(events)
     grant_opt_in(ledger, "bob", "sesame")
     grant_opt_in(ledger, "carol", "sesame")
+    grant_opt_in(ledger, "dave", "sesame")
     with serving(create_app(Settings(database_url=url, clock=clock))) as base:
         yield Site(base, ledger, keys)
     ledger.close()
@@ -176,7 +193,8 @@ def test_subject_disputes_an_event_and_a_reviewer_resolves_it(site: Site, new_pa
     page.get_by_label("What it takes to reach").select_option(value="sesame:600-649")
     page.get_by_role("button", name="Show").click()
     assert re.search(r"sesame: [\d.]+ → [\d.]+ \(\+", page.locator("#whatif-result").inner_text())
-    assert "what it takes to reach tier 600-649" in page.locator("#whatif-takes").inner_text()
+    takes = page.locator("#whatif-takes").inner_text()
+    assert "what it takes to reach tier" in takes and "600-649" in takes
     assert score(page) == pytest.approx(before, abs=0.02)  # asking changed nothing
     shoot(page, "subject-what-if")
 
@@ -213,6 +231,27 @@ def test_subject_disputes_an_event_and_a_reviewer_resolves_it(site: Site, new_pa
     assert "review queue" in page.locator("#access-table").inner_text()
 
 
+def test_the_subject_sees_a_positive_path_to_the_next_tier(site: Site, new_page: Any) -> None:
+    """Carol (one paid bill) asks what it takes to reach "good": new events first, with how
+    many and how often (tests/test_whatif_paths.py proves such events reach the tier)."""
+    page = new_page()
+    sign_in(page, site, site.keys["carol"])
+    page.wait_for_url(re.compile(r"/portal/subjects/carol$"))
+    before = score(page)
+    page.get_by_label("What it takes to reach").select_option(value="sesame:600-649")
+    page.get_by_role("button", name="Show").click()
+    takes = page.locator("#whatif-takes").inner_text()
+    found = re.search(r"by new events: (?P<label>[^,:]+)[^:]*: (?P<count>\d+) times, "
+                      r"one (?:a day|every (?P<days>\d+) days)[^,]*, from "
+                      r"(?P<first>\d{4}-\d{2}-\d{2}) to (?P<last>\d{4}-\d{2}-\d{2})", takes)
+    assert found, takes
+    assert int(found["count"]) >= 2
+    assert found["first"] <= found["last"]
+    assert takes.index("by new events") < takes.index("by decay and expiry alone"), takes
+    assert score(page) == pytest.approx(before, abs=0.02)  # asking changed nothing
+    shoot(page, "subject-positive-path")
+
+
 def _option(page: Page, select: str, text: str) -> str:
     """The label of the first option of ``select`` containing ``text``."""
     label: str = page.locator(f"{select} option", has_text=text).first.inner_text()
@@ -224,6 +263,7 @@ def test_operator_publishes_and_sees_a_refused_policys_linter_message(site: Site
     page = new_page()
     sign_in(page, site, site.keys["operator"])
     page.wait_for_url(re.compile(r"/portal/operator$"))
+    shoot(page, "operator-first-visit")  # statistics still being computed, unless earlier
     versions = page.locator("#policy-table tbody tr").count()
     refused = (ROOT / "tests" / "policies" / "refused" / "travel_ban_for_a_ticket.yaml")
     page.get_by_label("Policy (YAML)").fill(refused.read_text(encoding="utf-8"))
@@ -281,3 +321,100 @@ def test_a_forged_csrf_token_is_refused_and_changes_nothing(site: Site, new_page
     form.get_by_role("button", name="Dispute this event").click()
     assert "csrf_token: missing or wrong" in page.get_by_role("alert").inner_text()
     assert site.ledger.head() == head
+
+
+def test_a_reviewer_sees_what_a_review_rests_on_and_decides_it(site: Site,
+                                                               new_page: Any) -> None:
+    """GDPR Art. 22(3): the case page shows the decision under review and its facts."""
+    page = new_page()
+    sign_in(page, site, site.keys["dave"])
+    page.wait_for_url(re.compile(r"/portal/subjects/dave$"))
+    chart = page.locator("svg#chart-sesame")
+    assert chart.locator("g.policy-mark title").text_content() == \
+        "policy sesame in force from 2025-01-01"
+    assert chart.locator("rect.no-policy").count() == 1
+    shoot(page, "subject-before-policy")
+    page.get_by_label("Decision", exact=True).select_option(
+        label=_option(page, "#r-measure", "pay-later credit"))
+    page.get_by_label("What you want the reviewer to know (optional)").fill(
+        "The overdue bill was a billing error; I have paid everything since.")
+    page.get_by_role("button", name="Ask for human review").click()
+    page.wait_for_url(re.compile(r"done=review"))
+    assert "Your request for human review was recorded" in \
+        page.get_by_role("status").first.inner_text()
+    shoot(page, "subject-review-requested")
+    before = score(page)
+
+    reviewer = new_page()
+    sign_in(reviewer, site, site.keys["reviewer"])
+    reviewer.wait_for_url(re.compile(r"/portal/reviewer$"))
+    queue = reviewer.locator("#review-queue")
+    assert "dave" in queue.inner_text()
+    shoot(reviewer, "reviewer-queue-review")
+    queue.get_by_role("link", name=re.compile("Review")).first.click()
+    reviewer.wait_for_url(re.compile(r"/portal/reviewer/reviews/\d+$"))
+    facts = reviewer.locator("main").inner_text()
+    assert "The overdue bill was a billing error" in facts
+    assert re.search(r"due \d{4}-\d\d-\d\d \(30 d 0 h left\)", facts)
+    # The score and tier the decision rested on, and the measure with its own reasons.
+    assert float(reviewer.get_by_test_id("decided-score-sesame").inner_text()) == \
+        pytest.approx(before, abs=0.02)
+    assert reviewer.get_by_test_id("decided-tier-sesame").inner_text().startswith("tier ")
+    reviewed = reviewer.locator("#decided-measures tr.under-review")
+    assert "pay-later credit" in reviewed.inner_text()
+    assert "negative_records_5y" in reviewed.inner_text()
+    # The events driving it: the overdue bill and the late repayment, with their points.
+    involved = reviewer.locator("#involved-table").inner_text()
+    assert "bill overdue" in involved and "repayment late" in involved
+    assert "named in the reasons" in involved
+    assert reviewer.locator("#subject-disputes-h").inner_text() == "dave's disputes (0)"
+    shoot(reviewer, "review-case")
+
+    reviewer.get_by_label("Confirm — the decision stands").check()
+    reviewer.get_by_label("Your reason (the subject sees it)").fill(
+        "The creditor confirms the bill was 40 days overdue.")
+    reviewer.get_by_role("button", name="Record the decision").click()
+    reviewer.wait_for_url(re.compile(r"done=review"))
+    page.reload()
+    assert "The creditor confirms the bill was 40 days overdue" in \
+        page.locator("#reviews").inner_text()
+
+
+def test_the_subject_page_fits_a_phone_in_a_few_screens(site: Site, browser: Browser) -> None:
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        sign_in(page, site, site.keys["bob"])
+        page.wait_for_url(re.compile(r"/portal/subjects/bob$"))
+        assert page.locator("#contributions-table tbody tr").count() >= 15
+        height = page.evaluate("document.documentElement.scrollHeight")
+        assert height <= SCREENS * PHONE["height"], \
+            f"the subject's page is {height} px tall on a phone"
+        # Folded on a phone, one tap away.
+        table = page.locator("#contributions-table")
+        assert not table.is_visible()
+        page.get_by_text(re.compile(r"^All \d+ events")).click()
+        assert table.is_visible()
+    finally:
+        context.close()
+
+
+def test_the_site_root_and_icon_answer_without_sign_in(site: Site, new_page: Any) -> None:
+    page = new_page()
+    response = page.goto(f"{site.base}/")
+    assert response is not None and response.ok
+    assert re.search(r"/portal/sign-in(\?next=/portal/)?$", page.url), page.url
+    icon = page.goto(f"{site.base}/favicon.ico")
+    assert icon is not None and icon.status == 200
+    assert icon.headers["content-type"] == "image/svg+xml"
+
+
+def test_other_pages_are_photographed(site: Site, new_page: Any) -> None:
+    """The landing page of a role without pages of its own, and a refusal."""
+    page = new_page()
+    sign_in(page, site, site.keys["source"])
+    page.wait_for_url(re.compile(r"/portal/home$"))
+    shoot(page, "home")
+    response = page.goto(f"{site.base}/portal/operator")
+    assert response is not None and response.status == 403
+    shoot(page, "not-allowed")

@@ -21,6 +21,7 @@ from trustledger.api import render
 from trustledger.api.access import access_record
 from trustledger.api.service import Caller, Service
 from trustledger.engine import Evaluation, Event
+from trustledger.errors import NotFoundError, TrustLedgerError
 from trustledger.ledger import Entry, Ledger
 from trustledger.policy import CompiledPolicy
 from trustledger.principals import Principal, Record
@@ -36,6 +37,7 @@ from trustledger.rights.dispute import (
 from trustledger.rights.review import KINDS as REVIEW_KINDS
 from trustledger.rights.review import Review, fold_reviews, get_review, resolve_review
 from trustledger.rights.whatif import MeasureTarget, WhatIf, WhatItTakes
+from trustledger.scoring import Assessment, assess
 
 DISPUTE_PURPOSE = "dispute"
 """Access-log purpose of a read made to handle a dispute the subject opened."""
@@ -236,3 +238,141 @@ def after_decision(service: Service, caller: Caller, kind: CaseKind[CaseT],
     """After a reviewer decided a case: the subject's cached state dropped, the read logged."""
     service.view.forget(decided.subject)
     log_case_reads(service, caller, [decided.subject], kind.purpose, kind.read)
+
+
+# -- what a reviewer's decision rests on ------------------------------------------------------
+
+CASE_EVENT_ROLES = ("disputed", "superseded", "correction", "reason", "evidence")
+"""Why an event is shown with a case: the one disputed, the one it corrected, the source's
+correction, one named in the reviewed measure's reasons, one counting in what it reads."""
+
+
+def _involved(found: Dispute | Review, assessment: Assessment | None,
+              everything: Iterable[Event]) -> list[tuple[int | None, str]]:
+    """The events a case is about, each with its role (``(seq, role)``, most relevant first)."""
+    if isinstance(found, Dispute):
+        known = list(everything)
+        out: list[tuple[int | None, str]] = [(found.event_seq, "disputed")]
+        by_key = {e.key: e for e in known}
+        by_seq = {e.seq: e for e in known if e.seq is not None}
+        disputed = by_seq.get(found.event_seq)
+        seen: set[int | None] = {found.event_seq}
+        while disputed is not None and disputed.supersedes is not None:
+            disputed = by_key.get((disputed.source, disputed.supersedes))
+            if disputed is None or disputed.seq in seen:
+                break
+            seen.add(disputed.seq)
+            out.append((disputed.seq, "superseded"))
+        if found.answer is not None and found.answer.event_seq is not None:
+            out.append((found.answer.event_seq, "correction"))
+        return out
+    if assessment is None:
+        return []
+    result = assessment.evaluation
+    measure = result.measures.get(found.measure)
+    seqs = {o.event: o.seq for o in result.events}
+    out = []
+    if measure is not None:
+        out = [(seqs.get(r.event), "reason") for r in measure.reasons
+               if r.event is not None and r.event in seqs]
+    compiled = assessment.policy.measures.get(found.measure)
+    if compiled is None:
+        return out
+    types = {t for m in compiled.metrics for t in assessment.policy.metrics[m].types}
+    feeding = {c.event for name in compiled.scorecards if name in result.scorecards
+               for c in result.scorecards[name].contributions if c.counted and c.points_now}
+    named = {seq for seq, _ in out}
+    evidence = sorted((o for o in result.events if o.counted and o.seq not in named
+                       and (o.type in types or o.event in feeding)),
+                      key=lambda o: (-abs(o.points_now), o.seq or 0))
+    return out + [(o.seq, "evidence") for o in evidence]
+
+
+def _case_event(seq: int | None, role: str, assessment: Assessment | None,
+                events: dict[int, Event], cut: int) -> dict[str, Any]:
+    found = events.get(seq) if seq is not None else None
+    line: dict[str, Any] = {
+        "seq": seq, "role": role, "source": None, "source_event_id": None, "type": None,
+        "occurred_at": None, "recorded_at": None, "attributes": None, "points": None,
+        "points_then": None, "counted": False, "note": "purged or unknown"}
+    if found is None:
+        return line
+    line.update(source=found.source, source_event_id=found.source_event_id, type=found.type,
+                occurred_at=found.occurred_at, recorded_at=found.recorded_at,
+                attributes=dict(found.attributes), note="")
+    if assessment is None:
+        return line
+    outcome_of = {o.event: o for o in assessment.evaluation.events}
+    left = {x.event.key: x for x in assessment.left_out}
+    o = outcome_of.get(found.key)
+    if found.key in left:
+        line["note"] = left[found.key].note
+    elif o is not None:
+        line.update(points=o.points, points_then=o.points_now, counted=o.counted,
+                    note=o.why_not or "")
+    elif seq is not None and seq >= cut:
+        line["note"] = "recorded after the case was opened"
+    else:
+        line["note"] = "not known or not yet occurred at the decision"
+    return line
+
+
+def case_facts(service: Service, found: Dispute | Review, now: datetime) -> dict[str, Any]:
+    """What a reviewer's decision on a case rests on (GDPR Art. 22(3): a review sees the facts).
+
+    ``decided`` is the subject's assessment as it stood when the case was opened —
+    the ledger up to (not including) the record opening it, valid at the moment the
+    contested decision was made (a review: the decision's own ``valid_at`` under the
+    policy version that made it; a dispute: its opening, under the policy then in
+    force) — so a disputed event still counts in it, and a reviewed measure shows the
+    state and reasons the subject asked about. ``null`` with ``decided_note`` saying
+    why when there is nothing to assess (erased, no events, no policy).
+    ``events`` are the events involved (see :data:`CASE_EVENT_ROLES`), with their
+    points then; ``disputes`` every dispute of the subject as it stands now.
+    Reads only: the case's read is logged once by :func:`read_case`.
+    """
+    record = service.view.subject(found.subject)
+    cut = found.seq
+    events = [e for e in record.events if e.seq is not None and e.seq < cut]
+    records = [r for r in record.records if r.seq < cut]
+    everything = {e.seq: e for e in record.events if e.seq is not None}
+    assessment: Assessment | None = None
+    note = ""
+    try:
+        if isinstance(found, Review):
+            valid_at = found.valid_at
+            if found.policy_hash not in {p.hash for p in service.view.policies()}:
+                raise NotFoundError(f"policy {found.policy_hash} that made the decision is "
+                                    "not published here")
+            policy = service.view.compiled(found.policy_hash)
+        else:
+            valid_at = found.opened_at
+            policy = service.view.policy_in_force(valid_at)
+        assessment = assess(policy, found.subject, events, records, valid_at)
+    except TrustLedgerError as exc:
+        note = f"no assessment at the decision: {exc}"
+    decided = None
+    if assessment is not None:
+        result = assessment.evaluation
+        decided = {**outcome(result, assessment.policy), "ledger_seq": cut - 1,
+                   "policy": result.policy, "policy_hash": result.policy_hash}
+        note = (f"as the ledger stood just before the case was opened (position {cut - 1}), "
+                f"valid at {result.valid_at.strftime('%Y-%m-%d %H:%M')} UTC")
+    deadline = found.deadline if isinstance(found, Dispute) else found.due_at
+    return {
+        "decided": decided, "decided_note": note,
+        "events": [_case_event(seq, role, assessment, everything, cut)
+                   for seq, role in _involved(found, assessment, everything.values())],
+        "disputes": [dispute(d, now) for d in fold_disputes(record.records)],
+        "overdue": now >= deadline,
+    }
+
+
+def dispute_case(service: Service, found: Dispute, now: datetime) -> dict[str, Any]:
+    """A dispute as a reviewer reads it: the dispute and :func:`case_facts`."""
+    return {**dispute(found, now), **case_facts(service, found, now)}
+
+
+def review_case(service: Service, found: Review, now: datetime) -> dict[str, Any]:
+    """A request for human review as a reviewer reads it: the request and :func:`case_facts`."""
+    return {**review(found, now), **case_facts(service, found, now)}

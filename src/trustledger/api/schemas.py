@@ -405,8 +405,35 @@ class OutcomeOut(_Out):
     measures: dict[str, MeasureOut]
 
 
+class PositivePathOut(_Out):
+    """A positive path: ``count`` events of one rewarded type, ``every_days`` apart.
+
+    The first on the moment asked about, the last on ``reached_at``, when the history
+    with them reaches the target (one fewer on this schedule does not). ``points`` are
+    each event's own (full precision), before caps and decay; ``events`` can be sent back
+    as ``add`` to see it.
+    """
+
+    type: str
+    label: str
+    attributes: dict[str, Any]
+    points: float
+    count: int
+    every_days: int
+    paced_by: str
+    first_at: datetime
+    reached_at: datetime
+    events: list[HypotheticalEvent]
+    text: str
+
+
 class WhatItTakesOut(_Out):
-    """What it takes to reach a target: the day decay alone does, the fewest removals."""
+    """What it takes to reach a target: new events, the day decay alone does, fewest removals.
+
+    ``target`` is ``SCORECARD:TIER`` (the tier's name, however it was asked for) or a
+    measure's name; ``paths`` are the positive paths, soonest first (empty when none
+    reaches it alone within five years; ``summary`` says why).
+    """
 
     target: str
     reached_now: bool
@@ -415,6 +442,7 @@ class WhatItTakesOut(_Out):
     removals_exact: bool
     candidates: list[WhatIfEventOut]
     summary: list[str]
+    paths: list[PositivePathOut] = Field(default_factory=list)
 
 
 class WhatIfOut(_Out):
@@ -578,6 +606,59 @@ class ReviewQueue(_Out):
 
     as_of: datetime
     items: list[QueueItem]
+
+
+class CaseDecisionOut(OutcomeOut):
+    """The subject's assessment as it stood when a case was opened: what the decision rested on.
+
+    The ledger up to ``ledger_seq`` (just before the case), valid at ``valid_at``, under
+    the policy version ``policy_hash``: scores, tiers and measures with their reasons.
+    """
+
+    ledger_seq: int
+    policy: str
+    policy_hash: str
+
+
+class CaseEventOut(_Out):
+    """An event a case is about, and what it did when the case was opened.
+
+    ``role``: ``disputed``, ``superseded`` (the event the disputed one corrected),
+    ``correction`` (the source's answer), ``reason`` (named in the reviewed measure's
+    reasons) or ``evidence`` (counting in what the measure reads). ``points`` are its
+    own points, ``points_then`` decayed to the decision; ``null`` when it did not count.
+    A purged event has only its ``seq``.
+    """
+
+    seq: int | None
+    role: Literal["disputed", "superseded", "correction", "reason", "evidence"]
+    source: str | None
+    source_event_id: str | None
+    type: str | None
+    occurred_at: datetime | None
+    recorded_at: datetime | None
+    attributes: dict[str, Any] | None
+    points: float | None
+    points_then: float | None
+    counted: bool
+    note: str
+
+
+class _CaseFacts(_Out):
+    decided: CaseDecisionOut | None = Field(
+        description="the assessment when the case was opened (null: nothing to assess)")
+    decided_note: str = Field(description="what ``decided`` is, or why there is none")
+    events: list[CaseEventOut]
+    disputes: list[DisputeOut] = Field(description="every dispute of the subject, as now")
+    overdue: bool
+
+
+class ReviewerDisputeOut(DisputeOut, _CaseFacts):
+    """A dispute as a reviewer reads it: the dispute, and what deciding it rests on."""
+
+
+class ReviewerReviewOut(ReviewOut, _CaseFacts):
+    """A human-review request as a reviewer reads it: the request, and what it rests on."""
 
 
 class SourceDisputes(_Out):

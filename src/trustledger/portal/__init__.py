@@ -17,5 +17,6 @@ router = APIRouter(include_in_schema=False)
 """Every portal route (registered by :func:`trustledger.api.app.create_app`)."""
 for _module in (account, subject, staff):
     router.include_router(_module.router)
+router.include_router(account.root)
 
 __all__ = ["router"]

@@ -12,7 +12,7 @@ from importlib import resources
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from trustledger.api.auth import service_of
 from trustledger.api.service import Caller
@@ -34,6 +34,16 @@ from trustledger.portal.web import (
 from trustledger.principals import AuthenticationError
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
+root = APIRouter(include_in_schema=False)
+"""The site's own root routes: ``/`` and ``/favicon.ico`` (no sign-in needed)."""
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="6" fill="#1b1f24"/>'
+    '<path d="M8 9h16v4h-6v12h-4V13H8z" fill="#fff"/>'
+    '<path d="M6 27h20" stroke="#ffbf47" stroke-width="2"/></svg>'
+)
+"""The portal's icon: a small SVG drawn here, served by the app (nothing from a CDN)."""
 
 
 def _next(target: str | None) -> str | None:
@@ -42,6 +52,21 @@ def _next(target: str | None) -> str | None:
             and "\\" not in target:
         return target
     return None
+
+
+@root.get("/")
+async def site_root() -> Response:
+    """The site's root: the portal (307; it sends a signed-out visitor to sign in)."""
+    return RedirectResponse("/portal/", status_code=307)
+
+
+@root.get("/favicon.ico")
+@router.get("/static/favicon.svg")
+async def favicon() -> Response:
+    """The portal's icon (SVG), for browsers asking ``/favicon.ico`` and the pages' link."""
+    return Response(FAVICON, media_type="image/svg+xml",
+                    headers={"Cache-Control": "public, max-age=86400",
+                             "X-Content-Type-Options": "nosniff"})
 
 
 @router.get("")

@@ -88,12 +88,14 @@ def _dispute_values(service: Service, found: Dispute, now: datetime) -> dict[str
         event = None
     return {"d": found, "event": event, "status_now": found.status_at(now).value,
             "left": countdown(found.deadline, now),
+            "facts": shown.case_facts(service, found, now), "subject": found.subject,
             "resolvable": found.resolution is None and (
                 found.answer is None or found.answer.answer is Answer.VERIFIED)}
 
 
 def _review_values(service: Service, found: Review, now: datetime) -> dict[str, Any]:
-    return {"r": found, "left": countdown(found.due_at, now)}
+    return {"r": found, "left": countdown(found.due_at, now),
+            "facts": shown.case_facts(service, found, now), "subject": found.subject}
 
 
 @dataclass(frozen=True, slots=True)

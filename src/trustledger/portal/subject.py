@@ -166,7 +166,8 @@ def score_series(service: Service, assessment: Assessment) -> list[Evaluation]:
 
 
 def _charts(report: Report, policy: CompiledPolicy, series: list[Evaluation],
-            now: datetime) -> list[dict[str, Any]]:
+            now: datetime, service: Service) -> list[dict[str, Any]]:
+    versions = [(p.effective_from, p.name) for p in service.view.policies()]
     out = []
     for line in report.scorecards:
         card = policy.scorecards.get(line.name)
@@ -178,7 +179,8 @@ def _charts(report: Report, policy: CompiledPolicy, series: list[Evaluation],
                       card.is_adverse(e.points) if e.points is not None else None, e.counts)
                  for e in report.events if e.type in card.events]
         out.append({"name": line.name, "label": card.label or line.name,
-                    "svg": score_chart(card, points, marks, now, f"chart-{line.name}")})
+                    "svg": score_chart(card, points, marks, now, f"chart-{line.name}",
+                                       versions)})
     return out
 
 
@@ -219,7 +221,7 @@ def subject_view(request: Request, caller: Caller, session: Session, subject: st
         "subject.html.j2", status, caller=caller, csrf=session.csrf,
         title=f"Your trust record: {subject}", subject=subject, now=now, report=report,
         policy=policy, missing=missing,
-        charts=_charts(report, policy, score_series(service, assessment), now)
+        charts=_charts(report, policy, score_series(service, assessment), now, service)
         if report is not None and policy is not None and assessment is not None else [],
         disputable=_disputable(assessment) if assessment is not None else [],
         reviewable=[m for m in assessment.evaluation.measures.values()

@@ -21,6 +21,8 @@ from trustledger.api.problems import responses
 from trustledger.api.schemas import (
     DisputeOut,
     DisputeResolution,
+    ReviewerDisputeOut,
+    ReviewerReviewOut,
     ReviewOut,
     ReviewQueue,
     ReviewResolution,
@@ -56,12 +58,17 @@ def queue(request: Request, caller: CallerDep) -> Response:
     return json_response({"as_of": now, "items": [c.item for c in cases]})
 
 
-@router.get("/disputes/{dispute_seq}", response_model=DisputeOut, responses=_READ)
+@router.get("/disputes/{dispute_seq}", response_model=ReviewerDisputeOut, responses=_READ)
 def dispute(request: Request, caller: CallerDep, dispute_seq: CaseSeq) -> Response:
-    """One dispute: the event, the subject's reason and information, the source's answer."""
+    """One dispute and what deciding it rests on.
+
+    The event and what it did, the subject's reason and information, the source's
+    answer, the subject's score, tier and measures when the dispute was opened, and
+    the subject's other disputes.
+    """
     service = reviewing(request, caller)
     found = shown.read_case(service, caller, shown.DISPUTE_CASE, dispute_seq)
-    return json_response(shown.dispute(found, service.now()))
+    return json_response(shown.dispute_case(service, found, service.now()))
 
 
 @router.post("/disputes/{dispute_seq}/resolution", response_model=DisputeOut,
@@ -76,12 +83,16 @@ def resolve(request: Request, caller: CallerDep, dispute_seq: CaseSeq,
     return json_response(shown.dispute(done, service.now()))
 
 
-@router.get("/reviews/{request_seq}", response_model=ReviewOut, responses=_READ)
+@router.get("/reviews/{request_seq}", response_model=ReviewerReviewOut, responses=_READ)
 def review(request: Request, caller: CallerDep, request_seq: CaseSeq) -> Response:
-    """One request for human review: the measure as decided, the subject's statement."""
+    """One request for human review and what deciding it rests on.
+
+    The measure as decided and its reasons, the score and tier then, the events
+    driving it, the subject's statement and disputes, the due date.
+    """
     service = reviewing(request, caller)
     found = shown.read_case(service, caller, shown.REVIEW_CASE, request_seq)
-    return json_response(shown.review(found, service.now()))
+    return json_response(shown.review_case(service, found, service.now()))
 
 
 @router.post("/reviews/{request_seq}/resolution", response_model=ReviewOut, responses=_WRITE)
