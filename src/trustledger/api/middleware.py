@@ -85,6 +85,24 @@ class JSONFormatter(logging.Formatter):
 JSONFormatter.converter = time.gmtime
 
 
+def log_config(level: str = "INFO") -> dict[str, Any]:
+    """Logging for the server (a :func:`logging.config.dictConfig` dict): JSON lines on stderr.
+
+    Every logger — the service's, uvicorn's, alembic's — goes through the root logger's one
+    handler, so stderr holds only JSON lines and stdout stays for people (the banner of
+    ``trustledger serve``). A fresh dict per call: uvicorn applies it again in each worker
+    process.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{JSONFormatter.__module__}.JSONFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"level": level, "handlers": ["stderr"]},
+    }
+
+
 class Metrics:
     """The service's Prometheus metrics, in a registry of its own."""
 

@@ -6,15 +6,22 @@ deterministic synthetic population, ``policies/sesame.yaml`` published (see
 issues one fresh demo API key per actor (revoking the previous demo keys), then
 prints the API docs' URL and the keys. ``--cascades`` runs the cascades' webhook
 worker in the server process (started and stopped with it; see docs/cascades.md).
+
+Two streams, as servers keep them: **stdout** is for people — the demo's set-up
+progress, then the banner (URLs, demo keys, a curl line), flushed before uvicorn
+starts — and **stderr** holds only the JSON log lines (the service's, uvicorn's,
+alembic's), in every worker process; with one worker, Python warnings too. ``2>server.log``
+or a log collector on stderr gets pure JSON; stdout never carries a log line.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -53,9 +60,10 @@ def prepare_demo(database_url: str, policy: Path, subjects: int, events: int,
     )
     from trustledger.rights import consents, grant_decision_consent
     from trustledger.rights.consent import GRANTED
-    from trustledger.synth import Population, subject_id
+    from trustledger.synth import subject_id
 
-    population = Population(subjects=subjects, events=events, seed=DEMO_POPULATION.seed)
+    # The calibrated demo (seed, years of history) at the size asked for.
+    population = replace(DEMO_POPULATION, subjects=subjects, events=events)
     with ServiceLedger.open(database_url) as ledger:
         report = run_demo(ledger, policy, data_dir(), population=population,
                           shown=min(10, subjects), status=status)
@@ -121,7 +129,7 @@ def serve(
     """Run the HTTP API (FastAPI on uvicorn); with --demo, set up the demo and print keys."""
     import uvicorn
 
-    from trustledger.api.middleware import JSONFormatter
+    from trustledger.api.middleware import log_config
     from trustledger.api.settings import Settings
     from trustledger.cascades.egress import Egress
     from trustledger.cascades.worker import BACKGROUND_ENV
@@ -136,13 +144,12 @@ def serve(
         Egress.from_env()  # a bad TRUSTLEDGER_WEBHOOK_ALLOW too
         os.environ[BACKGROUND_ENV] = "1"  # the app's lifespan starts the worker
     ServiceLedger.open(url).close()  # an unusable database fails here, plainly; migrates once
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.config.dictConfig(log_config())
+    logging.captureWarnings(True)  # a warning is a JSON line too, not free text on stderr
     keys: list[DemoKey] = []
     if demo:
         keys = prepare_demo(url, policy, demo_subjects, demo_events,
-                            status=lambda text: typer.echo(f"demo: {text}", err=True))
+                            status=lambda text: typer.echo(f"demo: {text}"))
     base = f"http://{host}:{port}"
     typer.echo(f"trustledger serves {base} on the ledger {describe(url)}")
     typer.echo(f"API docs: {base}/docs")
@@ -159,9 +166,9 @@ def serve(
         typer.echo(f"  curl -s {base}/v1/decisions -H 'Authorization: Bearer {party.key}' "
                    "-H 'Content-Type: application/json' "
                    "-d '{\"subject\": \"subject-0000000\", \"purpose\": \"rental_deposit\"}'")
-    sys.stdout.flush()
+    sys.stdout.flush()  # the whole banner before the server's first log line
     uvicorn.run("trustledger.api.app:create_app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_config=None, access_log=False, timeout_keep_alive=5,
+                workers=workers, log_config=log_config(), access_log=False, timeout_keep_alive=5,
                 server_header=False,
                 # X-Forwarded-For/-Proto are believed only from proxies the operator names:
                 # the failed-authentication limits count the client's address.

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from trustledger.models.artifact import ScorecardArtifact, artifact_path
-from trustledger.models.fairness import FOUR_FIFTHS, MIN_GROUP, FairnessReport
+from trustledger.models.fairness import (
+    FOUR_FIFTHS,
+    MIN_GROUP,
+    FairnessReport,
+    below_four_fifths,
+    ratio_text,
+)
 from trustledger.models.features import FeatureSelection
 from trustledger.models.train import quiet_optbinning
 
@@ -129,6 +135,8 @@ def _fairness_markdown(report: dict[str, Any], columns: list[str]) -> list[str]:
         f"On {report['scores']}, grouped by: {', '.join(f'`{c}`' for c in columns) or 'none'}. "
         f"Approval = score at or above the threshold; impact ratio = the group's approval "
         f"rate / the best group's; below {FOUR_FIFTHS} breaks the four-fifths rule (⚠). "
+        f"Ratios are compared unrounded and shown with three decimals, or more where three "
+        f"would round a flagged ratio up to {FOUR_FIFTHS:.3f}. "
         f"Groups under {MIN_GROUP} are suppressed.", "",
         "| column | group | n | bad rate | AUC | "
         + " | ".join(f"approval ≥{t:g} (ratio)" for t in ts) + " |",
@@ -138,15 +146,15 @@ def _fairness_markdown(report: dict[str, Any], columns: list[str]) -> list[str]:
         cells = []
         for t in ts:
             rate, ratio = g["approval"][f"{t:g}"], g["impact_ratio"][f"{t:g}"]
-            flag = " ⚠" if ratio is not None and ratio < FOUR_FIFTHS else ""
-            cells.append("suppressed" if g["suppressed"]
-                         else f"{_fmt(rate)} ({_fmt(ratio)}){flag}")
+            flag = " ⚠" if below_four_fifths(ratio) else ""
+            shown = "—" if ratio is None else ratio_text(ratio)
+            cells.append("suppressed" if g["suppressed"] else f"{_fmt(rate)} ({shown}){flag}")
         out.append(f"| `{g['column']}` | {g['group']} | {g['n']} | {_fmt(g['bad_rate'])} | "
                    f"{_fmt(g['auc'])} | " + " | ".join(cells) + " |")
     flags = report["flags"]
     out += ["", f"**Four-fifths flags:** {len(flags)}", ""]
-    out += [f"- `{f['column']}` = {f['group']} at {f['threshold']:g}: ratio {f['ratio']:.3f}"
-            for f in flags]
+    out += [f"- `{f['column']}` = {f['group']} at {f['threshold']:g}: ratio "
+            f"{ratio_text(f['ratio'])} (< {FOUR_FIFTHS})" for f in flags]
     return out
 
 

@@ -7,11 +7,15 @@ and every group in it:
   the threshold),
 * the adverse-impact ratio: that rate divided by the highest rate of any group of
   the same column at the same threshold; below 0.8 breaks the *four-fifths rule*
-  and is flagged,
+  and is flagged (:func:`below_four_fifths`, on the unrounded ratio),
 * the AUC within the group (how well the score ranks goods above bads there).
 
 Groups smaller than :data:`MIN_GROUP` are listed with their size only: their rates
 are suppressed and they are not a reference for the ratio.
+
+Every text that shows a ratio writes it with :func:`ratio_text`: three decimals, or
+as many more as it takes for the number shown to fall on the same side of 0.8 as the
+ratio itself — a flagged 0.79996 reads ``0.79996``, never ``0.800``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,27 @@ MIN_GROUP = 10
 
 FOUR_FIFTHS = 0.8
 """An adverse-impact ratio below this is flagged."""
+RATIO_DIGITS = 3
+"""Decimals a ratio is shown with, unless more are needed to show which side of 0.8 it is on."""
+
+
+def below_four_fifths(ratio: float | None) -> bool:
+    """Whether ``ratio`` breaks the four-fifths rule: the unrounded ratio below 0.8."""
+    return ratio is not None and ratio < FOUR_FIFTHS
+
+
+def ratio_text(ratio: float) -> str:
+    """``ratio`` for people: :data:`RATIO_DIGITS` decimals, more when rounding would cross 0.8.
+
+    The flag is decided on the unrounded ratio, so the text must not contradict it:
+    0.79996 rounded to three decimals is 0.800, which is not below 0.8; it is shown as
+    ``0.79996``, the fewest decimals whose value is still below.
+    """
+    for digits in range(RATIO_DIGITS, 18):
+        text = f"{ratio:.{digits}f}"
+        if below_four_fifths(float(text)) == below_four_fifths(ratio):
+            return text
+    return repr(ratio)  # round-trips, so it is on the ratio's side of 0.8
 
 
 @dataclass(frozen=True)
@@ -59,7 +84,7 @@ class Flag:
 
     def __str__(self) -> str:
         return (f"{self.column}={self.group}: approval at {self.threshold:g} is "
-                f"{self.ratio:.3f} of the best group's (< {FOUR_FIFTHS})")
+                f"{ratio_text(self.ratio)} of the best group's (< {FOUR_FIFTHS})")
 
 
 @dataclass(frozen=True)
@@ -123,7 +148,7 @@ def fairness_report(
                 rate = r.approval[t]
                 ratios[t] = None if rate is None or best[t] <= 0 else rate / best[t]
                 ratio = ratios[t]
-                if ratio is not None and ratio < FOUR_FIFTHS:
+                if ratio is not None and below_four_fifths(ratio):
                     flags.append(Flag(column, r.group, t, ratio))
             rows.append(GroupRow(r.column, r.group, r.n, r.suppressed, r.bad_rate, r.auc,
                                  r.approval, ratios))
