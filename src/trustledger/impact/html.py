@@ -8,6 +8,7 @@ Only the aggregate report is read; suppressed cells are drawn as gaps and labell
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 from typing import Any
@@ -22,58 +23,130 @@ from trustledger.impact.report import (
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf",
             "#7f7f7f")
-_W, _H, _PAD = 560, 220, 44
+_W = 560
+"""A chart's usual width; wider when its labels need more room."""
+_TOP, _PLOT_H, _MIN_PLOT_W = 30, 150, 280
+_FONT = 10
+_EM = 0.68
+"""Width of a character in ems, an upper bound for the default sans-serif fonts: the page has
+no font metrics server-side, so every margin is computed from this estimate."""
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:1200px;color:#222}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:2rem}h3{font-size:1rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem;
 text-align:right}th:first-child,td:first-child{text-align:left}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:1rem}
-.note{color:#555;font-size:.9rem}svg{background:#fafafa;border:1px solid #eee}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(560px,100%),1fr));gap:1rem}
+.grid>div{min-width:0}.note{color:#555;font-size:.9rem;overflow-wrap:anywhere}
+svg{background:#fafafa;border:1px solid #eee;max-width:100%;height:auto}
 .bad{color:#b00;font-weight:bold}
 td:last-child{text-align:left}
 """
 
 
-def _x(i: float, n: int) -> float:
-    return _PAD + (_W - 2 * _PAD) * (i / max(1, n - 1))
+def text_width(text: str, size: float = _FONT) -> float:
+    """An upper estimate of the width in pixels of ``text`` at font ``size``."""
+    return len(text) * size * _EM
 
 
-def _y(v: float, low: float, high: float) -> float:
-    span = (high - low) or 1.0
-    return _H - _PAD + (-(_H - 2 * _PAD)) * ((v - low) / span)
-
-
-def _axes(low: float, high: float, n: int, x_label: str, title: str) -> list[str]:
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_H}" '
-           f'role="img" aria-label="{escape(title)}">',
-           f'<text x="{_W / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
-           f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - _PAD}" y2="{_H - _PAD}" '
-           'stroke="#888"/>',
-           f'<line x1="{_PAD}" y1="{_PAD}" x2="{_PAD}" y2="{_H - _PAD}" stroke="#888"/>',
-           f'<text x="{_W / 2}" y="{_H - 8}" text-anchor="middle" font-size="11">'
-           f'{escape(x_label)}</text>']
-    for k in range(5):
-        v = low + (high - low) * k / 4
-        y = _y(v, low, high)
-        out.append(f'<text x="{_PAD - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">'
-                   f'{v:.4g}</text>')
-        out.append(f'<line x1="{_PAD}" y1="{y:.1f}" x2="{_W - _PAD}" y2="{y:.1f}" '
-                   'stroke="#eee"/>')
-    for k in range(0, n, max(1, n // 6)):
-        out.append(f'<text x="{_x(k, n):.1f}" y="{_H - _PAD + 14}" text-anchor="middle" '
-                   f'font-size="10">{k + 1}</text>')
+def month_labels(start: str, months: int) -> list[str]:
+    """``YYYY-MM`` of each simulated month, from the report's ``start`` (``YYYY-MM-DD``)."""
+    year, month = int(start[:4]), int(start[5:7])
+    out = []
+    for m in range(months):
+        y, k = divmod(month - 1 + m, 12)
+        out.append(f"{year + y:04d}-{k + 1:02d}")
     return out
 
 
-def _path(values: Sequence[float | None], low: float, high: float) -> str:
+def _ticks(low: float, high: float) -> tuple[list[float], list[str]]:
+    """About five round y ticks covering [low, high], and their labels."""
+    raw = (high - low) / 4 or 1.0
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    first = math.floor(low / step + 1e-9)
+    last = math.ceil(high / step - 1e-9)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9) + (1 if step / magnitude == 2.5
+                                                              else 0))
+    values = [k * step for k in range(first, last + 1)]
+    return values, [f"{round(v, decimals) + 0.0:,.{decimals}f}" for v in values]
+
+
+def _x_ticks(labels: Sequence[str], plot_w: float) -> list[int]:
+    """Indices of the x labels to draw: a round step in months whose labels do not touch."""
+    n = len(labels)
+    widest = max((text_width(s) for s in labels), default=0.0)
+    for step in (1, 2, 3, 6, 12, 24, 60, 120, 240):
+        if n <= 1 or plot_w * step / (n - 1) >= widest + 16:
+            return list(range(0, n, step))
+    return [0]
+
+
+class _Frame:
+    """A line chart's geometry: margins sized to its tick labels, legend and title."""
+
+    def __init__(self, title: str, y_labels: Sequence[str], legend: Sequence[str],
+                 x_labels: Sequence[str]) -> None:
+        half_x = max((text_width(s) for s in x_labels[-1:]), default=0.0) / 2
+        half_first = max((text_width(s) for s in x_labels[:1]), default=0.0) / 2
+        self.left = max(36.0, half_first + 6, 10 + max(text_width(s) for s in y_labels) + 6)
+        self.right = max(half_x + 6, 12 + max((text_width(s) for s in legend), default=0.0))
+        self.width = max(float(_W), self.left + _MIN_PLOT_W + self.right,
+                         text_width(title, 13) + 16)
+        self.plot_w = self.width - self.left - self.right
+        self.bottom = _TOP + max(_PLOT_H, 12 * len(legend))
+        self.height = self.bottom + 40
+
+    def x(self, i: float, n: int) -> float:
+        """The x of month ``i`` of ``n``."""
+        return self.left + self.plot_w * (i / max(1, n - 1))
+
+    def y(self, v: float, low: float, high: float) -> float:
+        """The y of value ``v`` on an axis from ``low`` to ``high``."""
+        span = (high - low) or 1.0
+        return self.bottom - (self.bottom - _TOP) * ((v - low) / span)
+
+
+def _open(title: str, width: float, height: float) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" '
+            f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+            f'aria-label="{escape(title)}"><text x="{width / 2:.1f}" y="16" '
+            f'text-anchor="middle" font-size="13">{escape(title)}</text>')
+
+
+def _axes(frame: _Frame, ticks: Sequence[float], tick_labels: Sequence[str],
+          x_labels: Sequence[str], x_label: str, title: str) -> list[str]:
+    low, high, n = ticks[0], ticks[-1], len(x_labels)
+    right = frame.left + frame.plot_w
+    out = [_open(title, frame.width, frame.height),
+           f'<line x1="{frame.left:.1f}" y1="{frame.bottom}" x2="{right:.1f}" '
+           f'y2="{frame.bottom}" stroke="#888"/>',
+           f'<line x1="{frame.left:.1f}" y1="{_TOP}" x2="{frame.left:.1f}" '
+           f'y2="{frame.bottom}" stroke="#888"/>',
+           f'<text x="{frame.left + frame.plot_w / 2:.1f}" y="{frame.height - 6}" '
+           f'text-anchor="middle" font-size="11">{escape(x_label)}</text>']
+    for v, label in zip(ticks, tick_labels, strict=True):
+        y = frame.y(v, low, high)
+        out.append(f'<text x="{frame.left - 5:.1f}" y="{y + 3.5:.1f}" text-anchor="end" '
+                   f'font-size="{_FONT}">{escape(label)}</text>')
+        out.append(f'<line x1="{frame.left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" '
+                   'stroke="#eee"/>')
+    for k in _x_ticks(x_labels, frame.plot_w):
+        x = frame.x(k, n)
+        out.append(f'<line x1="{x:.1f}" y1="{frame.bottom}" x2="{x:.1f}" '
+                   f'y2="{frame.bottom + 4}" stroke="#888"/>')
+        out.append(f'<text x="{x:.1f}" y="{frame.bottom + 16}" text-anchor="middle" '
+                   f'font-size="{_FONT}">{escape(x_labels[k])}</text>')
+    return out
+
+
+def _path(frame: _Frame, values: Sequence[float | None], low: float, high: float) -> str:
     parts, pen = [], "M"
     for i, v in enumerate(values):
         if v is None:
             pen = "M"
             continue
-        parts.append(f"{pen}{_x(i, len(values)):.1f},{_y(v, low, high):.1f}")
+        parts.append(f"{pen}{frame.x(i, len(values)):.1f},{frame.y(v, low, high):.1f}")
         pen = "L"
     return " ".join(parts)
 
@@ -81,8 +154,12 @@ def _path(values: Sequence[float | None], low: float, high: float) -> str:
 def line_chart(title: str, series: Sequence[tuple[str, Sequence[float | None]]],
                bands: Sequence[tuple[Sequence[float | None], Sequence[float | None], str]] = (),
                x_label: str = "month", low: float | None = None,
-               high: float | None = None) -> str:
-    """An SVG line chart (months on x) with optional shaded bands (low, high, colour)."""
+               high: float | None = None, x_labels: Sequence[str] | None = None) -> str:
+    """An SVG line chart over months with optional shaded bands (low, high, colour).
+
+    ``x_labels`` names each month (e.g. :func:`month_labels`); without it months are
+    numbered from 1. The viewBox holds every tick label, the legend and the title.
+    """
     values = [v for _, s in series for v in s if v is not None]
     values += [v for lo, hi, _ in bands for v in (*lo, *hi) if v is not None]
     if not values:
@@ -92,22 +169,29 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float | None]]],
     if hi_v == lo_v:
         hi_v = lo_v + 1
     n = max(len(s) for _, s in series) if series else len(bands[0][0])
-    out = _axes(lo_v, hi_v, n, x_label, title)
+    names = list(x_labels) if x_labels is not None else [str(k + 1) for k in range(n)]
+    if len(names) != n:
+        raise ValueError(f"{title}: {len(names)} x labels for {n} months")
+    ticks, tick_labels = _ticks(lo_v, hi_v)
+    lo_v, hi_v = ticks[0], ticks[-1]
+    frame = _Frame(title, tick_labels, [label for label, _ in series], names)
+    out = _axes(frame, ticks, tick_labels, names, x_label, title)
     for lo, hi, colour in bands:
         pts = [(i, a, b) for i, (a, b) in enumerate(zip(lo, hi, strict=True))
                if a is not None and b is not None]
         if pts:
-            top = " ".join(f"{_x(i, n):.1f},{_y(b, lo_v, hi_v):.1f}" for i, _, b in pts)
-            bottom = " ".join(f"{_x(i, n):.1f},{_y(a, lo_v, hi_v):.1f}"
+            top = " ".join(f"{frame.x(i, n):.1f},{frame.y(b, lo_v, hi_v):.1f}"
+                           for i, _, b in pts)
+            bottom = " ".join(f"{frame.x(i, n):.1f},{frame.y(a, lo_v, hi_v):.1f}"
                               for i, a, _ in reversed(pts))
             out.append(f'<polygon points="{top} {bottom}" fill="{colour}" '
                        'fill-opacity="0.18" stroke="none"/>')
     for k, (label, s) in enumerate(series):
         colour = _COLOURS[k % len(_COLOURS)]
-        out.append(f'<path d="{_path(s, lo_v, hi_v)}" fill="none" stroke="{colour}" '
+        out.append(f'<path d="{_path(frame, s, lo_v, hi_v)}" fill="none" stroke="{colour}" '
                    'stroke-width="1.8"/>')
-        out.append(f'<text x="{_W - _PAD + 2}" y="{_PAD + 12 * k}" font-size="10" '
-                   f'fill="{colour}">{escape(label)}</text>')
+        out.append(f'<text x="{frame.left + frame.plot_w + 8:.1f}" y="{_TOP + 8 + 12 * k}" '
+                   f'font-size="{_FONT}" fill="{colour}">{escape(label)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -115,36 +199,42 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float | None]]],
 def bar_chart(title: str, labels: Sequence[str],
               series: Sequence[tuple[str, Sequence[float | None]]],
               missing: str = SUPPRESSED) -> str:
-    """Grouped horizontal bars (one group per label); ``None`` is drawn as ``missing``."""
+    """Grouped horizontal bars (one group per label); ``None`` is drawn as ``missing``.
+
+    The viewBox holds every label, value, ``missing`` text, the legend and the title.
+    """
     values = [v for _, s in series for v in s if v is not None]
     high = max(values) if values else 1.0
     high = high or 1.0
     row = 14 * max(1, len(series)) + 8
-    height = 30 + row * len(labels) + 14 * len(series)
-    left = 190
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" role="img" '
-           f'aria-label="{escape(title)}"><text x="{_W / 2}" y="16" text-anchor="middle" '
-           f'font-size="13">{escape(title)}</text>']
+    height = 30 + row * len(labels) + 14 * len(series) + 6
+    left = max(60.0, 12 + max((text_width(s, 11) for s in labels), default=0.0))
+    value_room = 8 + max([text_width(f"{v:.4g}") for v in values] + [0.0])
+    width = max(float(_W), left + 200 + value_room, left + text_width(missing) + 12,
+                left + 20 + max((text_width(n) for n, _ in series), default=0.0),
+                text_width(title, 13) + 16)
+    bar_room = width - left - value_room
+    out = [_open(title, width, height)]
     for i, label in enumerate(labels):
         y0 = 28 + i * row
-        out.append(f'<text x="{left - 6}" y="{y0 + row / 2:.1f}" text-anchor="end" '
+        out.append(f'<text x="{left - 6:.1f}" y="{y0 + row / 2:.1f}" text-anchor="end" '
                    f'font-size="11">{escape(label)}</text>')
         for k, (_, s) in enumerate(series):
             v = s[i]
             y = y0 + 14 * k
             colour = _COLOURS[k % len(_COLOURS)]
             if v is None:
-                out.append(f'<text x="{left + 2}" y="{y + 10}" font-size="10">'
+                out.append(f'<text x="{left + 2:.1f}" y="{y + 10}" font-size="{_FONT}">'
                            f'{escape(missing)}</text>')
                 continue
-            width = (_W - left - 70) * v / high
-            out.append(f'<rect x="{left}" y="{y}" width="{width:.1f}" height="11" '
-                       f'fill="{colour}"/><text x="{left + width + 4:.1f}" y="{y + 10}" '
-                       f'font-size="10">{v:.4g}</text>')
+            bar = bar_room * v / high
+            out.append(f'<rect x="{left:.1f}" y="{y}" width="{bar:.1f}" height="11" '
+                       f'fill="{colour}"/><text x="{left + bar + 4:.1f}" y="{y + 10}" '
+                       f'font-size="{_FONT}">{v:.4g}</text>')
     for k, (name, _) in enumerate(series):
-        y = height - 14 * (len(series) - k) + 8
-        out.append(f'<text x="{left}" y="{y}" font-size="10" fill="{_COLOURS[k % 8]}">'
-                   f'■ {escape(name)}</text>')
+        y = height - 14 * (len(series) - k) + 2
+        out.append(f'<text x="{left:.1f}" y="{y}" font-size="{_FONT}" '
+                   f'fill="{_COLOURS[k % len(_COLOURS)]}">■ {escape(name)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -166,6 +256,7 @@ def _section(report: dict[str, Any]) -> str:
         out.append(f"<p class=note>{escape(population_line(report['population']))}</p>")
     for card, data in report["scorecards"].items():
         months = data["months"]
+        dates = month_labels(report["start"], len(months))
         q = [r.get("quantiles") or {} for r in months]
 
         def col(key: str, q: list[dict[str, Any]] = q) -> list[float | None]:
@@ -174,9 +265,9 @@ def _section(report: dict[str, Any]) -> str:
         out.append(line_chart(f"{card}: score distribution (median; p25-p75, p5-p95)",
                               [("median", col("p50"))],
                               [(col("p5"), col("p95"), "#1f77b4"),
-                               (col("p25"), col("p75"), "#1f77b4")]))
-        out.append(line_chart(f"{card}: Gini of scores", [("Gini", [r.get("gini")
-                                                                   for r in months])]))
+                               (col("p25"), col("p75"), "#1f77b4")], x_labels=dates))
+        out.append(line_chart(f"{card}: Gini of scores",
+                              [("Gini", [r.get("gini") for r in months])], x_labels=dates))
         if data["tiers"]:
             names = list(months[-1].get("tiers", {}))
             series = []
@@ -187,7 +278,8 @@ def _section(report: dict[str, Any]) -> str:
                     c = (r.get("tiers") or {}).get(name)
                     shares.append(None if c is None or not total else c / total)
                 series.append((name, shares))
-            out.append(line_chart(f"{card}: share of subjects in each tier", series, low=0.0))
+            out.append(line_chart(f"{card}: share of subjects in each tier", series, low=0.0,
+                                  x_labels=dates))
         mobility = data.get("mobility")
         if mobility:
             years = mobility["years"]
@@ -213,7 +305,8 @@ def _section(report: dict[str, Any]) -> str:
         out.append(line_chart("share with each measure in force",
                               [(m, report["measures"][m]["in_force_share_by_month"])
                                for m in names
-                               if report["measures"][m]["in_force_share_by_month"]], low=0.0))
+                               if report["measures"][m]["in_force_share_by_month"]], low=0.0,
+                              x_labels=month_labels(report["start"], report["months"])))
     probes = report["probes"]
     adverse = [t for t, pr in probes.items() if (pr.get("recovery") or {}).get("subjects")]
     out.append("<h3>One more event for everyone</h3>")
@@ -263,4 +356,4 @@ def html_page(report: dict[str, Any], other: dict[str, Any] | None = None) -> st
     return "".join(parts)
 
 
-__all__ = ["bar_chart", "html_page", "line_chart"]
+__all__ = ["bar_chart", "html_page", "line_chart", "month_labels", "text_width"]
