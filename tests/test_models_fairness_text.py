@@ -14,14 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trustledger.aggregates import FOUR_FIFTHS, below_four_fifths, ratio_text
 from trustledger.models.card import save_card
-from trustledger.models.fairness import (
-    FOUR_FIFTHS,
-    FairnessReport,
-    below_four_fifths,
-    fairness_report,
-    ratio_text,
-)
+from trustledger.models.fairness import FairnessReport, fairness_report
 
 THRESHOLD = 600.0
 

@@ -14,6 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from trustledger.aggregates import ratio_text
+
 SUPPRESSED = "<10"
 """How a suppressed cell (fewer than 10 subjects) is shown."""
 
@@ -91,7 +93,7 @@ def measure_rows(report: dict[str, Any]) -> list[list[str]]:
         kind = m["kind"] + (f" (sample of {m['estimated_from_sample']:,})"
                             if "estimated_from_sample" in m else "")
         out.append([name, kind, *(_pct(m["groups"][g]["share"]) for g in groups),
-                    "-" if ratio is None else f"{ratio:.3f}",
+                    "-" if ratio is None else ratio_text(ratio),
                     "-" if ratio is None else ("yes" if m["four_fifths_rule"] else "NO")])
     return out
 
@@ -208,7 +210,7 @@ def comparison_rows(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, str
                     values.append(_pct(series[-1] if series else None))
                 else:
                     ratio = data["impact_ratio"]
-                    values.append("-" if ratio is None else f"{ratio:.3f}")
+                    values.append("-" if ratio is None else ratio_text(ratio))
             rows.append((f"{m} {r_label}", values[0], values[1]))
     for t in sorted(set(a["probes"]) | set(b["probes"])):
         values = []

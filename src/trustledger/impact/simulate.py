@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from trustledger.aggregates import SMALLEST_CELL, suppress
+from trustledger.aggregates import SMALLEST_CELL, below_four_fifths, suppress
 from trustledger.engine.evaluate import evaluate
 from trustledger.engine.events import Event
 from trustledger.errors import InputError
@@ -457,7 +457,7 @@ def _measure_entry(policy: CompiledPolicy, name: str, state: np.ndarray, groups:
     return {"kind": m.kind.value, "label": m.label, "domain": m.domain,
             "severity": m.severity.value if m.severity else None,
             "in_force_share_by_month": series, "groups": per_group, "impact_ratio": ratio,
-            "four_fifths_rule": None if ratio is None else ratio >= 0.8}
+            "four_fifths_rule": None if ratio is None else not below_four_fifths(ratio)}
 
 
 def _mobility(ranks: list[np.ndarray], tiers: int) -> dict[str, Any]:

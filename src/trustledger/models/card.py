@@ -13,14 +13,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from trustledger.aggregates import FOUR_FIFTHS, below_four_fifths, ratio_text
 from trustledger.models.artifact import ScorecardArtifact, artifact_path
-from trustledger.models.fairness import (
-    FOUR_FIFTHS,
-    MIN_GROUP,
-    FairnessReport,
-    below_four_fifths,
-    ratio_text,
-)
+from trustledger.models.fairness import MIN_GROUP, FairnessReport
 from trustledger.models.features import FeatureSelection
 from trustledger.models.train import quiet_optbinning
 
