@@ -581,3 +581,14 @@ def test_small_cell_threshold_can_be_raised_never_lowered() -> None:
             Settings.from_env({"TRUSTLEDGER_SUPPRESS_BELOW": lowered})
     with pytest.raises(ConfigError, match="SUPPRESS_BELOW"):
         Settings(suppress_below=9)
+
+
+def test_a_refusal_names_both_roles_in_plain_english(world: World) -> None:
+    r = world.call("operator", "GET", "/v1/subjects/alice/scores")
+    assert r.status_code == 403
+    assert "this endpoint is for a subject; the key of 'op' is an operator's key" \
+        in r.json()["detail"], r.text
+    r = world.call("alice", "POST", "/v1/decisions", json={"subject": "alice",
+                                                          "purpose": "rental_deposit"})
+    assert r.status_code == 403
+    assert "is for a relying party; the key of 'alice' is a subject's key" in r.json()["detail"]

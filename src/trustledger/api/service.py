@@ -34,6 +34,12 @@ from trustledger.principals import (
 )
 
 
+def _with_article(role: Role) -> str:
+    """The role in words with its article: "an operator", "a relying party"."""
+    name = role.value.replace("_", " ")
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who is calling: the principal, as of principal epoch ``epoch``, and the request."""
@@ -46,10 +52,10 @@ class Caller:
     def require(self, *roles: Role) -> None:
         """:class:`PermissionDeniedError` unless the caller has one of ``roles``."""
         if self.principal.role not in roles:
-            allowed = " or ".join(r.value.replace("_", " ") for r in roles)
+            allowed = " or ".join(_with_article(r) for r in roles)
             raise PermissionDeniedError(
-                f"this endpoint is for a {allowed}; the key of {self.principal.name!r} is a "
-                f"{self.principal.role.value.replace('_', ' ')} key")
+                f"this endpoint is for {allowed}; the key of {self.principal.name!r} is "
+                f"{_with_article(self.principal.role)}'s key")
 
     def require_subject(self, subject: str) -> None:
         """Only the subject themself: :class:`PermissionDeniedError` for anyone else."""
