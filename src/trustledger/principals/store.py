@@ -21,7 +21,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -30,7 +30,7 @@ import orjson
 import sqlalchemy as sa
 
 from trustledger.errors import ConflictError, InputError, NotFoundError, TrustLedgerError
-from trustledger.ledger.chain import from_us
+from trustledger.ledger.chain import from_us, to_us
 from trustledger.ledger.schema import metadata
 from trustledger.policy.models import NAME_PATTERN
 from trustledger.principals.ledger import Record, ServiceLedger
@@ -141,6 +141,24 @@ def _row(row: Any) -> Principal:
     )
 
 
+def _fetch(conn: sa.Connection, principal_id: str) -> Principal:
+    """The principal with ``principal_id``; :class:`NotFoundError` if there is none."""
+    row = conn.execute(sa.select(principals).where(_p.id == principal_id)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no principal {principal_id!r}")
+    return _row(row)
+
+
+def _insert(conn: sa.Connection, principal: Principal, key: str) -> None:
+    """Store a new, active principal holding ``key`` (only its hash is kept)."""
+    conn.execute(principals.insert().values(
+        id=principal.id, name=principal.name, role=principal.role.value,
+        key_hash=key_hash(key), accreditations=orjson.dumps(list(principal.accreditations)
+                                                           ).decode(),
+        subject=principal.subject, rate_limit=principal.rate_limit,
+        created_at_us=to_us(principal.created_at), revoked_at_us=None))
+
+
 def _check(name: str, role: Role, accreditations: tuple[str, ...], subject: str | None,
            rate_limit: float | None) -> None:
     if not _NAME.fullmatch(name):
@@ -223,13 +241,9 @@ def add_principal(
             raise InputError(f"name: {name!r} is already an active {clash.role}"
                              + (f" for subject {clash.subject!r}" if clash.subject else "")
                              + "; a name stands for one identity")
-        conn.execute(principals.insert().values(
-            id=principal_id, name=name, role=role.value, key_hash=key_hash(key),
-            accreditations=orjson.dumps(list(accreditations)).decode(), subject=subject,
-            rate_limit=rate_limit, created_at_us=now_us, revoked_at_us=None,
-        ))
         principal = Principal(principal_id, name, role, accreditations, subject, rate_limit,
                               from_us(now_us), None)
+        _insert(conn, principal, key)
         return principal, [Record(ADDED, principal.audit(), subject),
                            *(audit(principal) if audit is not None else ())]
 
@@ -247,17 +261,12 @@ def revoke_principal(ledger: ServiceLedger, principal_id: str, *,
     """
 
     def work(conn: sa.Connection, now_us: int) -> tuple[Principal, list[Record]]:
-        row = conn.execute(sa.select(principals).where(_p.id == principal_id)).one_or_none()
-        if row is None:
-            raise NotFoundError(f"no principal {principal_id!r}")
-        principal = _row(row)
+        principal = _fetch(conn, principal_id)
         if principal.revoked_at is not None:
             return principal, []
         conn.execute(sa.update(principals).where(_p.id == principal_id)
                      .values(revoked_at_us=now_us))
-        revoked = Principal(principal.id, principal.name, principal.role,
-                            principal.accreditations, principal.subject, principal.rate_limit,
-                            principal.created_at, from_us(now_us))
+        revoked = replace(principal, revoked_at=from_us(now_us))
         return revoked, [Record(REVOKED, {"id": principal.id, "name": principal.name},
                                 principal.subject),
                          *(audit(revoked) if audit is not None else ())]
@@ -278,23 +287,15 @@ def rotate_key(ledger: ServiceLedger, principal_id: str) -> Issued:
     new_id = "pr_" + secrets.token_hex(8)
 
     def work(conn: sa.Connection, now_us: int) -> tuple[Principal, list[Record]]:
-        row = conn.execute(sa.select(principals).where(_p.id == principal_id)).one_or_none()
-        if row is None:
-            raise NotFoundError(f"no principal {principal_id!r}")
-        old = _row(row)
+        old = _fetch(conn, principal_id)
         if old.revoked_at is not None:
             raise AuthenticationError(f"the API key was revoked at "
                                       f"{old.revoked_at.isoformat()}: ask the operator for a "
                                       "new key")
         conn.execute(sa.update(principals).where(_p.id == principal_id)
                      .values(revoked_at_us=now_us))
-        conn.execute(principals.insert().values(
-            id=new_id, name=old.name, role=old.role.value, key_hash=key_hash(key),
-            accreditations=orjson.dumps(list(old.accreditations)).decode(),
-            subject=old.subject, rate_limit=old.rate_limit, created_at_us=now_us,
-            revoked_at_us=None))
-        fresh = Principal(new_id, old.name, old.role, old.accreditations, old.subject,
-                          old.rate_limit, from_us(now_us), None)
+        fresh = replace(old, id=new_id, created_at=from_us(now_us), revoked_at=None)
+        _insert(conn, fresh, key)
         return fresh, [Record(REVOKED, {"id": old.id, "name": old.name}, old.subject),
                        Record(ADDED, fresh.audit(), old.subject)]
 
@@ -314,10 +315,7 @@ def list_principals(ledger: ServiceLedger, *, include_revoked: bool = False) -> 
 def get_principal(ledger: ServiceLedger, principal_id: str) -> Principal:
     """One principal by id; :class:`NotFoundError` if there is none."""
     with ledger.reading() as conn:
-        row = conn.execute(sa.select(principals).where(_p.id == principal_id)).one_or_none()
-    if row is None:
-        raise NotFoundError(f"no principal {principal_id!r}")
-    return _row(row)
+        return _fetch(conn, principal_id)
 
 
 def authenticate(ledger: ServiceLedger, key: str) -> Principal:
