@@ -124,6 +124,7 @@ measures:
     kind: privilege
     label: deposit-free rental
     domain: rental
+    severity: minor
     condition: "conduct.score >= 90.0"
 
 purposes:
@@ -668,7 +669,9 @@ def test_a_subscription_that_cannot_be_evaluated_does_not_hold_up_the_others(
 
 def test_the_end_of_a_notice_period_is_a_known_date(tmp_path: Path) -> None:
     # Revocation needs a warning given 30 days before: nine points at once put the warning
-    # in force and set revocation back; it applies when the notice ends, by time alone.
+    # in force and set revocation back. The notice's end is a date the deriver checks, but
+    # a set-back measure does not apply by time alone (issue 18): it takes a new offence
+    # after the notice, and that event is what the party is told.
     text = (Path(__file__).parent / "policies" / "driving.yaml").read_text(encoding="utf-8")
     path = tmp_path / "driving.yaml"
     path.write_text(text + """
@@ -706,7 +709,16 @@ purposes:
         clock.set(scheduled)
         deriver.run()
         with ledger.reading() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(notifications)
+                                ).scalar_one() == 0
+        later = scheduled + timedelta(days=1)
+        clock.set(later)
+        ledger.append_events([EventIn.model_validate({
+            "source": "police", "source_event_id": "o3", "subject": "dan",
+            "type": "offence_minor", "occurred_at": later.isoformat(), "attributes": {}})])
+        deriver.run()
+        with ledger.reading() as conn:
             (body,) = [orjson.loads(b) for b in conn.execute(sa.select(notifications.c.body))
                        .scalars()]
         assert body["data"]["new"]["measures"]["licence_revoked"]["in_force"] is True
-        assert body["data"]["cause"]["kind"] == "time"
+        assert body["data"]["cause"]["kind"] == "event"

@@ -35,6 +35,7 @@ measures:
   loan:
     kind: privilege
     domain: finance
+    severity: moderate
     condition: "s.score >= 600.0 && negatives_5y == 0"
   vip:
     kind: privilege
@@ -140,15 +141,24 @@ def test_reaching_revocation_without_warning_sets_back_to_warning() -> None:
     result = evaluate(DRIVING, JUMP, d("2021-04-20"))
     assert result.measures["licence_revoked"].reasons[0].text == (
         "set back to warning: it had not been in force for 30 days when licence revoked was "
-        "reached on 2021-04-01; licence revoked applies from 2021-05-01 if its condition "
-        "still holds then")
+        "reached on 2021-04-01; licence revoked applies on the first new event from "
+        "2021-05-01 on at which its condition holds")
     assert result.measures["warning"].reasons[0].text == \
         "in force because licence revoked was set back to it on 2021-04-01"
 
 
-def test_set_back_revocation_applies_after_the_notice_if_still_reached() -> None:
-    # 8 points still on 2021-05-01 = 2021-04-01 + 30 days
-    assert measures(JUMP, "2021-05-01")["licence_revoked"] == ("active", d("2021-05-01"))
+def test_set_back_revocation_does_not_apply_by_itself_when_the_notice_ends() -> None:
+    # 8 points still on 2021-05-01 = 2021-04-01 + 30 days, but no new event: still set back
+    assert measures(JUMP, "2021-05-01")["licence_revoked"] == ("set_back", d("2021-04-01"))
+    assert measures(JUMP, "2022-01-01")["licence_revoked"] == ("set_back", d("2021-04-01"))
+
+
+def test_set_back_revocation_applies_on_a_new_event_after_the_notice() -> None:
+    early = [*JUMP, ev("4", "offence_minor", "2021-04-20")]     # 9, within the notice
+    assert measures(early, "2021-05-15")["licence_revoked"] == ("set_back", d("2021-04-01"))
+    later = [*JUMP, ev("4", "offence_minor", "2021-05-01")]     # 9, the day the notice ends
+    assert measures(later, "2021-04-30")["licence_revoked"] == ("set_back", d("2021-04-01"))
+    assert measures(later, "2021-05-01")["licence_revoked"] == ("active", d("2021-05-01"))
 
 
 def test_set_back_lapses_when_the_condition_no_longer_holds() -> None:
@@ -193,7 +203,8 @@ event_types:
 scorecards:
   s: {events: [late_rent], base: 600}
 measures:
-  good_standing: {kind: privilege, domain: housing, condition: "s.score >= 590.0"}
+  good_standing: {kind: privilege, domain: housing, severity: moderate,
+                  condition: "s.score >= 590.0"}
 """, "decay.yaml")
 
 
@@ -207,3 +218,27 @@ def test_privilege_regained_by_decay_has_the_same_since_whatever_valid_at() -> N
         assert regained.state is MeasureState.GRANTED
         assert regained.since is not None
         assert abs(regained.since - d("2026-09-02")) <= timedelta(seconds=1)
+
+
+# --- decisions are taken when the facts became known ------------------------------------------
+
+def test_a_notice_is_given_when_the_offence_becomes_known() -> None:
+    events = [ev("1", "offence_grave", "2021-01-10"),                  # 3
+              ev("2", "offence_minor", "2021-02-01", "2021-03-01")]    # 4, known 2021-03-01
+    assert measures(events, "2021-03-15")["admonition"] == ("active", d("2021-03-01"))
+    # Asked about a day before it was known, with everything known now: the decision on
+    # that day sees what its score sees (the knowledge limit is `known_at`).
+    assert measures(events, "2021-02-15")["admonition"] == ("active", d("2021-02-15"))
+    as_then = evaluate(DRIVING, events, d("2021-02-15"), d("2021-02-15"))
+    assert as_then.measures["admonition"].in_force is False
+
+
+def test_a_warning_recorded_with_the_revoking_offence_was_not_given_before() -> None:
+    # By offence dates the warning came 2021-02-10, four months before revocation level;
+    # but both were recorded on 2021-06-01, so no warning had been given: set back.
+    events = [ev("1", "offence_grave", "2021-01-10"),
+              ev("2", "offence_grave", "2021-02-10", "2021-06-01"),
+              ev("3", "offence_serious", "2021-03-01", "2021-06-01")]
+    state = measures(events, "2021-06-15")
+    assert state["licence_revoked"] == ("set_back", d("2021-06-01"))
+    assert state["warning"] == ("active", d("2021-06-01"))

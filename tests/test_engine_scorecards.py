@@ -144,8 +144,8 @@ scorecards:
       - {name: B, min: 850, changes: [{from: 2026-07-01, min: 860}]}
       - {name: A, min: 960}
 measures:
-  b_or_better: {kind: privilege, domain: civic, condition: "civic.rank >= 1"}
-  grade_a: {kind: privilege, domain: civic, condition: "civic.tier == 'A'"}
+  b_or_better: {kind: privilege, domain: civic, severity: minor, condition: "civic.rank >= 1"}
+  grade_a: {kind: privilege, domain: civic, severity: minor, condition: "civic.tier == 'A'"}
 """, "tiers.yaml")
 
 

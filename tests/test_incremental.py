@@ -52,7 +52,7 @@ def assert_same(policy: CompiledPolicy, reading: Reading, expected: Evaluation) 
 @SETTINGS
 @given(data=st.data())
 def test_incremental_state_equals_evaluate(data: st.DataObject) -> None:
-    policy, specs = data.draw(policies())
+    policy, specs = data.draw(policies(reported_dates=True))
     events = data.draw(histories(specs))
     opt_ins = data.draw(st.sets(st.sampled_from(sorted(policy.scorecards))))
     valid_at = latest(events) + timedelta(hours=data.draw(st.integers(0, 3 * 365 * 24)))
@@ -67,7 +67,7 @@ def test_incremental_state_equals_evaluate(data: st.DataObject) -> None:
 @given(data=st.data())
 def test_reads_between_arrivals_equal_evaluate(data: st.DataObject) -> None:
     """Reading, then applying more (late, out of order), then reading again, snapshots too."""
-    policy, specs = data.draw(policies())
+    policy, specs = data.draw(policies(reported_dates=True))
     events = data.draw(histories(specs))
     opt_ins = set(policy.scorecards)
     cut = data.draw(st.integers(0, len(events)))

@@ -1,7 +1,8 @@
 """Hypothesis strategies shared by the incremental and batch property tests.
 
 ``policies()`` draws random policy documents within the language (every points form,
-decay, expiry from either anchor with calendar months, overhang, retention, ``when``
+decay, expiry from either anchor with calendar months — or, with ``reported_dates``, from
+a reported ``date`` attribute —, overhang, retention, ``when``
 conditions, metrics with windows, signs and scopes, scorecards with caps, floors,
 ceilings, opt-in and effective-dated tiers, stateless and held measures), compiled and
 linted like any other. ``histories()`` draws one subject's events: ties in
@@ -36,6 +37,8 @@ class TypeSpec:
 
     name: str
     form: str  # constant | lookup | formula | per_started
+    dated: bool = False
+    """The type carries a reported date ``final_on`` its expiry counts from."""
 
 
 def _points(draw: st.DrawFn, form: str) -> tuple[str, str]:
@@ -60,7 +63,8 @@ def _points(draw: st.DrawFn, form: str) -> tuple[str, str]:
 
 @st.composite
 def policies(draw: st.DrawFn, conditions: bool = True, overhangs: bool = True,
-             measures: bool = True) -> tuple[CompiledPolicy, list[TypeSpec]]:
+             measures: bool = True,
+             reported_dates: bool = False) -> tuple[CompiledPolicy, list[TypeSpec]]:
     """A random policy within the language, and how to draw events of each of its types."""
     n_types = draw(st.integers(2, 5))
     specs: list[TypeSpec] = []
@@ -97,8 +101,12 @@ def policies(draw: st.DrawFn, conditions: bool = True, overhangs: bool = True,
     for name in names:
         form = draw(st.sampled_from(["constant", "constant", "lookup", "per_started",
                                      "formula"]))
-        specs.append(TypeSpec(name, form))
         points, attributes = _points(draw, form)
+        dated = reported_dates and draw(st.booleans())
+        specs.append(TypeSpec(name, form, dated))
+        if dated:
+            attributes = "{final_on: {type: date}" + (", " + attributes[1:] if attributes
+                                                       else "}")
         lines = [f"  {name}:", "    domain: finance", "    category: credit_repayment",
                  "    gravity: minor", f"    points: {points}"]
         if attributes:
@@ -106,9 +114,11 @@ def policies(draw: st.DrawFn, conditions: bool = True, overhangs: bool = True,
         half_life = draw(st.sampled_from([None, *HALF_LIVES]))
         if half_life:
             lines.append(f"    decay: {{half_life: {half_life}}}")
-        if draw(st.booleans()):
+        if dated or draw(st.booleans()):
             expiry = [f"after: {draw(st.sampled_from(EXPIRIES))}"]
-            if draw(st.booleans()):
+            if dated:
+                expiry.append("from: final_on")
+            elif draw(st.booleans()):
                 expiry.append("from: recorded_at")
             if overhangs and draw(st.booleans()):
                 expiry.append(f"overhang: {draw(st.sampled_from(OVERHANGS))}")
@@ -163,7 +173,10 @@ def policies(draw: st.DrawFn, conditions: bool = True, overhangs: bool = True,
             if i == 1 and draw(st.booleans()):
                 condition += " && !x0"
             hold = draw(st.sampled_from(["", "    hold: P30D"]))
+            # A privilege held with no events restricts like a restriction (the linter
+            # weighs it by its severity); minor weighs every single event fairly.
             measure_lines += [f"  x{i}:", "    kind: privilege", "    domain: finance",
+                              "    severity: minor",
                               f'    condition: "{condition}"'] + ([hold] if hold else [])
     text = "\n".join([
         "policy: generated", "title: generated", "effective_from: 2020-01-01",
@@ -175,14 +188,24 @@ def policies(draw: st.DrawFn, conditions: bool = True, overhangs: bool = True,
     return parse_policy(text, "generated.yaml"), specs
 
 
-def _attributes(draw: st.DrawFn, spec: TypeSpec) -> dict[str, Any]:
+def _attributes(draw: st.DrawFn, spec: TypeSpec, occurred: datetime,
+                recorded: datetime) -> dict[str, Any]:
     if draw(st.integers(0, 19)) == 0:  # malformed: does not count, says why
         return {"bogus": 1}
+    out: dict[str, Any] = {}
     if spec.form == "lookup":
-        return {"level": draw(st.sampled_from(["low", "high"]))}
-    if spec.form in ("per_started", "formula"):
-        return {"n": draw(st.integers(0, 50))}
-    return {}
+        out = {"level": draw(st.sampled_from(["low", "high"]))}
+    elif spec.form in ("per_started", "formula"):
+        out = {"n": draw(st.integers(0, 50))}
+    if spec.dated:
+        # Final between the event and its recording (often the recording itself, as a
+        # backfill's reported date is not); now and then after it, which does not fit.
+        span = max(0, (recorded - occurred) // timedelta(hours=1))
+        final = occurred + timedelta(hours=draw(st.integers(0, span)))
+        if draw(st.integers(0, 14)) == 0:
+            final = recorded + timedelta(days=1)
+        out["final_on"] = final.isoformat()
+    return out
 
 
 @st.composite
@@ -200,7 +223,7 @@ def histories(draw: st.DrawFn, specs: list[TypeSpec], subject: str = "alice",
         recorded = occurred + timedelta(hours=delay)
         source = draw(st.sampled_from(["s1", "s2"]))
         events.append(Event(source, f"{subject}-e{i}", subject, kind, occurred, recorded,
-                             _attributes(draw, spec), seq=i + 1))
+                             _attributes(draw, spec, occurred, recorded), seq=i + 1))
     for j in range(draw(st.integers(0, 2)) if events else 0):
         target = draw(st.sampled_from(events))
         when = target.recorded_at + timedelta(days=draw(st.integers(0, 300)))
@@ -211,7 +234,8 @@ def histories(draw: st.DrawFn, specs: list[TypeSpec], subject: str = "alice",
             spec = draw(st.sampled_from(specs))
             occurred = target.occurred_at + timedelta(hours=draw(st.integers(-48, 48)))
             events.append(Event(target.source, f"{subject}-c{j}", subject, spec.name, occurred,
-                                when, _attributes(draw, spec), target.source_event_id))
+                                when, _attributes(draw, spec, occurred, when),
+                                target.source_event_id))
     return draw(st.permutations(events))
 
 
@@ -240,7 +264,7 @@ def near_threshold(policy: CompiledPolicy, card: str, score: float | None, at: d
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_generated_policies_compile_and_evaluate(data: st.DataObject) -> None:
-    policy, specs = data.draw(policies())
+    policy, specs = data.draw(policies(reported_dates=True))
     events = data.draw(histories(specs))
     result = evaluate(policy, events, latest(events) + timedelta(days=1),
                       opt_ins=set(policy.scorecards))

@@ -1,15 +1,22 @@
-"""docs/policy-language.md documents every key, value, rule and category of the language."""
+"""docs/policy-language.md documents every key, value, rule and category of the language, and
+every YAML example in it is loaded and run (a new example without a test fails the suite)."""
 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from ruamel.yaml import YAML
 
-from trustledger.policy import models
+from trustledger.engine import Event, evaluate
+from trustledger.policy import CompiledPolicy, load_policy, models, parse_policy
+from trustledger.policy.compiler import probe_attributes
+from trustledger.policy.models import AttributeType
 from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, OUT_OF_BOUNDS_CATEGORIES, Gravity
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,3 +75,87 @@ def test_every_rule_is_documented(rule: str) -> None:
 def test_rules_were_found() -> None:
     assert {"context-firewall", "proportionality", "out-of-bounds-category", "schema",
             "duplicate-key", "yaml-syntax", "cycle"} <= rules_in_source()
+
+
+# --- every YAML example of the page is run ---------------------------------------------------
+
+EXAMPLE = re.compile(r"(?:<!-- example: (?P<how>[^>]*?) -->\n)?```yaml\n(?P<body>.*?)```",
+                     re.S)
+EXAMPLES = [(m.group("how"), m.group("body"), DOC[:m.start()].count("\n") + 1)
+            for m in EXAMPLE.finditer(DOC)]
+"""Every fenced YAML block of the page: how it is tested, its text, and its line."""
+
+
+def _yaml(text: str) -> Any:
+    return YAML(typ="safe", pure=True).load(text)
+
+
+def _subset(part: Any, whole: Any, path: str) -> None:
+    if isinstance(part, dict):
+        assert isinstance(whole, dict), f"{path} is not a mapping in the file"
+        for key, value in part.items():
+            assert key in whole, f"{path}.{key} is not in the file"
+            _subset(value, whole[key], f"{path}.{key}")
+    else:
+        assert part == whole, f"{path}: the page says {part!r}, the file {whole!r}"
+
+
+def _one_event_of_each_type(policy: CompiledPolicy) -> list[Event]:
+    moment = policy.effective_from + timedelta(days=1)
+    events = []
+    for name, etype in policy.event_types.items():
+        attrs = probe_attributes(etype)[0]
+        for spec in etype.attributes:
+            if spec.type is AttributeType.DATE and spec.name in attrs:
+                attrs[spec.name] = moment.isoformat()
+        events.append(Event("docs", name, "subject", name, moment, moment, attrs))
+    return events
+
+
+def test_the_page_has_examples_and_each_says_how_it_is_tested() -> None:
+    assert len(EXAMPLES) >= 5
+    untested = [line for how, _, line in EXAMPLES if how is None]
+    assert not untested, f"YAML examples without an `<!-- example: ... -->` comment at " \
+                         f"docs/policy-language.md lines {untested}"
+
+
+@pytest.mark.parametrize(("how", "body", "line"),
+                         [e for e in EXAMPLES if e[0] and e[0].startswith("policy")],
+                         ids=lambda value: str(value) if isinstance(value, int) else None)
+def test_every_policy_example_loads_and_evaluates(how: str, body: str, line: int) -> None:
+    policy = parse_policy(body, f"docs/policy-language.md:{line}")
+    file = how.removeprefix("policy").strip()
+    if file:
+        assert policy.hash == load_policy(ROOT / file).hash, f"{file} differs from the page"
+    start = policy.effective_from + timedelta(days=1)
+    empty = evaluate(policy, [], start, opt_ins=set(policy.scorecards))
+    assert set(empty.scorecards) == set(policy.scorecards)
+    events = _one_event_of_each_type(policy)
+    result = evaluate(policy, events, start + timedelta(days=1), opt_ins=set(policy.scorecards))
+    assert all(o.counted or o.why_not for o in result.events)
+    assert any(o.counted for o in result.events), "no example event counts"
+
+
+PART = re.compile(r"part of (?P<file>\S+) at (?P<key>[a-z_]+)")
+
+
+@pytest.mark.parametrize(("how", "body", "line"),
+                         [e for e in EXAMPLES if e[0] and e[0].startswith("part of")],
+                         ids=lambda value: str(value) if isinstance(value, int) else None)
+def test_every_partial_example_is_what_its_tested_file_says(how: str, body: str,
+                                                            line: int) -> None:
+    match = PART.fullmatch(how)
+    assert match is not None, f"line {line}: write `part of FILE at KEY`"
+    file, key = ROOT / match.group("file"), match.group("key")
+    whole = _yaml(file.read_text(encoding="utf-8"))
+    part = _yaml(body)
+    if key in part and len(part) == 1:
+        part = part[key]
+    _subset(part, whole[key], key)
+    if not any(card.get("kind") == "statistical" for card in whole.get("scorecards", {})
+               .values()):
+        # A statistical policy needs its trained model: tests/test_policy_statistical.py
+        # loads that file with it.
+        policy = load_policy(file)
+        evaluate(policy, _one_event_of_each_type(policy),
+                 policy.effective_from + timedelta(days=2), opt_ins=set(policy.scorecards))

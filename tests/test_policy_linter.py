@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.policies.support import HERE
+from tests.policies.support import HERE, example, policy_file
 from trustledger.cli import app
 from trustledger.errors import LintError, PolicyError, PolicyProblem
 from trustledger.policy import load_policy, parse_policy
@@ -119,13 +119,13 @@ measures:
 def test_privilege_combining_domains_without_consent_is_refused() -> None:
     problems = refusal(HEAD + """
 metrics:
-  lates: {aggregate: count, types: [late]}
+  paids: {aggregate: count, types: [paid]}
   damages: {aggregate: count, types: [damaged]}
 measures:
   premium:
     kind: privilege
     domain: rental
-    condition: "lates == 0 && damages == 0"
+    condition: "paids >= 3 && damages == 0"
 """)
     assert rules(problems) == {"cross-domain-consent"}
     assert "privilege `premium` combines the domains finance, rental" in problems[0].message
@@ -215,7 +215,7 @@ effective_from: 2026-01-01
 event_types:
   bill_overdue:
     domain: finance
-    category: bill_payment
+    category: credit_repayment
     gravity: {gravity}
     attributes:
       days_overdue: {{type: integer, minimum: 1}}
@@ -244,24 +244,215 @@ def test_single_event_as_grave_as_the_restriction_is_accepted() -> None:
     assert "credit_freeze" in policy.measures
 
 
-def test_single_event_reaching_a_restriction_after_a_set_back_notice_is_refused() -> None:
-    problems = refusal("""
+SET_BACK = """
 policy: t
 title: t
 effective_from: 2026-01-01
 event_types:
   offence: {domain: transport, category: traffic_conduct, gravity: minor, points: 9,
             retention: P2Y}
+  remedial_course: {domain: transport, category: driver_training, gravity: minor,
+                    points: -1, retention: P2Y}
 scorecards:
-  pts: {events: [offence], higher_is: worse, base: 0}
+  pts: {events: [offence, remedial_course], higher_is: worse, base: 0}
 measures:
   warning: {kind: restriction, domain: transport, severity: minor,
             condition: "pts.score >= 6.0"}
   revoked: {kind: restriction, domain: transport, severity: grave,
             condition: "pts.score >= 8.0", requires: {measure: warning, notice: P30D}}
+"""
+
+
+def test_a_set_back_restriction_waits_for_a_new_event_after_its_notice() -> None:
+    # one offence puts the warning in force and sets `revoked` back to it; after the
+    # notice `revoked` applies only at a new event, so one offence alone cannot revoke
+    course = SET_BACK.index("  remedial_course:")
+    only_offences = (SET_BACK[:course] + SET_BACK[SET_BACK.index("scorecards:"):]).replace(
+        "[offence, remedial_course]", "[offence]")
+    assert "revoked" in parse_policy(only_offences, "ok.yaml").measures
+
+
+def test_a_harmless_event_after_the_notice_cannot_complete_a_set_back() -> None:
+    # a remedial course (in the subject's favour) after the notice would revoke the licence
+    problems = refusal(SET_BACK)
+    assert rules(problems) == {"proportionality"}
+    message = problems[0].message
+    assert "a single `offence` event" in message and "`revoked`" in message
+    assert "`remedial_course`" in message and "after the notice period" in message
+
+
+# --- structural safeguards: inversion, declarations, worst histories ------------------------
+
+TICKETS = """
+policy: t
+title: t
+effective_from: 2026-01-01
+event_types:
+  ticket: {domain: transport, category: traffic_conduct, gravity: minor, points: -10,
+           retention: P2Y}
+  ride: {domain: transport, category: contract_performance, gravity: minor, points: 1,
+         retention: P2Y}
+metrics:
+  tickets_1y: {aggregate: count, types: [ticket], window: P1Y}
+  rides: {aggregate: count, types: [ride]}
+"""
+
+
+def test_a_privilege_everyone_has_until_an_event_must_declare_its_severity() -> None:
+    problems = refusal(TICKETS + """
+measures:
+  may_fly: {kind: privilege, domain: transport, condition: "tickets_1y == 0"}
 """)
     assert rules(problems) == {"proportionality"}
-    assert "`revoked`" in problems[0].message
+    message = problems[0].message
+    assert "privilege `may_fly` is in force for a subject with no events" in message
+    assert "taken away by one `ticket` event" in message and "`severity`" in message
+
+
+def test_an_inverted_privilege_is_weighed_as_a_restriction() -> None:
+    problems = refusal(TICKETS + """
+measures:
+  may_fly: {kind: privilege, domain: transport, severity: serious,
+            condition: "tickets_1y == 0"}
+""")
+    assert rules(problems) == {"proportionality"}
+    assert "a single `ticket` event (gravity minor" in problems[0].message
+    assert "takes away privilege `may_fly`" in problems[0].message
+    # declared as minor as the ticket, losing it to one ticket is proportionate
+    accepted = parse_policy(TICKETS + """
+measures:
+  may_fly: {kind: privilege, domain: transport, severity: minor,
+            condition: "tickets_1y == 0"}
+""", "ok.yaml")
+    assert accepted.measures["may_fly"].severity is not None
+
+
+def test_a_privilege_of_an_opt_in_score_is_a_reward_not_an_inversion() -> None:
+    # without consent the score does not exist and the privilege is not held, so losing
+    # it leaves a participant where every non-participant is (the Rongcheng grade A)
+    policy = parse_policy(TICKETS + """
+scorecards:
+  civic: {events: [ticket, ride], base: 1000, opt_in: true}
+measures:
+  perks: {kind: privilege, domain: transport, condition: "civic.score >= 1000.0"}
+""", "ok.yaml")
+    assert policy.measures["perks"].severity is None
+
+
+def test_a_privilege_no_event_can_take_away_is_not_an_inversion() -> None:
+    policy = parse_policy(TICKETS + """
+measures:
+  welcome: {kind: privilege, domain: transport, condition: "rides >= 0"}
+""", "ok.yaml")
+    assert "welcome" in policy.measures
+
+
+def test_accumulating_adverse_events_may_bring_a_graver_restriction() -> None:
+    # a points system: three minor tickets in a year, not one, bring a serious measure
+    policy = parse_policy(TICKETS + """
+measures:
+  ban: {kind: restriction, domain: transport, severity: serious,
+        condition: "tickets_1y >= 3"}
+""", "ok.yaml")
+    assert "ban" in policy.measures
+
+
+def test_harmless_companions_cannot_stand_in_for_conduct() -> None:
+    problems = refusal(TICKETS + """
+measures:
+  ban: {kind: restriction, domain: transport, severity: serious,
+        condition: "tickets_1y >= 1 && rides >= 4"}
+""")
+    assert rules(problems) == {"proportionality"}
+    message = problems[0].message
+    assert "a single `ticket` event" in message and "5 `ride`" in message
+    assert "harmless events cannot stand in for conduct" in message
+
+
+def test_category_fixes_the_domain_and_caps_the_gravity() -> None:
+    problems = refusal("""
+policy: t
+title: t
+effective_from: 2026-01-01
+event_types:
+  judgement: {domain: transport, category: court_judgement, gravity: grave, points: -50,
+              retention: P5Y}
+  jaywalking: {domain: transport, category: traffic_conduct, gravity: grave, points: -5,
+               retention: P1Y}
+""")
+    assert [(p.rule, p.location.path) for p in problems] == [
+        ("category-domain", "event_types.judgement.domain"),
+        ("gravity-cap", "event_types.jaywalking.gravity")]
+    assert "`court_judgement` belongs to `commerce`, `finance`, `housing`, `rental` or " \
+           "`utilities`" in problems[0].message
+    assert "gravity grave, above the serious that `traffic_conduct`" in problems[1].message
+
+
+def test_labels_descriptions_and_enum_values_are_read() -> None:
+    problems = refusal("""
+policy: t
+title: t
+effective_from: 2026-01-01
+event_types:
+  survey:
+    label: answers about the mayor's politics
+    description: filed after the Sunday sermon
+    domain: finance
+    category: credit_repayment
+    gravity: minor
+    attributes:
+      answer: {type: enum, values: [absent, protesters_present], description: "its tweets"}
+    points: -1
+    retention: P1Y
+""")
+    assert [(p.rule, p.location.path) for p in problems] == [
+        ("out-of-bounds-name", "event_types.survey.label"),
+        ("out-of-bounds-name", "event_types.survey.description"),
+        ("out-of-bounds-name", "event_types.survey.attributes.answer.description"),
+        ("out-of-bounds-name", "event_types.survey.attributes.answer.values[1]")]
+    assert "mentions `politics`" in problems[0].message
+    assert "political opinion" in problems[0].message
+
+
+def test_what_a_measure_decides_is_not_read_for_words() -> None:
+    # Stack Overflow's privilege to comment everywhere grants speech, it scores none
+    policy = example("reputation")
+    assert "comment_everywhere" in policy.measures
+
+
+def test_the_probe_is_bounded_and_says_so_when_a_policy_exceeds_it() -> None:
+    from trustledger.policy.proportionality import (
+        MAX_EVALUATIONS,
+        ProbeBudgetExceeded,
+        Prober,
+        Restricting,
+    )
+    from trustledger.policy.reach import Reach
+    from trustledger.policy.taxonomy import Gravity
+
+    policy = policy_file("driving")
+    prober = Prober(policy, Reach(policy), budget=5)
+    with pytest.raises(ProbeBudgetExceeded, match="more than 5 evaluations"):
+        prober.probe([Restricting("licence_revoked", Gravity.GRAVE, False)])
+    assert prober.evaluations == 6
+    # the shipped policies stay far inside the default budget
+    full = Prober(policy, Reach(policy))
+    assert full.probe([Restricting("licence_revoked", Gravity.GRAVE, False)]) == []
+    assert 0 < full.evaluations < MAX_EVALUATIONS // 20
+
+
+def test_windows_beyond_the_calendar_are_probed_as_endless() -> None:
+    # a 200-year window (the longest duration) from a policy effective in 9900 ends after the
+    # year 9999: the probe treats it as endless and still finds the single ticket, rather
+    # than failing on the date
+    problems = refusal(TICKETS.replace("window: P1Y", "window: P200Y")
+                       .replace("effective_from: 2026-01-01", "effective_from: 9900-01-01") + """
+measures:
+  ban: {kind: restriction, domain: transport, severity: serious,
+        condition: "tickets_1y >= 1"}
+""")
+    assert rules(problems) == {"proportionality"}
+    assert "a single `ticket` event" in problems[0].message
 
 
 # --- the linter cannot be switched off ------------------------------------------------------

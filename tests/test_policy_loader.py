@@ -193,6 +193,19 @@ def test_durations() -> None:
         Duration.parse("5 years")
     with pytest.raises(ValueError, match="zero"):
         Duration.parse("P0D")
+    assert Duration.parse("P200Y") == Duration(months=2400)
+    with pytest.raises(ValueError, match="longer than 200 years"):
+        Duration.parse("P201Y")
+    with pytest.raises(ValueError, match="longer than 200 years"):
+        Duration.parse("P80000D")
+
+
+@pytest.mark.parametrize("field", ["retention: P7000Y", "expiry: {after: P7000Y}"])
+def test_a_duration_past_the_calendar_is_refused_naming_the_key(field: str) -> None:
+    problem = one(GOOD.replace("    retention: P2Y\n", f"    retention: P2Y\n    {field}\n"
+                               if field.startswith("expiry") else f"    {field}\n"))
+    assert problem.location.path.startswith("event_types.paid.")
+    assert "longer than 200 years" in problem.message
 
 
 # --- CLI ------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def test_a_lifted_restriction_is_no_longer_in_force_with_the_reviewers_reason(
     before = evaluate_subject(ledger, "bob", POLICY, NOW)
     assert before.measures["admonition"].state is MeasureState.ACTIVE
     review = request_review(ledger, before, "admonition", statement="I took a course")
-    assert (review.state, review.since) == (MeasureState.ACTIVE, d("2025-07-01"))
+    # The offences were recorded on NOW: a measure starts when what brings it is known.
+    assert (review.state, review.since) == (MeasureState.ACTIVE, NOW)
     pending = evaluate_subject(ledger, "bob", POLICY, clock.advance(1))
     assert pending.measures["admonition"].in_force
     assert pending.measures["admonition"].reasons[0].text == \

@@ -105,6 +105,11 @@ def subject_scores(assessment: Assessment, subject: str) -> dict[str, Any]:
         detail = score(card, policy.scorecards[name].label)
         detail["total"] = card.total
         detail["contributions"] = contributions(card, seqs)
+        detail["set_backs"] = [
+            {"measure": b.measure, "prerequisite": b.prerequisite, "at": b.at, "to": b.to,
+             "points": b.points, "counts_until": b.counts_until, "counted": b.counted,
+             "text": b.text}
+            for b in card.set_backs]
         cards[name] = detail
     return {
         "subject": subject, "policy": result.policy, "policy_hash": result.policy_hash,

@@ -219,11 +219,25 @@ class ContributionOut(_Out):
     notes: list[str]
 
 
+class SetBackOut(_Out):
+    """Points set back because a measure was reached before its prerequisite notice was given."""
+
+    measure: str
+    prerequisite: str
+    at: datetime
+    to: float
+    points: float
+    counts_until: datetime | None
+    counted: bool
+    text: str
+
+
 class ScoreDetail(ScoreOut):
-    """A scorecard with its full derivation: every contribution."""
+    """A scorecard with its full derivation: every contribution and every set-back."""
 
     total: float | None
     contributions: list[ContributionOut]
+    set_backs: list[SetBackOut]
 
 
 class LeftOutOut(_Out):

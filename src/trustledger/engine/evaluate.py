@@ -19,7 +19,12 @@ from typing import Any
 from trustledger.engine.events import Event
 from trustledger.engine.history import Entry, History, at, build_history, check_events, day, ts
 from trustledger.engine.measures import Track, replay
-from trustledger.engine.reasons import measure_reasons, score_reasons, statistical_reasons
+from trustledger.engine.reasons import (
+    measure_reasons,
+    score_reasons,
+    set_back_record,
+    statistical_reasons,
+)
 from trustledger.engine.result import (
     Contribution,
     Evaluation,
@@ -67,14 +72,13 @@ def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime
                          f"{', '.join(unknown)}")
     supplied = check_attributes(policy, attributes or {})
     items, _ = check_events(events)
-    history = build_history(policy, items, valid_at, known_at, consented, supplied)
     v = ts(valid_at)
+    history, tracks = _replayed(policy, items, valid_at, known_at, consented, supplied)
     scorecards = {name: _scorecard(history, card, v) for name, card in policy.scorecards.items()}
     metrics: dict[str, float | None] = {
         name: (history.metric(metric, v) if history.available(name) else None)
         for name, metric in policy.metrics.items()
     }
-    tracks = replay(history, v)
     labels = {name: m.label for name, m in policy.measures.items()}
     context = history.context(
         sorted({n for m in policy.measures.values() for n in (*m.metrics, *m.scorecards)}), v)
@@ -99,6 +103,36 @@ def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime
         metrics=metrics, measures=measures,
         events=tuple(_outcome(entry, v) for entry in history.entries), attributes=supplied,
     )
+
+
+def _replayed(policy: CompiledPolicy, items: list[Event], valid_at: datetime,
+              known_at: datetime | None, consented: frozenset[str],
+              supplied: Mapping[str, Any]) -> tuple[History, dict[str, Track]]:
+    """The history and the measures' tracks, with set-backs seen by ``when`` conditions.
+
+    Set-backs come from the measures' replay, and a ``when`` condition reading a
+    scorecard that can be set back must see those before its event. Both are causal
+    (a set-back at ``s`` depends on what counts up to ``s``; a ``when`` at ``o`` on set-backs
+    up to ``o``), so rebuilding with the set-backs of the previous replay settles one more
+    of them each round: at most one round per set-back, plus one.
+    """
+    v = ts(valid_at)
+    history = build_history(policy, items, valid_at, known_at, consented, supplied)
+    tracks = replay(history, v)
+    cards = policy.set_back_scorecards
+    if not cards or not any(et.when is not None and et.when.names & cards
+                            for et in policy.event_types.values()):
+        return history, tracks
+    seen: list[tuple[str, float, float]] = []
+    for _ in range(len(items) + 2):
+        found = [(x.card, x.at, x.points) for x in history.set_backs]
+        if found == seen:
+            return history, tracks
+        seen = found
+        history = build_history(policy, items, valid_at, known_at, consented, supplied,
+                                list(history.set_backs))
+        tracks = replay(history, v)
+    raise AssertionError("set-backs and `when` conditions did not settle")  # causal: never
 
 
 def check_attributes(policy: CompiledPolicy,
@@ -158,13 +192,17 @@ def _scorecard(history: History, card: CompiledScorecard, v: float) -> Scorecard
         _contribution(entry, card.name, v) for entry in history.entries
         if entry.event.type in card.events
     )
-    total = card.base + sum(c.points_now for c in contributions)
+    labels = {name: m.label for name, m in history.policy.measures.items()}
+    set_backs = tuple(set_back_record(x, labels, v) for x in history.set_backs
+                      if x.card == card.name)
+    total = card.base + sum(c.points_now for c in contributions) + \
+        sum(x.points for x in set_backs if x.counted)
     score = card.clamp(total)
     tier = card.tier_at(score, v)
     entries = {x.event.key: x for x in history.entries}
-    reasons = score_reasons(card, score, total, contributions, entries, v)
+    reasons = score_reasons(card, score, total, contributions, entries, v, set_backs)
     return ScorecardResult(card.name, True, score, tier[1].name if tier else None, total,
-                           contributions, reasons)
+                           contributions, reasons, set_backs=set_backs)
 
 
 def _statistical(history: History, card: CompiledScorecard, v: float) -> ScorecardResult:
@@ -203,7 +241,7 @@ def _contribution(entry: Entry, card: str, v: float) -> Contribution:
     if entry.overhang_by is not None and entry.expiry is not None:
         notes.append(f"expired {day(entry.expiry)}, counts through its overhang because "
                      f"{entry.overhang_by.event.source}:{entry.overhang_by.event.source_event_id}"
-                     " was committed before and recorded after the expiry")
+                     " was committed before and known after the expiry")
     return Contribution(
         event=entry.event.key, type=entry.event.type, label=entry.label,
         occurred_at=entry.event.occurred_at,

@@ -34,7 +34,6 @@ from trustledger.policy.compiled import (
 from trustledger.policy.durations import Duration
 from trustledger.policy.models import (
     Aggregate,
-    Anchor,
     CapDirection,
     CapPeriod,
     MetricValue,
@@ -109,6 +108,8 @@ class Entry:
     o: float
     recorded: float
     attrs: dict[str, Any] = field(default_factory=dict)
+    known: float = -INF
+    """When the fact became known (:func:`known_instant`); computed when not given."""
     base_points: float = 0.0
     points: float = 0.0
     counted: bool = False
@@ -119,6 +120,10 @@ class Entry:
     overhang_by: Entry | None = None
     capped: dict[str, float] = field(default_factory=dict)
     cap_notes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.known == -INF:
+            self.known = known_instant(self.type, self.event)
 
     @property
     def label(self) -> str:
@@ -140,6 +145,21 @@ class Entry:
     def live_at(self, t: float) -> bool:
         """Counts at ``t``: ``o ≤ t < end``."""
         return self.counted and self.o <= t < self.end
+
+
+def known_instant(etype: CompiledEventType | None, event: Event) -> float:
+    """POSIX seconds of when the fact an event reports became known.
+
+    :meth:`CompiledEventType.known_instant`: the reported date the type's expiry counts
+    from, else ``recorded_at``. An event whose reported date cannot be read does not fit
+    its type and never counts, so its ``recorded_at`` is as good as any.
+    """
+    if etype is None:
+        return ts(event.recorded_at)
+    try:
+        return ts(etype.known_instant(event.recorded_at, event.attributes))
+    except ValueError:
+        return ts(event.recorded_at)
 
 
 def order_key(event: Event) -> tuple[datetime, datetime, str, str]:
@@ -167,6 +187,27 @@ def check_events(events: Iterable[Event]) -> tuple[list[Event], str | None]:
 
 
 @dataclass(slots=True)
+class SetBack:
+    """Points set back on a scorecard at ``at`` by a measure whose prerequisite was not given.
+
+    ``points`` is the adjustment (``to`` minus the total then); it counts from ``at``
+    until ``end``, when the last entry it reduced stops counting.
+    """
+
+    card: str
+    at: float
+    points: float
+    end: float
+    to: float
+    measure: str
+    prerequisite: str
+
+    def live_at(self, t: float) -> bool:
+        """Counts at ``t``: ``at ≤ t < end``."""
+        return self.at <= t < self.end
+
+
+@dataclass(slots=True)
 class History:
     """The entries of one evaluation, in order, with the lookups the engine needs."""
 
@@ -177,6 +218,8 @@ class History:
     by_metric: dict[str, list[tuple[Entry, float]]]
     attributes: Mapping[str, Any] = field(default_factory=dict)
     """Attributes supplied at decision time (statistical scorecards' features)."""
+    set_backs: list[SetBack] = field(default_factory=list)
+    """Points set back by measures (filled by the measures' replay, in time order)."""
     _models: dict[tuple[str, tuple[float | int, ...]], float] = field(default_factory=dict)
 
     def score(self, card: CompiledScorecard, t: float) -> float:
@@ -192,6 +235,9 @@ class History:
         for entry in self.by_scorecard[name]:
             if entry.live_at(t):
                 total += entry.capped[name] * entry.decay(t)
+        for item in self.set_backs:
+            if item.card == name and item.live_at(t):
+                total += item.points
         return total
 
     def model_metrics(self, card: CompiledScorecard, t: float) -> dict[str, float | int]:
@@ -287,8 +333,13 @@ def scorecard_value(card: CompiledScorecard, score: float, t: float,
 
 def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetime,
                   known_at: datetime | None, consented: frozenset[str],
-                  attributes: Mapping[str, Any] | None = None) -> History:
-    """Resolve knowledge and supersession, compute points, intervals, caps and ``when``."""
+                  attributes: Mapping[str, Any] | None = None,
+                  set_backs: Iterable[SetBack] = ()) -> History:
+    """Resolve knowledge and supersession, compute points, intervals, caps and ``when``.
+
+    ``set_backs`` (from an earlier replay of the measures) are seen by ``when``
+    conditions that read a scorecard (see :func:`trustledger.engine.evaluate`).
+    """
     known = [e for e in events if known_at is None or e.recorded_at <= known_at]
     superseded: dict[tuple[str, str], Event] = {}
     for e in sorted(known, key=order_key):
@@ -310,7 +361,8 @@ def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetim
         elif entry.type is None:
             entry.why_not = f"event type {e.type} is not in policy {policy.name}"
         else:
-            fitted = entry.type.fit(e.attributes)
+            fitted = entry.type.fit(e.attributes, occurred_at=e.occurred_at,
+                                    recorded_at=e.recorded_at)
             if isinstance(fitted, PointsFault):
                 entry.why_not = f"{ERROR_PREFIX}{fitted}"
             elif isinstance(fitted, str):
@@ -322,7 +374,8 @@ def build_history(policy: CompiledPolicy, events: list[Event], valid_at: datetim
     live = [x for x in entries if x.counted]
     for entry in live:
         set_counting_interval(entry, live)
-    history = History(policy, entries, consented, {}, {}, dict(attributes or {}))
+    history = History(policy, entries, consented, {}, {}, dict(attributes or {}),
+                      list(set_backs))
     for name, card in policy.scorecards.items():
         history.by_scorecard[name] = [x for x in live if x.event.type in card.events]
     for name, metric in policy.metrics.items():
@@ -363,19 +416,21 @@ def set_counting_interval(entry: Entry, live: list[Entry]) -> None:
 def counting_bounds(etype: CompiledEventType, event: Event) -> tuple[float, float | None]:
     """An event's retention end and its expiry (``None`` when its type does not expire).
 
-    The expiry is anchored at ``occurred_at`` or ``recorded_at`` as the type says; an
+    The expiry is anchored at ``occurred_at``, ``recorded_at`` or a reported date as the
+    type says (:meth:`CompiledEventType.expiry_anchor`; the event must fit its type); an
     overhang, when witnessed, runs from it (see :func:`set_counting_interval`).
     """
     retention_end = after(etype.retention, event.occurred_at)
     if etype.expiry is None:
         return retention_end, None
-    anchor = event.occurred_at if etype.expiry_from is Anchor.OCCURRED_AT else event.recorded_at
+    anchor = etype.expiry_anchor(event.occurred_at, event.recorded_at, event.attributes)
     return retention_end, after(etype.expiry, anchor)
 
 
 def _overhang_witness(entry: Entry, expiry: float, live: list[Entry]) -> Entry | None:
-    # An offence committed before the expiry but recorded only after it keeps the entry
-    # counting through the overhang: the same domain, points of the same sign.
+    # An offence committed before the expiry but known only after it keeps the entry
+    # counting through the overhang: the same domain, points of the same sign. Known is
+    # the reported date when the type has one (backfilled history keeps its real dates).
     assert entry.type is not None
     sign = math.copysign(1.0, entry.base_points) if entry.base_points else 0.0
     if not sign:
@@ -383,7 +438,7 @@ def _overhang_witness(entry: Entry, expiry: float, live: list[Entry]) -> Entry |
     for other in live:
         if other is entry or other.type is None or other.type.domain != entry.type.domain:
             continue
-        if other.base_points * sign > 0 and other.o < expiry <= other.recorded:
+        if other.base_points * sign > 0 and other.o < expiry <= other.known:
             return other
     return None
 
@@ -414,7 +469,8 @@ def _decide_when(history: History, entry: Entry, processed: list[Entry]) -> None
     # The state just before the event: only entries earlier in the order.
     earlier = History(history.policy, processed, history.consented,
                       _restrict(history.by_scorecard, processed),
-                      _restrict_metric(history.by_metric, processed))
+                      _restrict_metric(history.by_metric, processed),
+                      set_backs=[x for x in history.set_backs if x.at < entry.o])
     context = earlier.context(etype.when.names - {"attrs"}, entry.o, etype.when.beyond_score)
     context["attrs"] = entry.attrs
     decided = run_when(etype, context)

@@ -62,6 +62,7 @@ from trustledger.engine.history import (
     after,
     at,
     counting_bounds,
+    known_instant,
     run_when,
     scorecard_value,
     ts,
@@ -101,6 +102,11 @@ def stateless_measures(policy: CompiledPolicy) -> frozenset[str]:
                 and all(dep in out for dep in m.measures):
             out.add(name)
     return frozenset(out)
+
+
+def _known(etype: CompiledEventType, event: Event) -> float:
+    """POSIX seconds of when an event's fact became known (the reference's rule)."""
+    return known_instant(etype, event)
 
 
 def _order(event: Event) -> OrderKey:
@@ -159,6 +165,8 @@ class _Item:
     key: OrderKey
     o: float
     recorded: float
+    """When the fact became known (:meth:`CompiledEventType.known_instant`): the reported
+    date the type's expiry counts from, else ``recorded_at``; overhangs judge by it."""
     base_points: float
     points: float = 0.0
     counted: bool = True
@@ -180,6 +188,12 @@ class SubjectState:
     def __init__(self, policy: CompiledPolicy, opt_ins: Collection[str] = ()) -> None:
         """Use :meth:`empty`."""
         policy.require_rule_based("the incremental state")
+        if policy.set_back_scorecards:
+            raise InputError(
+                f"the incremental state does not compute set-backs of points "
+                f"({', '.join(sorted(policy.set_back_scorecards))} of policy {policy.name}): "
+                "they depend on the measures' history; evaluate such a policy with the "
+                "reference engine (trustledger.engine.evaluate)")
         consented = frozenset(opt_ins)
         unknown = sorted(consented - set(policy.scorecards))
         if unknown:
@@ -278,10 +292,11 @@ class SubjectState:
             etype = self.policy.event_types.get(e.type)
             if e.type == RETRACTION or e.key in self._superseded or etype is None:
                 continue
-            fitted = etype.fit(e.attributes)
+            fitted = etype.fit(e.attributes, occurred_at=e.occurred_at, recorded_at=e.recorded_at)
             if not isinstance(fitted, str):
                 valid.append((e, etype, fitted[1]))
-        late = [(e, etype, p) for e, etype, p in valid if e.recorded_at > e.occurred_at and p]
+        late = [(e, etype, p) for e, etype, p in valid if _known(etype, e) > ts(e.occurred_at)
+                and p]
         out: set[tuple[str, str]] = set()
         for e, etype, points in valid:
             if etype.overhang is None or etype.expiry is None or not points:
@@ -289,7 +304,7 @@ class SubjectState:
             expiry = counting_bounds(etype, e)[1]
             assert expiry is not None
             if any(o is not e and ot.domain == etype.domain and op * points > 0
-                   and ts(o.occurred_at) < expiry <= ts(o.recorded_at) for o, ot, op in late):
+                   and ts(o.occurred_at) < expiry <= _known(ot, o) for o, ot, op in late):
                 out.add(e.key)
         return out
 
@@ -310,14 +325,15 @@ class SubjectState:
         etype = self.policy.event_types.get(event.type)
         if etype is None:
             return True
-        fitted = etype.fit(event.attributes)
+        fitted = etype.fit(event.attributes, occurred_at=event.occurred_at,
+                           recorded_at=event.recorded_at)
         if isinstance(fitted, str):
             return True  # as the reference: it does not count (a fault says why there)
         if self._conditional and not in_order and self._conditions and \
                 self._conditions[-1] > key:
             return False
         attrs, points = fitted
-        item = _Item(event, etype, key, ts(event.occurred_at), ts(event.recorded_at), points,
+        item = _Item(event, etype, key, ts(event.occurred_at), _known(etype, event), points,
                      points)
         if etype.when is not None:
             if not in_order or self._now > item.o:
@@ -645,7 +661,7 @@ class SubjectState:
             base = float(record["base_points"])
             end = record["end"]
             item = _Item(event, etype, _order(event), ts(event.occurred_at),
-                         ts(event.recorded_at), base, float(record["points"]),
+                         _known(etype, event), base, float(record["points"]),
                          bool(record["counted"]), dict(record["capped"]), record["expiry"],
                          INF if end is None else float(end), bool(record["witnessed"]),
                          dict(record["held"]))

@@ -10,12 +10,23 @@ is continuous: when a condition's value differs just before the next instant,
 the change is located by bisection to the second, so a privilege regained by
 decay has the same ``since`` whatever ``valid_at`` is asked.
 
+Decisions are taken on what was *known*: an event enters the measures' history
+when it occurred and became known (:meth:`CompiledEventType.known_instant`: its
+reported date, else its ``recorded_at``), i.e. at ``max(occurred_at, known)`` —
+or at ``valid_at`` if that is earlier, so the decision at ``valid_at`` sees what
+the score sees. A notice is thus given, and a prerequisite judged, when the facts
+became known, not at the offence date.
+
 Transitions at an instant ``t`` (measures in dependency order):
 
 * off → in force when the condition holds; with ``requires: {measure: p,
-  notice: N}`` only if ``p`` has been in force since ``t - N`` at the latest,
-  otherwise the measure is *set back*: ``p`` is put in force from ``t`` and the
-  measure applies at ``t + N`` if its condition still holds then;
+  notice: N}`` only if ``p`` has been in force since ``t - N`` at the latest
+  (without ``notice``: since before ``t``). Otherwise the measure is *set back*:
+  with ``set_back: {scorecard: c, to: V}`` the points of ``c`` are set to ``V``
+  (when worse than ``V``), ``p`` is put in force from ``t``, and the conditions of
+  the instant are decided again on the new points; without ``set_back``, ``p`` is
+  put in force from ``t`` and the measure waits (state ``set_back``): it applies on
+  the first new event from ``t + N`` on at which its condition holds;
 * in force → off when the condition fails, but not before ``since + hold``;
 * set back → off when the condition fails.
 
@@ -32,7 +43,7 @@ from typing import Any
 
 import cel
 
-from trustledger.engine.history import INF, LN2, Entry, History, at, scorecard_value
+from trustledger.engine.history import INF, LN2, Entry, History, SetBack, at, scorecard_value
 from trustledger.engine.history import after as _after
 from trustledger.engine.history import before as _before
 from trustledger.policy.compiled import CompiledMeasure
@@ -57,6 +68,8 @@ class Track:
     effective: bool = False
     effective_since: float | None = None
     forced_by: str | None = None
+    points_set_back: SetBack | None = None
+    """The latest set-back of points this measure caused (``requires.set_back``)."""
 
 
 def replay(history: History, valid_at: float) -> dict[str, Track]:
@@ -67,6 +80,7 @@ def replay(history: History, valid_at: float) -> dict[str, Track]:
     if not measures:
         return tracks
     inputs = sorted({n for m in measures for n in (*m.metrics, *m.scorecards)})
+    history.set_backs.clear()
     instants, continuous = _instants(history, inputs, valid_at)
     runner = _Runner(history, measures, tracks, inputs, valid_at)
     runner.process(_START)
@@ -86,6 +100,11 @@ def replay(history: History, valid_at: float) -> dict[str, Track]:
     return tracks
 
 
+def start(entry: Entry, valid_at: float) -> float:
+    """When an entry enters the measures' history: it occurred and is known (by ``valid_at``)."""
+    return min(max(entry.o, entry.known), valid_at)
+
+
 def _instants(history: History, inputs: list[str], valid_at: float) -> tuple[set[float], bool]:
     policy = history.policy
     instants: set[float] = set()
@@ -103,7 +122,7 @@ def _instants(history: History, inputs: list[str], valid_at: float) -> tuple[set
         elif name in policy.scorecards:
             for entry in history.by_scorecard[name]:
                 if entry.counted and entry.capped[name] != 0.0:
-                    instants.update((entry.o, entry.end))
+                    instants.update((start(entry, valid_at), entry.end))
                     continuous = continuous or entry.half_life is not None
             for tier in policy.scorecards[name].tiers:
                 instants.update(start for start, _ in tier.thresholds[1:])
@@ -111,7 +130,7 @@ def _instants(history: History, inputs: list[str], valid_at: float) -> tuple[set
             metric = policy.metrics[name]
             for entry, window_end in history.by_metric[name]:
                 if entry.counted:
-                    instants.update((entry.o, entry.end, window_end))
+                    instants.update((start(entry, valid_at), entry.end, window_end))
                     if metric.aggregate is Aggregate.SUM and metric.value is MetricValue.CURRENT:
                         continuous = continuous or entry.half_life is not None
     return {t for t in instants if t <= valid_at and math.isfinite(t)}, continuous
@@ -129,7 +148,8 @@ class _Inputs:
     sees exactly the reported values.
     """
 
-    def __init__(self, history: History, names: list[str], full: frozenset[str]) -> None:
+    def __init__(self, history: History, names: list[str], full: frozenset[str],
+                 valid_at: float) -> None:
         policy = history.policy
         self.history = history
         self.full = full
@@ -144,8 +164,9 @@ class _Inputs:
             if name in policy.scorecards:
                 for entry in history.by_scorecard[name]:
                     value = entry.capped[name]
-                    if entry.counted and value != 0.0:
-                        changes += [(entry.o, 1, name, entry, value),
+                    begin = start(entry, valid_at)
+                    if entry.counted and value != 0.0 and begin < entry.end:
+                        changes += [(begin, 1, name, entry, value),
                                     (entry.end, -1, name, entry, value)]
                 continue
             metric = policy.metrics[name]
@@ -156,21 +177,41 @@ class _Inputs:
                 if (metric.sign is Sign.NEGATIVE and value >= 0) or (
                         metric.sign is Sign.POSITIVE and value <= 0):
                     continue
-                changes += [(entry.o, 1, name, entry, value),
-                            (min(entry.end, window_end), -1, name, entry, value)]
+                begin, leaves = start(entry, valid_at), min(entry.end, window_end)
+                if begin < leaves:
+                    changes += [(begin, 1, name, entry, value), (leaves, -1, name, entry, value)]
         changes.sort(key=lambda c: c[0])
         self.changes = changes
+        self.starts = frozenset(c[0] for c in changes if c[1] > 0)
+        """The instants a new event enters an input."""
+        self.pending: list[tuple[float, str, float]] = []
         self.position = 0
         if changes:
-            self.landmark = changes[0][0]
+            self.landmark = min(c[3].o for c in changes)
 
     def _decays(self, name: str, entry: Entry) -> bool:
         metric = self.history.policy.metrics.get(name)
         return entry.half_life is not None and not (
             metric is not None and metric.value is MetricValue.ORIGINAL)
 
+    def adjust(self, name: str, value: float, end: float) -> None:
+        """Add a set-back's ``value`` to scorecard ``name`` from now until ``end``."""
+        self.static[name] += value
+        heapq.heappush(self.pending, (end, name, value))
+
+    def total(self, name: str, t: float) -> float:
+        """A scorecard's unclamped total (without its base) at ``t``, as things stand."""
+        total = self.static[name]
+        for hl, acc in self.forward[name].items():
+            total += acc * math.exp(-LN2 * (t - self.landmark) / hl)
+        return total
+
     def advance(self, t: float, inclusive: bool) -> None:
         """Apply every change at or before ``t`` (strictly before, unless ``inclusive``)."""
+        pending = self.pending
+        while pending and (pending[0][0] < t or (pending[0][0] == t and inclusive)):
+            _, name, value = heapq.heappop(pending)
+            self.static[name] -= value
         changes = self.changes
         while self.position < len(changes):
             when, step, name, entry, value = changes[self.position]
@@ -235,7 +276,8 @@ class _Runner:
         self.tracks = tracks
         self.inputs = inputs
         self.full = frozenset().union(*(m.condition.beyond_score for m in measures))
-        self.state = _Inputs(history, inputs, self.full)
+        self.state = _Inputs(history, inputs, self.full, valid_at)
+        self.by_name = {m.name: m for m in measures}
         self.valid_at = valid_at
         self.dependants: dict[str, list[str]] = {}
         for m in measures:
@@ -285,23 +327,18 @@ class _Runner:
         return previous
 
     def process(self, t: float) -> list[float]:
-        """Apply the transitions at ``t``; returns new instants (hold and notice ends)."""
+        """Apply the transitions at ``t``; returns new instants (hold ends, set-back ends).
+
+        A set-back of points changes the inputs at ``t`` itself, so the instant is
+        decided again on the new points (each measure sets back at most once per
+        instant, so this ends).
+        """
         self.state.advance(t, inclusive=True)
-        if t == self.valid_at:
-            context = self.history.context(self.inputs, t, self.full)
-        else:
-            context = self.state.context(t)
         before = {name: (tr.effective, tr.effective_since) for name, tr in self.tracks.items()}
-        shared = self._shared(context)
         later: list[float] = []
-        raws = []
-        for m in self.measures:
-            track = self.tracks[m.name]
-            track.raw, track.blocked = self._condition(m, context, shared)
-            raws.append(track.raw)
-            self._transition(m, track, t, before, later)
-            track.effective = track.on or self._forced(m.name) is not None
-            shared.add_variable(m.name, track.effective)
+        for _ in range(len(self.measures) + 1):
+            if not self._pass(t, before, later):
+                break
         for m in self.measures:
             track = self.tracks[m.name]
             track.forced_by = self._forced(m.name)
@@ -309,8 +346,27 @@ class _Runner:
             if effective != before[m.name][0]:
                 track.effective_since = None if t == _START else t
             track.effective = effective
-        self.last_raw = tuple(raws)
         return later
+
+    def _pass(self, t: float, before: dict[str, tuple[bool, float | None]],
+              later: list[float]) -> bool:
+        """Decide every measure at ``t`` once; True when a set-back changed the points."""
+        if t == self.valid_at:
+            context = self.history.context(self.inputs, t, self.full)
+        else:
+            context = self.state.context(t)
+        shared = self._shared(context)
+        raws = []
+        for m in self.measures:
+            track = self.tracks[m.name]
+            track.raw, track.blocked = self._condition(m, context, shared)
+            raws.append(track.raw)
+            if self._transition(m, track, t, before, later):
+                return True
+            track.effective = track.on or self._forced(m.name) is not None
+            shared.add_variable(m.name, track.effective)
+        self.last_raw = tuple(raws)
+        return False
 
     def _forced(self, name: str) -> str | None:
         for dependant in self.dependants.get(name, ()):
@@ -319,33 +375,82 @@ class _Runner:
         return None
 
     def _transition(self, m: CompiledMeasure, track: Track, t: float,
-                    before: dict[str, tuple[bool, float | None]], later: list[float]) -> None:
+                    before: dict[str, tuple[bool, float | None]], later: list[float]) -> bool:
         raw = track.raw
         if t == _START:
             track.on = raw
-            return
+            return False
         if track.on:
             if not raw and (track.hold_end is None or t >= track.hold_end):
                 track.on, track.hold_end = False, None
-            return
+            return False
         if track.set_back:
             if not raw:
                 track.set_back, track.set_back_since, track.notice_end = False, None, None
-            elif track.notice_end is not None and t >= track.notice_end:
+            elif track.notice_end is not None and t >= track.notice_end \
+                    and track.set_back_since is not None and t > track.set_back_since \
+                    and t in self.state.starts:
+                # Reached again by a new event once the notice has run: not by itself.
                 track.set_back, track.set_back_since, track.notice_end = False, None, None
                 self._switch_on(m, track, t, later)
-            return
+            return False
         if not raw:
-            return
-        if m.requires is not None and m.notice is not None:
-            was, since = before[m.requires]
-            deadline = _before(m.notice, at(t))
-            if not was or (since is not None and since > deadline):
-                track.set_back, track.set_back_since = True, t
-                track.notice_end = _after(m.notice, at(t))
-                later.append(track.notice_end)
-                return
+            return False
+        if m.requires is not None and not self._given(m, t, before):
+            if m.set_back is not None:
+                if track.points_set_back is not None and track.points_set_back.at == t:
+                    return False  # already set back at this instant: stays off
+                self._set_back_points(m, track, t, later)
+                return True
+            track.set_back, track.set_back_since = True, t
+            track.notice_end = _after(m.notice, at(t)) if m.notice is not None else t
+            return False
         self._switch_on(m, track, t, later)
+        return False
+
+    @staticmethod
+    def _given(m: CompiledMeasure, t: float,
+               before: dict[str, tuple[bool, float | None]]) -> bool:
+        """Whether ``m``'s prerequisite was in force before ``t`` (for its notice)."""
+        assert m.requires is not None
+        was, since = before[m.requires]
+        if not was:
+            return False
+        if since is None:
+            return True
+        if m.notice is None:
+            return since < t
+        return since <= _before(m.notice, at(t))
+
+    def _set_back_points(self, m: CompiledMeasure, track: Track, t: float,
+                         later: list[float]) -> None:
+        assert m.set_back is not None and m.requires is not None
+        name, to = m.set_back
+        history = self.history
+        card = history.policy.scorecards[name]
+        if t == self.valid_at:
+            total = history.score(card, t)
+        else:
+            total = card.base + self.state.total(name, t)
+        points = to - total if (total - to) * card.adverse_sign > 0 else 0.0
+        ends = [x.end for x in history.by_scorecard[name]
+                if x.counted and card.is_adverse(x.capped[name])
+                and start(x, self.valid_at) <= t < x.end]
+        end = max(ends, default=INF)
+        item = SetBack(card=name, at=t, points=points, end=end, to=to, measure=m.name,
+                       prerequisite=m.requires)
+        track.points_set_back = item
+        if points != 0.0:
+            history.set_backs.append(item)
+            if name in self.state.static:
+                self.state.adjust(name, points, end)
+            if math.isfinite(end):
+                later.append(end)
+        prerequisite = self.tracks[m.requires]
+        if not prerequisite.on:
+            prerequisite.set_back, prerequisite.set_back_since = False, None
+            prerequisite.notice_end = None
+            self._switch_on(self.by_name[m.requires], prerequisite, t, later)
 
     def _switch_on(self, m: CompiledMeasure, track: Track, t: float, later: list[float]) -> None:
         track.on = True

@@ -15,9 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
-from trustledger.engine.history import Entry, History, day
+from trustledger.engine.history import Entry, History, SetBack, at, day
 from trustledger.engine.measures import Track
-from trustledger.engine.result import MAX_REASONS, Contribution, FeatureScore, Reason
+from trustledger.engine.result import (
+    MAX_REASONS,
+    Contribution,
+    FeatureScore,
+    PointsSetBack,
+    Reason,
+)
 from trustledger.policy.compiled import CompiledEventType, CompiledMeasure, CompiledScorecard
 from trustledger.policy.models import MeasureKind
 
@@ -110,19 +116,45 @@ def contribution_text(contribution: Contribution, entry: Entry, valid_at: float,
             witness = entry.overhang_by
             text += (f" (expired {day(entry.expiry)}, kept through its overhang: "
                      f"{witness.label} on {day(witness.o)} was committed before and "
-                     f"recorded after the expiry)")
+                     f"known after the expiry)")
     return text
+
+
+def set_back_text(item: SetBack, labels: Mapping[str, str]) -> str:
+    """A set-back in words, with its date, cause, points and how long it counts.
+
+    E.g. ``set back to 7 points on 2028-05-02 because warning had not been given when
+    licence revoked was reached: -1; counts until 2033-05-02`` (with a true minus sign).
+    """
+    text = (f"set back to {plain(item.to)} points on {day(item.at)} because "
+            f"{labels.get(item.prerequisite, item.prerequisite)} had not been given when "
+            f"{labels.get(item.measure, item.measure)} was reached: {signed(item.points)}")
+    if math.isfinite(item.end):
+        text += f"; counts until {day(item.end)}"
+    return text
+
+
+def set_back_record(item: SetBack, labels: Mapping[str, str], valid_at: float) -> PointsSetBack:
+    """A set-back of the history as the result reports it (see :class:`PointsSetBack`)."""
+    return PointsSetBack(
+        measure=item.measure, prerequisite=item.prerequisite, at=at(item.at), to=item.to,
+        points=item.points, counts_until=at(item.end) if math.isfinite(item.end) else None,
+        counted=item.live_at(valid_at), text=set_back_text(item, labels))
 
 
 def score_reasons(card: CompiledScorecard, score: float, total: float,
                   contributions: Sequence[Contribution], entries: Mapping[tuple[str, str], Entry],
-                  valid_at: float) -> tuple[Reason, ...]:
-    """Up to four principal reasons for a score: a floor/ceiling, then the largest items."""
+                  valid_at: float,
+                  set_backs: Sequence[PointsSetBack] = ()) -> tuple[Reason, ...]:
+    """Up to four principal reasons for a score: a floor/ceiling, set-backs, the largest items."""
     out: list[Reason] = []
     if score != total:
         bound = "floor" if total < score else "ceiling"
         out.append(Reason(f"held at the {bound} of {plain(score)}: base {plain(card.base)} "
                           f"plus all contributions is {plain(total)}"))
+    for item in set_backs:
+        if item.counted:
+            out.append(Reason(item.text, None, item.points))
     live = [c for c in contributions if c.counted and c.points_now != 0.0]
     adverse = sorted((c for c in live if card.is_adverse(c.points_now)),
                      key=lambda c: (-abs(c.points_now), c.occurred_at, c.event))
@@ -133,7 +165,7 @@ def score_reasons(card: CompiledScorecard, score: float, total: float,
             break
         out.append(Reason(contribution_text(c, entries[c.event], valid_at, card), c.event,
                           c.points_now))
-    if not live:
+    if not live and not any(item.counted for item in set_backs):
         out.append(Reason(f"no event counts at {day(valid_at)}; the score is the base "
                           f"{plain(card.base)}"))
     return tuple(out[:MAX_REASONS])
@@ -192,12 +224,18 @@ def measure_reasons(measure: CompiledMeasure, track: Track, history: History,
         out.append(Reason(f"needs the subject's consent to {', '.join(track.blocked)} (opt-in), "
                           "which has not been given"))
     if track.set_back and track.set_back_since is not None and measure.requires:
-        notice = measure.notice.describe() if measure.notice else ""
+        given = f"in force for {measure.notice.describe()}" if measure.notice else \
+            "given before"
         until = day(track.notice_end) if track.notice_end is not None else "?"
         out.append(Reason(
-            f"set back to {labels[measure.requires]}: it had not been in force for {notice} "
+            f"set back to {labels[measure.requires]}: it had not been {given} "
             f"when {measure.label} was reached on {day(track.set_back_since)}; "
-            f"{measure.label} applies from {until} if its condition still holds then"))
+            f"{measure.label} applies on the first new event from {until} on at which its "
+            "condition holds"))
+    if not track.on and not track.set_back and track.points_set_back is not None \
+            and track.points_set_back.live_at(valid_at):
+        out.append(Reason(set_back_text(track.points_set_back, labels),
+                          None, track.points_set_back.points))
     if track.forced_by is not None:
         since = f" on {day(track.effective_since)}" if track.effective_since is not None else ""
         out.append(Reason(f"in force because {labels[track.forced_by]} was set back to it"

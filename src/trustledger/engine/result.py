@@ -80,6 +80,26 @@ class Contribution:
 
 
 @dataclass(frozen=True, slots=True)
+class PointsSetBack:
+    """Points set back on a scorecard because a measure's prerequisite had not been given.
+
+    ``measure`` was reached on ``at`` without ``prerequisite`` having been given, so the
+    points were set to ``to``: ``points`` is the change (``to`` minus the total then). It
+    counts until ``counts_until``, when the last entry it reduced stops counting
+    (``None``: never); ``counted`` says whether it counts at ``valid_at``.
+    """
+
+    measure: str
+    prerequisite: str
+    at: datetime
+    to: float
+    points: float
+    counts_until: datetime | None
+    counted: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class FeatureScore:
     """One feature of a statistical score: where its value came from, its bin and points.
 
@@ -102,7 +122,8 @@ class ScorecardResult:
 
     An opt-in scorecard without the subject's consent has ``consented=False``
     and produces nothing: no score, no tier, no contributions.
-    ``total`` is ``base + Σ points_now`` before the floor and ceiling.
+    ``total`` is ``base + Σ points_now`` (plus the ``set_backs`` counting at ``valid_at``)
+    before the floor and ceiling.
     A statistical scorecard names its ``model`` (``sha256:…``), has no contributions
     and lists its ``features`` instead; its score and total are the model's points.
     """
@@ -116,6 +137,7 @@ class ScorecardResult:
     reasons: tuple[Reason, ...]
     model: str | None = None
     features: tuple[FeatureScore, ...] = ()
+    set_backs: tuple[PointsSetBack, ...] = ()
 
 
 class MeasureState(StrEnum):

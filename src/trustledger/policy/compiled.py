@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,32 +125,91 @@ class CompiledEventType:
     overhang: Duration | None
     retention: Duration
     scorecards: tuple[str, ...]
+    expiry_attribute: str | None = None
+    """The ``date`` attribute the expiry counts from (``expiry.from: <name>``); when set,
+    ``expiry_from`` is meaningless and every path must use :meth:`expiry_anchor`."""
 
-    def normalise(self, attributes: Mapping[str, Any]) -> dict[str, Any] | str:
+    def normalise(self, attributes: Mapping[str, Any], *, occurred_at: datetime | None = None,
+                  recorded_at: datetime | None = None) -> dict[str, Any] | str:
         """Attributes checked and typed by the schema, or why they do not fit.
 
         Integers stay ``int``, numbers become ``float``; each numeric value must lie in
         its declared bounds, or within :data:`ATTRIBUTE_LIMIT` on a side with none.
         Attributes whose points cannot be computed (an arithmetic fault in the points
         rule, see :data:`PointsFunction`) do not fit either, so every path that checks
-        an event (ingest, the engines, disputes, what-if) refuses it the same way.
+        an event (ingest, the engines, disputes, what-if) refuses it the same way. Given
+        ``occurred_at`` and ``recorded_at``, reported dates are checked too (see
+        :meth:`check_dates`; at ingest ``recorded_at`` is the moment of appending).
         """
-        fitted = self.fit(attributes)
+        fitted = self.fit(attributes, occurred_at=occurred_at, recorded_at=recorded_at)
         return fitted if isinstance(fitted, str) else fitted[0]
 
-    def fit(self, attributes: Mapping[str, Any]) -> Fitted | str:
+    def fit(self, attributes: Mapping[str, Any], *, occurred_at: datetime | None = None,
+            recorded_at: datetime | None = None) -> Fitted | str:
         """The normalised attributes and the points they give, or why they do not fit.
 
         :meth:`normalise` and the points in one step (each computed once): the one
         check every ingest path and every engine makes of an event's attributes.
+        Given the event's ``occurred_at`` and ``recorded_at`` (at ingest: the moment
+        of appending), its reported dates are checked too (:meth:`check_dates`).
         """
         normal = self._schema(attributes)
         if isinstance(normal, str):
             return normal
+        if occurred_at is not None and recorded_at is not None:
+            problem = self.check_dates(normal, occurred_at, recorded_at)
+            if problem is not None:
+                return problem
         try:
             return normal, self.points(normal)
         except PolicyError as exc:
             return PointsFault(f"its points cannot be computed ({exc.problems[0].message})")
+
+    def check_dates(self, normal: Mapping[str, Any], occurred_at: datetime,
+                    recorded_at: datetime) -> str | None:
+        """Why the reported dates of normalised attributes cannot be true, or ``None``.
+
+        A ``date`` attribute is something the source reports about the past: it is
+        never later than the event's ``recorded_at`` (the ledger's clock when it was
+        appended). The date the expiry counts from (``expiry.from``) is moreover never
+        earlier than ``occurred_at``: a decision about an offence becomes final after
+        the offence. The ingest validators and every engine apply this one rule.
+        """
+        for spec in self.attributes:
+            if spec.type is not AttributeType.DATE or spec.name not in normal:
+                continue
+            moment = parse_reported(normal[spec.name])
+            if moment > recorded_at:
+                return (f"{spec.name}={normal[spec.name]} is later than the event's recorded_at "
+                        f"{recorded_at.astimezone(UTC).isoformat()}; a reported date cannot "
+                        "be in the future of the ledger")
+            if spec.name == self.expiry_attribute and moment < occurred_at:
+                return (f"{spec.name}={normal[spec.name]} is earlier than the event's "
+                        f"occurred_at {occurred_at.astimezone(UTC).isoformat()}; the date "
+                        "the expiry counts from cannot precede the event")
+        return None
+
+    def expiry_anchor(self, occurred_at: datetime, recorded_at: datetime,
+                      attributes: Mapping[str, Any]) -> datetime:
+        """The moment an event's expiry counts from.
+
+        ``occurred_at``, ``recorded_at`` or the reported date named by ``expiry.from``
+        (the event must fit the type).
+        """
+        if self.expiry_attribute is not None:
+            return parse_reported(attributes[self.expiry_attribute])
+        return occurred_at if self.expiry_from is Anchor.OCCURRED_AT else recorded_at
+
+    def known_instant(self, recorded_at: datetime, attributes: Mapping[str, Any]) -> datetime:
+        """When the fact an event reports became known, as measures and overhangs judge it.
+
+        The reported date the expiry counts from (e.g. the day a decision became final),
+        when the type has one; otherwise the ledger's ``recorded_at``. Backfilled
+        history (all recorded on the day of an import) thus keeps its real dates.
+        """
+        if self.expiry_attribute is not None and self.expiry_attribute in attributes:
+            return parse_reported(attributes[self.expiry_attribute])
+        return recorded_at
 
     def _schema(self, attributes: Mapping[str, Any]) -> dict[str, Any] | str:
         declared = {a.name for a in self.attributes}
@@ -171,8 +230,52 @@ class CompiledEventType:
         return out
 
 
+def parse_reported(value: Any) -> datetime:
+    """A reported date as an aware UTC datetime.
+
+    ``2027-03-01`` (midnight UTC) or a date-time with a zone. Raises
+    :class:`ValueError` saying what is expected.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a date-time needs a time zone")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date (2027-03-01) or a date-time with a zone")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 date or date-time") from None
+    if parsed.tzinfo is None:
+        if "T" in value or " " in value.strip():
+            raise ValueError(f"{value!r} has no time zone (write e.g. {value}Z)")
+        return datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{value!r} falls outside the years 1-9999 in UTC") from None
+
+
+def reported_text(moment: datetime) -> str:
+    """The canonical text of a reported date: UTC, ``2027-03-01T00:00:00Z``.
+
+    Normalised ``date`` attributes carry this text (CEL reads it as a string;
+    ``timestamp(attrs.final_on)`` makes it a timestamp).
+    """
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def _check_attribute(spec: CompiledAttribute, value: Any) -> tuple[str | None, Any]:
     name = spec.name
+    if spec.type is AttributeType.DATE:
+        if isinstance(value, bool) or not isinstance(value, str | datetime | date):
+            return f"{name} must be an ISO 8601 date or date-time with a zone", None
+        try:
+            return None, reported_text(parse_reported(value))
+        except ValueError as exc:
+            return f"{name}: {exc}", None
     if spec.type is AttributeType.BOOLEAN:
         return (None, value) if isinstance(value, bool) else (f"{name} must be true/false", None)
     if spec.type in (AttributeType.STRING, AttributeType.ENUM):
@@ -373,6 +476,9 @@ class CompiledMeasure:
     metrics: tuple[str, ...]
     scorecards: tuple[str, ...]
     measures: tuple[str, ...]
+    set_back: tuple[str, float] | None = None
+    """``(scorecard, to)``: the points are set back to ``to`` when the prerequisite had
+    not been given (``requires.set_back``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +520,40 @@ class CompiledPolicy:
     def statistical_scorecards(self) -> tuple[str, ...]:
         """The names of the statistical scorecards (``kind: statistical``)."""
         return tuple(n for n, card in self.scorecards.items() if card.model is not None)
+
+    @property
+    def attribute_anchored_types(self) -> frozenset[str]:
+        """Event types whose expiry counts from a reported ``date`` attribute.
+
+        Their expiry, their overhang witnesses and the moment they become known to the
+        measures come from an attribute, not from ``occurred_at``/``recorded_at``: a
+        columnar path that compares only those columns must send a subject with such
+        an event to the reference :func:`~trustledger.engine.evaluate`.
+        """
+        return frozenset(n for n, et in self.event_types.items()
+                         if et.expiry_attribute is not None)
+
+    @property
+    def set_back_scorecards(self) -> frozenset[str]:
+        """Scorecards whose points a measure's ``requires.set_back`` can set back.
+
+        Their score depends on the measures' history (the reference replay), so no
+        closed form over events gives it.
+        """
+        return frozenset(m.set_back[0] for m in self.measures.values()
+                         if m.set_back is not None)
+
+    @property
+    def replay_types(self) -> frozenset[str]:
+        """Event types a subject must be evaluated with the reference engine for.
+
+        :attr:`attribute_anchored_types` and every type on a
+        :attr:`set_back_scorecards` scorecard: a batch or incremental path sends a
+        subject with an event of one of these types to :func:`evaluate`.
+        """
+        cards = self.set_back_scorecards
+        return self.attribute_anchored_types | frozenset(
+            n for n, et in self.event_types.items() if cards & set(et.scorecards))
 
     def require_rule_based(self, path: str) -> None:
         """Refuse a scoring path that cannot compute statistical scorecards.

@@ -54,6 +54,7 @@ from trustledger.policy.models import (
     Polarity,
     Policy,
     Scorecard,
+    SetBack,
     StatisticalScorecard,
 )
 from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, OUT_OF_BOUNDS_CATEGORIES
@@ -71,6 +72,13 @@ MINUS = "\u2212"
 
 MODEL_REFERENCE = re.compile(r"sha256:([0-9a-f]{64})")
 """How a statistical scorecard names its model artifact: ``sha256:`` and the full hash."""
+
+PROBE_DATE = "2000-01-01T00:00:00Z"
+"""The value probing gives a ``date`` attribute (points rules cannot read dates as numbers).
+
+A probe that evaluates an event must set its reported dates to the event's own
+``occurred_at`` (the engine refuses a date after ``recorded_at``, and an expiry anchor
+before ``occurred_at``)."""
 
 PROBE_LIMIT = 512
 """At most this many attribute combinations are tried per event type (load and linter)."""
@@ -106,6 +114,8 @@ def _candidates(spec: CompiledAttribute) -> list[Any]:
         return sorted(spec.values or ())
     if spec.type is AttributeType.STRING:
         return ["", "x"]
+    if spec.type is AttributeType.DATE:
+        return [PROBE_DATE]
     raw = [-1e6, -1.0, 0.0, 1.0, 7.0, 30.0, 100.0, 1000.0, 1e6]
     if spec.minimum is not None:
         raw.append(spec.minimum)
@@ -213,6 +223,7 @@ class _Compiler:
                              "a half-life needs an exact length (weeks, days or hours), "
                              f"not calendar years or months: {spec.decay.half_life}")
         self.check_retention(path, spec)
+        anchor = self.expiry_anchor(path, spec, by_name)
         if points is None:
             return None
         function, rule = points
@@ -222,7 +233,9 @@ class _Compiler:
             when=when, half_life=half_life,
             half_life_text=spec.decay.half_life if spec.decay else None,
             expiry=spec.expiry.after if spec.expiry else None,
-            expiry_from=spec.expiry.from_ if spec.expiry else Anchor.OCCURRED_AT,
+            expiry_from=Anchor(spec.expiry.from_) if spec.expiry and anchor is None
+            else Anchor.OCCURRED_AT,
+            expiry_attribute=anchor,
             overhang=spec.expiry.overhang if spec.expiry else None,
             retention=spec.retention,
             scorecards=tuple(s for s, card in self.model.scorecards.items()
@@ -235,6 +248,28 @@ class _Compiler:
                 self.problems.extend(exc.problems)
                 break
         return compiled
+
+    def expiry_anchor(self, path: tuple[PathPart, ...], spec: EventType,
+                      attributes: Mapping[str, CompiledAttribute]) -> str | None:
+        """The ``date`` attribute ``expiry.from`` names, ``None`` for occurred/recorded_at."""
+        if spec.expiry is None or spec.expiry.from_ in (Anchor.OCCURRED_AT, Anchor.RECORDED_AT):
+            return None
+        name = str(spec.expiry.from_)
+        where = (*path, "expiry", "from")
+        attribute = attributes.get(name)
+        if attribute is None:
+            self.problem(where, "unknown-reference",
+                         f"`from` is occurred_at, recorded_at or a date attribute of this event "
+                         f"type; `{name}` is none of them")
+        elif attribute.type is not AttributeType.DATE:
+            self.problem(where, "expiry-from",
+                         f"the expiry counts from attribute `{name}`, which is of type "
+                         f"{attribute.type.value}; it must be of type date")
+        elif not attribute.required:
+            self.problem(where, "expiry-from",
+                         f"the expiry counts from attribute `{name}`, which is optional; an "
+                         "event without it would have no expiry: declare it required")
+        return name
 
     def check_retention(self, path: tuple[PathPart, ...], spec: EventType) -> None:
         if spec.expiry is None or spec.expiry.from_ is not Anchor.OCCURRED_AT:
@@ -560,16 +595,51 @@ class _Compiler:
                                          or requires == name):
                 self.problem((*path, "requires", "measure"), "unknown-reference",
                              f"`{requires}` is not another measure of this policy")
+            set_back = self.set_back(path, spec.requires.set_back if spec.requires else None,
+                                     scorecards, condition.names)
             compiled[name] = CompiledMeasure(
                 name=name, label=spec.label or name.replace("_", " "), kind=spec.kind,
                 domain=spec.domain, severity=spec.severity, condition=condition,
                 requires=requires, notice=spec.requires.notice if spec.requires else None,
-                hold=spec.hold,
+                hold=spec.hold, set_back=set_back,
                 metrics=tuple(sorted(condition.names & set(metrics))),
                 scorecards=tuple(sorted(condition.names & set(scorecards))),
                 measures=tuple(sorted(condition.names & set(self.model.measures))),
             )
         return self.dependency_order(compiled)
+
+    def set_back(self, path: tuple[PathPart, ...], spec: SetBack | None,
+                 scorecards: Mapping[str, CompiledScorecard],
+                 read: frozenset[str]) -> tuple[str, float] | None:
+        """``(scorecard, to)`` of a ``requires.set_back``, checked (rule ``set-back``)."""
+        if spec is None:
+            return None
+        where = (*path, "requires", "set_back")
+        card = scorecards.get(spec.scorecard)
+        if card is None:
+            self.problem((*where, "scorecard"), "unknown-reference",
+                         f"no scorecard `{spec.scorecard}`")
+            return None
+        if spec.scorecard not in read:
+            self.problem((*where, "scorecard"), "set-back",
+                         f"the condition does not read `{spec.scorecard}`; a set-back sets "
+                         "back the points the measure's own condition is reached on")
+        if card.model is not None:
+            self.problem((*where, "scorecard"), "set-back",
+                         f"`{spec.scorecard}` is a statistical scorecard; only a rule-based "
+                         "scorecard's points can be set back")
+            return None
+        decaying = sorted(t for t in card.events if t in self.model.event_types
+                          and self.model.event_types[t].decay is not None)
+        if decaying:
+            self.problem((*where, "scorecard"), "set-back",
+                         f"`{spec.scorecard}` uses decaying events ({', '.join(decaying)}); a "
+                         "set-back holds points at a stated value, which decay would not keep")
+        if (card.floor is not None and spec.to < card.floor) or \
+                (card.ceiling is not None and spec.to > card.ceiling):
+            self.problem((*where, "to"), "set-back",
+                         f"{spec.to:g} is outside the scorecard's floor and ceiling")
+        return spec.scorecard, float(spec.to)
 
     def dependency_order(self, measures: dict[str, CompiledMeasure],
                          ) -> dict[str, CompiledMeasure]:

@@ -24,6 +24,12 @@ _PATTERN = re.compile(
 DURATION_REGEX = _PATTERN.pattern
 """The accepted syntax, for the JSON Schema: whole numbers of Y, M, W, D, H, M, S."""
 
+LONGEST_YEARS = 200
+"""The longest duration a policy may state. Expiry, overhang and retention are added to event
+dates, so an unbounded one (``P7000Y``) would run past the calendar's year 9999."""
+
+_DAYS_PER_MONTH = 365.2425 / 12
+
 
 @dataclass(frozen=True, slots=True)
 class Duration:
@@ -52,6 +58,10 @@ class Duration:
         )
         if duration.is_zero:
             raise ValueError(f"{text!r} is a zero duration; a duration must be positive")
+        length_days = duration.months * _DAYS_PER_MONTH + duration.days + duration.seconds / 86400
+        if length_days > LONGEST_YEARS * 365.2425:
+            raise ValueError(f"{text!r} is longer than {LONGEST_YEARS} years, the longest "
+                             "duration a policy may state")
         return duration
 
     @property

@@ -1,114 +1,106 @@
 """The safeguards linter (DESIGN.md safeguards 1 to 3). It runs on every load and cannot be skipped.
 
-Rules, each refusal naming the rule, the offending element and why:
+Rules, each refusal naming the rule, the offending element (key path) and why;
+``docs/safeguards.md`` says which checks are structural and what a word check cannot catch.
 
 ``out-of-bounds-category`` (safeguard 1)
     an event type (or a metric filter) uses a category the law puts out of bounds.
 ``out-of-bounds-name`` (safeguard 1)
-    an event type or attribute is *named* for something out of bounds (comments,
-    posts, religion, friends…) whatever category it claims.
+    the name, label or description of an event type, an attribute, an enum value, a
+    metric or a scorecard names something out of bounds (comments, churches, relatives,
+    a union…: :func:`trustledger.terms.scan`, stemmed, with synonyms), whatever
+    category it claims.
+``protected-attribute`` (safeguard 1)
+    a statistical scorecard's feature, or the attribute feeding it, is a protected
+    attribute (sex, marital status, age as such, nationality…), or the model declares
+    it so; or such a trait names an event type, attribute, enum value, metric or scorecard.
 ``unknown-category`` (safeguard 1)
     a category that is not in the fixed taxonomy.
+``category-domain`` (safeguards 1, 2)
+    an event type's domain is not one its category belongs to
+    (:data:`~trustledger.policy.taxonomy.CATEGORY_RULES`): a court judgement cannot be
+    filed under ``transport``, nor every event put into one umbrella domain.
+``gravity-cap`` (safeguard 3)
+    an event type's gravity is above the highest its category may carry.
 ``context-firewall`` (safeguard 2)
-    a restriction in domain D is fed, through any path, by events of another domain.
+    a restriction (or an inverted privilege, see below) in domain D is fed, through any
+    path, by events of another domain.
 ``cross-domain-consent`` (safeguard 2)
     a scorecard spanning domains is not opt-in; a metric spanning domains is not
     scoped to an opt-in scorecard; a measure combining domains reads no opt-in input.
 ``cross-domain-restriction`` (safeguard 2)
-    a restriction depends on a scorecard or metric that spans domains.
+    a restriction (or inverted privilege) depends on a scorecard or metric that spans
+    domains.
 ``purpose-firewall`` (safeguard 2)
     a purpose discloses a measure of another domain, or a scorecard whose events are
     not of its domain (an opt-in scorecard may span domains if one of them is the
     purpose's: the subject's opt-in covers the crossing).
-``protected-attribute`` (safeguard 1)
-    a statistical scorecard's feature, or the attribute feeding it, is a protected
-    attribute (sex, marital status, age as such, nationality…: the models area's one
-    list, :mod:`trustledger.models.features`), or the model declares it so.
 ``proportionality`` (safeguard 3)
-    a restriction is in force for a subject with no events, or a single event of
-    lower gravity than the restriction's severity can bring it into force. This
-    is checked by evaluating, with the real engine, one event of each such type
-    with probing attribute values, at the event's time and after any notice period.
+    a restriction is in force for a subject with no events, or the worst history of
+    lesser events around a single one brings it into force
+    (:mod:`trustledger.policy.proportionality`); an inverted privilege declares no
+    severity.
+
+An *inverted privilege* holds for a subject with no events (and no consent) and is
+taken away by events: it is a restriction in effect, and every rule above that applies
+to restrictions applies to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import timedelta
 
-from trustledger.engine.events import Event
 from trustledger.errors import LintError, PolicyError, PolicyProblem
 from trustledger.policy.compiled import CompiledMeasure, CompiledPolicy
-from trustledger.policy.compiler import probe_attributes
 from trustledger.policy.models import MeasureKind
-from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, OUT_OF_BOUNDS_CATEGORIES
+from trustledger.policy.proportionality import ProbeBudgetExceeded, Prober, Restricting
+from trustledger.policy.reach import Reach, Reached
+from trustledger.policy.taxonomy import (
+    ALLOWED_CATEGORIES,
+    CATEGORY_RULES,
+    OUT_OF_BOUNDS_CATEGORIES,
+)
+from trustledger.terms import POLICY_CATEGORY, TermMatch, scan
 
-OUT_OF_BOUNDS_WORDS = {
-    "speech_expression": ("comment", "comments", "commented", "post", "posts", "posted",
-                          "posting", "tweet", "tweets", "tweeted", "message", "messages",
-                          "speech", "opinion", "opinions", "blog", "petition", "criticism"),
-    "assembly_protest": ("protest", "protests", "protested", "demonstration", "rally",
-                         "assembly"),
-    "religious_belief": ("religion", "religious", "church", "mosque", "temple", "synagogue",
-                         "prayer", "faith", "worship"),
-    "political_opinion": ("political", "politics", "dissent", "ideology"),
-    "association": ("friend", "friends", "acquaintance", "acquaintances", "contacts",
-                    "relatives", "associates", "follower", "followers", "kin"),
-    "trade_union": ("trade_union", "labour_union", "labor_union", "unionised", "unionized"),
-    "racial_ethnic_origin": ("race", "racial", "ethnic", "ethnicity"),
-    "health": ("health", "diagnosis", "illness", "disease", "disability", "pregnancy",
-               "medical", "medication"),
-    "genetic_biometric": ("genetic", "dna", "genome", "biometric", "fingerprint"),
-    "sex_life_orientation": ("sexual", "sexuality", "orientation", "gay", "lesbian"),
-}
-"""Words (or ``_``-joined phrases) that, as whole parts of an event type or attribute name,
-mark it as recording something out of bounds, whatever category it declares."""
-
-_WORD_CATEGORY = {word: cat for cat, words in OUT_OF_BOUNDS_WORDS.items() for word in words}
-
-
-@dataclass(frozen=True)
-class _Reach:
-    """The event types that can reach an element, and the scorecards/metrics on the way."""
-
-    types: frozenset[str]
-    via: tuple[str, ...]
+_KeyPath = tuple[str | int, ...]
 
 
 def lint(policy: CompiledPolicy) -> None:
     """Check the safeguards; raise :class:`LintError` listing every refusal."""
-    problems = [*_bounds(policy), *_firewall(policy), *_purposes(policy)]
-    if not problems:
-        problems.extend(_proportionality(policy))
+    reach = Reach(policy)
+    problems = [*_bounds(policy), *_declarations(policy), *_firewall(policy, reach),
+                *_purposes(policy)]
+    prober = Prober(policy, reach)
+    try:
+        inverted = prober.inverted()
+        problems += _inverted_firewall(policy, reach, inverted)
+        problems += _undeclared_severity(policy, inverted)
+        problems += _unaudited_models(policy, reach, inverted)
+        if not problems:
+            problems += _proportionality(policy, prober, inverted)
+    except PolicyError as exc:
+        problems += exc.problems
+    except ProbeBudgetExceeded as exc:
+        problems.append(_problem(policy, ("measures",), "proportionality",
+                                 f"safeguard 3: {exc}; the policy has too many event types, "
+                                 "attributes or restrictions to be probed on load: split it "
+                                 "into smaller policies (one per domain)"))
     if problems:
         raise LintError(problems)
 
 
-def _problem(policy: CompiledPolicy, path: tuple[str | int, ...], rule: str,
-             message: str) -> PolicyProblem:
+def _problem(policy: CompiledPolicy, path: _KeyPath, rule: str, message: str) -> PolicyProblem:
     return policy.locator.problem(path, rule, message)
 
 
-# --- safeguard 1 ---------------------------------------------------------------------------
+# --- safeguard 1: categories and words -----------------------------------------------------
 
 def _bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
     out = _statistical_bounds(policy)
     for name, et in policy.event_types.items():
         out.extend(_category(policy, ("event_types", name, "category"), f"event type `{name}`",
                              et.category, "in the taxonomy", sorted(ALLOWED_CATEGORIES)))
-        named = [("event_types", name)] + [("event_types", name, "attributes", a.name)
-                                           for a in et.attributes]
-        for where in named:
-            word = _out_of_bounds_word(str(where[-1]))
-            if word is not None:
-                category = _WORD_CATEGORY[word]
-                what = "event type" if len(where) == 2 else f"attribute of `{name}`"
-                out.append(_problem(policy, where, "out-of-bounds-name",
-                                    f"safeguard 1: {what} `{where[-1]}` is named for "
-                                    f"`{word}`, which records {category.replace('_', ' ')}; "
-                                    f"whatever its declared category, "
-                                    f"{OUT_OF_BOUNDS_CATEGORIES[category]}"))
     for name, metric in policy.model.metrics.items():
         for i, category in enumerate(metric.categories or ()):
             if category in OUT_OF_BOUNDS_CATEGORIES:
@@ -116,28 +108,108 @@ def _bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
                                     "out-of-bounds-category",
                                     f"safeguard 1: metric `{name}` selects `{category}`: "
                                     f"{OUT_OF_BOUNDS_CATEGORIES[category]}"))
+    out.extend(_words(policy))
     return out
+
+
+def _texts(policy: CompiledPolicy) -> Iterator[tuple[_KeyPath, str, str, bool]]:
+    """Every text of the policy that says what is scored: (path, what it is, text, is a name).
+
+    Measures, tiers and purposes say what is *decided*, not what is scored, and are not
+    read (a privilege to "comment everywhere" grants speech, it does not score it).
+    """
+    model = policy.model
+    for name, et in model.event_types.items():
+        path: _KeyPath = ("event_types", name)
+        yield path, f"event type `{name}`", name, True
+        if et.label:
+            yield (*path, "label"), f"the label of event type `{name}`", et.label, False
+        if et.description:
+            yield ((*path, "description"), f"the description of event type `{name}`",
+                   et.description, False)
+        for attr, spec in et.attributes.items():
+            where: _KeyPath = (*path, "attributes", attr)
+            yield where, f"attribute `{attr}` of `{name}`", attr, True
+            if spec.description:
+                yield ((*where, "description"), f"the description of attribute `{attr}`",
+                       spec.description, False)
+            for i, value in enumerate(spec.values or ()):
+                yield ((*where, "values", i),
+                       f"the value `{value}` of attribute `{name}.{attr}`", value, True)
+    for name, metric in model.metrics.items():
+        yield ("metrics", name), f"metric `{name}`", name, True
+        if metric.description:
+            yield (("metrics", name, "description"), f"the description of metric `{name}`",
+                   metric.description, False)
+    for name, card in model.scorecards.items():
+        yield ("scorecards", name), f"scorecard `{name}`", name, True
+        if card.label:
+            yield (("scorecards", name, "label"), f"the label of scorecard `{name}`",
+                   card.label, False)
+        if card.description:
+            yield (("scorecards", name, "description"),
+                   f"the description of scorecard `{name}`", card.description, False)
+
+
+def _words(policy: CompiledPolicy) -> list[PolicyProblem]:
+    from trustledger.models.features import PROTECTED_CATEGORIES
+    from trustledger.terms import FEATURE_CATEGORY
+
+    out = []
+    for path, what, text, is_name in _texts(policy):
+        for match in _unique(scan(text)):
+            named = f"{what} is named for `{match.word}`" if is_name else \
+                f"{what} (\"{_short(text)}\") mentions `{match.word}`"
+            category = POLICY_CATEGORY[match.category]
+            if category is not None:
+                out.append(_problem(policy, path, "out-of-bounds-name",
+                                    f"safeguard 1: {named}, which records "
+                                    f"{category.replace('_', ' ')} (`{match.term}`); whatever "
+                                    f"its declared category, {OUT_OF_BOUNDS_CATEGORIES[category]}"))
+            else:
+                trait = FEATURE_CATEGORY[match.category]
+                assert trait is not None
+                out.append(_problem(policy, path, "protected-attribute",
+                                    f"safeguard 1: {named}, which is a protected attribute "
+                                    f"(`{match.term}`): {PROTECTED_CATEGORIES[trait]}"))
+    return out
+
+
+def _unique(matches: list[TermMatch]) -> list[TermMatch]:
+    seen: set[str] = set()
+    out = []
+    for m in matches:
+        if m.category not in seen:
+            seen.add(m.category)
+            out.append(m)
+    return out
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
     # A model is trained with protected attributes refused; the artifact could still be
     # hand-made, and a policy could feed a feature from an attribute named for one. The
-    # models' list of protected attributes and this linter's out-of-bounds words both apply.
+    # models' protected categories and the one word scanner (trustledger.terms) apply.
     from trustledger.models.features import (
         ALLOWED_CATEGORIES as FEATURE_CATEGORIES,
     )
-    from trustledger.models.features import (
-        PROTECTED_CATEGORIES,
-        protected_by_name,
-    )
+    from trustledger.models.features import PROTECTED_CATEGORIES
+    from trustledger.terms import FEATURE_CATEGORY
 
+    traits = {c for c in FEATURE_CATEGORY.values() if c is not None}
     out = []
     for name, card in policy.scorecards.items():
         if card.model is None:
             continue
         for f in card.model.features:
-            path: tuple[str | int, ...] = ("scorecards", name, "features", f.name)
-            if f.category in PROTECTED_CATEGORIES:
+            path: _KeyPath = ("scorecards", name, "features", f.name)
+            # speech, assembly and association are the policy taxonomy's out-of-bounds
+            # categories (with their legal reason), whichever vocabulary a model uses
+            if f.category in PROTECTED_CATEGORIES and (
+                    f.category in traits or f.category not in OUT_OF_BOUNDS_CATEGORIES):
                 out.append(_problem(policy, path, "protected-attribute",
                                     f"safeguard 1: feature `{f.name}` of scorecard `{name}` is "
                                     f"declared by its model as `{f.category}`: "
@@ -149,25 +221,25 @@ def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
             if f.attribute is not None:
                 names.append(((*path, "attribute"), f.attribute, "attribute"))
             for where, word_of, what in names:
-                found = protected_by_name(word_of)
-                if found:
-                    out.append(_problem(policy, where, "protected-attribute",
-                                        f"safeguard 1: {what} `{word_of}` of scorecard `{name}` "
-                                        f"is a protected attribute: "
-                                        f"{'; '.join(PROTECTED_CATEGORIES[c] for c in found)}"))
-                    continue
-                word = _out_of_bounds_word(word_of)
-                if word is not None:
-                    category = _WORD_CATEGORY[word]
+                for match in _unique(scan(word_of))[:1]:
+                    trait = FEATURE_CATEGORY[match.category]
+                    if trait is not None:
+                        out.append(_problem(policy, where, "protected-attribute",
+                                            f"safeguard 1: {what} `{word_of}` of scorecard "
+                                            f"`{name}` is a protected attribute (named for "
+                                            f"`{match.word}`): {PROTECTED_CATEGORIES[trait]}"))
+                        continue
+                    category = POLICY_CATEGORY[match.category]
+                    assert category is not None
                     out.append(_problem(policy, where, "out-of-bounds-name",
                                         f"safeguard 1: {what} `{word_of}` of scorecard `{name}` "
-                                        f"is named for `{word}`, which records "
+                                        f"is named for `{match.word}`, which records "
                                         f"{category.replace('_', ' ')}: "
                                         f"{OUT_OF_BOUNDS_CATEGORIES[category]}"))
     return out
 
 
-def _category(policy: CompiledPolicy, path: tuple[str | int, ...], what: str, category: str,
+def _category(policy: CompiledPolicy, path: _KeyPath, what: str, category: str,
               known_as: str, allowed: list[str]) -> list[PolicyProblem]:
     # A declared category: out of bounds (never scored), or not among those allowed.
     if category in OUT_OF_BOUNDS_CATEGORIES:
@@ -181,97 +253,63 @@ def _category(policy: CompiledPolicy, path: tuple[str | int, ...], what: str, ca
     return []
 
 
-def _out_of_bounds_word(name: str) -> str | None:
-    padded = f"_{name}_"
-    for word in _WORD_CATEGORY:
-        if f"_{word}_" in padded:
-            return word
-    return None
+# --- declarations bounded by the taxonomy ---------------------------------------------------
+
+def _declarations(policy: CompiledPolicy) -> list[PolicyProblem]:
+    # A policy declares each type's domain and gravity; the taxonomy bounds both, so a
+    # declaration cannot carry an event across the firewall or up the gravity scale.
+    out = []
+    for name, et in policy.event_types.items():
+        rule = CATEGORY_RULES.get(et.category)
+        if rule is None:
+            continue
+        if et.domain not in rule.domains:
+            out.append(_problem(policy, ("event_types", name, "domain"), "category-domain",
+                                f"safeguard 2: event type `{name}` is `{et.category}` but "
+                                f"declares the domain `{et.domain}`; `{et.category}` belongs "
+                                f"to {_either(sorted(rule.domains))}, so its events cannot be "
+                                "moved into another domain's restrictions"))
+        if et.gravity.rank > rule.max_gravity.rank:
+            out.append(_problem(policy, ("event_types", name, "gravity"), "gravity-cap",
+                                f"safeguard 3: event type `{name}` declares gravity "
+                                f"{et.gravity.value}, above the {rule.max_gravity.value} "
+                                f"that `{et.category}` ({rule.description}) may carry; an "
+                                "inflated gravity would let one event bring graver "
+                                "restrictions into force"))
+    return out
+
+
+def _either(names: list[str]) -> str:
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 # --- safeguard 2 ---------------------------------------------------------------------------
 
-class _Graph:
-    """Which event types reach each scorecard, metric and measure (through ``when`` too)."""
-
-    def __init__(self, policy: CompiledPolicy) -> None:
-        self.policy = policy
-        self._types: dict[str, frozenset[str]] = {}
-
-    def type_reach(self, name: str, stack: tuple[str, ...] = ()) -> frozenset[str]:
-        """Event type ``name`` and every type its ``when`` condition reads."""
-        if name in self._types:
-            return self._types[name]
-        et = self.policy.event_types[name]
-        found = {name}
-        if et.when is not None and name not in stack:
-            for ref in sorted(et.when.names - {"attrs"}):
-                found |= self.reach(ref, (*stack, name)).types
-        result = frozenset(found)
-        if not stack:
-            self._types[name] = result
-        return result
-
-    def reach(self, name: str, stack: tuple[str, ...] = ()) -> _Reach:
-        """The types reaching a scorecard, metric or measure, and the inputs on the way."""
-        policy = self.policy
-        if name in policy.scorecards:
-            card = policy.scorecards[name]
-            types = frozenset().union(*(self.type_reach(t, stack)
-                                        for t in card.events if t in policy.event_types))
-            if card.model is not None:
-                types |= frozenset().union(*(self.reach(m, stack).types
-                                             for m in card.model.metrics))
-            return _Reach(types, (name,))
-        if name in policy.metrics:
-            types = frozenset().union(*(self.type_reach(t, stack)
-                                        for t in policy.metrics[name].types))
-            return _Reach(types, (name,))
-        if name in policy.measures and name not in stack:
-            measure = policy.measures[name]
-            refs = [*measure.scorecards, *measure.metrics, *measure.measures]
-            if measure.requires:
-                refs.append(measure.requires)
-            parts = [self.reach(ref, (*stack, name)) for ref in refs]
-            types = frozenset().union(*(p.types for p in parts))
-            via = tuple(dict.fromkeys(v for p in parts for v in p.via))
-            return _Reach(types, via)
-        return _Reach(frozenset(), ())
-
-    def domains(self, types: Iterable[str]) -> set[str]:
-        """The domains of a set of event types."""
-        return {self.policy.event_types[t].domain for t in types}
-
-
-def _firewall(policy: CompiledPolicy) -> list[PolicyProblem]:
-    graph = _Graph(policy)
+def _firewall(policy: CompiledPolicy, graph: Reach) -> list[PolicyProblem]:
     out = []
-    spanning: set[str] = set()
+    spanning = _spanning(policy, graph)
     for name, card in policy.scorecards.items():
-        domains = graph.domains(graph.reach(name).types)
-        if card.model is not None:
-            domains |= card.domains
-        if len(domains) > 1:
-            spanning.add(name)
-            if not card.opt_in:
-                out.append(_problem(policy, ("scorecards", name), "cross-domain-consent",
-                                    f"safeguard 2: scorecard `{name}` spans the domains "
-                                    f"{', '.join(sorted(domains))} but is not `opt_in: true`; "
-                                    "a score combining domains needs the subject's consent"))
+        if name in spanning and not card.opt_in:
+            out.append(_problem(policy, ("scorecards", name), "cross-domain-consent",
+                                f"safeguard 2: scorecard `{name}` spans the domains "
+                                f"{', '.join(sorted(spanning[name]))} but is not "
+                                "`opt_in: true`; a score combining domains needs the "
+                                "subject's consent"))
     for name, metric in policy.metrics.items():
-        domains = graph.domains(graph.reach(name).types)
-        if len(domains) > 1:
-            spanning.add(name)
+        if name in spanning:
             scope = policy.scorecards.get(metric.scorecard or "")
             if scope is None or not scope.opt_in:
                 out.append(_problem(policy, ("metrics", name), "cross-domain-consent",
                                     f"safeguard 2: metric `{name}` spans the domains "
-                                    f"{', '.join(sorted(domains))}; combine domains only in a "
-                                    "metric scoped to an opt-in scorecard (`scorecard:`)"))
+                                    f"{', '.join(sorted(spanning[name]))}; combine domains "
+                                    "only in a metric scoped to an opt-in scorecard "
+                                    "(`scorecard:`)"))
     for name, measure in policy.measures.items():
         reach = graph.reach(name)
         if measure.kind is MeasureKind.RESTRICTION:
-            out.extend(_restriction_firewall(policy, graph, measure, reach, spanning))
+            out.extend(_restriction_firewall(policy, measure, reach, set(spanning),
+                                             f"restriction `{name}`"))
         elif len(graph.domains(reach.types)) > 1 and not _consent_gated(policy, measure):
             out.append(_problem(policy, ("measures", name, "condition"), "cross-domain-consent",
                                 f"safeguard 2: privilege `{name}` combines the domains "
@@ -280,13 +318,41 @@ def _firewall(policy: CompiledPolicy) -> list[PolicyProblem]:
     return out
 
 
-def _restriction_firewall(policy: CompiledPolicy, graph: _Graph, measure: CompiledMeasure,
-                          reach: _Reach, spanning: set[str]) -> list[PolicyProblem]:
+def _spanning(policy: CompiledPolicy, graph: Reach) -> dict[str, set[str]]:
+    """The scorecards and metrics whose events span several domains, with the domains."""
+    out = {}
+    for name, card in policy.scorecards.items():
+        domains = graph.domains(graph.reach(name).types)
+        if card.model is not None:
+            domains |= card.domains
+        if len(domains) > 1:
+            out[name] = domains
+    for name in policy.metrics:
+        domains = graph.domains(graph.reach(name).types)
+        if len(domains) > 1:
+            out[name] = domains
+    return out
+
+
+def _inverted_firewall(policy: CompiledPolicy, graph: Reach,
+                       inverted: dict[str, str]) -> list[PolicyProblem]:
+    spanning = set(_spanning(policy, graph))
+    out = []
+    for name, witness in inverted.items():
+        what = (f"privilege `{name}` (in force for a subject with no events and taken away "
+                f"by {witness}, so a restriction)")
+        out.extend(_restriction_firewall(policy, policy.measures[name], graph.reach(name),
+                                         spanning, what))
+    return out
+
+
+def _restriction_firewall(policy: CompiledPolicy, measure: CompiledMeasure, reach: Reached,
+                          spanning: set[str], what: str) -> list[PolicyProblem]:
     path = ("measures", measure.name)
     crossing = [v for v in reach.via if v in spanning]
     if crossing:
         return [_problem(policy, (*path, "condition"), "cross-domain-restriction",
-                         f"safeguard 2: restriction `{measure.name}` (domain {measure.domain}) "
+                         f"safeguard 2: {what} (domain {measure.domain}) "
                          f"depends on `{crossing[0]}`, which spans domains; a cross-domain "
                          "score may only grant privileges, never restrict")]
     foreign = sorted(t for t in reach.types
@@ -295,7 +361,7 @@ def _restriction_firewall(policy: CompiledPolicy, graph: _Graph, measure: Compil
         card = policy.scorecards.get(ref)
         if card is not None and card.model is not None and card.domains != {measure.domain}:
             return [_problem(policy, (*path, "condition"), "context-firewall",
-                             f"safeguard 2: restriction `{measure.name}` in domain "
+                             f"safeguard 2: {what} in domain "
                              f"{measure.domain} reads the statistical scorecard `{ref}` of "
                              f"domain {', '.join(sorted(card.domains))}; a restriction may "
                              "only use its own domain")]
@@ -304,7 +370,7 @@ def _restriction_firewall(policy: CompiledPolicy, graph: _Graph, measure: Compil
     shown = ", ".join(f"`{t}` ({policy.event_types[t].domain})" for t in foreign[:4])
     more = f" and {len(foreign) - 4} more" if len(foreign) > 4 else ""
     return [_problem(policy, (*path, "condition"), "context-firewall",
-                     f"safeguard 2: restriction `{measure.name}` in domain {measure.domain} is "
+                     f"safeguard 2: {what} in domain {measure.domain} is "
                      f"fed by events of other domains: {shown}{more} (through "
                      f"{', '.join(reach.via) or 'its condition'}); a restriction may only use "
                      "events of its own domain")]
@@ -350,57 +416,64 @@ def _purposes(policy: CompiledPolicy) -> list[PolicyProblem]:
 
 # --- safeguard 3 ---------------------------------------------------------------------------
 
-def _proportionality(policy: CompiledPolicy) -> list[PolicyProblem]:
-    from trustledger.engine.evaluate import evaluate  # the probe uses the one engine
-
-    restrictions = {n: m for n, m in policy.measures.items()
-                    if m.kind is MeasureKind.RESTRICTION}
-    if not restrictions:
-        return []
-    graph = _Graph(policy)
-    everyone = set(policy.scorecards)
-    start = policy.effective_from + timedelta(days=1)
-    notices = {m.notice for m in policy.measures.values() if m.notice is not None}
-    moments = [start, start + timedelta(days=1)] + [
-        n.after(start) + timedelta(seconds=1) for n in sorted(notices, key=str)]
+def _undeclared_severity(policy: CompiledPolicy, inverted: dict[str, str]) -> list[PolicyProblem]:
     out = []
-    try:
-        baseline = evaluate(policy, [], moments[-1], opt_ins=everyone)
-    except PolicyError as exc:
-        return list(exc.problems)
-    for name, state in baseline.measures.items():
-        if name in restrictions and state.in_force:
-            out.append(_problem(policy, ("measures", name, "condition"), "proportionality",
-                                f"safeguard 3: restriction `{name}` is in force for a subject "
-                                "with no events at all; a restriction must follow from conduct"))
-    candidates: dict[str, list[str]] = {}
-    for name, measure in restrictions.items():
-        assert measure.severity is not None
-        for t in sorted(graph.reach(name).types):
-            if policy.event_types[t].gravity.rank < measure.severity.rank:
-                candidates.setdefault(t, []).append(name)
-    refused: set[str] = set()
-    for type_name in sorted(candidates):
-        etype = policy.event_types[type_name]
-        for attrs in probe_attributes(etype):
-            event = Event("linter", "probe", "probe", type_name, start, start, attrs)
-            hits = []
-            for moment in moments:
-                try:
-                    result = evaluate(policy, [event], moment, opt_ins=everyone)
-                except PolicyError as exc:
-                    return list(exc.problems)
-                hits += [n for n in candidates[type_name]
-                         if result.measures[n].in_force and n not in refused]
-            for name in dict.fromkeys(hits):
-                refused.add(name)
-                severity = restrictions[name].severity
-                assert severity is not None
-                shown = ", ".join(f"{k}={v!r}" for k, v in attrs.items()) or "no attributes"
-                out.append(_problem(
-                    policy, ("measures", name, "condition"), "proportionality",
-                    f"safeguard 3: a single `{type_name}` event (gravity "
-                    f"{etype.gravity.value}, e.g. {shown}) brings restriction `{name}` "
-                    f"(severity {severity.value}) into force on its own; a restriction may "
-                    "follow from one event only if that event is at least as grave"))
+    for name, witness in inverted.items():
+        if policy.measures[name].severity is None:
+            out.append(_problem(policy, ("measures", name), "proportionality",
+                                f"safeguard 3: privilege `{name}` is in force for a subject "
+                                f"with no events and taken away by {witness}: it restricts "
+                                "like a restriction, so it must declare its `severity` "
+                                "(minor .. grave) to be weighed against the events that take "
+                                "it away"))
     return out
+
+
+def _unaudited_models(policy: CompiledPolicy, graph: Reach,
+                      inverted: dict[str, str]) -> list[PolicyProblem]:
+    """Restrictions (inverted privileges too) that read a model never audited for fairness."""
+    from trustledger.models.audit import audit_status
+
+    out = []
+    for name, measure in policy.measures.items():
+        if measure.kind is not MeasureKind.RESTRICTION and name not in inverted:
+            continue
+        for via in graph.reach(name).via:
+            card = policy.scorecards.get(via)
+            if card is None or card.model is None:
+                continue
+            status = audit_status(card.model.scorer.artifact)
+            if not status.audited:
+                out.append(_problem(
+                    policy, ("measures", name, "condition"), "unaudited-model",
+                    f"safeguard 1: `{name}` restricts on statistical scorecard `{via}`, whose "
+                    f"model {card.model.hash} is {status.reason}; a model may restrict anyone "
+                    "only once it has been audited against protected attributes (train it "
+                    "with --audit FILE --id COLUMN)"))
+    return out
+
+
+def _proportionality(policy: CompiledPolicy, prober: Prober,
+                     inverted: dict[str, str]) -> list[PolicyProblem]:
+    restricting = [Restricting(n, m.severity, n in inverted)
+                   for n, m in policy.measures.items()
+                   if m.severity is not None and
+                   (m.kind is MeasureKind.RESTRICTION or n in inverted)]
+    if not restricting:
+        return []
+    out = []
+    moments = [*prober.moments(edges=True), prober.t0 + timedelta(days=1)]
+    refused = set()
+    for m in restricting:
+        if m.inverted:
+            continue
+        if any(prober.baseline(at, True)[m.name] for at in moments):
+            refused.add(m.name)
+            out.append(_problem(policy, ("measures", m.name, "condition"), "proportionality",
+                                f"safeguard 3: restriction `{m.name}` is in force for a subject "
+                                "with no events at all; a restriction must follow from conduct"))
+    for finding in prober.probe(m for m in restricting if m.name not in refused):
+        out.append(_problem(policy, ("measures", finding.measure, "condition"),
+                            "proportionality", finding.message))
+    return out
+

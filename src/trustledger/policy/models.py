@@ -11,6 +11,7 @@ names, a metric a condition uses) are checked when the policy is compiled
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -115,6 +116,7 @@ class AttributeType(StrEnum):
     STRING = "string"
     BOOLEAN = "boolean"
     ENUM = "enum"
+    DATE = "date"
 
 
 class Attribute(_Model):
@@ -209,11 +211,38 @@ class Anchor(StrEnum):
     RECORDED_AT = "recorded_at"
 
 
+def _parse_anchor(value: Any) -> Anchor | str:
+    if isinstance(value, Anchor):
+        return value
+    if isinstance(value, str):
+        if value in Anchor.__members__.values():
+            return Anchor(value)
+        if re.fullmatch(NAME_PATTERN, value):
+            return value
+    raise ValueError("`from` is occurred_at, recorded_at or the name of a date attribute of "
+                     "the event type")
+
+
+ExpiryAnchor = Annotated[
+    Anchor | str,
+    PlainValidator(_parse_anchor),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"anyOf": [{"type": "string", "enum": [a.value for a in Anchor]},
+                              {"type": "string", "pattern": NAME_PATTERN,
+                               "description": "a date attribute of the event type"}]}),
+]
+"""What an expiry counts from: ``occurred_at``, ``recorded_at`` or a ``date`` attribute."""
+
+
 class Expiry(_Model):
-    """Hard expiry ``after`` a duration from an anchor, with an optional overhang."""
+    """Hard expiry ``after`` a duration from an anchor, with an optional overhang.
+
+    ``from`` is ``occurred_at``, ``recorded_at`` or the name of a ``date`` attribute of
+    the event type: a date the source reports (e.g. when a decision became final).
+    """
 
     after: DurationField
-    from_: Anchor = Field(default=Anchor.OCCURRED_AT, alias="from")
+    from_: ExpiryAnchor = Field(default=Anchor.OCCURRED_AT, alias="from")
     overhang: DurationField | None = None
 
 
@@ -404,11 +433,29 @@ class MeasureKind(StrEnum):
     RESTRICTION = "restriction"
 
 
+class SetBack(_Model):
+    """Points set back to a stated value when a step is reached without its prerequisite.
+
+    The score of ``scorecard`` is set to ``to`` (when it is worse than ``to`` for the
+    subject), as the German driving register sets 8 points back to 7 when no warning
+    had been given.
+    """
+
+    scorecard: Name
+    to: Number
+
+
 class Prerequisite(_Model):
-    """Another measure that must have been in force for ``notice`` before this one applies."""
+    """Another measure that must have been given (in force, for ``notice``) before this one.
+
+    Without ``notice`` the prerequisite must merely have been in force before the
+    decision instant. ``set_back`` sets the points back instead of letting the
+    measure wait for a new event after the notice.
+    """
 
     measure: Name
-    notice: DurationField
+    notice: DurationField | None = None
+    set_back: SetBack | None = None
 
 
 class Measure(_Model):

@@ -11,6 +11,7 @@ restrictions, so the proportionality safeguard can compare them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
@@ -32,29 +33,88 @@ class Gravity(StrEnum):
 
 _GRAVITY_ORDER: Final = (Gravity.MINOR, Gravity.MODERATE, Gravity.SERIOUS, Gravity.GRAVE)
 
-ALLOWED_CATEGORIES: Final = MappingProxyType(
+@dataclass(frozen=True)
+class CategoryRule:
+    """What an allowed category covers, the domains it belongs to and its highest gravity.
+
+    An event type's ``domain`` must be one of ``domains`` (rule ``category-domain``) and
+    its ``gravity`` at most ``max_gravity`` (rule ``gravity-cap``): a policy declares
+    both, and these bounds keep a declaration from moving an event across the context
+    firewall or up the gravity scale past what its kind of conduct can weigh.
+    """
+
+    description: str
+    domains: frozenset[str]
+    max_gravity: Gravity
+
+
+def _rule(description: str, domains: str, max_gravity: Gravity) -> CategoryRule:
+    return CategoryRule(description, frozenset(domains.split()), max_gravity)
+
+
+_G = Gravity
+CATEGORY_RULES: Final = MappingProxyType(
     {
-        "credit_repayment": "repaying loans and credit, on time or late",
-        "debt_default": "defaulting on a debt",
-        "bill_payment": "paying bills and charges, on time or late",
-        "contract_performance": "keeping or breaching a commercial or private contract",
-        "guarantee": "honouring a guarantee given for someone else's debt, as a guarantor",
-        "rental_conduct": "returning rented goods on time and intact",
-        "identity_verification": "verifying one's own identity",
-        "commercial_conduct": "trading honestly: fraud, counterfeits, pyramid selling",
-        "financial_conduct": "lawful conduct in lending and fund-raising",
-        "court_judgement": "a court judgement or arbitration award against the subject",
-        "public_service_fees": "paying fees for public services",
-        "public_utility_use": "lawful use of public utilities: theft, tampering, damage",
-        "traffic_conduct": "road traffic offences",
-        "driver_training": "attending remedial driving courses",
-        "peer_rating": "peers' ratings of a contribution's usefulness (votes, accepts)",
-        "platform_conduct": "conduct on a platform independent of opinion: spam, voting, bounties",
-        "tax_compliance": "filing and paying taxes",
-        "licence_compliance": "keeping the terms of a licence or permit",
+        "credit_repayment": _rule("repaying loans and credit, on time or late",
+                                  "finance commerce", _G.SERIOUS),
+        "debt_default": _rule("defaulting on a debt", "finance commerce", _G.SERIOUS),
+        "bill_payment": _rule("paying bills and charges, on time or late",
+                              "finance commerce housing utilities", _G.MODERATE),
+        "contract_performance": _rule(
+            "keeping or breaching a commercial or private contract",
+            "commerce finance housing rental transport utilities", _G.SERIOUS),
+        "guarantee": _rule(
+            "honouring a guarantee given for someone else's debt, as a guarantor",
+            "finance", _G.SERIOUS),
+        "rental_conduct": _rule("returning rented goods on time and intact",
+                                "rental housing", _G.SERIOUS),
+        "identity_verification": _rule("verifying one's own identity", "identity", _G.MINOR),
+        "commercial_conduct": _rule("trading honestly: fraud, counterfeits, pyramid selling",
+                                    "commerce", _G.GRAVE),
+        "financial_conduct": _rule("lawful conduct in lending and fund-raising",
+                                   "finance", _G.GRAVE),
+        "court_judgement": _rule(
+            "a court judgement or arbitration award against the subject, in the domain of "
+            "the dispute it settles",
+            "commerce finance housing rental utilities", _G.GRAVE),
+        "public_service_fees": _rule("paying fees for public services", "utilities civic",
+                                     _G.MODERATE),
+        "public_utility_use": _rule(
+            "lawful use of public utilities: theft, tampering, damage", "utilities", _G.GRAVE),
+        "traffic_conduct": _rule("road traffic offences dealt with by a ticket or fine",
+                                 "transport", _G.SERIOUS),
+        "traffic_crime": _rule(
+            "a court conviction for a road-traffic crime (drunk, reckless or hit-and-run "
+            "driving)", "transport", _G.GRAVE),
+        "driver_training": _rule("attending remedial driving courses", "transport", _G.MINOR),
+        "peer_rating": _rule("peers' ratings of a contribution's usefulness (votes, accepts)",
+                             "community", _G.MINOR),
+        "platform_conduct": _rule(
+            "conduct on a platform independent of opinion: spam, voting, bounties",
+            "community commerce", _G.MODERATE),
+        "tax_compliance": _rule("filing and paying taxes", "tax civic", _G.SERIOUS),
+        "licence_compliance": _rule(
+            "keeping the terms of a licence or permit",
+            "commerce finance housing transport utilities", _G.SERIOUS),
     }
 )
+"""Each allowed category's rule: what it covers, its domains and its highest gravity.
+
+The domains are a closed vocabulary (:data:`DOMAINS`): a category names a kind of
+conduct, and the domain follows from it (a traffic offence is ``transport``, a debt
+default ``finance`` or ``commerce``), so no policy can file a court judgement under
+``transport`` or put every event into one umbrella domain. The gravity caps follow the
+worst conduct the category covers: a ticket (``traffic_conduct``) is at most
+``serious``, only a conviction (``traffic_crime``) may be ``grave``; a late bill is at
+most ``moderate``; a vote or a verification is ``minor``.
+"""
+
+ALLOWED_CATEGORIES: Final = MappingProxyType(
+    {name: rule.description for name, rule in CATEGORY_RULES.items()})
 """Categories a policy may score, with what each covers."""
+
+DOMAINS: Final = frozenset().union(*(rule.domains for rule in CATEGORY_RULES.values()))
+"""Every domain an event type may be in: the union of the categories' domains."""
 
 OUT_OF_BOUNDS_CATEGORIES: Final = MappingProxyType(
     {
@@ -95,3 +155,16 @@ OUT_OF_BOUNDS_CATEGORIES: Final = MappingProxyType(
     }
 )
 """Categories no policy may score (safeguard 1), each with the legal reason it is refused."""
+
+
+def category_table() -> str:
+    """The allowed categories as a Markdown table: what each covers, its domains, its cap.
+
+    ``docs/safeguards.md`` holds the table; a test compares it with this one.
+    """
+    lines = ["| category | covers | domains | at most |", "|---|---|---|---|"]
+    for name, rule in CATEGORY_RULES.items():
+        domains = ", ".join(f"`{d}`" for d in sorted(rule.domains))
+        lines.append(f"| `{name}` | {rule.description} | {domains} | "
+                     f"`{rule.max_gravity.value}` |")
+    return "\n".join(lines) + "\n"

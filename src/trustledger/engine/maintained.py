@@ -1,0 +1,213 @@
+"""A subject's evaluation maintained across reads: built once, read at any later moment.
+
+:func:`~trustledger.engine.evaluate` builds the subject's history (knowledge,
+supersession, points, counting intervals, caps, ``when`` conditions) and replays the
+measures over every decision instant up to ``valid_at``, for every call.
+:class:`MaintainedEvaluation` does the first once per set of events and keeps the
+second as a *resumable* replay: the measures' state machine has processed every
+decision instant before the latest read, and a read at a later ``t`` processes only
+the instants in between (expiries, window exits, holding times ending, decay-driven
+changes located by bisection), then decides ``t`` itself on a copy, as the reference
+decides its ``valid_at``. The scores, contributions, metrics and reasons at ``t`` are
+then read from the history's entries (sums over the subject's counted entries: no
+rebuild, no replay).
+
+A read equals :func:`evaluate` of the same events at ``t`` (no ``known_at``) exactly —
+the same operations in the same order on the same entries, so every float is the
+same, and every reason, ``since`` and ``held_until`` (a property test checks it).
+That holds when (:meth:`MaintainedEvaluation.serves`):
+
+* the policy has no set-back of points and no statistical scorecard
+  (:func:`maintainable`): a set-back feeds back into the history (``evaluate``
+  rebuilds it until the set-backs settle) and a statistical scorecard takes
+  decision-time attributes;
+* ``t`` is at or after every event's occurrence and the moment its fact became known
+  (the history does not depend on ``valid_at`` then), and at or after the previous
+  read (the replay only moves forward).
+
+Otherwise the caller evaluates with :func:`evaluate` (or builds a new one). New
+events, corrections, a dispute or a consent change make a new set of events: build a
+new :class:`MaintainedEvaluation` (the next increment keeps the history itself
+incremental).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Iterable
+from dataclasses import replace
+from datetime import datetime
+
+# The reference's own steps, so that a read is the reference's computation (one way to do
+# each thing); they are private to evaluate and measures today.
+from trustledger.engine.evaluate import _measure, _outcome, _scorecard
+from trustledger.engine.events import Event
+from trustledger.engine.history import INF, History, build_history, check_events, ts
+from trustledger.engine.measures import _START, Track, _instants, _Runner
+from trustledger.engine.reasons import measure_reasons
+from trustledger.engine.result import Evaluation
+from trustledger.errors import InputError
+from trustledger.policy.compiled import CompiledPolicy
+
+
+def maintainable(policy: CompiledPolicy) -> bool:
+    """Whether :class:`MaintainedEvaluation` can serve ``policy`` (see the module docstring).
+
+    Not with a set-back of points (``requires.set_back``) or a statistical scorecard.
+    """
+    if policy.set_back_scorecards:
+        return False
+    return all(getattr(card, "model", None) is None for card in policy.scorecards.values())
+
+
+class MaintainedEvaluation:
+    """One subject's evaluation under one policy, for a fixed set of events and opt-ins.
+
+    Build with the events (any order), read with :meth:`evaluation` at moments that
+    :meth:`serves`; each read moves the measures' replay forward to it.
+    """
+
+    def __init__(self, policy: CompiledPolicy, events: Iterable[Event], built_at: datetime,
+                 opt_ins: Collection[str] = ()) -> None:
+        """Build the history of ``events`` (those occurred by ``built_at`` are the ones seen).
+
+        Raises :class:`~trustledger.errors.InputError` for a policy that is not
+        :func:`maintainable`, an unknown opt-in, or events :func:`evaluate` refuses.
+        """
+        if not maintainable(policy):
+            raise InputError(f"policy {policy.name} sets back points or has a statistical "
+                             "scorecard: evaluate it with trustledger.engine.evaluate")
+        if built_at.tzinfo is None:
+            raise InputError("built_at must be timezone-aware (UTC)")
+        consented = frozenset(opt_ins)
+        unknown = sorted(consented - set(policy.scorecards))
+        if unknown:
+            raise InputError(f"opt_ins names no scorecard of policy {policy.name}: "
+                             f"{', '.join(unknown)}")
+        items, _ = check_events(events)
+        self.policy = policy
+        self.opt_ins = consented
+        self._items = items
+        seqs = [e.seq for e in items if e.seq is not None]
+        self._ledger_seq = max(seqs) if seqs else None
+        self._subject = items[0].subject if items else None
+        history = build_history(policy, items, built_at, None, consented, {})
+        self.history: History = history
+        b = ts(built_at)
+        future = [e for e in items if e.occurred_at > built_at]
+        self.horizon = max([b if future else -INF,
+                            *(max(x.o, x.known) for x in history.entries)], default=-INF)
+        """Reads before this moment are not served (an event not yet occurred or known)."""
+        self._complete = not future
+        measures = list(policy.measures.values())
+        self._inputs = sorted({n for m in measures for n in (*m.metrics, *m.scorecards)})
+        tracks = {m.name: Track() for m in measures}
+        self._runner: _Runner | None = None
+        self._heap: list[float] = []
+        self._continuous = False
+        self._previous = _START
+        self._read = -INF
+        if measures:
+            instants, self._continuous = _instants(history, self._inputs, INF)
+            self._heap = sorted(instants)
+            self._runner = _Runner(history, measures, tracks, self._inputs, INF)
+            self._runner.process(_START)
+        self._tracks = tracks
+
+    def serves(self, valid_at: datetime) -> bool:
+        """Whether a read at ``valid_at`` equals :func:`evaluate` (see the module docstring)."""
+        v = ts(valid_at)
+        return self._complete and v >= self.horizon and v >= self._read
+
+    def evaluation(self, valid_at: datetime) -> Evaluation:
+        """The evaluation at ``valid_at``: equal to :func:`evaluate` of the same events.
+
+        Raises :class:`~trustledger.errors.InputError` when the read is not
+        :meth:`serves` (evaluate that moment with :func:`evaluate`).
+        """
+        if valid_at.tzinfo is None:
+            raise InputError("valid_at must be timezone-aware (UTC)")
+        policy = self.policy
+        if valid_at < policy.effective_from:
+            raise InputError(f"policy {policy.name} ({policy.hash[:19]}) is effective from "
+                             f"{policy.effective_from.isoformat()}, after valid_at "
+                             f"{valid_at.isoformat()}")
+        if not self.serves(valid_at):
+            raise InputError(f"valid_at {valid_at.isoformat()} is before an event occurred "
+                             "or became known, or before an earlier read: evaluate it with "
+                             "trustledger.engine.evaluate")
+        v = ts(valid_at)
+        self._read = v
+        tracks = self._decide(v)
+        history = self.history
+        scorecards = {name: _scorecard(history, card, v)
+                      for name, card in policy.scorecards.items()}
+        metrics: dict[str, float | None] = {
+            name: (history.metric(metric, v) if history.available(name) else None)
+            for name, metric in policy.metrics.items()
+        }
+        labels = {name: m.label for name, m in policy.measures.items()}
+        context = history.context(self._inputs, v)
+        for name, track in tracks.items():
+            context[name] = track.effective
+        contributions = {name: result.contributions for name, result in scorecards.items()}
+        measures = {
+            name: _measure(m, tracks[name], measure_reasons(
+                m, tracks[name], history, context, labels, contributions, v, {}))
+            for name, m in policy.measures.items()
+        }
+        return Evaluation(
+            policy=policy.name, policy_hash=policy.hash, subject=self._subject,
+            valid_at=valid_at, known_at=None, ledger_seq=self._ledger_seq,
+            scorecards=scorecards, metrics=metrics, measures=measures,
+            events=tuple(_outcome(entry, v) for entry in history.entries), attributes={},
+        )
+
+    def _decide(self, v: float) -> dict[str, Track]:
+        """The measures' tracks at ``v``: the replay moved to just before ``v``, then ``v``.
+
+        The instants before ``v`` are processed for good, exactly as the reference
+        replay processes them; ``v`` itself (where the reference uses the direct sums)
+        is decided on a copy, so a later read processes the instants from here on as a
+        replay up to that later moment would.
+        """
+        runner = self._runner
+        if runner is None:
+            return self._tracks
+        heap = self._heap
+        while heap and heap[0] < v:
+            t = heapq.heappop(heap)
+            if t <= self._previous:
+                continue
+            if self._continuous and self._previous != _START:
+                self._previous = runner.follow_decay(self._previous, t)
+            for extra in runner.process(t):
+                heapq.heappush(heap, extra)
+            self._previous = t
+        fork = _fork(runner, v)
+        previous = self._previous
+        if self._continuous and previous != _START:
+            previous = fork.follow_decay(previous, v)
+        if v > previous:
+            fork.process(v)
+        return fork.tracks
+
+
+def _fork(runner: _Runner, valid_at: float) -> _Runner:
+    """A copy of a replay in progress that may go on independently, deciding ``valid_at``."""
+    fork = object.__new__(_Runner)
+    fork.__dict__.update(runner.__dict__)
+    fork.tracks = {name: replace(track) for name, track in runner.tracks.items()}
+    state = object.__new__(type(runner.state))
+    state.__dict__.update(runner.state.__dict__)
+    state.static = dict(state.static)
+    state.count = dict(state.count)
+    state.forward = {name: dict(group) for name, group in state.forward.items()}
+    state.live = {name: dict(group) for name, group in state.live.items()}
+    state.pending = list(state.pending)
+    fork.state = state
+    fork.valid_at = valid_at
+    return fork
+
+
+__all__ = ["MaintainedEvaluation", "maintainable"]
