@@ -6,8 +6,9 @@ on all of them, then measures:
 
 * batch throughput, rows/s on one core (median of --repeats runs): the compiled path
   with categorical columns as Python-text arrays and as Arrow dictionary arrays (the
-  form Parquet/DuckDB deliver), points only and with reason codes; optbinning's
-  ``score()`` on a DataFrame of the same rows;
+  form Parquet/DuckDB deliver), points only, with reason codes (what ``model score``
+  computes), and with reason codes plus the rows x features matrix of points;
+  optbinning's ``score()`` on a DataFrame of the same rows;
 * single-row latency, p50/p99: ``CompiledScorecard.score(mapping)`` vs optbinning's
   ``score()`` on a one-row DataFrame.
 
@@ -105,6 +106,9 @@ def main() -> None:
         "compiled_arrow_points": rows_per_second(
             lambda: compiled.score_batch(arrow_columns, explain=False), args.rows, args.repeats),
         "compiled_arrow_with_reasons": rows_per_second(
+            lambda: compiled.score_batch(arrow_columns, per_feature=False), args.rows,
+            args.repeats),
+        "compiled_arrow_with_reasons_and_per_feature_points": rows_per_second(
             lambda: compiled.score_batch(arrow_columns), args.rows, args.repeats),
         "compiled_text_points": rows_per_second(
             lambda: compiled.score_batch(text_columns, explain=False), args.rows, args.repeats),
@@ -139,7 +143,7 @@ def main() -> None:
           f"({results['categorical']} categorical), 5% missing; one core; "
           f"compiled == optbinning on every row")
     for name, value in throughput.items():
-        print(f"  {name:32s} {value / 1e6:8.3f} M rows/s")
+        print(f"  {name:50s} {value / 1e6:8.3f} M rows/s")
     print(f"  single row, compiled      p50 {p50:8.1f} us   p99 {p99:8.1f} us")
     print(f"  single row, optbinning    p50 {r50:8.1f} us   p99 {r99:8.1f} us")
 

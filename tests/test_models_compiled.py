@@ -16,6 +16,7 @@ from trustledger.models import (
     save_artifact,
 )
 from trustledger.models.artifact import artifact_from_document, list_artifacts, resolve_hash
+from trustledger.models.compiled import FeatureValue, FeatureValueError
 
 LATE = FeatureBins(
     name="late_payments_12m", description="Late payments in the last 12 months",
@@ -59,7 +60,6 @@ def test_single_row_points_bins_and_reasons() -> None:
     ("late", "housing", "late_pts", "housing_pts"),
     [
         (0.999, "own", 120, 90), (1.0, "own", 60, 90), (3.0, "own", 10, 90),
-        (math.inf, "own", 10, 90), (-math.inf, "own", 120, 90),
         (-1, "own", 50, 90), (None, None, 40, 80), (math.nan, math.nan, 40, 80),
         (0, "withheld", 120, 75), (0, "castle", 120, 80),
     ],
@@ -105,6 +105,51 @@ def test_batch_equals_single_rows_on_many_rows() -> None:
         arrow.reasons(0)
 
 
+@pytest.mark.parametrize("infinite", [math.inf, -math.inf, float("inf"), np.float64("-inf")])
+def test_infinite_values_are_refused_naming_feature_and_row(infinite: float) -> None:
+    card = CompiledScorecard(artifact())
+    row: dict[str, FeatureValue] = {"late_payments_12m": 2.0, "housing": "own",
+                                    "amount": infinite}
+    for method in (card.score, card.points):
+        with pytest.raises(FeatureValueError, match=r"^amount: -?inf is not a finite number"):
+            method(row)
+    amounts = np.array([1.0, np.nan, 5.0, infinite, infinite])
+    columns = {"late_payments_12m": [0, 1, 2, 3, 4], "housing": ["own"] * 5, "amount": amounts}
+    for explain in (True, False):
+        with pytest.raises(FeatureValueError, match=r"^amount\[3\]: -?inf is not a finite") as info:
+            card.score_batch(columns, explain=explain)
+        assert (info.value.feature, info.value.row) == ("amount", 3)
+    with pytest.raises(FeatureValueError, match=r"amount\[3\]"):
+        card.score_batch({**columns, "amount": pa.array(amounts)})
+
+
+def test_batch_reasons_follow_the_single_row_order_on_ties() -> None:
+    """Equal shortfalls in several features: the earlier feature first, in both paths."""
+    same = [FeatureBins(
+        name=f"f{i}", description=f"Feature {i}", category="loan_terms", kind="numerical",
+        splits=(1.0, 2.0), categories=(), labels=("low", "middle", "high"),
+        points=(30.0, 20.0 + (i % 2), 10.0), special_codes=(9.0,), special_points=20.0,
+        missing_points=10.0 + (i % 3)) for i in range(7)]
+    card = CompiledScorecard(ScorecardArtifact(
+        features=tuple(same), intercept=1.5, score_range=(0, 300), scaling={}, target={}))
+    rng = np.random.default_rng(7)
+    n = 3_000
+    columns = {f"f{i}": rng.choice(np.array([0.0, 1.5, 2.5, 9.0, np.nan]), n) for i in range(7)}
+    batch = card.score_batch(columns)
+    slim = card.score_batch(columns, per_feature=False)
+    assert slim.feature_points is None and slim.reason_codes is not None
+    assert batch.reason_codes is not None
+    assert np.array_equal(slim.reason_codes, batch.reason_codes)
+    for i in range(n):
+        single = card.score({k: None if np.isnan(v[i]) else float(v[i])
+                             for k, v in columns.items()})
+        assert batch.points[i] == single.points
+        assert batch.reasons(i) == single.reasons == slim.reasons(i)
+        assert batch.reason_features is not None
+        names = [card.features[j] for j in batch.reason_features[i] if j >= 0]
+        assert names == [r.feature for r in single.reasons]
+
+
 def test_no_reason_for_a_feature_at_its_maximum() -> None:
     r = CompiledScorecard(artifact()).score(
         {"late_payments_12m": 0, "housing": "own", "amount": 1.0})
@@ -123,8 +168,9 @@ def test_bad_inputs_name_the_feature() -> None:
         card.score({"late_payments_12m": 1, "housing": 3, "amount": 1})
     with pytest.raises(InputError, match="missing feature column"):
         card.score_batch({"late_payments_12m": [1]})
-    with pytest.raises(InputError, match="late_payments_12m: numbers"):
-        card.score_batch({"late_payments_12m": ["x"], "housing": ["own"], "amount": [1]})
+    with pytest.raises(FeatureValueError, match=r"late_payments_12m\[2\]: 'x' is not a number"):
+        card.score_batch({"late_payments_12m": [1, "2", "x"], "housing": ["own"] * 3,
+                          "amount": [1] * 3})
     with pytest.raises(InputError, match="housing: texts"):
         card.score_batch({"late_payments_12m": [1], "housing": [1], "amount": [1]})
     with pytest.raises(InputError, match="amount: 2 rows, expected 1"):

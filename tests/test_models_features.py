@@ -7,8 +7,10 @@ from trustledger.errors import InputError, NotFoundError
 from trustledger.models.features import (
     PROTECTED_CATEGORIES,
     ColumnSpec,
+    known_proxy,
     load_dictionary,
     parse_dictionary,
+    protected_by_description,
     protected_by_name,
     refusal_for,
     select_features,
@@ -141,3 +143,67 @@ def test_load_dictionary_errors(tmp_path: Path) -> None:
     good.write_text(json.dumps({"columns": {"a": {"category": "assets", "description": "d",
                                                   "special_codes": [-1]}}}), encoding="utf-8")
     assert load_dictionary(good)["a"].special_codes == (-1,)
+
+
+@pytest.mark.parametrize(
+    ("name", "category"),
+    [
+        ("household_status", "marital_status"), ("applicant_years", "age"),
+        ("age_band", "age"), ("years_old", "age"), ("skin_colour", "racial_or_ethnic_origin"),
+        ("caste", "racial_or_ethnic_origin"), ("hiv_status", "health"),
+        ("medical_condition", "health"), ("party_affiliation", "political_opinion"),
+        ("church_attendance", "religion_or_belief"), ("birthplace", "nationality"),
+        ("mother_tongue", "nationality"), ("country_of_birth", "nationality"),
+        ("HIVStatus", "health"), ("churches_attended", "religion_or_belief"),
+    ],
+)
+def test_protected_traits_under_other_names_are_refused_with_the_right_category(
+    name: str, category: str
+) -> None:
+    assert protected_by_name(name)[0] == category
+    refusal = refusal_for(spec(name, "income_and_employment"), name)
+    assert refusal is not None and refusal.category == category
+    assert PROTECTED_CATEGORIES[category] in refusal.reason
+    with pytest.raises(InputError, match=rf"{name}: refused \({category}\)"):
+        select_features(["amount", name, "y"], {"amount": spec("amount"), name: spec(name)},
+                        target="y", requested=["amount", name])
+
+
+@pytest.mark.parametrize(("description", "category"), [
+    ("Marital status of the applicant", "marital_status"),
+    ("Country of birth", "nationality"),
+    ("Number of prayers a week", "religion_or_belief"),
+    ("Years since the HIV diagnosis", "health"),
+])
+def test_a_description_that_reveals_a_protected_trait_is_refused(
+    description: str, category: str
+) -> None:
+    column = ColumnSpec(name="x7", category="assets", description=description)
+    refusal = refusal_for(column, "x7")
+    assert refusal is not None and refusal.category == category
+    assert "its description" in refusal.reason
+
+
+def test_ordinary_descriptions_are_not_refused() -> None:
+    document = json.loads((Path(__file__).parent / "data" / "german_credit.columns.json")
+                          .read_text(encoding="utf-8"))
+    for name, raw in document["columns"].items():
+        if raw["category"] in PROTECTED_CATEGORIES:
+            continue
+        assert protected_by_description(raw["description"]) == (), name
+        assert refusal_for(ColumnSpec(name, raw["category"], raw["description"]), name) is None
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("postcode", "geography"), ("home_region", "geography"), ("zip_code", "geography"),
+    ("neighbourhood", "geography"), ("surname", "names"), ("preferred_language", "language"),
+])
+def test_known_proxies_are_named_but_not_refused(name: str, words: str) -> None:
+    reason = known_proxy(name)
+    assert reason is not None and words in reason
+    assert refusal_for(spec(name), name) is None
+
+
+def test_ordinary_names_are_not_known_proxies() -> None:
+    for name in ("credit_amount", "duration_in_month", "housing", "zipper_sales"):
+        assert known_proxy(name) is None

@@ -32,7 +32,7 @@ from trustledger.engine.incremental import SubjectState
 from trustledger.errors import InputError, LintError, PolicyError, PolicyProblem
 from trustledger.ledger import EventIn
 from trustledger.models import CompiledScorecard, save_artifact
-from trustledger.models.artifact import MODELS_DIR_ENV
+from trustledger.models.artifact import MODELS_DIR_ENV, Json
 from trustledger.models.features import load_dictionary
 from trustledger.models.train import TrainingOptions, train_file
 from trustledger.policy import CompiledPolicy, load_policy, parse_policy
@@ -251,6 +251,20 @@ def small(tmp_path: Path) -> tuple[Path, str]:
     return models, path.stem
 
 
+AUDIT: dict[str, Json] = {"status": "audited", "reason": "audited on sex: fairness report and proxy screen",
+         "attributes": [{"name": "sex", "source": "audit file", "usable": True}]}
+
+
+@pytest.fixture
+def audited(tmp_path: Path) -> tuple[Path, str]:
+    """The small artifact with an audit section, as training with --audit writes it."""
+    models = tmp_path / "models"
+    made = small_artifact()
+    path = save_artifact(dataclasses.replace(made, training={**made.training, "audit": AUDIT}),
+                         models)
+    return models, path.stem
+
+
 def refused(text: str, models: Path) -> list[PolicyProblem]:
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, "lending.yaml", models_dir=models)
@@ -409,8 +423,8 @@ def test_kind_must_be_known_and_rule_based_scorecards_keep_their_hash(
 
 
 def test_a_restriction_cannot_read_a_statistical_score_of_another_domain(
-        small: tuple[Path, str]) -> None:
-    models, digest = small
+        audited: tuple[Path, str]) -> None:
+    models, digest = audited
     text = BASE.replace("HASH", digest) + """\
 measures:
   no_rental:
@@ -423,6 +437,39 @@ measures:
         parse_policy(text, "lending.yaml", models_dir=models)
     problem = only(caught.value.problems, "context-firewall", text, "condition:")
     assert "statistical scorecard `credit` of domain finance" in problem.message
+
+
+RESTRICT = """\
+measures:
+  no_credit:
+    kind: restriction
+    domain: finance
+    severity: serious
+    condition: "credit.score < 100.0"
+"""
+INVERTED = """\
+measures:
+  instant_credit:
+    kind: privilege
+    domain: finance
+    severity: moderate
+    condition: "credit.score >= 100.0 && late_12m == 0"
+"""
+
+
+@pytest.mark.parametrize("measures", [RESTRICT, INVERTED], ids=["restriction", "inverted"])
+def test_an_unaudited_model_may_not_restrict(small: tuple[Path, str],
+                                             audited: tuple[Path, str], measures: str) -> None:
+    models, digest = small
+    text = BASE.replace("HASH", digest) + measures
+    with pytest.raises(LintError) as caught:
+        parse_policy(text, "lending.yaml", models_dir=models)
+    problem = only(caught.value.problems, "unaudited-model", text, "condition:")
+    assert "statistical scorecard `credit`" in problem.message
+    assert "unaudited: the artifact records no audit" in problem.message
+    # The same model with its audit recorded may restrict (within its own domain).
+    models, digest = audited
+    parse_policy(BASE.replace("HASH", digest) + measures, "lending.yaml", models_dir=models)
 
 
 # --- over HTTP ----------------------------------------------------------------------------------

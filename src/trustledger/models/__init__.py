@@ -10,7 +10,10 @@ The API the policy engine calls::
     batch = card.score_batch({"late_payments_12m": array, ...})  # vectorised
 
 Training (``trustledger model train``) lives in :mod:`trustledger.models.train`;
-the protected-attribute rules in :mod:`trustledger.models.features`.
+the protected-attribute rules in :mod:`trustledger.models.features`; audit data, the
+proxy screen and a model's audit status in :mod:`trustledger.models.audit`. The policy
+linter asks ``audit_status(artifact).audited`` (or ``is_audited(artifact)``): a
+restriction may not depend on an unaudited model.
 """
 
 from trustledger.models.artifact import (
@@ -20,6 +23,7 @@ from trustledger.models.artifact import (
     load_artifact,
     save_artifact,
 )
+from trustledger.models.audit import AuditStatus, audit_status, is_audited
 from trustledger.models.compiled import (
     MAX_REASONS,
     BatchScores,
@@ -32,6 +36,7 @@ from trustledger.models.compiled import (
 __all__ = [
     "MAX_REASONS",
     "ArtifactIntegrityError",
+    "AuditStatus",
     "BatchScores",
     "CompiledScorecard",
     "FeatureBins",
@@ -39,6 +44,8 @@ __all__ = [
     "ReasonCode",
     "ScoreResult",
     "ScorecardArtifact",
+    "audit_status",
+    "is_audited",
     "load_artifact",
     "save_artifact",
 ]

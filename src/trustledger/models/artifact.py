@@ -2,9 +2,10 @@
 
 An artifact holds everything scoring needs and nothing executable: per feature its
 bin edges (numerical) or category lists (categorical), the points of every bin, of
-the special and the missing bin, the feature's name, category and description in
-words; the score range and scaling; the target; training metadata. It is never a
-pickle.
+the special and the missing bin (and the rule that gave those two their points), the
+feature's name, category and description in words; the score range and scaling; the
+target; training metadata, with the audit (:mod:`trustledger.models.audit`). It is
+never a pickle.
 
 Its *content hash* is the SHA-256 of its canonical JSON (keys sorted, no spaces,
 UTF-8, floats in shortest round-trip form), so the same model always has the same
@@ -72,6 +73,11 @@ class FeatureBins:
     special_codes: tuple[float | str, ...]
     special_points: float
     missing_points: float
+    special_rule: str = ""
+    """How the special bin got its points (``evidence``, ``too few rows: least favourable``…);
+    empty in artifacts that do not say."""
+    missing_rule: str = ""
+    """How the missing bin got its points (``evidence``, ``capped at least favourable``…)."""
 
     @property
     def n_bins(self) -> int:
@@ -149,7 +155,7 @@ def _feature_document(f: FeatureBins) -> dict[str, Json]:
         if f.kind == "categorical":
             entry["categories"] = list(f.categories[i])
         bins.append(entry)
-    return {
+    document: dict[str, Json] = {
         "name": f.name,
         "description": f.description,
         "category": f.category,
@@ -160,6 +166,12 @@ def _feature_document(f: FeatureBins) -> dict[str, Json]:
         "special_points": f.special_points,
         "missing_points": f.missing_points,
     }
+    # Written only when known, so artifacts made before the rules existed keep their hash.
+    if f.special_rule:
+        document["special_rule"] = f.special_rule
+    if f.missing_rule:
+        document["missing_rule"] = f.missing_rule
+    return document
 
 
 def _get(obj: Mapping[str, Json], key: str, where: str) -> Json:
@@ -239,6 +251,8 @@ def _feature_from(doc: Json, where: str) -> FeatureBins:
         special_codes=tuple(specials),
         special_points=_number(_get(obj, "special_points", where), f"{where}.special_points"),
         missing_points=_number(_get(obj, "missing_points", where), f"{where}.missing_points"),
+        special_rule=_text(obj.get("special_rule", ""), f"{where}.special_rule"),
+        missing_rule=_text(obj.get("missing_rule", ""), f"{where}.missing_rule"),
     )
 
 

@@ -1,9 +1,11 @@
 """The model card: what a scorecard was trained on, how it bins, how well and how fairly it scores.
 
 Written beside the artifact as ``<hash>.card.json`` (data) and ``<hash>.card.md``
-(the same, for people). Sections: model, data, features (with category and
-information value), refused columns with the reason, binning table per feature,
-validation (out-of-fold AUC / Gini / KS, holdout PSI), scaling, fairness report.
+(the same, for people). Sections: model (with its audit status: an unaudited model
+says so first), data, features (with category and information value), refused columns
+with the reason (never their values), binning table per feature (with the rule that
+gave the special and missing bins their points), validation (out-of-fold AUC / Gini /
+KS, holdout PSI), scaling, fairness report, proxy screen.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 
 from trustledger.aggregates import FOUR_FIFTHS, below_four_fifths, ratio_text
 from trustledger.models.artifact import ScorecardArtifact, artifact_path
+from trustledger.models.audit import PROXY_THRESHOLD, ProxyScreen
 from trustledger.models.fairness import MIN_GROUP, FairnessReport
-from trustledger.models.features import FeatureSelection
-from trustledger.models.train import quiet_optbinning
+from trustledger.models.fitting import RULE_EVIDENCE, FittedScorecard
 
 
 def _plain(value: Any) -> Any:
@@ -29,33 +31,46 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _rule_words(rule: str, rows: int, min_rows: int) -> str:
+    if rule == RULE_EVIDENCE or not rule:
+        return rule
+    if rule.startswith("too few"):
+        return f"{rule} ({rows} rows < minimum bin size {min_rows})"
+    return rule
+
+
 def build_card(
     artifact: ScorecardArtifact,
-    reference: Any,
-    selection: FeatureSelection,
+    fitted: FittedScorecard,
     fairness: FairnessReport,
+    screen: ProxyScreen,
 ) -> dict[str, Any]:
-    """The card's data, from the artifact, optbinning's fitted scorecard and the reports."""
-    with quiet_optbinning():
-        table = reference.table(style="detailed")
-        summary = reference.binning_process_.summary().set_index("name")
+    """The card's data, from the artifact, the fitted evidence and the reports."""
     features = []
     binning: dict[str, list[dict[str, Any]]] = {}
-    for f in artifact.features:
-        rows = table[table["Variable"] == f.name].sort_values("Bin id")
+    total = int(sum(int(f.rows.sum()) for f in fitted.features[:1]))
+    for fit in fitted.features:
+        f = fit.bins
         labels = [*f.labels, f.label(f.n_bins), f.label(f.n_bins + 1)]
-        binning[f.name] = [
-            {"bin": label, "count": _plain(r["Count"]), "share": _plain(r["Count (%)"]),
-             "bad": _plain(r["Event"]), "bad_rate": _plain(r["Event rate"]),
-             "woe": _plain(r["WoE"]), "iv": _plain(r["IV"]), "points": _plain(r["Points"])}
-            for label, (_, r) in zip(labels, rows.iterrows(), strict=True)
-        ]
+        points = [*f.points, f.special_points, f.missing_points]
+        rules = [""] * f.n_bins + [
+            _rule_words(f.special_rule, int(fit.rows[f.n_bins]), fitted.min_bin_rows),
+            _rule_words(f.missing_rule, int(fit.rows[f.n_bins + 1]), fitted.min_bin_rows)]
+        rows = []
+        for i, label in enumerate(labels):
+            n, bad = int(fit.rows[i]), int(fit.bad[i])
+            rows.append({"bin": label, "count": n, "share": n / total if total else None,
+                         "bad": bad, "bad_rate": bad / n if n else None,
+                         "woe": _plain(fit.woe[i]) if n else None, "points": points[i],
+                         "rule": rules[i]})
+        binning[f.name] = rows
         features.append({
             "name": f.name, "description": f.description, "category": f.category,
-            "kind": f.kind, "bins": f.n_bins, "iv": _plain(summary.loc[f.name, "iv"]),
+            "kind": f.kind, "bins": f.n_bins, "iv": round(fit.iv, 6),
             "min_points": f.min_points, "max_points": f.max_points,
         })
     training = artifact.training
+    audit = training.get("audit")
     return {
         "model": {"hash": artifact.content_hash, "range": list(artifact.score_range),
                   "scaling": dict(artifact.scaling), "target": dict(artifact.target)},
@@ -67,6 +82,8 @@ def build_card(
         "binning": binning,
         "validation": training.get("validation"),
         "fairness": fairness.to_document(),
+        "audit": audit,
+        "proxy_screen": screen.to_document(),
         "versions": training.get("versions"),
     }
 
@@ -82,9 +99,16 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def render_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown."""
     m, data, v = card["model"], card["data"], card["validation"]
-    out = [
-        f"# Model card — scorecard `{m['hash'][:12]}`", "",
+    audit = card.get("audit")
+    audited = isinstance(audit, dict) and audit.get("status") == "audited"
+    out = [f"# Model card — scorecard `{m['hash'][:12]}`", ""]
+    if not audited:
+        why = audit.get("reason") if isinstance(audit, dict) else "no audit recorded"
+        out += [f"> **UNAUDITED.** {why}. Its fairness and proxies were not measured on "
+                "protected attributes; a policy may not use it for a restriction.", ""]
+    out += [
         f"- **Artifact hash:** `{m['hash']}`",
+        f"- **Audit:** {audit.get('reason') if isinstance(audit, dict) else 'unaudited'}",
         f"- **Score range:** {m['range'][0]}-{m['range'][1]}; scaling: "
         + ", ".join(f"{k} = {val}" for k, val in m["scaling"].items()),
         f"- **Outcome:** `{m['target']['column']}`, bad = `{m['target']['bad']}`, "
@@ -94,6 +118,10 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- **Method:** {card['method']['binning']} (monotonic trend "
         f"`{card['method']['monotonic_trend']}`) + {card['method']['estimator']}; points "
         f"{card['method']['points']}",
+        *([f"- **Missing and special values:** {card['method']['missing_and_special']} "
+           f"(minimum bin size: {card['method']['min_bin_share']:.0%} of the rows; categories "
+           f"under {card['method']['category_cutoff']:.2%} of the rows pooled)"]
+          if "missing_and_special" in card["method"] else []),
         "", "## Validation", "",
         "| measure | value |", "|---|---|",
         f"| AUC, {v['folds']}-fold stratified out-of-fold (seed {v['seed']}) | "
@@ -113,18 +141,47 @@ def render_markdown(card: dict[str, Any]) -> str:
         or ["(none)"]
     out += ["", "## Binning tables", ""]
     for name, rows in card["binning"].items():
-        out += [f"### `{name}`", "", "| bin | count | share | bad rate | WoE | IV | points |",
+        out += [f"### `{name}`", "", "| bin | count | share | bad rate | WoE | points | rule |",
                 "|---|---|---|---|---|---|---|"]
         out += [f"| {r['bin']} | {r['count']} | {_fmt(r['share'])} | {_fmt(r['bad_rate'])} | "
-                f"{_fmt(r['woe'])} | {_fmt(r['iv'], 4)} | {_fmt(r['points'], 1)} |"
+                f"{_fmt(r['woe'])} | {_fmt(r['points'], 1)} | {r.get('rule', '')} |"
                 for r in rows]
         out.append("")
     out += _fairness_markdown(card["fairness"], card["fairness_groups"])
+    out += _proxy_markdown(card.get("proxy_screen"), audit)
     return "\n".join(out) + "\n"
+
+
+def _proxy_markdown(screen: dict[str, Any] | None, audit: Any) -> list[str]:
+    out = ["", "## Proxy screen", ""]
+    known = audit.get("known_proxies", []) if isinstance(audit, dict) else []
+    pairs = screen.get("pairs", []) if isinstance(screen, dict) else []
+    if not pairs:
+        out.append("Not measured: no protected attribute was available.")
+    else:
+        out += [f"Each feature's bins against each protected attribute's groups: "
+                f"bias-corrected Cramér's V (flagged ⚠ at {PROXY_THRESHOLD} or more) and "
+                "mutual information in bits.", "",
+                "| feature | attribute | Cramér's V | MI (bits) | rows |", "|---|---|---|---|---|"]
+        for p in sorted(pairs, key=lambda p: (-p["cramers_v"], p["feature"], p["attribute"])):
+            flag = " ⚠" if p["flagged"] else ""
+            out.append(f"| `{p['feature']}` | `{p['attribute']}` | {p['cramers_v']:.3f}{flag} | "
+                       f"{p['mutual_information_bits']:.4f} | {p['rows']} |")
+        flagged = [p for p in pairs if p["flagged"]]
+        out += ["", f"**Proxies flagged:** {len(flagged)}"]
+    if known:
+        out += ["", "Known proxies by name (allowed, to be judged):", ""]
+        out += [f"- `{k['feature']}`: {k['reason']}" for k in known]
+    return out
 
 
 def _fairness_markdown(report: dict[str, Any], columns: list[str]) -> list[str]:
     ts = report["thresholds"]
+    if not columns:
+        return ["## Fairness", "",
+                "**Not audited:** no protected attribute was in the data or an audit file, "
+                "so no adverse-impact ratio could be computed. Train with "
+                "`--audit FILE --id COLUMN` to measure them."]
     out = [
         "## Fairness", "",
         f"On {report['scores']}, grouped by: {', '.join(f'`{c}`' for c in columns) or 'none'}. "

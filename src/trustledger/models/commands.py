@@ -29,6 +29,20 @@ def _models_dir(option: Path | None) -> Path:
     return default_models_dir()
 
 
+def writable_folder(folder: Path, what: str) -> None:
+    """Make sure ``folder`` exists (creating it) and can be written, before any work starts."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{what} {folder}: cannot write there "
+                         f"({exc.strerror or exc.__class__.__name__}); nothing was trained"
+                         ) from exc
+
+
 def train(
     data: Annotated[Path, typer.Argument(help="Training data: CSV or Parquet, one row a person.")],
     target: Annotated[str, typer.Option(help="The outcome column (two values: good / bad).")],
@@ -54,6 +68,12 @@ def train(
     ] = None,
     odds: Annotated[float | None, typer.Option(help="Good:bad odds at --points.")] = None,
     points: Annotated[float | None, typer.Option(help="Score at --odds.")] = None,
+    audit: Annotated[Path | None, typer.Option(
+        help="Audit file (CSV or Parquet): protected attributes per row id, for the fairness "
+             "report and proxy screen only (needs --id).", metavar="FILE")] = None,
+    row_id: Annotated[str | None, typer.Option(
+        "--id", metavar="COLUMN", show_default=False,
+        help="The column naming each row: joins --audit; never a feature.")] = None,
     models: ModelsOption = None,
 ) -> None:
     """Train a statistical scorecard; write its artifact (named by hash) and model card."""
@@ -71,13 +91,19 @@ def train(
         target=target, bad=bad, score_range=score_range,
         features=tuple(feature) if feature else None, groups=tuple(group) if group else None,
         tiers=tuple(tier) if tier else DEFAULT_TIERS, folds=folds, seed=seed, pdo=scaling,
+        row_id=row_id,
     )
+    if audit is not None and row_id is None:
+        raise InputError("--audit needs --id COLUMN: the row id that joins the audit file")
     if not data.is_file():
         raise NotFoundError(f"data file not found: {data}")
+    if audit is not None and not audit.is_file():
+        raise NotFoundError(f"audit file not found: {audit}")
     dictionary = load_dictionary(columns or data.with_name(f"{data.stem}.columns.json"))
-    with console.status(f"training on {data} ({folds}-fold validation)"):
-        trained = train_file(data, dictionary, options)
     folder = _models_dir(models)
+    writable_folder(folder, "--models")
+    with console.status(f"training on {data} ({folds}-fold validation)"):
+        trained = train_file(data, dictionary, options, audit=audit)
     artifact_file = save_artifact(trained.artifact, folder)
     card_json, card_md = save_card(trained.card, folder)
     for r in trained.selection.refused:
@@ -89,28 +115,44 @@ def train(
                   f"KS {v['oof_ks']:.4f}  holdout PSI {v['psi_train_holdout']:.4f}")
     for flag in trained.fairness.flags:
         console.print(f"[red]four-fifths[/] {flag}", highlight=False)
+    for proxy in trained.screen.flagged:
+        console.print(f"[red]proxy[/] {proxy}", highlight=False)
+    audit_doc = trained.artifact.training.get("audit")
+    known_proxies = audit_doc.get("known_proxies") if isinstance(audit_doc, dict) else None
+    for known in known_proxies if isinstance(known_proxies, list) else []:
+        if isinstance(known, dict):
+            console.print(f"[yellow]known proxy[/] {known.get('feature')}: "
+                          f"{known.get('reason')}", highlight=False)
+    if trained.audit.audited:
+        console.print(trained.audit.reason, highlight=False)
+    else:
+        console.print(f"[red]UNAUDITED[/] {trained.audit.reason}; a policy may not use this "
+                      "model for a restriction", highlight=False)
     console.print(f"model {trained.artifact.content_hash}")
     console.print(f"wrote {artifact_file}, {card_md}, {card_json}", highlight=False)
 
 
 def list_models(models: ModelsOption = None, json_out: JsonFlag = False) -> None:
-    """List the model artifacts in the models folder: full hash, data, features, range, AUC."""
+    """List the model artifacts in the models folder: hash, data, features, range, AUC, audit."""
     from trustledger.models.artifact import list_artifacts, load_artifact
+    from trustledger.models.audit import audit_status
 
     folder = _models_dir(models)
     rows: list[tuple[str, str | None, int, tuple[int, int], float | None]] = []
+    audited: dict[str, bool] = {}
     for h in list_artifacts(folder):
         artifact = load_artifact(folder, h)
         data = artifact.training.get("data")
         v = artifact.training.get("validation")
         name = data.get("name") if isinstance(data, dict) else None
         auc = v.get("oof_auc") if isinstance(v, dict) else None
+        audited[h] = audit_status(artifact).audited
         rows.append((h, name if isinstance(name, str) else None, len(artifact.features),
                      (artifact.score_range[0], artifact.score_range[1]),
                      auc if isinstance(auc, float) else None))
     if json_out:
         print_json([{"hash": h, "data": name, "features": n, "score_range": list(span),
-                     "oof_auc": auc} for h, name, n, span, auc in rows])
+                     "oof_auc": auc, "audited": audited[h]} for h, name, n, span, auc in rows])
         return
     if not rows:
         console.print(f"no models in {folder}", highlight=False)
@@ -120,7 +162,8 @@ def list_models(models: ModelsOption = None, json_out: JsonFlag = False) -> None
     for h, name, n, span, auc in rows:
         console.print(h, highlight=False, soft_wrap=True)
         console.print(f"  data {name or '?'} · {n} features · range {span[0]}-{span[1]} · "
-                      f"AUC {f'{auc:.4f}' if auc is not None else '—'}", highlight=False)
+                      f"AUC {f'{auc:.4f}' if auc is not None else '—'} · "
+                      f"{'audited' if audited[h] else 'UNAUDITED'}", highlight=False)
 
 
 def show(
@@ -158,7 +201,8 @@ def score(
     model: Annotated[str, typer.Argument(help="Model hash (or a unique prefix of 8+ digits).")],
     data: Annotated[Path, typer.Argument(help="Rows to score: CSV or Parquet.")],
     output: Annotated[Path | None, typer.Option(
-        help="CSV to write (score and up to four reasons per row); default: standard output.",
+        help="File to write, .csv or .parquet (score and up to four reasons per row); "
+             "default: CSV on standard output.",
         metavar="FILE")] = None,
     id_column_name: Annotated[str | None, typer.Option(
         "--id", metavar="COLUMN", show_default=False,
@@ -170,39 +214,21 @@ def score(
     """Score every row of a file with the compiled scorecard, with reason codes.
 
     Each output row starts with the input row's id (--id COLUMN), so scores can be
-    joined back to the rows they are about.
+    joined back to the rows they are about. Rows are read and written in batches;
+    an infinite value or a text in a numerical column is refused, naming column and
+    row, and leaves no output file.
     """
-    import pandas as pd
-
     from trustledger.models.artifact import resolve_hash
-    from trustledger.models.compiled import MAX_REASONS, CompiledScorecard
-    from trustledger.models.train import read_table
+    from trustledger.models.batch_scoring import check_output, score_file
+    from trustledger.models.compiled import CompiledScorecard
 
+    if output is not None:
+        check_output(output, data)
     folder = _models_dir(models)
     scorecard = CompiledScorecard.load(folder, resolve_hash(folder, model))
-    frame = read_table(data)
-    missing = [f for f in scorecard.features if f not in frame.columns]
-    if missing:
-        raise InputError(f"{data}: missing feature column(s): {', '.join(missing)}")
-    columns: dict[str, object] = {}
-    for f in scorecard.artifact.features:
-        col = frame[f.name]
-        columns[f.name] = col.to_numpy(dtype=object)
-    if id_column_name is not None and id_column_name not in frame.columns:
-        raise InputError(f"--id: {data} has no column {id_column_name!r} (columns: "
-                         f"{', '.join(map(str, frame.columns))})")
-    name = id_column_name or ("id" if "id" in frame.columns else None)
-    ids = frame[name].to_numpy() if name is not None else range(1, len(frame) + 1)
-    result = scorecard.score_batch(columns)
-    out = pd.DataFrame({name or "row": ids, "score": result.points})
-    texts = [[r.text for r in result.reasons(i)] for i in range(len(out))]
-    for k in range(MAX_REASONS):
-        out[f"reason_{k + 1}"] = [t[k] if k < len(t) else "" for t in texts]
-    if output is None:
-        out.to_csv(sys.stdout, index=False)
-    else:
-        out.to_csv(output, index=False)
-        console.print(f"scored {len(out):,} rows with {scorecard.hash[:12]} → {output}",
+    scored = score_file(scorecard, data, output, id_column=id_column_name)
+    if output is not None:
+        console.print(f"scored {scored.rows:,} rows with {scorecard.hash[:12]} → {output}",
                       highlight=False)
 
 

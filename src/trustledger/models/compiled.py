@@ -11,9 +11,18 @@ the same bins (``edge[i-1] <= x < edge[i]``), the special bin for special codes,
 missing bin for ``None``/NaN and for categories never seen in training, and the
 same order of additions.
 
+Values: ``None``, NaN (and an Arrow null) are *missing* and fall in the missing bin;
+``inf`` and ``-inf`` are refused (:class:`FeatureValueError`, naming the feature and,
+in a batch, the row): an infinite amount is a data error, never a value to bin at an
+edge. A text in a numerical feature is refused the same way.
+
 Reason codes: the (up to) four features whose points fall furthest below the most
 that feature can give, largest shortfall first, ties to the earlier feature; a
-feature at its maximum is never a reason.
+feature at its maximum is never a reason. :meth:`CompiledScorecard.score` sorts one
+row's shortfalls; a batch ranks every (feature, bin) pair once, in that same order
+(:attr:`CompiledScorecard.reason_table`), and keeps each row's four best ranks with a
+min/max insertion network over the feature columns (no per-row Python, no sort).
+Tests check both give the same reasons in the same order.
 """
 
 from __future__ import annotations
@@ -40,8 +49,34 @@ FeatureValue = float | int | str | None
 
 Floats = npt.NDArray[np.float64]
 Indices = npt.NDArray[np.intp]
+ReasonCodes = npt.NDArray[np.uint16] | npt.NDArray[np.uint32]
+"""Positions in :attr:`CompiledScorecard.reason_table`; ``len(reason_table)`` = no reason."""
 
 _BLOCK = 65_536
+_FEW_SPLITS = 16
+
+
+class FeatureValueError(InputError):
+    """A feature's value cannot be scored: which feature, which row, what value, why.
+
+    ``row`` is the position in the batch (from 0), or ``None`` for a single row.
+    """
+
+    def __init__(self, feature: str, row: int | None, value: str, reason: str) -> None:
+        self.feature = feature
+        self.row = row
+        self.value = value
+        self.reason = reason
+        where = feature if row is None else f"{feature}[{row}]"
+        super().__init__(f"{where}: {value} {reason}")
+
+
+NOT_FINITE = ("is not a finite number (inf and -inf are refused; leave the value empty, "
+              "None or NaN when it is not reported: it then scores as missing)")
+"""Why an infinite value is refused."""
+
+NOT_A_NUMBER = "is not a number (the feature is numerical; None or NaN is missing)"
+"""Why a text in a numerical feature is refused."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +118,12 @@ class ScoreResult:
 class BatchScores:
     """Scores of a batch of rows, column-wise.
 
+    ``reason_codes`` (rows x 4: positions in the scorecard's
+    :attr:`~CompiledScorecard.reason_table`, ``len(reason_table)`` where there are fewer
+    reasons) is ``None`` when the batch was scored without ``explain``;
     ``feature_points`` (rows x features, in :attr:`features` order), ``bins`` and
     ``reason_features`` (rows x 4: feature indices, ``-1`` where there are fewer
-    reasons) are ``None`` when the batch was scored without ``explain``.
+    reasons) are ``None`` also when it was scored without ``per_feature``.
     """
 
     points: Floats
@@ -95,17 +133,14 @@ class BatchScores:
     reason_features: Indices | None
     model: str
     scorecard: CompiledScorecard
+    reason_codes: ReasonCodes | None = None
 
     def reasons(self, row: int) -> tuple[ReasonCode, ...]:
         """The reason codes of one row, the same as :meth:`CompiledScorecard.score` gives."""
-        if self.reason_features is None or self.bins is None or self.feature_points is None:
+        if self.reason_codes is None:
             raise InputError("reasons: this batch was scored without explain=True")
-        out = []
-        for j in self.reason_features[row]:
-            if j < 0:
-                break
-            out.append(self.scorecard.reason(int(j), int(self.bins[row, j])))
-        return tuple(out)
+        table = self.scorecard.reason_table
+        return tuple(table[c] for c in self.reason_codes[row].tolist() if c < len(table))
 
 
 class _Compiled:
@@ -146,6 +181,8 @@ class _Compiled:
                                  "number") from None
             if math.isnan(x):
                 return self.missing
+            if math.isinf(x):
+                raise FeatureValueError(self.name, None, str(x), NOT_FINITE)
             if x in self.special_numbers:
                 return self.special
             return bisect_right(self.splits_list, x)
@@ -158,7 +195,19 @@ class _Compiled:
     def bins_of_column(self, values: object, rows: int | None) -> Indices:
         if self.bins.kind == "numerical":
             x = _float_column(self.name, values)
-            idx: Indices = np.searchsorted(self.splits, x, side="right")
+            infinite = np.isinf(x)
+            if infinite.any():
+                first = int(infinite.argmax())
+                raise FeatureValueError(self.name, first, str(x[first]), NOT_FINITE)
+            idx: Indices
+            if self.splits.size <= _FEW_SPLITS:
+                # The number of edges at or below x: searchsorted(side="right") exactly,
+                # 3-10 times faster for a handful of edges (no branchy binary search).
+                idx = np.zeros(x.shape[0], dtype=np.intp)
+                for edge in self.splits_list:
+                    idx += x >= edge
+            else:
+                idx = np.searchsorted(self.splits, x, side="right")
             if self.special_array.size:
                 idx[np.isin(x, self.special_array)] = self.special
             nan = np.isnan(x)
@@ -200,14 +249,36 @@ class _Compiled:
 
 def _float_column(name: str, values: object) -> Floats:
     if isinstance(values, pa.Array | pa.ChunkedArray):
+        if pa.types.is_boolean(values.type):
+            raise InputError(f"{name}: numbers or None expected, got booleans")
         values = values.to_numpy(zero_copy_only=False)
     try:
         x: Floats = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
+        first = _first_non_number(values)
+        if first is not None:
+            raise FeatureValueError(name, first[0], repr(first[1])[:40], NOT_A_NUMBER
+                                    ) from None
         raise InputError(f"{name}: numbers or None expected ({exc})") from exc
     if x.ndim != 1:
         raise InputError(f"{name}: a one-dimensional column is expected")
+    if isinstance(values, np.ndarray) and values.dtype == np.bool_:
+        raise InputError(f"{name}: numbers or None expected, got booleans")
     return x
+
+
+def _first_non_number(values: object) -> tuple[int, object] | None:
+    """The first value (position, value) that ``float`` refuses; the error path only."""
+    if not isinstance(values, Sequence | np.ndarray):
+        return None
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return i, v
+    return None
 
 
 class CompiledScorecard:
@@ -218,7 +289,22 @@ class CompiledScorecard:
         self.hash = artifact.content_hash
         self._features = [_Compiled(f) for f in artifact.features]
         self.features: tuple[str, ...] = artifact.feature_names
-        self._max: Floats = np.asarray([f.max_points for f in self._features], dtype=np.float64)
+        # Every (feature, bin) that can be a reason, best reason first: the order in
+        # which `score` sorts one row's shortfalls, fixed once for all rows.
+        pairs = sorted((-(f.max_points - p), j, b)
+                       for j, f in enumerate(self._features)
+                       for b, p in enumerate(f.table_list) if f.max_points - p > 0)
+        self.reason_table: tuple[ReasonCode, ...] = tuple(
+            self.reason(j, b) for _, j, b in pairs)
+        """Every reason code a row can get, best first; batches name them by position."""
+        dtype = np.uint16 if len(pairs) < np.iinfo(np.uint16).max else np.uint32
+        ranks = [np.full(len(f.table_list), len(pairs), dtype=dtype) for f in self._features]
+        for position, (_, j, b) in enumerate(pairs):
+            ranks[j][b] = position
+        self._ranks = ranks
+        self._no_reason = len(pairs)
+        self._reason_feature: Indices = np.asarray(
+            [j for _, j, _ in pairs] + [-1], dtype=np.intp)
 
     @classmethod
     def load(cls, models_dir: Path, content_hash: str) -> CompiledScorecard:
@@ -250,7 +336,8 @@ class CompiledScorecard:
         """Score one subject; every feature must be present (``None`` for missing).
 
         Keys that are not features are ignored, so a caller may pass all the
-        metrics and attributes it has.
+        metrics and attributes it has. An infinite number is refused
+        (:class:`FeatureValueError`).
         """
         total = 0.0
         per_feature: dict[str, float] = {}
@@ -275,13 +362,16 @@ class CompiledScorecard:
         return ScoreResult(points=total + self.artifact.intercept, feature_points=per_feature,
                            reasons=reasons, model=self.hash, feature_bins=labels)
 
-    def score_batch(self, columns: Mapping[str, object], *, explain: bool = True) -> BatchScores:
+    def score_batch(self, columns: Mapping[str, object], *, explain: bool = True,
+                    per_feature: bool = True) -> BatchScores:
         """Score a batch given column-wise: one sequence, numpy or Arrow array per feature.
 
-        Numerical columns: numbers with NaN or ``None`` for missing. Categorical
+        Numerical columns: numbers with NaN or ``None`` for missing (``inf`` is refused:
+        :class:`FeatureValueError` names the feature and the row). Categorical
         columns: texts with ``None`` (or NaN) for missing, as a sequence, a numpy
         array or an Arrow (dictionary) array. With ``explain`` the result also holds
-        points per feature, bins and reason codes.
+        the reason codes of every row; with ``per_feature`` too, points per feature,
+        bins and the features of the reasons.
         """
         missing = [f.name for f in self._features if f.name not in columns]
         if missing:
@@ -299,32 +389,46 @@ class CompiledScorecard:
         scores: Floats = total + self.artifact.intercept
         if not explain:
             return BatchScores(scores, self.features, None, None, None, self.hash, self)
+        codes = self._reason_codes(indices, rows)
+        if not per_feature:
+            return BatchScores(scores, self.features, None, None, None, self.hash, self,
+                               reason_codes=codes)
         k = len(self._features)
         feature_points: Floats = np.empty((rows, k), dtype=np.float64)
         bins: Indices = np.empty((rows, k), dtype=np.intp)
-        reasons: Indices = np.full((rows, MAX_REASONS), -1, dtype=np.intp)
-        # Row blocks that stay in cache: about twice as fast as whole-column passes.
+        # Row blocks that stay in cache: column writes into the rows x features matrices
+        # are strided, several times slower over whole columns.
         for start in range(0, rows, _BLOCK):
             stop = min(rows, start + _BLOCK)
-            block: Floats = np.empty((stop - start, k), dtype=np.float64)
             for j, (f, idx) in enumerate(zip(self._features, indices, strict=True)):
-                block[:, j] = f.table[idx[start:stop]]
-                bins[start:stop, j] = idx[start:stop]
-            feature_points[start:stop] = block
-            reasons[start:stop] = self._reason_features(block)
-        return BatchScores(scores, self.features, feature_points, bins, reasons, self.hash, self)
+                block = idx[start:stop]
+                feature_points[start:stop, j] = f.table[block]
+                bins[start:stop, j] = block
+        reasons: Indices = self._reason_feature[codes]
+        return BatchScores(scores, self.features, feature_points, bins, reasons, self.hash,
+                           self, reason_codes=codes)
 
-    def _reason_features(self, feature_points: Floats) -> Indices:
-        n, k = feature_points.shape
-        out: Indices = np.full((n, MAX_REASONS), -1, dtype=np.intp)
-        shortfall: Floats = np.subtract(self._max[None, :], feature_points)
-        rows = np.arange(n)
-        for r in range(min(MAX_REASONS, k)):
-            # argmax takes the first of equal maxima: ties go to the earlier feature.
-            j = shortfall.argmax(axis=1)
-            worst = shortfall[rows, j]
-            out[:, r] = np.where(worst > 0, j, -1)
-            shortfall[rows, j] = -np.inf
+    def _reason_codes(self, indices: Sequence[Indices], rows: int) -> ReasonCodes:
+        """Each row's up to four best reason ranks, best first (rows x 4)."""
+        dtype = self._ranks[0].dtype
+        out = np.empty((rows, MAX_REASONS), dtype=dtype)
+        # Row blocks that stay in cache. In each, `top` holds every row's best ranks so
+        # far, sorted; each feature's rank is inserted by a min/max step per slot. The
+        # ranks of one row's features are distinct, so ties never arise but between
+        # "no reason" entries, which are all alike.
+        for start in range(0, rows, _BLOCK):
+            stop = min(rows, start + _BLOCK)
+            top = [np.full(stop - start, self._no_reason, dtype=dtype)
+                   for _ in range(MAX_REASONS)]
+            low = np.empty(stop - start, dtype=dtype)
+            for rank, idx in zip(self._ranks, indices, strict=True):
+                x = rank[idx[start:stop]]
+                for best in top:
+                    np.minimum(best, x, out=low)
+                    np.maximum(best, x, out=x)
+                    best[...] = low
+            for r, best in enumerate(top):
+                out[start:stop, r] = best
         return out
 
 

@@ -99,7 +99,7 @@ class FairnessReport:
 def fairness_report(
     scores: npt.NDArray[np.float64],
     bad: npt.NDArray[np.int64],
-    groups: Mapping[str, Sequence[str]],
+    groups: Mapping[str, Sequence[str] | npt.NDArray[np.object_]],
     thresholds: Sequence[float],
     *,
     scores_name: str = "scores",

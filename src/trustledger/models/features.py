@@ -5,13 +5,21 @@ Every feature must be declared, in a *data dictionary*, with a category from
 column is refused as a feature — listed with the reason, never silently — when
 
 * its declared category is a protected attribute (:data:`PROTECTED_CATEGORIES`), or
-* its *name* says it is one (``sex``, ``gender``, ``marital``, ``age``-as-such,
-  ``nationality``, ``foreign``, ``ethnicity``, ``religion``, ``health``…), whatever
-  category it was declared with, or
+* its *name* or its *description* says it is one, whatever category it was declared
+  with: both are read by the policy linter's stemmed synonym scanner
+  (:func:`trustledger.terms.scan`: ``household_status``, ``applicant_years``,
+  ``skin_colour``, ``hiv_status``, ``church_attendance``, ``mother_tongue``,
+  ``country_of_birth``…), whose categories map onto :data:`PROTECTED_CATEGORIES`, or
 * it is not declared at all.
 
 There is no switch to override a refusal. A protected column may still be named as a
 *fairness group*: it is then used only to report approval rates and AUC per group.
+A name that is not protected but is a well-known *proxy* of a protected attribute
+(``postcode``, ``region``, ``neighbourhood``…: :data:`KNOWN_PROXY_WORDS`) is allowed,
+flagged on the model card and measured by the proxy screen (:mod:`trustledger.models.audit`).
+
+Identifier-like columns and bad values are refused on their data
+(:mod:`trustledger.models.inputs`).
 
 A data dictionary is a JSON document::
 
@@ -26,8 +34,9 @@ A data dictionary is a JSON document::
                                            "special_codes": [-1]}}}
 
 ``bands`` (numeric fairness groups: lower edges of age bands), ``groups`` (a map
-from raw values to the group reported) and ``special_codes`` (values binned apart
-from the others) are optional.
+from raw values to the group reported), ``special_codes`` (values binned apart
+from the others) and ``kind`` (``numerical`` or ``categorical``, else read from the
+data) are optional.
 """
 
 from __future__ import annotations
@@ -66,35 +75,28 @@ PROTECTED_CATEGORIES: Mapping[str, str] = {
     "health": "health or disability data is a protected attribute",
     "sexual_orientation": "sex life or sexual orientation is a protected attribute",
     "genetic_or_biometric": "genetic and biometric data are protected attributes",
+    "speech_expression": "what someone says, writes or posts is out of bounds",
+    "assembly_protest": "taking part in assemblies, demonstrations or protests is out of bounds",
+    "association": "whom someone knows or lives with, and other people's conduct, is out of "
+                   "bounds",
 }
 """Protected attributes: never a feature; each maps to the reason given when refused."""
 
-# Name tokens that mark a column as a protected attribute whatever it was declared as.
-_NAME_TOKENS: Mapping[str, str] = {
-    "sex": "sex", "gender": "sex", "female": "sex", "male": "sex",
-    "marital": "marital_status", "married": "marital_status", "spouse": "marital_status",
-    "nationality": "nationality", "citizenship": "nationality", "citizen": "nationality",
-    "foreigner": "nationality", "immigrant": "nationality", "immigration": "nationality",
-    "migrant": "nationality", "ethnicity": "racial_or_ethnic_origin",
-    "ethnic": "racial_or_ethnic_origin", "race": "racial_or_ethnic_origin",
-    "racial": "racial_or_ethnic_origin", "religion": "religion_or_belief",
-    "religious": "religion_or_belief", "faith": "religion_or_belief",
-    "political": "political_opinion", "health": "health", "disability": "health",
-    "disabled": "health", "pregnancy": "health", "pregnant": "health", "diagnosis": "health",
-    "orientation": "sexual_orientation", "sexuality": "sexual_orientation",
-    "genetic": "genetic_or_biometric", "biometric": "genetic_or_biometric",
-    "dob": "age", "birth": "age", "birthday": "age", "birthdate": "age",
+KNOWN_PROXY_WORDS: Mapping[str, str] = {
+    word: "geography is a well-known proxy for racial or ethnic origin and nationality"
+    for word in ("postcode", "post_code", "postal_code", "zip", "zipcode", "zip_code",
+                 "region", "district", "neighbourhood", "neighborhood", "borough", "county",
+                 "municipality", "census_tract", "geography", "geographic", "area_code",
+                 "city", "town", "village", "province", "prefecture")
+} | {
+    word: "first names and surnames are well-known proxies for sex and ethnic origin"
+    for word in ("first_name", "forename", "given_name", "surname", "last_name", "family_name")
+} | {
+    word: "language is a well-known proxy for nationality and ethnic origin"
+    for word in ("language", "preferred_language")
 }
-# Multi-word names (compared as joined tokens) that the single tokens above miss.
-_NAME_PHRASES: Mapping[str, str] = {
-    "personal_status": "marital_status", "family_status": "marital_status",
-    "foreign_worker": "nationality", "foreign_national": "nationality",
-    "foreign_born": "nationality", "trade_union": "trade_union_membership",
-    "union_member": "trade_union_membership",
-}
-# "age" alone, or with only these words around it, is a person's age; "account_age" is not.
-_AGE_FILLERS = frozenset({"in", "years", "year", "yrs", "of", "the", "applicant", "customer",
-                          "client", "borrower", "person", "subject", "age"})
+"""Names that are not protected attributes but are well-known proxies for one: such a
+feature is allowed, flagged on the model card, and measured by the proxy screen."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class ColumnSpec:
     special_codes: tuple[float | str, ...] = ()
     bands: tuple[float, ...] = ()
     groups: Mapping[str, str] = field(default_factory=dict)
+    kind: str | None = None
+    """``numerical`` or ``categorical`` when declared; else read from the data."""
 
 
 @dataclass(frozen=True)
@@ -136,15 +140,32 @@ def _tokens(name: str) -> list[str]:
     return [t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t]
 
 
+def _protected_in(text: str) -> tuple[str, ...]:
+    # The one stemmed synonym scanner of the policy linter (trustledger.terms), its
+    # categories mapped onto PROTECTED_CATEGORIES.
+    from trustledger.terms import FEATURE_CATEGORY, scan
+
+    found = [FEATURE_CATEGORY[m.category] or m.category for m in scan(text)]
+    return tuple(dict.fromkeys(c for c in found if c in PROTECTED_CATEGORIES))
+
+
 def protected_by_name(name: str) -> tuple[str, ...]:
     """The protected categories a column's name reveals (empty when none)."""
-    tokens = _tokens(name)
-    joined = "_".join(tokens)
-    found = [category for phrase, category in _NAME_PHRASES.items() if phrase in joined]
-    found += [_NAME_TOKENS[t] for t in tokens if t in _NAME_TOKENS]
-    if "age" in tokens and set(tokens) <= _AGE_FILLERS:
-        found.append("age")
-    return tuple(dict.fromkeys(found))
+    return _protected_in(name)
+
+
+def protected_by_description(description: str) -> tuple[str, ...]:
+    """The protected categories a data-dictionary description reveals (empty when none)."""
+    return _protected_in(description)
+
+
+def known_proxy(name: str) -> str | None:
+    """Why a column's name marks it as a well-known proxy of a protected attribute, or None."""
+    padded = "_" + "_".join(_tokens(name)) + "_"
+    for word, reason in KNOWN_PROXY_WORDS.items():
+        if f"_{word}_" in padded:
+            return reason
+    return None
 
 
 def refusal_for(spec: ColumnSpec | None, name: str) -> Refusal | None:
@@ -158,6 +179,12 @@ def refusal_for(spec: ColumnSpec | None, name: str) -> Refusal | None:
         return Refusal(name, "undeclared", "no category declared in the data dictionary")
     if spec.category in PROTECTED_CATEGORIES:
         return Refusal(name, spec.category, PROTECTED_CATEGORIES[spec.category])
+    by_description = protected_by_description(spec.description)
+    if by_description:
+        reasons = "; ".join(PROTECTED_CATEGORIES[c] for c in by_description)
+        return Refusal(name, by_description[0], f"{reasons} (its description "
+                       f"{spec.description!r} says so; no declaration or option can override "
+                       "this)")
     return None
 
 
@@ -167,14 +194,22 @@ def select_features(
     *,
     target: str,
     requested: Sequence[str] | None = None,
+    row_id: str | None = None,
+    elsewhere: Sequence[str] = (),
 ) -> FeatureSelection:
     """Check every column; return the features and each refusal with its reason.
 
     ``requested`` narrows the features to those named; naming a refused column
-    raises :class:`InputError` with the column and the reason.
+    raises :class:`InputError` with the column and the reason. The target and the
+    ``row_id`` column (which joins audit data) are never features nor refusals;
+    ``elsewhere`` are columns of the audit file, which the dictionary may describe.
     """
-    present = [c for c in columns if c != target]
-    unknown = sorted(set(dictionary) - set(present) - {target})
+    if row_id is not None and requested is not None and row_id in requested:
+        raise InputError(f"{row_id}: refused (identifier): the row id joins audit data; "
+                         "it is never a feature")
+    present = [c for c in columns if c not in (target, row_id)]
+    known = {*present, target, *elsewhere, *([row_id] if row_id is not None else [])}
+    unknown = sorted(set(dictionary) - known)
     if unknown:
         raise InputError(f"data dictionary names column(s) not in the data: {', '.join(unknown)}")
     refusals = {c: r for c in present if (r := refusal_for(dictionary.get(c), c)) is not None}
@@ -202,7 +237,7 @@ def _spec(name: str, raw: object) -> ColumnSpec:
     where = f"columns.{name}"
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must be an object")
-    unknown = set(raw) - {"category", "description", "special_codes", "bands", "groups"}
+    unknown = set(raw) - {"category", "description", "special_codes", "bands", "groups", "kind"}
     if unknown:
         raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     category, description = raw.get("category"), raw.get("description")
@@ -226,9 +261,13 @@ def _spec(name: str, raw: object) -> ColumnSpec:
         isinstance(k, str) and isinstance(v, str) for k, v in groups.items()
     ):
         raise InputError(f"{where}.groups: must map texts to texts")
+    kind = raw.get("kind")
+    if kind is not None and kind not in ("numerical", "categorical"):
+        raise InputError(f"{where}.kind: {kind!r} is not numerical or categorical")
     return ColumnSpec(
         name=name, category=str(category), description=description.strip(),
         special_codes=tuple(specials), bands=tuple(float(b) for b in bands), groups=dict(groups),
+        kind=kind,
     )
 
 
