@@ -55,7 +55,8 @@ def folder() -> Iterator[Path]:
 
 
 def check_population(policy: CompiledPolicy, people: dict[str, list[Event]], job: Rescore,
-                     consents: dict[str, frozenset[str]], known_at: Any) -> None:
+                     consents: dict[str, frozenset[str]], known_at: Any,
+                     measures: bool = True) -> None:
     rows = {r["subject"]: r for r in job.table.to_pylist()}
     assert set(rows) == {s for s, events in people.items() if events}
     at = job.valid_at
@@ -75,7 +76,7 @@ def check_population(policy: CompiledPolicy, people: dict[str, list[Event]], job
             assert close(None if got is None else float(got),
                          None if value is None else float(value)), (subject, name, got, value)
             assert value is None or type(got) is type(value), (subject, name, got, value)
-        for name, measure in expected.measures.items():
+        for name, measure in expected.measures.items() if measures else ():
             if not edge:
                 assert row[f"measure__{name}"] == measure.in_force, (subject, name)
 
@@ -138,8 +139,13 @@ def test_sesame_population_from_synth(con: Any, folder: Path) -> None:
         people.setdefault(row["subject"], []).append(_event(row))
     assert job.subjects == len(people) and table.num_rows == 600
     check_population(policy, people, job, {s: frozenset({"sesame"}) for s in people}, None)
-    # identity_verified has a `when`, priority_service a holding time: per-subject path
+    # priority_service has a holding time and everyone opted in: every history is replayed
     assert set(job.table.column("path").to_pylist()) == {PER_SUBJECT}
+    # without measures, the query decides identity_verified's `when` (the first counts)
+    scores = rescore(policy, read_events(con, path), at, consent_all=True, measures=False)
+    assert set(scores.table.column("path").to_pylist()) == {COLUMNAR}
+    check_population(policy, people, scores, {s: frozenset({"sesame"}) for s in people},
+                     None, measures=False)
 
 
 def test_driving_caps_free_policy_is_columnar_apart_from_measures(con: Any,
@@ -181,7 +187,7 @@ def test_rescore_command_on_a_synthetic_file(tmp_path: Path) -> None:
     from trustledger.cli import app
     from trustledger.synth import WIDE_POLICY, Population, write_parquet
 
-    events, policy, out = tmp_path / "wide.parquet", tmp_path / "wide.yaml", tmp_path / "r.pq"
+    events, policy, out = tmp_path / "wide.parquet", tmp_path / "wide.yaml", tmp_path / "r.parquet"
     write_parquet(Population(subjects=30, events=400, seed=2, profile="wide"), events)
     policy.write_text(WIDE_POLICY)
     result = CliRunner().invoke(app, ["rescore", str(events), "--policy", str(policy),
@@ -190,12 +196,94 @@ def test_rescore_command_on_a_synthetic_file(tmp_path: Path) -> None:
     assert "30 subjects scored" in result.output and "by the per-subject path" in result.output
     table = pq.read_table(out)
     assert table.num_rows == 30
+    assert table.column("subject").to_pylist() == sorted(table.column("subject").to_pylist())
     assert table.schema.metadata[b"trustledger.policy_hash"].startswith(b"sha256:")
     missing = CliRunner().invoke(app, ["rescore", str(events), "--at", "2026-11-01"])
     assert missing.exit_code != 0
 
 
-def test_rescore_command_from_the_ledger_equals_evaluate_subject(tmp_path: Path) -> None:
+def test_rescore_command_sample_csv_and_keyed_export(tmp_path: Path) -> None:
+    """The sample is drawn at random (the same seed, the same rows), shown in subject order,
+    and equals the written results; CSV holds the same rows; a keyed export gives the same."""
+    import json
+
+    import pyarrow.csv as csv
+    from typer.testing import CliRunner
+
+    from trustledger.cli import app
+    from trustledger.synth import Population, write_parquet
+
+    events, out, text = tmp_path / "ses.parquet", tmp_path / "r.parquet", tmp_path / "r.csv"
+    write_parquet(Population(subjects=40, events=500, seed=3), events)
+    sesame = str(Path(__file__).resolve().parent.parent / "policies" / "sesame.yaml")
+    common = ["--policy", sesame, "--at", "2026-11-01", "--consent-all", "--seed", "7"]
+    runs = [CliRunner().invoke(app, ["rescore", str(events), *common, "--output", str(out),
+                                     "--sample", "6", "--json"]),
+            CliRunner().invoke(app, ["rescore", str(events), *common, "--output", str(text),
+                                     "--sample", "6", "--json"])]
+    for result in runs:
+        assert result.exit_code == 0, result.output
+    first, second = (json.loads(r.stdout) for r in runs)
+    assert first["sample"] == second["sample"] and len(first["sample"]) == 6
+    names = [row["subject"] for row in first["sample"]]
+    assert names == sorted(names)
+    rows = {r["subject"]: r for r in pq.read_table(out).to_pylist()}
+    assert all(rows[row["subject"]] == row for row in first["sample"])
+    written = csv.read_csv(text).to_pylist()
+    assert [r["subject"] for r in written] == sorted(rows)
+    assert all(close(r["score__sesame"], rows[r["subject"]]["score__sesame"]) for r in written)
+    shown = CliRunner().invoke(app, ["rescore", str(events), *common, "--sample", "3"])
+    assert shown.exit_code == 0, shown.output
+    assert "a random sample of 3 subjects, in subject order (not by score)" in shown.output
+    assert sum(name in shown.output for name in rows) == 3
+    # the same job on the keyed export of the same events
+    from trustledger.batch import write_keyed
+
+    con = duckdb_backend(memory_limit="512MB")
+    write_keyed(con, events, tmp_path / "keyed")
+    con.disconnect()
+    keyed_out = tmp_path / "k.parquet"
+    result = CliRunner().invoke(app, ["rescore", str(tmp_path / "keyed"), *common,
+                                      "--output", str(keyed_out)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(keyed_out).to_pylist() == pq.read_table(out).to_pylist()
+
+
+def test_rescore_command_refuses_a_long_sample(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trustledger.cli import app
+    from trustledger.synth import WIDE_POLICY, Population, write_parquet
+
+    events, policy = tmp_path / "wide.parquet", tmp_path / "wide.yaml"
+    write_parquet(Population(subjects=5, events=20, seed=2, profile="wide"), events)
+    policy.write_text(WIDE_POLICY)
+    base = ["rescore", str(events), "--policy", str(policy), "--at", "2026-11-01"]
+    too_many = CliRunner().invoke(app, [*base, "--sample", "500", "--output",
+                                        str(tmp_path / "r.parquet")])
+    assert too_many.exit_code != 0 and "--sample" in too_many.output
+    assert not (tmp_path / "r.parquet").exists()
+
+
+def test_keyed_export_refusals(con: Any, folder: Path) -> None:
+    from trustledger.batch import read_keyed
+
+    with pytest.raises(InputError, match="not a keyed export"):
+        read_keyed(con, folder / "nothing-here")
+    odd = folder / "odd-keys"
+    odd.mkdir()
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"key": [0, 2], "subject": ["a", "b"]}), odd / "subjects.parquet")
+    pq.write_table(pa.table({"key": [0], "type": ["t"]}), odd / "types.parquet")
+    pq.write_table(pa.table({"subject": [0]}), odd / "events.parquet")
+    with pytest.raises(InputError, match="keys must be 0, 1, 2"):
+        read_keyed(con, odd)
+
+
+def test_rescore_command_from_the_ledger_equals_evaluate_subject(tmp_path: Path,
+                                                                 database_url: str) -> None:
+    """The ledger's own events and consents (read column-wise), SQLite and PostgreSQL."""
     from datetime import UTC, datetime
 
     from typer.testing import CliRunner
@@ -205,7 +293,7 @@ def test_rescore_command_from_the_ledger_equals_evaluate_subject(tmp_path: Path)
     from trustledger.rights import grant_opt_in
     from trustledger.scoring import evaluate_subject, publish_policy
 
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    url = database_url
     now = datetime(2026, 6, 1, tzinfo=UTC)
     sesame = Path(__file__).resolve().parent.parent / "policies" / "sesame.yaml"
     with Ledger.open(url, clock=lambda: now) as ledger:
@@ -218,7 +306,7 @@ def test_rescore_command_from_the_ledger_equals_evaluate_subject(tmp_path: Path)
         grant_opt_in(ledger, "ann", "sesame")
     out = tmp_path / "ledger.parquet"
     result = CliRunner().invoke(app, ["rescore", "--database-url", url, "--at", "2026-06-01",
-                                      "--output", str(out)])
+                                      "--output", str(out), "--sample", "0"])
     assert result.exit_code == 0, result.output
     rows = {r["subject"]: r for r in pq.read_table(out).to_pylist()}
     with Ledger.open(url, clock=lambda: now) as ledger:

@@ -21,9 +21,13 @@ from trustledger.batch import (
     COLUMNAR,
     duckdb_backend,
     events_table,
+    read_events,
+    read_keyed,
     rescore,
     spark_backend,
     spark_session,
+    write_events,
+    write_keyed,
 )
 
 # PySpark's Arrow collection leaves its local result socket to the garbage collector.
@@ -75,3 +79,29 @@ def test_spark_and_duckdb_give_the_same_table(spark: Any, folder: Path) -> None:
     rows = {r["subject"]: r for r in on_spark.to_pylist()}
     assert rows["bob"]["score__driving"] == 0.0 and rows["alice"]["score__driving"] == 5.0
     assert set(on_spark.column("path").to_pylist()) == {COLUMNAR}
+
+
+def test_spark_reads_a_keyed_export(spark: Any, folder: Path) -> None:
+    """The keyed export (integer subject and type keys) on Spark gives the named table
+    DuckDB gives from the events file, Sesame's vectorised ``when`` included."""
+    from trustledger.policy import load_policy
+
+    policy = load_policy(Path(__file__).resolve().parent.parent / "policies" / "sesame.yaml")
+    events = [ev("r1", "repayment_on_time", "2025-03-01", subject="ann", amount=900.0),
+              ev("i1", "identity_verified", "2025-04-01", subject="ann", method="passport"),
+              ev("i2", "identity_verified", "2025-05-01", subject="ann", method="bank"),
+              ev("l1", "repayment_late", "2025-06-01", subject="bo", days_late=9, amount=1.0),
+              ev("x1", "unknown_type", "2025-06-02", subject="cy")]
+    path = folder / "keyed-source.parquet"
+    write_events(events, path)
+    con = duckdb_backend(memory_limit="512MB")
+    write_keyed(con, path, folder / "keyed")
+    at = d("2026-01-01")
+    expected = rescore(policy, read_events(con, path), at, consent_all=True).table
+    con.disconnect()
+    table, keys = read_keyed(spark, folder / "keyed")
+    got = rescore(policy, table, at, consent_all=True, keys=keys).table
+    assert got.sort_by("subject").to_pylist() == expected.sort_by("subject").to_pylist()
+    rows = {r["subject"]: r for r in got.to_pylist()}
+    assert rows["ann"]["metric__identity_checks"] == 1
+    assert rows["cy"]["score__sesame"] == 550.0

@@ -82,8 +82,8 @@ SUMMARIES: dict[str, str] = {
              "scores.",
     "serve": "Run the HTTP API (FastAPI on uvicorn); with --demo, set up the demo and print "
              "keys.",
-    "rescore": "Re-evaluate every subject as one columnar job (DuckDB or Spark); write the "
-               "results.",
+    "rescore": "Re-evaluate every subject as one columnar job (DuckDB or Spark); show a "
+               "sample, write all.",
     "impact": "Simulate a policy on a synthetic (or exported real) population and report its "
               "impact.",
     "policy": "Check, publish and describe policy documents.",

@@ -12,6 +12,9 @@ feature takes which path::
     job = rescore(policy, read_events(con, "events.parquet"), valid_at, consent_all=True)
     job.table  # one row per subject
 
+    events, keys = read_keyed(con, "keyed/")  # a keyed export: integer subject and type keys
+    job = rescore(policy, events, valid_at, consent_all=True, keys=keys)
+
 Names are imported on first use, so the command line does not load Ibis until a job runs.
 """
 
@@ -26,12 +29,16 @@ if TYPE_CHECKING:
     from trustledger.batch.run import COLUMNAR, PER_SUBJECT, Progress, Rescore, rescore
     from trustledger.batch.sources import (
         EVENTS_SCHEMA,
+        Keys,
         duckdb_backend,
         events_table,
+        is_keyed,
         read_events,
+        read_keyed,
         spark_backend,
         spark_session,
         write_events,
+        write_keyed,
     )
 
 _WHERE = {
@@ -41,7 +48,8 @@ _WHERE = {
     "rescore": "run",
     "EVENTS_SCHEMA": "sources", "duckdb_backend": "sources", "events_table": "sources",
     "read_events": "sources", "spark_backend": "sources", "spark_session": "sources",
-    "write_events": "sources",
+    "write_events": "sources", "Keys": "sources", "is_keyed": "sources",
+    "read_keyed": "sources", "write_keyed": "sources",
 }
 
 __all__ = [
@@ -49,18 +57,22 @@ __all__ = [
     "EVENTS_SCHEMA",
     "EVENT_COLUMNS",
     "PER_SUBJECT",
+    "Keys",
     "Plan",
     "Progress",
     "Rescore",
     "duckdb_backend",
     "events_table",
+    "is_keyed",
     "make_plan",
     "population",
     "read_events",
+    "read_keyed",
     "rescore",
     "spark_backend",
     "spark_session",
     "write_events",
+    "write_keyed",
 ]
 
 

@@ -1,18 +1,31 @@
 """The ``trustledger rescore`` command: the whole population, as one job, with progress.
 
 Events come from an events Parquet file (``trustledger synth`` writes one), a ledger
-export (``trustledger export``: its events and opt-in consents) or, without a file, from
-the ledger itself (its events and opt-in consents, written to a temporary Parquet file
-first). The policy is a file, or the published version in force at ``--at``. The
-result is a Parquet file with one row per subject (what the service stores); the
-terminal (or ``--json``) shows only aggregates: each scorecard's tier distribution,
-subjects and share per tier, cells under 10 subjects suppressed
-(:func:`trustledger.aggregates.suppress`, safeguard 4).
+export (``trustledger export``: its events and opt-in consents), a keyed export (a
+folder, :func:`trustledger.batch.sources.write_keyed`: integer subject and type keys)
+or, without a file, from the ledger itself (exported to a temporary file first: its
+events and opt-in consents). The policy is a file, or the published version in force at
+``--at``. Progress goes to standard error (the per-subject stage with a bar).
+
+What it shows and writes, and safeguard 4 (no interface returns named subjects ranked
+or filtered by score or tier):
+
+* the terminal (or ``--json``) shows each scorecard's tier distribution, subjects and
+  share per tier, cells under 10 subjects suppressed (:func:`trustledger.aggregates.suppress`),
+  and a *sample* of ``--sample`` per-subject results (default 5, at most
+  :data:`MOST_SAMPLE`): subjects drawn uniformly at random, shown in subject order, never
+  chosen, sorted or filtered by score, tier or measure, so the top or bottom of the
+  population cannot be read off it;
+* ``--output FILE`` (CSV for ``.csv``, else Parquet) writes every subject's result in subject
+  order (never by score): the batch job's output, written to the operator's own disk
+  for the programme's decision delivery (the service stores it per subject), with the
+  policy hash and ``valid_at`` in the Parquet metadata.
 """
 
 from __future__ import annotations
 
 import enum
+import random
 import tempfile
 import time
 from collections import Counter
@@ -41,6 +54,10 @@ if TYPE_CHECKING:
     from trustledger.policy import CompiledPolicy
 
 
+MOST_SAMPLE = 20
+"""The largest ``--sample``: a handful of rows to check a job by, not a listing."""
+
+
 class Engine(enum.StrEnum):
     """Where the population job runs."""
 
@@ -50,15 +67,22 @@ class Engine(enum.StrEnum):
 
 def rescore(
     events: Annotated[Path | None, typer.Argument(
-        help="Events Parquet file or ledger export (default: the ledger itself).")] = None,
+        help="Events Parquet file, ledger export or keyed export folder (default: the "
+        "ledger itself).")] = None,
     policy: Annotated[Path | None, typer.Option(
         help="Policy file (default: the published version in force at --at).")] = None,
     engine: Annotated[Engine, typer.Option(help="duckdb (embedded) or spark (local).")] =
         Engine.DUCKDB,
     at: AtOption = None,
     known_at: KnownAtOption = None,
-    output: Annotated[Path, typer.Option(help="Parquet file of per-subject results.")] =
-        Path("rescore.parquet"),
+    output: Annotated[Path | None, typer.Option(
+        help="Write every subject's result, in subject order, to this file: CSV if it ends "
+        "in .csv, else Parquet.")] = None,
+    sample: Annotated[int, typer.Option(
+        min=0, max=MOST_SAMPLE, help="Show this many subjects' results, drawn at random "
+        "(never by score).")] = 5,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the sample's random draw (default: a fresh one).")] = None,
     consent_all: Annotated[bool, typer.Option(
         "--consent-all", help="Treat every subject as opted in (synthetic data only).")] =
         False,
@@ -68,64 +92,74 @@ def rescore(
     json_out: JsonFlag = False,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Re-evaluate every subject as one columnar job (DuckDB or Spark); write the results."""
-    import pyarrow.parquet as pq
-
+    """Re-evaluate every subject as one columnar job (DuckDB or Spark); show a sample, write all."""
     from trustledger.batch.run import rescore as run
     from trustledger.options import parse_moment
     from trustledger.policy import load_policy
 
-    # With --json, standard output carries the JSON alone; progress goes to standard error.
-    console = Console(stderr=json_out)
+    # Standard output carries the summary (or the JSON alone); progress goes to standard error.
+    console = Console()
     valid = parse_moment(at, "--at")
     known = parse_moment(known_at, "--known-at") if known_at else None
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch, _progress(console) as bar:
+    with tempfile.TemporaryDirectory() as scratch, _progress(Console(stderr=True)) as bar:
         task = bar.add_task("preparing", total=None)
         consents: dict[str, frozenset[str]] | None = None
-        if events is None:
-            events, compiled, consents = _from_ledger(database_url, policy, valid, known,
-                                                      Path(scratch), bar, task)
-        else:
-            from trustledger.batch.sources import export_consents, is_export
+        from trustledger.batch.sources import (
+            export_consents,
+            is_export,
+            is_keyed,
+            read_events,
+            read_keyed,
+        )
 
-            if policy is None:
-                raise InputError("--policy: give a policy file with an events file")
+        if events is None:
+            events, compiled = _from_ledger(database_url, policy, valid, Path(scratch), bar,
+                                            task)
+        elif policy is None:
+            raise InputError("--policy: give a policy file with an events file")
+        else:
             compiled = load_policy(policy)
-            if is_export(events) and not consent_all:
-                consents = export_consents(events, known or valid, compiled.scorecards)
+        if not is_keyed(events) and is_export(events) and not consent_all:
+            consents = export_consents(events, known or valid, compiled.scorecards)
         backend, session = _backend(engine, memory_limit, scratch)
         try:
-            from trustledger.batch.sources import read_events
-
-            table = read_events(backend, events)
+            keys = None
+            if is_keyed(events):
+                table, keys = read_keyed(backend, events)
+            else:
+                table = read_events(backend, events)
 
             def progress(stage: str, done: int, total: int | None) -> None:
                 bar.update(task, description=f"{stage} ({done:,} subjects)", completed=done,
                            total=total)
 
             job = run(compiled, table, valid, known, consents=consents,
-                      consent_all=consent_all, measures=measures, progress=progress)
+                      consent_all=consent_all, measures=measures, progress=progress,
+                      keys=keys)
         finally:
             if session is not None:
                 session.stop()
             else:
                 backend.disconnect()
-        pq.write_table(job.table.replace_schema_metadata({
-            "trustledger.policy_hash": compiled.hash, "trustledger.valid_at": valid.isoformat(),
-        }), output)
+    results = job.table.sort_by("subject")
+    if output is not None:
+        write_results(results, output, compiled.hash, valid)
     elapsed = time.perf_counter() - started
-    shares = distribution(compiled, job.table)
+    shares = distribution(compiled, results)
+    shown = sample_rows(results, sample, random.Random(seed))
     if json_out:
         print_json({"subjects": job.subjects, "per_subject": job.per_subject,
                     "policy": {"name": compiled.name, "hash": compiled.hash},
                     "valid_at": valid, "known_at": known, "engine": engine.value,
-                    "output": str(output), "seconds": round(elapsed, 3),
-                    "smallest_cell": SMALLEST_CELL, "tiers": shares})
+                    "output": None if output is None else str(output),
+                    "seconds": round(elapsed, 3), "smallest_cell": SMALLEST_CELL,
+                    "tiers": shares, "sample": shown})
         return
     console.print(f"{job.subjects:,} subjects scored at {valid.isoformat()} with policy "
                   f"{compiled.name} {compiled.hash[:19]}… on {engine.value} in {elapsed:.1f} s "
-                  f"({job.per_subject:,} by the per-subject path); results in {output}")
+                  f"({job.per_subject:,} by the per-subject path)"
+                  + (f"; every subject's result in {output}" if output is not None else ""))
     for card, rows in shares.items():
         console.print(f"{card}: subjects by tier (cells under {SMALLEST_CELL} hidden)")
         grid = terminal_table()
@@ -137,6 +171,54 @@ def rescore(
             grid.add_row(row["tier"] or "no tier", f"<{SMALLEST_CELL}" if n is None else f"{n:,}",
                          "—" if share is None else f"{share:.1%}")
         console.print(grid)
+    if shown:
+        _print_sample(console, compiled, shown)
+
+
+def write_results(results: pa.Table, output: Path, policy_hash: str, valid: Any) -> None:
+    """Write the per-subject results to ``output``: CSV for ``.csv``, else Parquet.
+
+    The Parquet file carries the policy hash and ``valid_at`` in its metadata.
+    """
+    if output.suffix.lower() == ".csv":
+        import pyarrow.csv as csv
+
+        csv.write_csv(results, output)
+        return
+    import pyarrow.parquet as pq
+
+    pq.write_table(results.replace_schema_metadata({
+        "trustledger.policy_hash": policy_hash, "trustledger.valid_at": valid.isoformat(),
+    }), output)
+
+
+def sample_rows(results: pa.Table, n: int, draw: random.Random) -> list[dict[str, Any]]:
+    """``n`` rows drawn uniformly at random, in subject order: never chosen by score."""
+    picked = sorted(draw.sample(range(results.num_rows), min(n, results.num_rows)))
+    return results.take(picked).to_pylist() if picked else []
+
+
+def _print_sample(console: Console, policy: CompiledPolicy, rows: list[dict[str, Any]]) -> None:
+    console.print(f"a random sample of {len(rows)} subjects, in subject order (not by score):")
+    grid = terminal_table()
+    text_column(grid, "subject")
+    for card in policy.scorecards:
+        grid.add_column(f"{card} score", justify="right", no_wrap=True)
+        text_column(grid, "tier")
+    measures = [m for m in policy.measures if any(f"measure__{m}" in r for r in rows)]
+    if measures:
+        text_column(grid, "measures in force")
+    text_column(grid, "path")
+    for row in rows:
+        cells = [row["subject"]]
+        for card in policy.scorecards:
+            score = row[f"score__{card}"]
+            cells += ["—" if score is None else f"{score:,.1f}", row[f"tier__{card}"] or "—"]
+        if measures:
+            cells.append(", ".join(m for m in measures if row.get(f"measure__{m}")) or "none")
+        cells.append(row["path"])
+        grid.add_row(*cells)
+    console.print(grid)
 
 
 def distribution(policy: CompiledPolicy, results: pa.Table) -> dict[str, list[dict[str, Any]]]:
@@ -180,25 +262,48 @@ def _backend(engine: Engine, memory_limit: str, scratch: str) -> tuple[Any, Any]
     return duckdb_backend(memory_limit=memory_limit, temp_directory=scratch), None
 
 
-def _from_ledger(url: str | None, policy: Path | None, valid: Any, known: Any, scratch: Path,
-                 bar: Progress, task: Any) -> tuple[Path, Any, dict[str, frozenset[str]]]:
-    from trustledger.batch.sources import write_events
+def _from_ledger(url: str | None, policy: Path | None, valid: Any, scratch: Path,
+                 bar: Progress, task: Any) -> tuple[Path, Any]:
+    """The ledger's events and consent records in a temporary Parquet file; the policy.
+
+    The file has the columns of an export (:meth:`Ledger.batch_columns`), so the job
+    reads it as it reads ``trustledger export``: no engine event is built from the
+    database, and the opt-ins come from the same records.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from trustledger.ledger import Ledger
+    from trustledger.ledger.chain import EVENT_KIND
     from trustledger.policy import load_policy
-    from trustledger.rights import opt_ins
+    from trustledger.rights.consent import GRANTED, WITHDRAWN
     from trustledger.scoring import policy_in_force
 
-    path = scratch / "ledger-events.parquet"
+    path = scratch / "ledger.parquet"
     with Ledger.open(url) as ledger:
         compiled = load_policy(policy) if policy is not None else \
             policy_in_force(ledger, valid).compile()
         bar.update(task, description="reading the ledger")
-        write_events(ledger.events(known_at=known), path,
-                     progress=lambda n: bar.update(task, description=f"reading the ledger "
-                                                   f"({n:,} events)"))
-        names = set(compiled.scorecards)
-        consents = {s: opt_ins(ledger, s, known or valid) & names for s in ledger.subjects()}
-    return path, compiled, consents
+        writer = None
+        done = 0
+        try:
+            for batch in ledger.batch_columns((EVENT_KIND, GRANTED, WITHDRAWN)):
+                if writer is None:
+                    writer = pq.ParquetWriter(path, batch.schema)
+                writer.write_batch(batch)
+                done += batch.num_rows
+                bar.update(task, description=f"reading the ledger ({done:,} entries)")
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no events: an empty job
+            pq.write_table(pa.table({
+                "seq": pa.array([], pa.int64()), "kind": pa.array([], pa.string()),
+                **{c: pa.array([], pa.string()) for c in ("subject", "source",
+                                                          "source_event_id")},
+                "recorded_at": pa.array([], pa.timestamp("us", tz="UTC")),
+                "payload": pa.array([], pa.string())}), path)
+    return path, compiled
 
 
 def register(app: typer.Typer) -> None:

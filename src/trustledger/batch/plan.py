@@ -9,10 +9,11 @@ windows and overhangs. Decay is ``exp(-λ·(v - o))`` with ``λ = ln 2 / half-li
 
 The plan also says which policy features the vectorised query computes exactly and
 which subjects must be evaluated one by one with the reference engine (see
-``docs/scale.md``): subjects with an event of a type that has a ``when`` condition,
-with an entry that an overhang may keep counting, with events on a scorecard whose
-caps cannot be computed as nested running sums; and, when measures are asked for,
-every subject if a measure has a holding time or a prerequisite.
+``docs/scale.md``): subjects with an event of a type that has a ``when`` condition the
+query cannot decide (:class:`WhenPlan` says which it can), with an entry that an overhang
+may keep counting, with events on a scorecard whose caps cannot be computed as nested
+running sums; and, when measures are asked for, the subjects for whom a measure with a
+holding time or a prerequisite is not blocked by a missing opt-in (:meth:`Plan.guards`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from trustledger.engine.history import run_when
 from trustledger.engine.incremental import stateless_measures
-from trustledger.policy.compiled import CompiledCap, CompiledPolicy
+from trustledger.policy.compiled import CompiledCap, CompiledEventType, CompiledPolicy
 from trustledger.policy.durations import Duration
-from trustledger.policy.models import Anchor, CapDirection, CapPeriod
+from trustledger.policy.models import Anchor, AttributeType, CapDirection, CapPeriod
 
 LN2 = math.log(2.0)
 NEVER = -(2**62)
@@ -79,6 +81,64 @@ def duration_threshold(duration: Duration, v_us: int) -> int:
     return first_counting(duration.after, v_us, _longest(duration))
 
 
+def shortest(duration: Duration) -> int:
+    """A lower bound (µs) of ``duration.after(a) - a`` over every anchor ``a``.
+
+    A calendar month is at least 28 days (the day of the month is clamped to its end).
+    """
+    return ((duration.months * 28 + duration.days) * 86400 + duration.seconds) * 1_000_000
+
+
+_MOST_FIRST = 1_000
+"""How far :func:`when_plan` looks for the first count a ``when`` refuses."""
+
+
+@dataclass(frozen=True, slots=True)
+class WhenPlan:
+    """A ``when`` condition the query decides: "only the first ``first`` count".
+
+    The condition reads one count metric, unscoped (or scoped to a scorecard that is not
+    opt-in), without sign filter, whose only type is the conditional type itself: it is
+    then a function of how many earlier entries of that type still count when the entry
+    occurs. While none of them has stopped counting, that is its rank among the
+    subject's entries of the type, so the first ``first`` entries count and the others
+    do not (``first``: the least ``n`` for which the condition is false). A subject with
+    more than ``first`` such entries, the latest at least ``life_us`` after the earliest
+    anchor (a lower bound of how long an entry stays counted: retention, expiry, the
+    metric's window), takes the per-subject path.
+    """
+
+    type: str
+    first: int
+    life_us: int
+    by_recorded: bool
+
+
+def when_plan(policy: CompiledPolicy, et: CompiledEventType) -> WhenPlan | None:
+    """The vectorised form of ``et``'s ``when``, or ``None`` when the query cannot decide it."""
+    when = et.when
+    if when is None or len(when.names) != 1 or et.expiry_attribute is not None or any(
+            a.type is AttributeType.DATE for a in et.attributes):
+        return None
+    (name,) = when.names
+    metric = policy.metrics.get(name)
+    if metric is None or metric.aggregate.value != "count" or metric.sign is not None \
+            or metric.types != frozenset({et.name}):
+        return None
+    if metric.scorecard is not None and policy.scorecards[metric.scorecard].opt_in:
+        return None  # without the subject's consent the condition is blocked
+    first = next((n for n in range(_MOST_FIRST + 1)
+                  if run_when(et, {name: n}) is not True), None)  # an error counts nothing
+    if first is None:
+        return None
+    spans = [shortest(et.retention)]
+    if et.expiry is not None:
+        spans.append(shortest(et.expiry))
+    if metric.window is not None:
+        spans.append(shortest(metric.window))
+    return WhenPlan(et.name, first, min(spans), et.expiry_from is Anchor.RECORDED_AT)
+
+
 @dataclass(frozen=True, slots=True)
 class TypePlan:
     """One event type's constants at ``valid_at``.
@@ -100,6 +160,7 @@ class TypePlan:
     overhang_from: int | None
     conditional: bool
     domain: str
+    when: WhenPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +218,17 @@ class Plan:
 
     @property
     def conditional_types(self) -> frozenset[str]:
-        """Types with a ``when`` condition: their subjects take the per-subject path."""
-        return frozenset(t.name for t in self.types if t.conditional)
+        """Types whose subjects take the per-subject path.
+
+        A ``when`` the query cannot decide, a reported date (a ``date`` attribute,
+        perhaps the expiry's anchor), or a scorecard a measure can set back.
+        """
+        return frozenset(t.name for t in self.types if t.conditional and t.when is None)
+
+    @property
+    def whens(self) -> tuple[WhenPlan, ...]:
+        """The ``when`` conditions the query decides (see :class:`WhenPlan`)."""
+        return tuple(t.when for t in self.types if t.when is not None)
 
     @property
     def sequential_types(self) -> frozenset[str]:
@@ -174,6 +244,58 @@ class Plan:
         """Measures with a history (hold, prerequisite): per-subject path when asked for."""
         return tuple(n for n in self.policy.measures if n not in self.stateless)
 
+    def consent_bound_types(self) -> frozenset[str]:
+        """Attribute-dependent types whose points and fit only opt-in outputs read.
+
+        Every scorecard with the type is opt-in, every metric selecting it is scoped to
+        an opt-in scorecard, and it has no ``when``; and no type of the policy has an
+        overhang (an entry of any type can witness one). Without the subject's opt-in
+        those outputs are not produced, so the type's points need not be computed.
+        """
+        policy = self.policy
+        if any(t.overhang_from is not None for t in self.types):
+            return frozenset()
+        out = set()
+        for name in self.computed_types:
+            cards = [c for c in self.cards if name in c.types]
+            metrics = [m for m in self.metrics if name in m.types]
+            if policy.event_types[name].when is None and all(c.opt_in for c in cards) and all(
+                    m.scorecard is not None and policy.scorecards[m.scorecard].opt_in
+                    for m in metrics):
+                out.add(name)
+        return frozenset(out)
+
+    def guards(self) -> tuple[frozenset[str], ...] | None:
+        """Per stateful measure, the opt-in scorecards its condition reads.
+
+        Without consent to one of them, the measure is blocked at every instant, so it
+        is never in force and the subject needs no replay of its history for it. ``None``
+        when some stateful measure reads no opt-in scorecard: every subject needs it.
+        """
+        policy = self.policy
+        out = []
+        for name in self.stateful_measures():
+            measure = policy.measures[name]
+            cards = {c for c in measure.scorecards if policy.scorecards[c].opt_in}
+            for metric in measure.metrics:
+                scope = policy.metrics[metric].scorecard
+                if scope is not None and policy.scorecards[scope].opt_in:
+                    cards.add(scope)
+            if not cards:
+                return None
+            out.append(frozenset(cards))
+        return tuple(out)
+
+    @property
+    def sets_back(self) -> bool:
+        """Whether a measure can set a score back: scores then need the measures' replay."""
+        return bool(self.policy.set_back_scorecards)
+
+    def replays(self, consented: frozenset[str]) -> bool:
+        """Whether a subject with these opt-ins needs its measures' history replayed."""
+        guards = self.guards()
+        return guards is None or any(g <= consented for g in guards)
+
 
 def make_plan(policy: CompiledPolicy, valid_at: datetime,
               known_at: datetime | None = None) -> Plan:
@@ -185,6 +307,7 @@ def make_plan(policy: CompiledPolicy, valid_at: datetime,
     policy.require_rule_based("batch rescoring")
     v_us = to_us(valid_at)
     types = []
+    replay = policy.replay_types
     for name, et in policy.event_types.items():
         rule = policy.model.event_types[name].points
         constant = float(rule) if isinstance(rule, int | float) and not et.attributes else None
@@ -205,7 +328,9 @@ def make_plan(policy: CompiledPolicy, valid_at: datetime,
                                                _longest(expiry) + _longest(overhang))
         lam = LN2 / et.half_life if et.half_life is not None else 0.0
         types.append(TypePlan(name, constant, lam, occurred_from, recorded_from, expiry_from,
-                              et.expiry_from, overhang_from, et.when is not None, et.domain))
+                              et.expiry_from, overhang_from,
+                              _one_by_one(et) or name in replay, et.domain,
+                              None if name in replay else when_plan(policy, et)))
     cards = []
     v = valid_at.timestamp()
     for name, card in policy.scorecards.items():
@@ -222,6 +347,19 @@ def make_plan(policy: CompiledPolicy, valid_at: datetime,
     return Plan(policy, valid_at, known_at, v_us,
                 to_us(known_at) if known_at is not None else None, tuple(types), tuple(cards),
                 tuple(metrics), stateless_measures(policy))
+
+
+def _one_by_one(et: CompiledEventType) -> bool:
+    """Whether an entry of ``et`` needs the per-subject path whatever its history.
+
+    A ``when`` (unless :func:`when_plan` vectorises it), an expiry counted from a reported
+    date, or any ``date`` attribute (whether the event fits depends on its own times:
+    :meth:`~trustledger.policy.compiled.CompiledEventType.check_dates`). The policy's
+    :attr:`~trustledger.policy.compiled.CompiledPolicy.replay_types` (those, and the types
+    on a scorecard a measure can set back) are added by :func:`make_plan`.
+    """
+    return et.when is not None or et.expiry_attribute is not None or any(
+        a.type is AttributeType.DATE for a in et.attributes)
 
 
 def _then(first: Duration, second: Duration) -> Callable[[datetime], datetime]:

@@ -7,6 +7,10 @@ The batch expression reads one table with the columns of
   :func:`write_ledger_events` from a ledger): ``subject, source, source_event_id, type,
   occurred_at, recorded_at, attributes, supersedes`` with UTC timestamps; a file without
   ``recorded_at`` (recorded when it occurred) or ``supersedes`` (none) is accepted;
+* from a keyed export (:func:`write_keyed`, read by :func:`read_keyed`): a folder with the
+  same events where ``subject`` and ``type`` are integer surrogate keys (dense, in name
+  order) and times are integer microseconds, with the two mapping tables; the query then
+  groups and joins integers, and names are joined back only on the result;
 * on DuckDB (embedded, the default; out-of-core within a memory limit) or on Spark
   (``local[2]`` here; any cluster elsewhere), where the only backend-specific step is
   turning timestamps into integer microseconds.
@@ -17,17 +21,21 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trustledger.batch.expression import EVENT_COLUMNS
 from trustledger.engine import Event
 from trustledger.errors import InputError
 from trustledger.ledger.chain import EVENT_KIND
@@ -105,18 +113,22 @@ def is_export(path: str | Path) -> bool:
 
 
 def _read_export(backend: Any, file: Path, name: str) -> ir.Table:
-    """A ledger export's events (purged ones left out), with the payload's fields."""
+    """A ledger export's events (purged ones left out), with the payload's fields.
+
+    On DuckDB the payloads are parsed once, into a temporary table (spilled to disk
+    beyond the memory limit) that the job's queries then read.
+    """
     quoted = str(file.resolve()).replace("'", "''")
     where = f"kind = '{EVENT_KIND}' AND payload IS NOT NULL"
     if backend.name == "duckdb":
-        return backend.sql(
+        return backend.create_table(f"{name}_{uuid.uuid4().hex}", backend.sql(
             "SELECT subject, source, source_event_id, "
             "json_extract_string(payload, '$.type') AS type, "
             "epoch_us(CAST(json_extract_string(payload, '$.occurred_at') AS TIMESTAMPTZ)) "
             "AS occurred_us, epoch_us(recorded_at) AS recorded_us, "
             "CAST(json_extract(payload, '$.attributes') AS VARCHAR) AS attributes, "
             "json_extract_string(payload, '$.supersedes') AS supersedes "
-            f"FROM read_parquet('{quoted}') WHERE {where}")
+            f"FROM read_parquet('{quoted}') WHERE {where}"), temp=True)
     if backend.name == "pyspark":
         frame = backend._session.read.parquet(str(file.resolve())).where(where).selectExpr(
             "subject", "source", "source_event_id",
@@ -132,18 +144,20 @@ def _read_export(backend: Any, file: Path, name: str) -> ir.Table:
 
 def export_consents(path: str | Path, at: datetime,
                     scorecards: Iterable[str]) -> dict[str, frozenset[str]]:
-    """The opt-ins in force at ``at`` recorded in a ledger export, per subject."""
+    """The opt-ins in force at ``at`` recorded in a ledger export, per subject.
+
+    Reads the consent records' ``seq``, ``kind``, ``subject``, ``recorded_at`` and
+    ``payload`` (so also the partial export of :meth:`Ledger.batch_columns`).
+    """
     from trustledger.ledger import Entry
     from trustledger.rights import active_consents
     from trustledger.rights.consent import GRANTED, WITHDRAWN
 
     table = pq.read_table(Path(path), columns=["seq", "kind", "subject", "recorded_at",
-                                               "payload", "payload_hash", "prev_hash",
-                                               "hash"],
+                                               "payload"],
                           filters=[("kind", "in", [GRANTED, WITHDRAWN])])
     entries = sorted((Entry(r["seq"], r["kind"], r["subject"], r["recorded_at"],
-                            orjson.loads(r["payload"]) if r["payload"] else None,
-                            r["payload_hash"], r["prev_hash"], r["hash"])
+                            orjson.loads(r["payload"]) if r["payload"] else None, "", "", "")
                       for r in table.to_pylist()), key=lambda e: e.seq)
     names = set(scorecards)
     out: dict[str, set[str]] = {}
@@ -221,3 +235,99 @@ def events_table(backend: Any, events: list[Event], folder: str | Path) -> ir.Ta
     path = Path(folder) / f"{name}.parquet"
     write_events(events, path)
     return read_events(backend, path, name=name)
+
+
+KEYED_FILES = ("events.parquet", "subjects.parquet", "types.parquet")
+"""A keyed export: a folder with these three files (see :func:`write_keyed`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The mapping tables of a keyed export.
+
+    :attr:`subjects`: each subject's name at the index of its key; ``types``: each event
+    type's name to its key. The names may still be being read (``names``: a future),
+    since a job needs them only once its query has run.
+    """
+
+    names: Future[pa.Array] | pa.Array
+    types: Mapping[str, int]
+
+    @property
+    def subjects(self) -> pa.Array:
+        """Each subject's name at the index of its key."""
+        return self.names.result() if isinstance(self.names, Future) else self.names
+
+
+def is_keyed(path: str | Path) -> bool:
+    """Whether ``path`` is a keyed export folder (:func:`write_keyed`)."""
+    folder = Path(path)
+    return folder.is_dir() and all((folder / name).is_file() for name in KEYED_FILES)
+
+
+def write_keyed(backend: Any, source: str | Path, folder: str | Path) -> int:
+    """Write the events of ``source`` (events file or ledger export) as a keyed export.
+
+    ``folder`` (created; existing files replaced) gets ``subjects.parquet`` (``key``,
+    ``subject``) and ``types.parquet`` (``key``, ``type``): dense integer keys in name
+    order, and ``events.parquet`` with the batch columns (:data:`EVENT_COLUMNS`), where
+    ``subject`` and ``type`` are those keys and times are microseconds since the epoch.
+    DuckDB only. Returns how many events.
+    """
+    if backend.name != "duckdb":
+        raise InputError("a keyed export is written with DuckDB")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    events = read_events(backend, source, name=f"keyed_{uuid.uuid4().hex}")
+    stem = f"k{uuid.uuid4().hex}"
+    backend.create_view(f"{stem}_e", events, overwrite=True)
+    sql = backend.raw_sql
+    sql(f"CREATE TEMP TABLE {stem}_s AS SELECT CAST(row_number() OVER (ORDER BY subject) - 1 "
+        f"AS BIGINT) AS key, subject FROM (SELECT DISTINCT subject FROM {stem}_e)")
+    sql(f"CREATE TEMP TABLE {stem}_t AS SELECT CAST(row_number() OVER (ORDER BY type) - 1 "
+        f"AS BIGINT) AS key, type FROM (SELECT DISTINCT type FROM {stem}_e)")
+    for table, name in ((f"{stem}_s", "subjects"), (f"{stem}_t", "types")):
+        sql(f"COPY (SELECT * FROM {table} ORDER BY key) TO '{_quote(out / name)}.parquet' "
+            "(FORMAT parquet)")
+    sql(f"COPY (SELECT s.key AS subject, e.source, e.source_event_id, t.key AS type, "
+        f"e.occurred_us, e.recorded_us, e.attributes, e.supersedes FROM {stem}_e AS e "
+        f"JOIN {stem}_s AS s ON e.subject = s.subject JOIN {stem}_t AS t ON e.type = t.type "
+        f"ORDER BY s.key) TO '{_quote(out / 'events')}.parquet' "
+        "(FORMAT parquet, ROW_GROUP_SIZE 1000000)")
+    for name in (f"{stem}_s", f"{stem}_t"):
+        sql(f"DROP TABLE {name}")
+    sql(f"DROP VIEW {stem}_e")
+    rows: int = pq.read_metadata(out / "events.parquet").num_rows
+    return rows
+
+
+def _quote(path: Path) -> str:
+    return str(path.resolve()).replace("'", "''")
+
+
+def read_keyed(backend: Any, folder: str | Path, name: str = "events") -> tuple[ir.Table, Keys]:
+    """A keyed export (:func:`write_keyed`) as the batch input table, with its mapping tables."""
+    path = Path(folder)
+    if not is_keyed(path):
+        raise InputError(f"{path}: not a keyed export (a folder with "
+                         f"{', '.join(KEYED_FILES)})")
+    types = pq.read_table(path / "types.parquet")
+    keys = pq.read_table(path / "subjects.parquet", columns=["key"]).column("key").to_numpy()
+    if not np.array_equal(keys, np.arange(len(keys))):
+        raise InputError(f"{path / 'subjects.parquet'}: keys must be 0, 1, 2, … in order")
+    # The names are read while the job's query runs (both release the GIL).
+    reader = ThreadPoolExecutor(max_workers=1)
+    names = reader.submit(lambda: pq.read_table(path / "subjects.parquet", columns=["subject"])
+                          .column("subject").combine_chunks())
+    reader.shutdown(wait=False)
+    mapping = Keys(names, dict(zip(types.column("type").to_pylist(),
+                                   types.column("key").to_pylist(), strict=True)))
+    events = path / "events.parquet"
+    if backend.name == "duckdb":
+        return backend.sql(f"SELECT {', '.join(EVENT_COLUMNS)} FROM "
+                           f"read_parquet('{_quote(events)}')"), mapping
+    if backend.name == "pyspark":
+        frame = backend._session.read.parquet(str(events.resolve())).select(*EVENT_COLUMNS)
+        frame.createOrReplaceTempView(name)
+        return backend.table(name), mapping
+    raise InputError(f"backend {backend.name} is not supported; use duckdb or pyspark")
