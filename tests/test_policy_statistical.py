@@ -251,8 +251,9 @@ def small(tmp_path: Path) -> tuple[Path, str]:
     return models, path.stem
 
 
-AUDIT: dict[str, Json] = {"status": "audited", "reason": "audited on sex: fairness report and proxy screen",
-         "attributes": [{"name": "sex", "source": "audit file", "usable": True}]}
+AUDIT: dict[str, Json] = {
+    "status": "audited", "reason": "audited on sex: fairness report and proxy screen",
+    "attributes": [{"name": "sex", "source": "audit file", "usable": True}]}
 
 
 @pytest.fixture
