@@ -10,7 +10,11 @@ server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.
 
 1. **decisions, cold**: one decision per consenting subject, 16 in flight (each subject's
    first decision loads and evaluates it);
-2. **decision capacity**: 64 requests always in flight for `--duration` s (closed loop);
+2. **decision capacity**: 64 requests always in flight for `--duration` s (closed loop),
+   against trustledger and, alternately, against a **bare FastAPI endpoint** (the ceiling:
+   a pydantic body, a small JSON answer, the same uvicorn flags and worker count, the same
+   load generator; started by this bench in the same run): `--rounds` rounds of each,
+   medians reported, and trustledger's capacity as a ratio of the ceiling's;
 3. **decisions at fixed offered rates**: each of `--rates` requests/s for `--duration` s,
    open loop (requests are sent on schedule whatever the answers; latency is measured from
    the scheduled time, so a stall counts against every request it delays; offering stops,
@@ -18,14 +22,18 @@ server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.
    consenting ones;
 4. **events, single**: `--single` events, one per request, 16 in flight;
 5. **events, batched**: `--batches` batches of `--batch-size` events;
-6. **score reads, in process** (no HTTP): for the consenting subjects, the service's two
+6. **decision reads, in process** (no HTTP): assessments/s under `policies/sesame.yaml`
+   by the reference (`scoring.assess`) and by the maintained evaluation (first read:
+   builds the history; next reads, a day apart: resume the measures' replay), each
+   checked equal to the reference;
+7. **score reads, in process** (no HTTP): for the consenting subjects, the service's two
    ways to score a cached subject — the reference assessment (`current_assessment`, what
    decisions use: reasons need it) and the incremental state (`current_scores`: scores,
    tiers, measure states) — under the Sesame policy without its holding time (so every
    measure is stateless and the incremental state answers alone): reads/s of each, the
    first incremental read (which builds the state) and later ones (O(1)); every read's
    scores are checked equal to the reference's;
-7. **statistics over the population, in process** (`--statistics`): the operator's
+8. **statistics over the population, in process** (`--statistics`): the operator's
    statistics computation under the same policy — every subject by the reference
    assessment, then by `current_scores` twice: the first run builds every subject's
    incremental state, the second (after 2,000 more events about consenting subjects)
@@ -62,6 +70,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from pydantic import BaseModel  # noqa: E402
 
 from trustledger.demo import DEMO_POPULATION  # noqa: E402
 from trustledger.ledger import ingest_file  # noqa: E402
@@ -221,12 +231,46 @@ def prepare(url: str, work: Path, population: Population, consenting: int
     return {"party": party.key, "source": source.key}
 
 
+class Ask(BaseModel):
+    """The ceiling's request body (a decision request's shape)."""
+
+    subject: str
+    purpose: str
+
+
+def baseline_app() -> Any:
+    """The ceiling: a bare FastAPI endpoint with a pydantic body and a small JSON answer."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/v1/decisions")
+    def decide(ask: Ask) -> dict[str, Any]:
+        return {"subject": ask.subject, "purpose": ask.purpose, "in_force": True}
+
+    return app
+
+
+def serve_baseline(port: int, workers: int) -> None:
+    """Run :func:`baseline_app` with the uvicorn flags ``trustledger serve`` uses."""
+    import uvicorn
+
+    uvicorn.run("bench.service:baseline_app", factory=True, host=HOST, port=port,
+                workers=workers, access_log=False, timeout_keep_alive=5, server_header=False,
+                log_level="warning")
+
+
 @contextmanager
-def server(url: str, port: int, work: Path, workers: int) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "TRUSTLEDGER_DATA": str(work), "TRUSTLEDGER_MAX_IN_FLIGHT": "1000"}
+def server(url: str, port: int, work: Path, workers: int, *,
+           baseline: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    env = {**os.environ, "TRUSTLEDGER_DATA": str(work), "TRUSTLEDGER_MAX_IN_FLIGHT": "1000",
+           "PYTHONPATH": str(ROOT)}
     command = [str(ROOT / ".venv" / "bin" / "trustledger"), "serve", "--host", HOST,
                "--port", str(port), "--database-url", url, "--workers", str(workers)]
-    log = (work / "server.log").open("wb")
+    if baseline:
+        command = [sys.executable, str(ROOT / "bench" / "service.py"), "--serve-baseline",
+                   str(port), "--workers", str(workers)]
+    log = (work / ("baseline.log" if baseline else "server.log")).open("wb")
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60
@@ -273,6 +317,32 @@ async def capacity(port: int, key: str, path: str, make_body: Any, seconds: floa
             "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2)}
 
 
+def ceiling_ratio(port: int, key: str, decision_body: Any, args: argparse.Namespace,
+                  work: Path) -> dict[str, Any]:
+    """Decision capacity and the bare-FastAPI ceiling's, alternating rounds; medians, ratio."""
+    ceiling_port = free_port()
+    ours: list[dict[str, Any]] = []
+    theirs: list[dict[str, Any]] = []
+    with server("", ceiling_port, work, args.workers, baseline=True):
+        for _ in range(args.rounds):
+            theirs.append(asyncio.run(capacity(ceiling_port, key, "/v1/decisions",
+                                               decision_body, args.duration, 64)))
+            ours.append(asyncio.run(capacity(port, key, "/v1/decisions", decision_body,
+                                             args.duration, 64)))
+
+    if any(set(r["statuses"]) != {200} for r in theirs):
+        raise RuntimeError(f"the ceiling's endpoint did not answer 200: {theirs}")
+
+    def median(runs: list[dict[str, Any]], name: str) -> float:
+        return float(statistics.median(r[name] for r in runs))
+
+    per_s, ceiling = median(ours, "per_s"), median(theirs, "per_s")
+    return {"rounds": args.rounds, "per_s": per_s, "p50_ms": median(ours, "p50_ms"),
+            "p99_ms": median(ours, "p99_ms"), "ceiling_per_s": ceiling,
+            "ceiling_p99_ms": median(theirs, "p99_ms"),
+            "ratio_to_ceiling": round(per_s / ceiling, 3), "runs": ours, "ceiling_runs": theirs}
+
+
 def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     population = Population(subjects=args.subjects, events=args.events,
                             seed=DEMO_POPULATION.seed)
@@ -297,8 +367,10 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
                                     "per_s": round(len(bodies) / seconds, 1),
                                     "p50_ms": round(1000 * statistics.median(lat), 2),
                                     "statuses": statuses}
-        result["decisions_capacity"] = asyncio.run(capacity(
-            port, keys["party"], "/v1/decisions", decision_body, args.duration, 64))
+        result["decisions_capacity"] = ceiling_ratio(
+            port, keys["party"], decision_body, args, work)
+        result["decisions_cold"]["ratio_to_warm"] = round(
+            result["decisions_cold"]["per_s"] / result["decisions_capacity"]["per_s"], 3)
         result["decisions"] = [asyncio.run(open_loop(
             port, keys["party"], "/v1/decisions", decision_body, rate, args.duration,
             args.connections)) for rate in args.rates]
@@ -309,25 +381,29 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
                     "type": "bill_paid", "occurred_at": (base + timedelta(seconds=i)).isoformat()}
 
         singles = [json.dumps(event(i, "single")).encode() for i in range(args.single)]
-        seconds, lat, statuses = asyncio.run(closed_loop(port, keys["source"], "/v1/events",
-                                                         singles, 16))
-        result["events_single"] = {"events": len(singles), "seconds": round(seconds, 2),
-                                   "per_s": round(len(singles) / seconds, 1),
-                                   "p50_ms": round(1000 * statistics.median(lat), 2),
-                                   "statuses": statuses}
+        if singles:
+            seconds, lat, statuses = asyncio.run(closed_loop(port, keys["source"],
+                                                             "/v1/events", singles, 16))
+            result["events_single"] = {"events": len(singles), "seconds": round(seconds, 2),
+                                       "per_s": round(len(singles) / seconds, 1),
+                                       "p50_ms": round(1000 * statistics.median(lat), 2),
+                                       "statuses": statuses}
         batches = [json.dumps({"events": [event(b * args.batch_size + i, "batch")
                                           for i in range(args.batch_size)]}).encode()
                    for b in range(args.batches)]
-        seconds, lat, statuses = asyncio.run(closed_loop(port, keys["source"],
-                                                         "/v1/events/batch", batches, 1))
-        events = args.batches * args.batch_size
-        result["events_batched"] = {"events": events, "batch_size": args.batch_size,
-                                    "seconds": round(seconds, 2),
-                                    "per_s": round(events / seconds, 1),
-                                    "p50_batch_ms": round(1000 * statistics.median(lat), 1),
-                                    "statuses": statuses}
-    result["score_reads"] = score_reads(url, subjects)
-    if args.statistics:
+        if batches:
+            seconds, lat, statuses = asyncio.run(closed_loop(port, keys["source"],
+                                                             "/v1/events/batch", batches, 1))
+            events = args.batches * args.batch_size
+            result["events_batched"] = {"events": events, "batch_size": args.batch_size,
+                                        "seconds": round(seconds, 2),
+                                        "per_s": round(events / seconds, 1),
+                                        "p50_batch_ms": round(1000 * statistics.median(lat), 1),
+                                        "statuses": statuses}
+    if args.in_process:
+        result["decision_reads"] = decision_reads(url, subjects)
+        result["score_reads"] = score_reads(url, subjects)
+    if args.statistics and args.in_process:
         result["statistics"] = statistics_runs(url, subjects)
     return result
 
@@ -380,6 +456,40 @@ def statistics_runs(url: str, subjects: list[str]) -> dict[str, Any]:
     return out
 
 
+def decision_reads(url: str, subjects: list[str]) -> dict[str, Any]:
+    """Assessments/s in process under `policies/sesame.yaml`: reference vs maintained.
+
+    The reference is `scoring.assess` (what every decision ran before the maintained
+    state); the maintained evaluation's first read builds the subject's history, later
+    reads (a day later each, so the measures' replay moves forward) only resume it.
+    Every maintained read is checked equal to the reference at the same moment.
+    """
+    from trustledger.api.view import LedgerView, maintained_assessment
+    from trustledger.scoring import assess
+
+    out: dict[str, Any] = {"subjects": len(subjects)}
+    with ServiceLedger.open(url) as ledger:
+        view = LedgerView(ledger, subject_cache=len(subjects) + 1)
+        now = datetime.now(UTC)
+        policy = view.policy_in_force(now)
+        records = [r for s in subjects if (r := view.subject(s)).events]  # not timed
+        t = time.perf_counter()
+        reference = [assess(policy, r.subject, r.events, r.records, now) for r in records]
+        out["reference_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
+        t = time.perf_counter()
+        first = [maintained_assessment(r, policy, now) for r in records]
+        out["maintained_first_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
+        for days in (1, 2, 3):
+            t = time.perf_counter()
+            for r in records:
+                maintained_assessment(r, policy, now + timedelta(days=days))
+            out[f"maintained_next_per_s_{days}"] = round(
+                len(records) / (time.perf_counter() - t), 1)
+        for want, got in zip(reference, first, strict=True):
+            assert got is not None and got.evaluation == want.evaluation
+    return out
+
+
 def score_reads(url: str, subjects: list[str]) -> dict[str, Any]:
     """Reads/s of the reference assessment and of the incremental state, in process."""
     from trustledger.api.view import LedgerView, current_assessment, current_scores
@@ -389,7 +499,7 @@ def score_reads(url: str, subjects: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"subjects": len(subjects)}
     with ServiceLedger.open(url) as ledger:
         view = LedgerView(ledger, subject_cache=len(subjects) + 1)
-        records = [view.subject(s) for s in subjects]  # loaded once, not timed
+        records = [r for s in subjects if (r := view.subject(s)).events]  # not timed
         now = datetime.now(UTC)
         t = time.perf_counter()
         reference = [current_assessment(r, policy, now, 0.0).evaluation for r in records]
@@ -430,14 +540,23 @@ def main() -> None:
                         help="offered decision rates, requests/s, comma-separated")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="capacity rounds against trustledger and the bare-FastAPI ceiling")
+    parser.add_argument("--serve-baseline", type=int, metavar="PORT",
+                        help=argparse.SUPPRESS)  # the ceiling's server process
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=5_000)
     parser.add_argument("--statistics", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the statistics computation, reference vs incremental")
+    parser.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the in-process score reads and statistics")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "out" / "service.json")
     args = parser.parse_args()
+    if args.serve_baseline is not None:
+        serve_baseline(args.serve_baseline, args.workers)
+        return
     command = "python bench/service.py " + shlex.join(sys.argv[1:])
     results = []
     for kind in (["sqlite", "postgres"] if args.database == "both" else [args.database]):

@@ -8,6 +8,7 @@ incremental state equal :func:`trustledger.scoring.assess_subject` at the same m
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,8 +20,15 @@ from fastapi import FastAPI
 
 from tests.clock import FixedClock
 from tests.test_api import SESAME, World, build_world
+from trustledger.api import render
+from trustledger.api.auth import json_response
 from trustledger.api.service import Service
-from trustledger.api.view import SubjectRecord, current_scores, incremental_allowed
+from trustledger.api.view import (
+    SubjectRecord,
+    current_assessment,
+    current_scores,
+    incremental_allowed,
+)
 from trustledger.policy import parse_policy
 from trustledger.scoring import assess, assess_subject
 
@@ -205,3 +213,101 @@ def test_a_state_takes_only_new_events_and_is_rebuilt_when_one_is_gone(world: Wo
     want = assess(policy, "alice", shorter.events, shorter.records, clock.now)
     assert got.totals["sesame"] == pytest.approx(
         want.evaluation.scorecards["sesame"].total, abs=1e-9)
+
+
+@pytest.fixture
+def fresh_world(database_url: str, clock: FixedClock) -> Iterator[World]:
+    """A world whose decisions never reuse an earlier evaluation (each is for now)."""
+    yield from build_world(database_url, clock=clock, decision_max_age=0.0)
+
+
+def decided(w: World, clock: FixedClock) -> str | None:
+    """Alice's decision over HTTP equals the reference's rendered now; which engine gave it."""
+    r = w.call("party", "POST", "/v1/decisions",
+               json={"subject": "alice", "purpose": "rental_deposit"})
+    assert r.status_code == 200, r.text
+    svc = service(w)
+    policy = svc.view.policy_in_force(clock.now)
+    want = assess_subject(w.ledger, "alice", policy, clock.now)
+    expected = json.loads(bytes(json_response(render.decision(
+        want.evaluation, policy, "rental_deposit", r.json()["party"], "alice",
+        r.json()["access_seq"])).body))
+    assert r.json() == expected
+    record = svc.view.subject("alice")
+    got = current_assessment(record, policy, clock.now, 0.0)
+    assert got.evaluation == want.evaluation and got.left_out == want.left_out
+    assert (got.opt_ins, got.disputes, got.reviews) == (want.opt_ins, want.disputes,
+                                                        want.reviews)
+    return record.answered_by
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_decisions_from_the_maintained_state_equal_the_reference(
+        fresh_world: World, clock: FixedClock, seed: int) -> None:
+    """Sesame with its holding time, appends in and out of order, a dispute, a review, consent."""
+    w = fresh_world
+    w.opt_in("alice")
+    w.consent("alice", "party", "rental_deposit")
+    clock.now += timedelta(days=400)  # past most appends, so the maintained state can answer
+    paths = [decided(w, clock)]
+    for step, body in enumerate(appends(seed, 24)):
+        r = w.call("source", "POST", "/v1/events", json=body)
+        if r.status_code == 404:  # a retraction of an event already retracted or superseded
+            continue
+        assert r.status_code in (200, 201), r.text
+        if step % 4 == 0:
+            clock.now += timedelta(days=17)
+        paths.append(decided(w, clock))
+        paths.append(decided(w, clock))  # the same record read again: no rebuild
+    assert paths.count("maintained") > len(paths) // 2, paths
+    policy = service(w).view.policy_in_force(clock.now)
+    now = assess_subject(w.ledger, "alice", policy, clock.now)
+    adverse = next(e for e in now.scored if e.key in {
+        c.event for c in now.evaluation.scorecards["sesame"].contributions
+        if c.counted and c.points_now < 0})
+    opened = w.call("alice", "POST", "/v1/subjects/alice/disputes",
+                    json={"event_seq": adverse.seq, "reason": "not mine"})
+    assert opened.status_code == 201, opened.text
+    assert decided(w, clock) == "maintained"
+    clock.now += timedelta(days=40)  # unverified: lapsed, still out
+    assert decided(w, clock) == "maintained"
+    asked = w.call("alice", "POST", "/v1/subjects/alice/reviews",
+                   json={"measure": "deposit_free_rental"})
+    assert asked.status_code == 201, asked.text
+    w.call("reviewer", "POST", f"/v1/reviewer/reviews/{asked.json()['seq']}/resolution",
+           json={"decision": "lifted", "reason": "long record of returns"})
+    assert decided(w, clock) == "maintained"  # the review applies to the maintained result
+    consent = next(c for c in w.call("alice", "GET", "/v1/subjects/alice/consents").json()
+                   if c["scope"] == "scorecard")
+    w.call("alice", "DELETE", f"/v1/subjects/alice/consents/{consent['seq']}")
+    assert decided(w, clock) == "maintained"
+    clock.now += timedelta(days=1)
+    assert decided(w, clock) == "maintained"
+
+
+def test_an_event_not_yet_occurred_is_answered_by_the_reference(fresh_world: World,
+                                                                clock: FixedClock) -> None:
+    w = fresh_world
+    w.opt_in("alice")
+    w.consent("alice", "party", "rental_deposit")
+    assert decided(w, clock) == "maintained"
+    ahead = {"source_event_id": "ahead", "subject": "alice", "type": "bill_paid",
+             "occurred_at": (clock.now + timedelta(days=3)).isoformat()}
+    assert w.call("source", "POST", "/v1/events", json=ahead).status_code == 201
+    assert decided(w, clock) == "reference"
+    clock.now += timedelta(days=4)
+    assert decided(w, clock) == "maintained"
+
+
+@pytest.mark.parametrize(("done", "total", "elapsed", "wait"), [
+    (0, 0, 0.0, 5),  # the ledger is still being read: 1,000 subjects at the assumed rate
+    (0, 10_000, 3.0, 30),  # none scored yet: 50 s at the assumed rate, said as 30
+    (100, 10_000, 10.0, 30),  # 10 subjects/s measured: 990 s left, said as 30
+    (5_000, 10_000, 10.0, 10),  # 500 subjects/s: 10 s left
+    (9_990, 10_000, 10.0, 1),  # almost done: ask again in a second
+])
+def test_the_statistics_retry_after_is_the_time_left_at_the_measured_rate(
+        done: int, total: int, elapsed: float, wait: int) -> None:
+    from trustledger.api.statistics import retry_after
+
+    assert retry_after(done, total, elapsed) == wait

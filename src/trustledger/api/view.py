@@ -12,10 +12,15 @@ Subjects are loaded on demand with one indexed query (their events and every
 rights record: consents, disputes, reviews, erasure; not the access log) and kept
 in a bounded LRU. Two functions score a subject for the service:
 
-* :func:`current_assessment` — :func:`trustledger.scoring.assess` (the reference
-  engine with the subject's rights applied): the full derivation, reasons and
-  measure histories. Decisions, the subject's scores, what-if and reviews use it:
-  each of them shows reasons (safeguard 5), which only the reference fold gives.
+* :func:`current_assessment` — the subject's assessment now, equal to
+  :func:`trustledger.scoring.assess` (the reference engine with the subject's rights
+  applied): the full derivation, reasons and measure histories. Decisions, the
+  subject's scores, what-if and reviews use it: each of them shows reasons
+  (safeguard 5). It reads the subject's
+  :class:`~trustledger.engine.maintained.MaintainedEvaluation` (the history built once
+  per set of events, opt-ins and disputes; the measures' replay resumed from the last
+  read, never replayed) when :func:`maintained_assessment` can serve it, and calls
+  ``assess`` otherwise — both named in :attr:`SubjectRecord.answered_by`.
 * :func:`current_scores` — scores, tiers and measure states only, read from the
   incremental engine (:class:`trustledger.engine.incremental.SubjectState`) kept
   per cached subject, in O(1) amortized time, falling back to the reference where
@@ -39,6 +44,7 @@ from typing import Literal
 from trustledger.api.access import ACCESS_READ
 from trustledger.engine import Event
 from trustledger.engine.incremental import SubjectState, stateless_measures
+from trustledger.engine.maintained import MaintainedEvaluation, maintainable
 from trustledger.errors import ErasedError, NotFoundError
 from trustledger.ledger import Entry, event_of
 from trustledger.ledger.chain import EVENT_KIND
@@ -49,8 +55,15 @@ from trustledger.principals.ledger import CHANGES_PAGE
 from trustledger.rights.consent import Consent, active_consents
 from trustledger.rights.dispute import fold_disputes, split_disputed
 from trustledger.rights.erasure import erased_at
-from trustledger.rights.review import fold_reviews
-from trustledger.scoring import PUBLISHED, Assessment, PublishedPolicy, assess, published_policies
+from trustledger.rights.review import apply_reviews, fold_reviews
+from trustledger.scoring import (
+    PUBLISHED,
+    Assessment,
+    LeftOut,
+    PublishedPolicy,
+    assess,
+    published_policies,
+)
 
 NOT_SUBJECT_STATE = frozenset({ACCESS_READ, *PRINCIPAL_KINDS})
 """Kinds of entries about a subject that do not change its evaluation (the rest do)."""
@@ -86,8 +99,13 @@ class SubjectRecord:
     assessment: Assessment | None = field(default=None)
     incremental: Incremental | None = field(default=None, repr=False)
     """The incremental engine state of the subject's scored events (:func:`current_scores`)."""
+    maintained: Maintained | None = field(default=None, repr=False)
+    """The subject's maintained evaluation (:func:`maintained_assessment`)."""
+    answered_by: Literal["maintained", "reference"] | None = None
+    """Which engine gave the last :func:`current_assessment` (``None``: none yet)."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    """Held while the incremental state is read or rebuilt (reading it moves its clock)."""
+    """Held while the incremental or maintained state is read or rebuilt (reading either
+    moves its clock)."""
 
     @cached_property
     def erased(self) -> bool:
@@ -149,6 +167,18 @@ class Incremental:
 
 
 @dataclass(frozen=True, slots=True)
+class Maintained:
+    """A :class:`~trustledger.engine.maintained.MaintainedEvaluation` and what it was built for.
+
+    ``key``: the policy hash, the opt-ins and the events disputes leave out; when any
+    of them differs at a read, it is built again from the subject's events.
+    """
+
+    key: tuple[str, frozenset[str], frozenset[tuple[str, str]]]
+    evaluation: MaintainedEvaluation
+
+
+@dataclass(frozen=True, slots=True)
 class CurrentScores:
     """A subject's scores, tiers and measures in force now, without their derivation.
 
@@ -182,8 +212,13 @@ def incremental_allowed(policy: CompiledPolicy) -> bool:
 
 def reference_scores(record: SubjectRecord, policy: CompiledPolicy,
                      now: datetime) -> CurrentScores:
-    """The subject's scores, tiers and measures now from the reference assessment."""
-    result = current_assessment(record, policy, now, 0.0).evaluation
+    """The subject's scores, tiers and measures now from the reference assessment.
+
+    :func:`trustledger.scoring.assess` itself: a one-off read (the operator's statistics
+    over records made for one run) gains nothing from building a maintained evaluation.
+    Raises as ``assess`` does.
+    """
+    result = assess(policy, record.subject, record.events, record.records, now).evaluation
     return CurrentScores(
         result.policy_hash, now, {n: c.score for n, c in result.scorecards.items()},
         {n: c.total for n, c in result.scorecards.items()},
@@ -237,8 +272,9 @@ def current_assessment(state: SubjectRecord, policy: CompiledPolicy, now: dateti
                        max_age: float) -> Assessment:
     """The subject's assessment for now: the one function the service scores through.
 
-    :func:`trustledger.scoring.assess` over the subject's events and rights records,
-    so equal to :func:`trustledger.scoring.assess_subject` at ``valid_at`` (a test
+    :func:`maintained_assessment` where it can answer, else
+    :func:`trustledger.scoring.assess` over the subject's events and rights records;
+    both equal to :func:`trustledger.scoring.assess_subject` at ``valid_at`` (a test
     checks it). An assessment at most ``max_age`` seconds old is reused when the
     policy, the opt-ins and the subject's entries are unchanged — nothing the
     ledger knows differs, so it is the reference evaluation at its ``valid_at``.
@@ -248,9 +284,52 @@ def current_assessment(state: SubjectRecord, policy: CompiledPolicy, now: dateti
     cached = reusable(state, policy, now, max_age)
     if cached is not None:
         return cached
-    result = assess(policy, state.subject, state.events, state.records, now, None)
+    result = maintained_assessment(state, policy, now)
+    if result is None:
+        result = assess(policy, state.subject, state.events, state.records, now, None)
+        state.answered_by = "reference"
+    else:
+        state.answered_by = "maintained"
     state.assessment = result
     return result
+
+
+def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
+                          now: datetime) -> Assessment | None:
+    """The subject's assessment now from its maintained evaluation; ``None`` if it cannot.
+
+    Equal to :func:`trustledger.scoring.assess` at ``now`` (tests check it, and a
+    property test the engine part):
+    the same rights applied (opt-ins, disputes and reviews as of ``now``) to a
+    :class:`~trustledger.engine.maintained.MaintainedEvaluation` of the events kept,
+    built on the first read and again when the policy, the opt-ins or the disputed
+    events change (a new record of the subject — any change to it — starts afresh).
+    ``None`` — the reference answers — when the policy is not
+    :func:`~trustledger.engine.maintained.maintainable` (set-backs of points, statistical
+    scorecards), the subject is erased or has no events (``assess`` raises), or an event
+    occurred or became known after ``now`` (:meth:`MaintainedEvaluation.serves`).
+    """
+    if not maintainable(policy) or record.erased or not record.events:
+        return None
+    opt_ins = record.opt_ins(now, policy)
+    disputes = fold_disputes(record.records, now)
+    kept, left = split_disputed(policy, record.events, disputes, now)
+    key = (policy.hash, opt_ins, frozenset(e.key for e, _ in left))
+    with record.lock:
+        built = record.maintained
+        if built is None or built.key != key or not built.evaluation.serves(now):
+            fresh = MaintainedEvaluation(policy, kept, now, opt_ins)
+            if not fresh.serves(now):
+                return None
+            built = record.maintained = Maintained(key, fresh)
+        engine = built.evaluation.evaluation(now)
+    reviews = fold_reviews(record.records, now)
+    return Assessment(
+        subject=record.subject, policy=policy, valid_at=now, known_at=None, as_of=now,
+        events=tuple(record.events), scored=tuple(kept),
+        left_out=tuple(LeftOut(e, d, d.describe(now)) for e, d in left), opt_ins=opt_ins,
+        disputes=tuple(disputes), reviews=tuple(reviews), engine=engine,
+        evaluation=apply_reviews(engine, reviews, now))
 
 
 def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
