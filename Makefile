@@ -25,10 +25,10 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-## test-clock: the test suite again with the clock moved to CLOCK (default: five years from today)
+## test-clock: the test suite again, on two workers, with the clock moved to CLOCK (default: five years from today)
 CLOCK ?= $(shell date -u -d '+5 years' +%F)
 test-clock: $(STAMP)
-	$(BIN)/pytest -q --system-clock $(CLOCK); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	$(BIN)/pytest -q -n 2 --dist loadfile --system-clock $(CLOCK); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -69,6 +69,10 @@ def pytest_configure(config: pytest.Config) -> None:
     given = config.getoption("--system-clock")
     if not given:
         return
+    if SHIFT_ENV in os.environ:
+        # A worker the session started (pytest-xdist): tests/clockshift moved its clock
+        # before pytest started, and its environment already carries the shift on.
+        return
     try:
         target = datetime.fromisoformat(given)
     except ValueError as error:
