@@ -25,9 +25,9 @@ from pydantic import TypeAdapter, ValidationError
 from trustledger.api.problems import ItemsForbiddenError, ProblemItem, UnsupportedMediaTypeError
 from trustledger.api.schemas import CloudEvent
 from trustledger.api.service import Caller, Service
-from trustledger.engine import RETRACTION
-from trustledger.errors import BatchError, InputError, ItemProblem, NotFoundError
+from trustledger.errors import BatchError, ConflictError, InputError, ItemProblem, NotFoundError
 from trustledger.ledger import Entry, EventIn
+from trustledger.ledger.columnar import EventRules, accreditation_problem, check_batch, from_rows
 from trustledger.ledger.ingest import schema_validator
 from trustledger.principals import PermissionDeniedError
 
@@ -116,10 +116,19 @@ def _items(body: bytes, content_type: str | None, *, batch: bool,
     return items
 
 
-def _own(caller: Caller, items: list[Any]) -> list[Any]:
-    """Fill in the caller as source; refuse other sources and unaccredited types (403)."""
+def _accredited(caller: Caller) -> dict[str, frozenset[str]]:
+    """The caller as the one source it may append for, with its accredited event types."""
+    return {caller.principal.name: frozenset(caller.principal.accreditations)}
+
+
+def _own(caller: Caller, items: list[Any], *, accreditation: bool = True) -> list[Any]:
+    """Fill in the caller as source; refuse other sources (and unaccredited types) with 403.
+
+    Without ``accreditation`` the types are left to the batch checks
+    (:func:`~trustledger.ledger.columnar.check_batch`), which apply the same rule.
+    """
     principal = caller.principal
-    accredited = set(principal.accreditations)
+    sources = _accredited(caller)
     forbidden: list[ProblemItem] = []
     out: list[Any] = []
     for index, item in enumerate(items):
@@ -132,16 +141,20 @@ def _own(caller: Caller, items: list[Any]) -> list[Any]:
                 f"{source!r} is not you: a source appends events only in its own name "
                 f"({principal.name!r})")))
         kind = item.get("type")
-        if isinstance(kind, str) and kind != RETRACTION and kind not in accredited:
-            forbidden.append(ProblemItem(index=index, field="type", reason=(
-                f"{principal.name!r} is not accredited for event type {kind!r}; accredited: "
-                f"{', '.join(sorted(accredited))}")))
+        if accreditation and isinstance(kind, str):
+            refused = accreditation_problem(principal.name, kind, sources)
+            if refused is not None:
+                forbidden.append(ProblemItem(index=index, field=refused[0], reason=refused[1]))
         out.append({**item, "source": principal.name} if source is None else item)
     if forbidden:
-        raise ItemsForbiddenError(
-            f"{len(forbidden)} item(s) may not be appended by {principal.name!r}, nothing "
-            "was written; each is listed in `errors`", forbidden)
+        raise _forbidden(principal.name, forbidden)
     return out
+
+
+def _forbidden(name: str, items: list[ProblemItem]) -> ItemsForbiddenError:
+    return ItemsForbiddenError(
+        f"{len(items)} item(s) may not be appended by {name!r}, nothing was written; each "
+        "is listed in `errors`", items)
 
 
 def _entry_json(entry: Entry, status: str) -> dict[str, Any]:
@@ -153,9 +166,10 @@ def _entry_json(entry: Entry, status: str) -> dict[str, Any]:
 
 def _append(service: Service, items: Sequence[Mapping[str, Any] | EventIn]) -> tuple[
         int, list[Entry]]:
-    policy = service.view.policy_in_force(service.now())
+    now = service.now()
+    policy = service.view.policy_in_force(now)
     before = service.ledger.position()
-    entries = service.ledger.append_events(list(items), validate=schema_validator(policy))
+    entries = service.ledger.append_events(list(items), validate=schema_validator(policy, now))
     return before, entries
 
 
@@ -173,15 +187,37 @@ def append_batch(service: Service, caller: Caller, body: bytes,
                  content_type: str | None) -> dict[str, Any]:
     """Append a batch atomically; how many events were new, and the chain's head after.
 
-    The ledger's bulk path (no entry objects built): the new events are the
-    ``appended`` ones before ``head_seq``, in the order of the batch.
+    Checked by :func:`~trustledger.ledger.columnar.check_batch`, the checks ``trustledger
+    ingest`` makes of event files, with the same messages: an unaccredited type is a
+    403 naming each item, any other problem a 422 naming each item, field and reason.
+    The new events are the ``appended`` ones before ``head_seq``, in batch order.
     """
     items = _own(caller, _items(body, content_type, batch=True,
-                                max_items=service.settings.max_batch_items))
-    policy = service.view.policy_in_force(service.now())
-    done = service.ledger.append_bulk(items, validate=schema_validator(policy))
-    return {"appended": done.appended, "existing": done.existing, "head_seq": done.head_seq,
-            "head_hash": done.head_hash}
+                                max_items=service.settings.max_batch_items),
+                 accreditation=False)
+    now = service.now()
+    rules = EventRules(policy=service.view.policy_in_force(now), sources=_accredited(caller),
+                       recorded_at=now)
+    checked = check_batch(from_rows(range(len(items)), items), rules)
+    forbidden = [ProblemItem(index=index, field=name, reason=reason)
+                 for index, name, reason, rule in checked.problems if rule == "accreditation"]
+    if forbidden:
+        raise _forbidden(caller.principal.name, forbidden)
+    with service.ledger.bulk_appender() as appender:
+        done = appender.append(checked, "item")
+        problems = sorted(checked.problems + done.problems, key=lambda problem: problem[0])
+        if problems:
+            raise BatchError([ItemProblem(index, name, reason)
+                              for index, name, reason, _ in problems])
+        if done.conflicts:
+            raise ConflictError(
+                f"{len(done.conflicts)} event key(s) already recorded with different content, "
+                f"nothing written: {'; '.join(done.conflicts[:20])}"
+                + (f" (and {len(done.conflicts) - 20} more)" if len(done.conflicts) > 20
+                   else ""))
+        head_seq, head_hash = appender.seq, appender.hash
+    return {"appended": done.appended, "existing": done.existing, "head_seq": head_seq,
+            "head_hash": head_hash}
 
 
 def supersede(service: Service, caller: Caller, target_id: str, new_id: str, kind: str,
@@ -196,9 +232,9 @@ def supersede(service: Service, caller: Caller, target_id: str, new_id: str, kin
     if original is None or original.subject is None:
         raise NotFoundError(f"{principal.name!r} has appended no event {target_id!r}; a source "
                             "may retract or correct only its own events")
-    if kind != RETRACTION and kind not in principal.accreditations:
-        raise PermissionDeniedError(f"{principal.name!r} is not accredited for event type "
-                                    f"{kind!r}")
+    refused = accreditation_problem(principal.name, kind, _accredited(caller))
+    if refused is not None:
+        raise PermissionDeniedError(refused[1])
     event = {"source": principal.name, "source_event_id": new_id, "subject": original.subject,
              "type": kind, "occurred_at": occurred_at, "attributes": attributes,
              "supersedes": target_id}

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -25,9 +25,13 @@ from rich.progress import (
 from trustledger import config
 from trustledger.errors import InputError, NotFoundError
 from trustledger.ledger.chain import iso
-from trustledger.ledger.ingest import FORMATS, ingest_file, schema_validator
-from trustledger.ledger.store import Ledger, Validator
+from trustledger.ledger.columnar import EventRules
+from trustledger.ledger.ingest import BATCH, FORMATS, file_rows, ingest_file
+from trustledger.ledger.store import Ledger
 from trustledger.options import JsonFlag, print_json, table, text_column
+
+if TYPE_CHECKING:
+    from trustledger.principals import ServiceLedger
 
 DatabaseUrl = Annotated[
     str | None,
@@ -78,27 +82,47 @@ def ingest(
             "--format", help=f"One of {', '.join(FORMATS)} (default: by the file's suffix)."
         ),
     ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, help="Rows checked and inserted at a time (the "
+                     "memory an ingest holds is a few batches)."),
+    ] = BATCH,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Show a progress bar on stderr "
+                     "(default: when stderr is a terminal; never with --json).",
+                     show_default=False),
+    ] = None,
+    json_out: JsonFlag = False,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Append the events of a file as one atomic batch; bad rows are named by line.
 
     Columns: source, source_event_id, subject, type, occurred_at (ISO 8601 with a UTC
     offset), optional attributes (a JSON object) and supersedes; docs/ingest.md has the
-    formats. Once a policy is published, every row is checked against the version in force as the
-    HTTP API checks it (event type, attribute schema and bounds), with the same messages.
+    formats. Each row gets the checks of the HTTP batch endpoint, with the same messages:
+    once a policy is published, its event types, attribute schemas and bounds; once
+    source principals are registered, each row's source must be one, accredited for
+    the row's type.
     """
-    with Ledger.open(database_url) as ledger, Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=_err, transient=True,
+    from trustledger.principals import ServiceLedger  # the principals: only when ingesting
+
+    shown = not json_out and (progress if progress is not None else _err.is_terminal)
+    with ServiceLedger.open(database_url) as ledger, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=_err, transient=_err.is_terminal, disable=not shown,
     ) as bar:
-        tasks = {"read": bar.add_task("reading", total=None),
-                 "append": bar.add_task("appending", total=None, visible=False)}
-
-        def progress(phase: str, done: int) -> None:
-            bar.update(tasks[phase], completed=done, visible=True)
-
-        report = ingest_file(ledger, file, rejects=rejects, format=format, progress=progress,
-                             validate=_policy_check(ledger))
+        task = bar.add_task(f"ingesting {file.name}", total=file_rows(file, format))
+        report = ingest_file(
+            ledger, file, rejects=rejects, format=format, batch_size=batch_size,
+            rules=_rules(ledger), progress=lambda done: bar.update(task, completed=done),
+        )
+    if json_out:
+        print_json({"file": str(file), "rows": report.rows, "appended": report.appended,
+                    "existing": report.existing, "rejected": report.rejected,
+                    "rejects": None if rejects is None else str(rejects),
+                    "head_seq": report.head_seq, "head_hash": report.head_hash})
+        return
     _out.print(
         f"{report.rows:,} rows read: {report.appended:,} appended, "
         f"{report.existing:,} already in the ledger, {report.rejected:,} rejected"
@@ -107,18 +131,27 @@ def ingest(
     _out.print(f"head: seq={report.head_seq} hash={report.head_hash}")
 
 
-def _policy_check(ledger: Ledger) -> Validator | None:
-    """The published policy's check of each event, as the HTTP API applies it.
+def _rules(ledger: ServiceLedger) -> EventRules:
+    """What the HTTP API checks of a source's events, for a file of many sources' events.
 
-    ``None`` before any policy is published: only the ledger's own rules apply then.
+    The policy in force (none before one is published: only the ledger's own rules
+    apply then) and the accreditations of the registered source principals (none
+    before the first is registered: a ledger without principals takes any source).
     """
+    from trustledger.principals import Role, list_principals
     from trustledger.scoring import policy_in_force  # the policy stack, only when ingesting
 
+    now = ledger.now()
     try:
-        published = policy_in_force(ledger, ledger.now())
+        policy = policy_in_force(ledger, now).compile()
     except NotFoundError:
-        return None
-    return schema_validator(published.compile())
+        policy = None
+    accredited: dict[str, frozenset[str]] = {}
+    for principal in list_principals(ledger):
+        if principal.role is Role.SOURCE:
+            accredited[principal.name] = accredited.get(principal.name, frozenset()) | \
+                frozenset(principal.accreditations)
+    return EventRules(policy=policy, sources=accredited or None, recorded_at=now)
 
 
 def import_(

@@ -1,4 +1,4 @@
-"""Reading event files (CSV, JSON Lines, Parquet) into validated events, and ingesting them.
+"""Event files (CSV, JSON Lines, Parquet) checked batch by batch and appended in one transaction.
 
 Columns (CSV header, JSON object keys, Parquet columns) are the fields of
 :class:`~trustledger.ledger.EventIn`: ``source``, ``source_event_id``, ``subject``,
@@ -14,37 +14,67 @@ columns are refused.
 - Parquet: ``attributes`` a string column of JSON objects. Problems name the row
   (the first row is row 1).
 
-:func:`ingest_file` appends a file as one atomic batch: nothing unless every row is
-valid, or, with ``rejects``, the valid rows while the bad ones go to a JSON Lines
-file, one ``{"line": n, "problems": [{"field": ..., "reason": ...}], "row": {...}}``
-per bad row (``"row": n`` instead of ``"line"`` for Parquet).
+:func:`ingest_file` streams the file in batches (never the whole file in memory):
+each batch is checked column-wise by :mod:`trustledger.ledger.columnar` (the checks
+the HTTP batch endpoint makes, with the same messages) and its clean rows are hashed
+and inserted (:mod:`trustledger.ledger.appender`), all in **one** write transaction.
+Every row of the file is checked, also after a bad one; if any row is bad the
+transaction is rolled back at the end, so nothing is written and every bad row is
+named. With ``rejects``, the clean rows are committed and each bad row goes to a JSON
+Lines file, one ``{"line": n, "problems": [{"field": ..., "reason": ..., "rule": ...}],
+"row": {...}}`` per bad row (for Parquet ``{"row": n, "problems": [...], "values": {...}}``).
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import queue
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import timedelta
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
 
-from trustledger.errors import BatchError, InputError
-from trustledger.events import RETRACTION
-from trustledger.ledger.bulk import CHUNK, paused_gc
-from trustledger.ledger.chain import EPOCH
-from trustledger.ledger.models import EventIn, validation_problems
+from trustledger.errors import ConflictError, InputError
+from trustledger.ledger.columnar import (
+    EventBatch,
+    EventRules,
+    RowProblem,
+    check_batch,
+    event_of_row,
+    from_arrow,
+    from_rows,
+    policy_problem,
+    string_column,
+)
+from trustledger.ledger.models import EventIn
 
 if TYPE_CHECKING:
     from trustledger.ledger.store import Ledger, Validator
     from trustledger.policy import CompiledPolicy
 
+__all__ = [
+    "BATCH",
+    "FORMATS",
+    "OPTIONAL",
+    "REQUIRED",
+    "IngestReport",
+    "IngestResult",
+    "PolicyCheck",
+    "RowProblem",
+    "file_format",
+    "file_rows",
+    "ingest_file",
+    "read_events",
+    "schema_validator",
+]
+
 FORMATS = ("csv", "jsonl", "parquet")
-"""File formats :func:`read_events` reads."""
+"""File formats :func:`ingest_file` reads."""
 
 REQUIRED = ("source", "source_event_id", "subject", "type", "occurred_at")
 """Columns every event file must have."""
@@ -52,65 +82,69 @@ REQUIRED = ("source", "source_event_id", "subject", "type", "occurred_at")
 OPTIONAL = ("attributes", "supersedes")
 """Columns an event file may have."""
 
+BATCH = 65_536
+"""Rows checked and inserted at a time: the memory an ingest holds is a few batches."""
+
+SHOWN = 50
+"""How many problems an error message lists (it says how many more there are)."""
+
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
              ".pq": "parquet"}
-_EVENTS = TypeAdapter(list[EventIn])
-_SHOWN = 50
 
-Chunk = tuple[list[int], list[dict[str, Any]]]
-"""Rows of a file with their line (row) numbers."""
+Progress = Callable[[int], None]
+"""Called after each batch with the number of rows done so far."""
 
-Phase = Callable[[str, int], None]
-"""Progress of an ingest: called with the phase (``"read"`` or ``"append"``) and rows done."""
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class RowProblem:
-    """One problem with one row of a file: where (line or row number), which field, why."""
+@dataclass(frozen=True)
+class PolicyCheck:
+    """The check of an event against a policy: its type, attribute schema and dates.
 
-    line: int
-    field: str
-    reason: str
-    unit: str = "line"
+    Callable on one event (a :data:`~trustledger.ledger.store.Validator`, as the HTTP
+    API's single-event path uses it); bulk paths read :attr:`policy` and check whole
+    batches with the same rule (:func:`~trustledger.ledger.columnar.policy_problem`).
+    """
 
-    def __str__(self) -> str:
-        return f"{self.unit} {self.line}: {self.field}: {self.reason}"
+    policy: CompiledPolicy
+    recorded_at: datetime | None = None
+    """The moment of appending: reported ``date`` attributes may not be later."""
+
+    def __call__(self, event: EventIn) -> list[tuple[str, str]]:
+        """``(field, reason)`` of the event's misfit, or nothing."""
+        found = policy_problem(event, self.policy, self.recorded_at)
+        return [] if found is None else [found]
+
+
+def schema_validator(policy: CompiledPolicy, recorded_at: datetime | None = None) -> PolicyCheck:
+    """The ledger ``validate`` hook: the event fits the policy's type and attribute schema.
+
+    The one check of an event's attributes on every ingest path (HTTP, CloudEvents,
+    batches, files): :meth:`~trustledger.policy.compiled.CompiledEventType.normalise`,
+    which applies each attribute's declared bounds (or the default bound,
+    :data:`~trustledger.policy.compiled.ATTRIBUTE_LIMIT`) and refuses attributes whose
+    points cannot be computed; with ``recorded_at`` (the moment of appending), reported
+    dates are checked too. Problems are ``("type" | "attributes", reason)``.
+    """
+    return PolicyCheck(policy, recorded_at)
 
 
 @dataclass
 class IngestResult:
-    """A file read into events: the valid ones with their line numbers, and the problems."""
+    """A file checked without a ledger (:func:`read_events`): its clean events and problems."""
 
     path: Path
     format: str
     events: list[EventIn] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
-    rejected: dict[int, Any] = field(default_factory=dict)
-    """The raw content of each bad row, by line (row) number."""
+    rows: int = 0
+    """Rows read, valid or not."""
 
     @property
     def unit(self) -> str:
         """What the numbers count: ``"line"`` for text files, ``"row"`` for Parquet."""
-        return "row" if self.format == "parquet" else "line"
-
-    @property
-    def rows(self) -> int:
-        """Rows read, valid or not."""
-        return len(self.events) + len(self.rejected)
-
-    def reject(self, line: int, raw: Any, problems: list[tuple[str, str]]) -> None:
-        """Set a row aside with its problems."""
-        self.rejected.setdefault(line, raw)
-        self.problems.extend(RowProblem(line, f, reason, self.unit) for f, reason in problems)
-
-    def describe(self, problems: list[RowProblem] | None = None) -> str:
-        """A message naming each problem's line and field (the first 50 of them)."""
-        problems = self.problems if problems is None else problems
-        bad = len({p.line for p in problems})
-        shown = "\n".join(f"  {p}" for p in problems[:_SHOWN])
-        more = f"\n  ... and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
-        return f"{self.path}: {bad} invalid {self.unit}(s), nothing appended:\n{shown}{more}"
+        return unit_of(self.format)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +157,11 @@ class IngestReport:
     rejected: int
     head_seq: int
     head_hash: str
+
+
+def unit_of(kind: str) -> str:
+    """What problem numbers count in a file of this format: ``row`` (Parquet) or ``line``."""
+    return "row" if kind == "parquet" else "line"
 
 
 def file_format(path: Path, format: str | None = None) -> str:
@@ -139,96 +178,56 @@ def file_format(path: Path, format: str | None = None) -> str:
     return found
 
 
-def read_events(
-    path: str | Path,
-    *,
-    format: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> IngestResult:
-    """Read and validate every row of an event file; never raises for a bad row.
+def file_rows(path: Path, format: str | None = None) -> int | None:
+    """How many rows a file holds, when that is known without reading it (Parquet)."""
+    if file_format(path, format) != "parquet" or not path.is_file():
+        return None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    File-level faults (missing file, unreadable or undecodable content, unknown or
-    missing columns) raise :class:`InputError`; each bad row becomes a
-    :class:`RowProblem` in the result, with its raw content kept for a rejects file.
+    try:
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    except (pa.ArrowException, OSError):
+        return None
+
+
+# -- reading batches ---------------------------------------------------------------------------
+
+
+def batches(path: Path, kind: str, size: int = BATCH) -> Iterator[EventBatch]:
+    """The file's rows as :class:`EventBatch` es of at most ``size`` rows, read as needed.
+
+    File-level faults (missing file, unreadable content, unknown or missing columns,
+    a column of the wrong type) raise :class:`InputError` naming the file and column.
     """
-    path = Path(path)
-    kind = file_format(path, format)
+    if size < 1:
+        raise InputError("batch size: must be at least 1")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    result = IngestResult(path, kind)
     if kind == "parquet":
-        chunks = _parquet_chunks(path, result)
-    else:
-        rows = _csv_rows(path, result) if kind == "csv" else _jsonl_rows(path, result)
-        chunks = _chunked(rows, result, json_text=kind == "csv")
-    with paused_gc():
-        for lines, chunk in chunks:
-            _validate(lines, chunk, result)
-            if progress is not None:
-                progress(result.rows)
-    result.problems.sort(key=lambda problem: problem.line)
-    if progress is not None:
-        progress(result.rows)
-    return result
-
-
-def _validate(lines: list[int], rows: list[dict[str, Any]], result: IngestResult) -> None:
-    """Validate rows, all at once when they are all fine (fast), else one by one."""
-    if not rows:
+        yield from _parquet_batches(path, size)
         return
-    try:
-        events = _EVENTS.validate_python(rows)
-    except ValidationError:
-        for line, row in zip(lines, rows, strict=True):
-            try:
-                event = EventIn.model_validate(row)
-            except ValidationError as err:
-                result.reject(line, row, validation_problems(err))
-                continue
-            result.events.append(event)
-            result.lines.append(line)
-        return
-    result.events.extend(events)
-    result.lines.extend(lines)
-
-
-def _chunked(
-    rows: Iterator[tuple[int, dict[str, Any]]], result: IngestResult, *, json_text: bool
-) -> Iterator[Chunk]:
-    """Rows gathered into chunks; with ``json_text``, ``attributes`` parsed from JSON text."""
+    rows = _csv_rows(path) if kind == "csv" else _jsonl_rows(path)
     lines: list[int] = []
-    chunk: list[dict[str, Any]] = []
-    for line, row in rows:
+    chunk: list[Any] = []
+    problems: list[tuple[int, str, str]] = []
+    for line, row, problem in rows:
+        if problem is not None:
+            problems.append((len(chunk), *problem))
         lines.append(line)
         chunk.append(row)
-        if len(chunk) == CHUNK:
-            yield _json_attributes(lines, chunk, result) if json_text else (lines, chunk)
-            lines, chunk = [], []
-    yield _json_attributes(lines, chunk, result) if json_text else (lines, chunk)
+        if len(chunk) == size:
+            yield _row_batch(lines, chunk, problems, kind)
+            lines, chunk, problems = [], [], []
+    if chunk:
+        yield _row_batch(lines, chunk, problems, kind)
 
 
-def _json_attributes(lines: list[int], rows: list[dict[str, Any]], result: IngestResult) -> Chunk:
-    """Parse each row's JSON-text ``attributes`` in place; rows where it is bad are rejected."""
-    kept_lines: list[int] = []
-    kept: list[dict[str, Any]] = []
-    loads = orjson.loads
-    for line, row in zip(lines, rows, strict=True):
-        text = row.get("attributes")
-        if text is None or text == "":
-            row.pop("attributes", None)
-        elif type(text) is str:
-            try:
-                value = loads(text)
-            except orjson.JSONDecodeError as err:
-                result.reject(line, row, [("attributes", f"invalid JSON: {err}")])
-                continue
-            if type(value) is not dict:
-                result.reject(line, row, [("attributes", "must be a JSON object")])
-                continue
-            row["attributes"] = value
-        kept_lines.append(line)
-        kept.append(row)
-    return kept_lines, kept
+def _row_batch(lines: list[int], rows: list[Any], problems: list[tuple[int, str, str]],
+               kind: str) -> EventBatch:
+    batch = from_rows(lines, rows, json_text=kind == "csv")
+    batch.problems = problems
+    return batch
 
 
 def _columns(path: Path, names: list[str], where: str) -> None:
@@ -248,53 +247,48 @@ def _columns(path: Path, names: list[str], where: str) -> None:
         )
 
 
-def _text(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise InputError(f"{path}: line {line}: not UTF-8 text") from err
+RowRead = tuple[int, Any, tuple[str, str] | None]
+"""A row as read: its line, its content, and why it cannot be read (if so)."""
 
 
-def _csv_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.reader(io.StringIO(_text(path), newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"{path}: empty file; expected a header line") from None
-    except csv.Error as err:
-        raise InputError(f"{path}: line 1: {err}") from err
-    header = [name.strip() for name in header]
-    _columns(path, header, "line 1")
-    return _csv_records(path, reader, header, result)
-
-
-def _csv_records(
-    path: Path, reader: Any, header: list[str], result: IngestResult
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    width = len(header)
-    while True:
-        line = reader.line_num + 1
+def _utf8_lines(path: Path, data: IO[bytes]) -> Iterator[str]:
+    for number, line in enumerate(data, start=1):
         try:
-            cells = next(reader)
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: line {number}: not UTF-8 text") from err
+        yield text.removeprefix("\ufeff") if number == 1 else text
+
+
+def _csv_rows(path: Path) -> Iterator[RowRead]:
+    with path.open("rb") as data:
+        reader = csv.reader(_utf8_lines(path, data), strict=True)
+        try:
+            header = next(reader)
         except StopIteration:
-            return
+            raise InputError(f"{path}: empty file; expected a header line") from None
         except csv.Error as err:
-            raise InputError(f"{path}: line {line}: {err}") from err
-        if not cells:
-            continue
-        if len(cells) != width:
-            result.reject(line, cells, [("(row)", f"has {len(cells)} cells; the header has "
-                                                  f"{width}")])
-            continue
-        row: dict[str, Any] = dict(zip(header, cells, strict=True))
-        if row.get("supersedes") == "":
-            del row["supersedes"]
-        yield line, row
+            raise InputError(f"{path}: line 1: {err}") from err
+        header = [name.strip() for name in header]
+        _columns(path, header, "line 1")
+        width = len(header)
+        while True:
+            line = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                raise InputError(f"{path}: line {line}: {err}") from err
+            if not cells:
+                continue
+            if len(cells) != width:
+                yield line, cells, ("(row)", f"has {len(cells)} cells; the header has {width}")
+                continue
+            yield line, dict(zip(header, cells, strict=True)), None
 
 
-def _jsonl_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[str, Any]]]:
+def _jsonl_rows(path: Path) -> Iterator[RowRead]:
     with path.open("rb") as lines:
         for line, data in enumerate(lines, start=1):
             if not data.strip():
@@ -302,87 +296,140 @@ def _jsonl_rows(path: Path, result: IngestResult) -> Iterator[tuple[int, dict[st
             try:
                 row = orjson.loads(data)
             except orjson.JSONDecodeError as err:
-                result.reject(line, data.decode("utf-8", "replace").rstrip("\r\n"),
-                              [("(row)", f"invalid JSON: {err}")])
+                yield line, data.decode("utf-8", "replace").rstrip("\r\n"), \
+                    ("(row)", f"invalid JSON: {err}")
                 continue
             if not isinstance(row, dict):
-                result.reject(line, row, [("(row)", "not a JSON object")])
+                yield line, row, ("(row)", "not a JSON object")
                 continue
-            yield line, row
+            yield line, row, None
 
 
-def _parquet_chunks(path: Path, result: IngestResult) -> Iterator[Chunk]:
+def _parquet_batches(path: Path, size: int) -> Iterator[EventBatch]:
     import pyarrow as pa  # here, not at the top: pyarrow takes a while to import
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(path)
+        file = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
         raise InputError(f"{path}: not a readable Parquet file: {err}") from err
+    schema = file.schema_arrow
     names = list(schema.names)
     _columns(path, names, "columns")
-    stamp = schema.field("occurred_at").type
-    if pa.types.is_timestamp(stamp) and stamp.tz is None:
-        raise InputError(
-            f"{path}: occurred_at: the timestamp column has no time zone; "
-            "naive date-times are refused"
-        )
-    if "attributes" in names and not (
-        pa.types.is_string(schema.field("attributes").type)
-        or pa.types.is_large_string(schema.field("attributes").type)
-    ):
-        raise InputError(f"{path}: attributes: must be a string column of JSON objects")
-    return _parquet_batches(path, names, result)
-
-
-def _parquet_batches(path: Path, names: list[str], result: IngestResult) -> Iterator[Chunk]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    for name in names:
+        kind = schema.field(name).type
+        if name == "occurred_at":
+            if pa.types.is_timestamp(kind):
+                if kind.tz is None:
+                    raise InputError(
+                        f"{path}: occurred_at: the timestamp column has no time zone; "
+                        "naive date-times are refused"
+                    )
+                continue
+            if string_column(kind):
+                continue
+            raise InputError(f"{path}: occurred_at: must be a timestamp column with a time "
+                             f"zone or a string column of ISO 8601 text, not {kind}")
+        if not string_column(kind):
+            what = "a string column of JSON objects" if name == "attributes" else \
+                "a string column"
+            raise InputError(f"{path}: {name}: must be {what}, not {kind}")
+    def read() -> Iterator[pa.RecordBatch]:
+        # One reader per row group: a reader over the whole file buffers the column chunks
+        # it has read ahead until it is done, and its memory grows with the file.
+        for group in range(file.num_row_groups):
+            yield from file.iter_batches(batch_size=size, row_groups=[group])
 
     done = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK):
-            columns = [_pylist(batch.column(name)) for name in names]
-            rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-            lines = list(range(done + 1, done + 1 + len(rows)))
-            done += len(rows)
-            yield _json_attributes(lines, rows, result)
+        for batch in _prefetched(read()):
+            yield from_arrow(batch, done + 1)
+            done += batch.num_rows
     except pa.ArrowException as err:
         raise InputError(f"{path}: after row {done}: unreadable: {err}") from err
 
 
-def _pylist(column: Any) -> list[Any]:
-    """A column's values as Python objects; timestamps made 6x faster than pyarrow does."""
-    import pyarrow as pa
+def _prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """The items of ``items``, read up to ``depth`` ahead in a thread.
 
-    if not pa.types.is_timestamp(column.type) or column.type.tz is None:
-        return list(column.to_pylist())
-    micros = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
-    return [None if us is None else EPOCH + timedelta(microseconds=us) for us in micros]
-
-
-def schema_validator(policy: CompiledPolicy) -> Validator:
-    """The ledger ``validate`` hook: the event fits the policy's type and attribute schema.
-
-    The one check of an event's attributes on every ingest path (HTTP, CloudEvents,
-    batches, files): :meth:`~trustledger.policy.compiled.CompiledEventType.normalise`,
-    which applies each attribute's declared bounds (or the default bound,
-    :data:`~trustledger.policy.compiled.ATTRIBUTE_LIMIT`) and refuses attributes whose
-    points cannot be computed. Problems are ``("attributes", reason)`` naming the attribute.
+    Parquet decoding releases the interpreter lock: the next batch is read while
+    this one is checked, hashed and inserted. An error while reading is raised here.
     """
+    slots: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
 
-    def check(event: EventIn) -> list[tuple[str, str]]:
-        if event.type == RETRACTION:
-            if event.attributes:
-                return [("attributes", "a retraction carries no attributes")]
-            return []
-        spec = policy.event_types.get(event.type)
-        if spec is None:
-            return [("type", f"{event.type!r} is not an event type of policy {policy.name}")]
-        normal = spec.normalise(event.attributes)
-        return [("attributes", normal)] if isinstance(normal, str) else []
+    def put(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
-    return check
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as err:  # handed to the reader, who raises it
+            put((False, err))
+
+    thread = threading.Thread(target=produce, name="trustledger-ingest-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, value = slots.get()
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+# -- checking and appending --------------------------------------------------------------------
+
+
+def _rules(validate: Validator | None, rules: EventRules | None) -> EventRules:
+    rules = rules or EventRules()
+    if isinstance(validate, PolicyCheck):
+        return replace(rules, policy=validate.policy,
+                       recorded_at=validate.recorded_at or rules.recorded_at)
+    if validate is not None:
+        return replace(rules, validate=validate)
+    return rules
+
+
+def _row_problems(batch: EventBatch, problems: list[tuple[int, str, str, str]], unit: str
+                  ) -> list[RowProblem]:
+    return [RowProblem(int(batch.lines[i]), name, reason, unit, rule)
+            for i, name, reason, rule in problems]
+
+
+class _Problems:
+    """The problems of a whole file: counted in full, the first :data:`SHOWN` kept."""
+
+    def __init__(self, path: Path, unit: str) -> None:
+        self.path, self.unit = path, unit
+        self.shown: list[RowProblem] = []
+        self.count = 0
+        self.rows = 0
+
+    def add(self, problems: list[RowProblem]) -> None:
+        self.rows += len({problem.line for problem in problems})
+        self.count += len(problems)
+        self.shown.extend(problems[: max(0, SHOWN - len(self.shown))])
+
+    def message(self) -> str:
+        listed = "\n".join(f"  {problem}" for problem in self.shown)
+        more = self.count - len(self.shown)
+        tail = f"\n  ... and {more} more problem(s)" if more > 0 else ""
+        return (f"{self.path}: {self.rows} invalid {self.unit}(s), nothing appended:\n"
+                f"{listed}{tail}")
 
 
 def ingest_file(
@@ -392,62 +439,96 @@ def ingest_file(
     rejects: str | Path | None = None,
     validate: Validator | None = None,
     format: str | None = None,
-    progress: Phase | None = None,
+    progress: Progress | None = None,
+    rules: EventRules | None = None,
+    batch_size: int = BATCH,
 ) -> IngestReport:
-    """Read an event file and append it to ``ledger`` as one atomic batch.
+    """Check every row of an event file and append it to ``ledger`` in one transaction.
 
-    Without ``rejects``: if any row is bad (unreadable, invalid, refused by
-    ``validate``, ``supersedes`` naming no earlier event), nothing is appended and
-    :class:`InputError` names every bad line and field. With ``rejects``: bad rows
-    are written there (JSON Lines, see the module docstring) and the rest appended.
-    A key already used with different content raises :class:`ConflictError` either way.
+    Without ``rejects``: if any row is bad (unreadable, invalid, refused by the
+    ``rules`` or ``validate``, a key repeated with other content, ``supersedes`` naming
+    no earlier event), nothing is appended and :class:`InputError` names the bad
+    lines, fields and rules (the first :data:`SHOWN`, and how many more). With
+    ``rejects``: bad rows are written there (JSON Lines, see the module docstring) and
+    the rest appended. A key already in the ledger with different content raises
+    :class:`ConflictError` either way. A file without any event row is refused.
     """
-    result = read_events(
-        path, format=format, progress=None if progress is None else lambda n: progress("read", n)
-    )
-    if result.problems and rejects is None:
-        raise InputError(result.describe())
-    rows = result.rows
-    events, lines = result.events, result.lines
-    while True:
-        try:
-            appended = ledger.append_bulk(
-                events, validate=validate,
-                progress=None if progress is None else lambda n: progress("append", n),
+    path = Path(path)
+    kind = file_format(path, format)
+    unit = unit_of(kind)
+    checks = _rules(validate, rules)
+    problems = _Problems(path, unit)
+    conflicts: list[str] = []
+    rows = appended = existing = 0
+    with ExitStack() as stack:
+        out = None if rejects is None else stack.enter_context(Path(rejects).open("wb"))
+        appender = stack.enter_context(ledger.bulk_appender())
+        if checks.recorded_at is None and checks.policy is not None:
+            checks = replace(checks, recorded_at=ledger.now())
+        for batch in batches(path, kind, batch_size):
+            checked = check_batch(batch, checks)
+            outcome = appender.append(checked, unit)
+            found = sorted(checked.problems + outcome.problems, key=lambda p: p[0])
+            if found:
+                problems.add(_row_problems(batch, found, unit))
+                if out is not None:
+                    _write_rejects(out, batch, found, unit)
+            conflicts.extend(outcome.conflicts)
+            rows += len(batch)
+            appended += outcome.appended
+            existing += outcome.existing
+            if progress is not None:
+                progress(rows)
+        # Raised inside the transaction: it rolls back, and nothing is written.
+        if rows == 0:
+            raise InputError(f"{path}: no events in the file; nothing appended")
+        if conflicts:
+            raise ConflictError(
+                f"{len(conflicts)} event key(s) already recorded with different content, "
+                f"nothing written: {'; '.join(conflicts[:20])}"
+                + (f" (and {len(conflicts) - 20} more)" if len(conflicts) > 20 else "")
             )
-            break
-        except BatchError as err:
-            problems = [RowProblem(lines[p.index], p.field, p.reason, result.unit)
-                        for p in err.problems]
-            if rejects is None:
-                raise InputError(result.describe(problems)) from err
-            bad = {p.index for p in err.problems}
-            for problem in err.problems:
-                result.reject(lines[problem.index],
-                              events[problem.index].model_dump(mode="json"),
-                              [(problem.field, problem.reason)])
-            events = [event for i, event in enumerate(events) if i not in bad]
-            lines = [line for i, line in enumerate(lines) if i not in bad]
-    if rejects is not None:
-        _write_rejects(Path(rejects), result)
-    return IngestReport(
-        rows=rows,
-        appended=appended.appended,
-        existing=appended.existing,
-        rejected=len(result.rejected),
-        head_seq=appended.head_seq,
-        head_hash=appended.head_hash,
-    )
+        if problems.count and out is None:
+            raise InputError(problems.message())
+        head_seq, head_hash = appender.seq, appender.hash
+    return IngestReport(rows=rows, appended=appended, existing=existing,
+                        rejected=problems.rows, head_seq=head_seq, head_hash=head_hash)
 
 
-def _write_rejects(path: Path, result: IngestResult) -> None:
-    by_line: dict[int, list[dict[str, str]]] = {}
-    for problem in result.problems:
-        by_line.setdefault(problem.line, []).append(
-            {"field": problem.field, "reason": problem.reason}
-        )
-    with path.open("wb") as out:
-        for line in sorted(result.rejected):
-            record = {result.unit: line, "problems": by_line.get(line, []),
-                      "row": result.rejected[line]}
-            out.write(orjson.dumps(record, default=str) + b"\n")
+def _write_rejects(out: IO[bytes], batch: EventBatch, found: list[tuple[int, str, str, str]],
+                   unit: str) -> None:
+    by_row: dict[int, list[dict[str, str]]] = {}
+    for index, name, reason, rule in found:
+        by_row.setdefault(index, []).append({"field": name, "reason": reason, "rule": rule})
+    for index, listed in by_row.items():
+        content = "values" if unit == "row" else "row"
+        record = {unit: int(batch.lines[index]), "problems": listed,
+                  content: batch.raw(index)}
+        out.write(orjson.dumps(record, default=str) + b"\n")
+
+
+def read_events(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    rules: EventRules | None = None,
+    batch_size: int = BATCH,
+) -> IngestResult:
+    """Check every row of an event file without a ledger; never raises for a bad row.
+
+    For small files and tools (it keeps every event): the checks of :func:`ingest_file`
+    that need no ledger (keys repeated within the file and ``supersedes`` are checked
+    only when appending). File-level faults raise :class:`InputError`.
+    """
+    path = Path(path)
+    kind = file_format(path, format)
+    result = IngestResult(path, kind)
+    checks = rules or EventRules()
+    for batch in batches(path, kind, batch_size):
+        checked = check_batch(batch, checks)
+        result.problems.extend(_row_problems(batch, checked.problems, result.unit))
+        for index in checked.ok.nonzero()[0]:
+            result.events.append(event_of_row(batch.raw(int(index)), batch.json_text))
+            result.lines.append(int(batch.lines[index]))
+        result.rows += len(batch)
+    return result

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 import sqlalchemy as sa
@@ -48,6 +49,9 @@ from trustledger.ledger.chain import (
 )
 from trustledger.ledger.models import Entry, EventIn, VerifyReport, validation_problems
 from trustledger.ledger.schema import entries, head
+
+if TYPE_CHECKING:
+    from trustledger.ledger.appender import ChainAppender
 
 Validator = Callable[[EventIn], list[tuple[str, str]]]
 """An extra check on each event (e.g. a policy's attribute schema): ``(field, reason)`` pairs."""
@@ -328,6 +332,24 @@ class Ledger:
         """
         return self._append(items, validate, progress=progress)
 
+    @contextmanager
+    def bulk_appender(self) -> Iterator[ChainAppender]:
+        """One write transaction extending the chain batch by batch (file and HTTP batches).
+
+        Yields a :class:`~trustledger.ledger.appender.ChainAppender`; commits (and moves
+        the head) when the block ends, rolls every batch back when it raises. All new
+        entries get the same ``recorded_at``.
+        """
+        from trustledger.ledger.appender import ChainAppender  # pyarrow: only when used
+
+        with paused_gc(), database.writing(self._engine) as conn:
+            tip = self._lock(conn)
+            appender = ChainAppender(conn, tip.seq, tip.hash, self._now_us(tip),
+                                     self._find_keys)
+            yield appender
+            if appender.seq != tip.seq:
+                self._save(conn, _Head(appender.seq, appender.hash, appender.recorded_at_us))
+
     def _append(
         self,
         items: Sequence[EventIn | Mapping[str, Any]],
@@ -530,6 +552,43 @@ class Ledger:
                    _e.payload)
         for row in self._pages(columns, where):
             yield _event(row)
+
+    def batch_columns(self, kinds: Sequence[str] = (EVENT_KIND,),
+                      rows: int = CHUNK) -> Iterator[Any]:
+        """Unpurged entries of ``kinds`` as Arrow record batches in seq order, for batch jobs.
+
+        The columns of an export that a columnar job reads: ``seq``, ``kind``,
+        ``subject``, ``recorded_at`` and ``payload`` (the stored canonical JSON, which
+        also holds an event's ``source`` and ``source_event_id``), so it reads them as it
+        reads ``trustledger export``; no engine object is built. One consistent snapshot.
+        Pages of ``rows`` entries up to the head when it started; each page's rows come
+        straight from the database driver's cursor (plain tuples, no SQLAlchemy row object
+        per entry) and go column-wise into Arrow.
+        """
+        import pyarrow as pa
+
+        types = (pa.int64(), pa.string(), pa.string(), pa.int64(), pa.string())
+        names = ("seq", "kind", "subject", "recorded_at", "payload")
+        utc = pa.timestamp("us", tz="UTC")
+        with database.reading(self._engine) as conn:
+            upto = conn.execute(sa.select(sa.func.max(_e.seq))).scalar() or 0
+            after = 0
+            while after < upto:
+                query = sa.select(_e.seq, _e.kind, _e.subject, _e.recorded_at_us,
+                                  _e.payload).where(
+                    _e.kind.in_(list(kinds)), _e.payload.is_not(None), _e.seq > after,
+                    _e.seq <= upto).order_by(_e.seq).limit(rows)
+                with conn.execute(query) as result:
+                    page = result.cursor.fetchall()  # the driver's own tuples
+                if not page:
+                    return
+                arrays = [pa.array(column, kind)
+                          for column, kind in zip(zip(*page, strict=True), types, strict=True)]
+                arrays[3] = arrays[3].cast(utc)
+                yield pa.record_batch(arrays, names=names)
+                if len(page) < rows:
+                    return
+                after = page[-1][0]
 
     def records(self, kind: str | None = None, subject: str | None = None) -> Iterator[Entry]:
         """Entries in seq order, optionally of one kind and/or about one subject.
