@@ -326,3 +326,42 @@ def test_rescore_command_from_the_ledger_equals_evaluate_subject(tmp_path: Path,
     assert result.exit_code == 0, result.output
     assert pq.read_table(again).sort_by("subject").to_pylist() == \
         pq.read_table(out).sort_by("subject").to_pylist()
+
+
+def test_batch_columns_pages_skip_purged_and_other_kinds(database_url: str) -> None:
+    """Pages of any size give the same entries: unpurged, of the kinds asked, in seq order."""
+    from datetime import UTC, datetime
+
+    import orjson
+    import pyarrow as pa
+
+    from trustledger.ledger import EventIn, Ledger
+    from trustledger.ledger.chain import EVENT_KIND
+    from trustledger.rights import grant_opt_in
+    from trustledger.rights.consent import GRANTED
+    from trustledger.rights.erasure import purge
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    with Ledger.open(database_url, clock=lambda: now) as ledger:
+        stored = ledger.append_events([
+            EventIn(source="bank-a", source_event_id=f"e{i}", subject=f"s{i % 3}",
+                    type="repayment_on_time", occurred_at=datetime(2026, 1, 1 + i, tzinfo=UTC),
+                    attributes={"amount": float(i)}) for i in range(7)])
+        grant_opt_in(ledger, "s1", "sesame")
+        gone = stored[2].seq
+        purge(ledger, gone, "test")
+        whole = pa.Table.from_batches(list(ledger.batch_columns((EVENT_KIND, GRANTED),
+                                                                rows=1_000)))
+        for rows in (1, 2, 3):
+            paged = pa.Table.from_batches(list(ledger.batch_columns((EVENT_KIND, GRANTED),
+                                                                    rows=rows)))
+            assert paged.equals(whole)
+        only_events = pa.Table.from_batches(list(ledger.batch_columns(rows=4)))
+    seqs = whole.column("seq").to_pylist()
+    assert seqs == sorted(seqs) and gone not in seqs
+    assert whole.column("kind").to_pylist() == [EVENT_KIND] * 6 + [GRANTED]
+    assert only_events.column("kind").to_pylist() == [EVENT_KIND] * 6
+    first = orjson.loads(whole.column("payload")[0].as_py())
+    assert (first["source"], first["source_event_id"], first["subject"]) == ("bank-a", "e0", "s0")
+    assert whole.column("subject").to_pylist()[:6] == [f"s{i % 3}" for i in range(7) if i != 2]
+    assert whole.column("recorded_at")[0].as_py() == now

@@ -115,23 +115,33 @@ def is_export(path: str | Path) -> bool:
 def _read_export(backend: Any, file: Path, name: str) -> ir.Table:
     """A ledger export's events (purged ones left out), with the payload's fields.
 
-    On DuckDB the payloads are parsed once, into a temporary table (spilled to disk
-    beyond the memory limit) that the job's queries then read.
+    The event's source and id come from the payload (the stored event itself), so an
+    export needs only ``kind``, ``subject``, ``recorded_at`` and ``payload``
+    (:meth:`~trustledger.ledger.Ledger.batch_columns` reads no more). On DuckDB the
+    payloads are parsed once, into a temporary table (spilled to disk beyond the memory
+    limit) that the job's queries then read.
     """
     quoted = str(file.resolve()).replace("'", "''")
     where = f"kind = '{EVENT_KIND}' AND payload IS NOT NULL"
     if backend.name == "duckdb":
-        return backend.create_table(f"{name}_{uuid.uuid4().hex}", backend.sql(
-            "SELECT subject, source, source_event_id, "
-            "json_extract_string(payload, '$.type') AS type, "
-            "epoch_us(CAST(json_extract_string(payload, '$.occurred_at') AS TIMESTAMPTZ)) "
-            "AS occurred_us, epoch_us(recorded_at) AS recorded_us, "
+        # One parse of each payload for its text fields (a list of paths), one for the
+        # attributes object (kept as JSON text).
+        table = f"{name}_{uuid.uuid4().hex}"
+        backend.raw_sql(
+            f"CREATE TEMP TABLE {table} AS SELECT subject, f[1] AS source, "
+            "f[2] AS source_event_id, f[3] AS type, "
+            "epoch_us(CAST(f[4] AS TIMESTAMPTZ)) AS occurred_us, "
+            "epoch_us(recorded_at) AS recorded_us, "
             "CAST(json_extract(payload, '$.attributes') AS VARCHAR) AS attributes, "
-            "json_extract_string(payload, '$.supersedes') AS supersedes "
-            f"FROM read_parquet('{quoted}') WHERE {where}"), temp=True)
+            "f[5] AS supersedes FROM (SELECT subject, recorded_at, payload, "
+            "json_extract_string(payload, ['$.source', '$.source_event_id', '$.type', "
+            "'$.occurred_at', '$.supersedes']) AS f "
+            f"FROM read_parquet('{quoted}') WHERE {where})")
+        return backend.table(table)
     if backend.name == "pyspark":
         frame = backend._session.read.parquet(str(file.resolve())).where(where).selectExpr(
-            "subject", "source", "source_event_id",
+            "subject", "get_json_object(payload, '$.source') AS source",
+            "get_json_object(payload, '$.source_event_id') AS source_event_id",
             "get_json_object(payload, '$.type') AS type",
             "unix_micros(to_timestamp(get_json_object(payload, '$.occurred_at'))) "
             "AS occurred_us", "unix_micros(recorded_at) AS recorded_us",
