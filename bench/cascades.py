@@ -16,6 +16,9 @@ worker (derive + deliver, 8 sender threads) runs in a background thread exactly 
   seq. p50 and p99 over the causes.
 * **throughput** (``--bursts`` rounds): one event per subject appended in one
   batch; notifications delivered per second from the append to the last receipt.
+* **latency at half the throughput** (``--paced`` causes, default one per subject):
+  events appended one by one at half the median burst rate (open loop: on schedule,
+  not waiting for receipts); p50 and p99 from each commit to its receipt.
 
 Everything is bounded: at most ``--timeout`` s of waiting for any one notification.
 """
@@ -184,6 +187,8 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=100)
     parser.add_argument("--trickle", type=int, default=100, help="causes timed one by one")
     parser.add_argument("--bursts", type=int, default=3, help="rounds of one cause per subject")
+    parser.add_argument("--paced", type=int, default=None,
+                        help="causes appended at half the burst rate (default: --subjects)")
     parser.add_argument("--interval", type=float, default=0.01, help="worker idle poll (s)")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--database-url", default=None)
@@ -238,6 +243,24 @@ def main() -> None:
                 entries = ledger.append_events([flip(s) for s in subjects])
                 arrived_at = receiver.wait([e.seq for e in entries], args.timeout)
                 rates.append(len(entries) / (max(arrived_at.values()) - begun))
+            paced: list[float] = []
+            paced_rate = achieved = 0.0
+            count = min(args.subjects, args.subjects if args.paced is None else args.paced)
+            if rates and count > 0:
+                # One cause per subject at most, so no two causes of one subject are
+                # told as one change (which would leave a cause without its notice).
+                paced_rate = statistics.median(rates) / 2
+                sent: dict[int, float] = {}
+                begun = time.perf_counter()
+                for i in range(count):
+                    pause = begun + i / paced_rate - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    entry = ledger.append_events([flip(subjects[i])])[0]
+                    sent[entry.seq] = time.perf_counter()
+                achieved = count / max(1e-9, max(sent.values()) - begun)
+                arrived_at = receiver.wait(list(sent), args.timeout)
+                paced = [arrived_at[seq] - at for seq, at in sent.items()]
         finally:
             stop.set()
             thread.join(timeout=30)
@@ -258,6 +281,10 @@ def main() -> None:
         print(f"throughput over {args.bursts} burst(s) of {args.subjects}: "
               f"median {statistics.median(rates):,.0f} notifications/s delivered "
               f"(min {min(rates):,.0f}, max {max(rates):,.0f})")
+    if paced:
+        print(f"latency at half the burst rate ({paced_rate:,.0f}/s asked, {achieved:,.0f}/s "
+              f"appended) over {len(paced)} causes: p50 {percentile(paced, 0.5) * 1000:.1f} ms, "
+              f"p99 {percentile(paced, 0.99) * 1000:.1f} ms, max {max(paced) * 1000:.1f} ms")
     print(f"receiver saw {receiver.requests} request(s) for "
           f"{len(receiver.arrived)} cause(s)")
 

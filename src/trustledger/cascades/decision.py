@@ -7,6 +7,12 @@ context firewall of DESIGN.md safeguard 2 holds for notifications as it does for
 :func:`trustledger.scoring.assess` (the one scoring path) and keeps only that
 part; :func:`changed` says whether two such views differ in a tier or a measure's
 state (a score moving inside its tier is not a change).
+
+:class:`Decisions` evaluates one subject once per policy and moment however many
+subscriptions (parties, purposes) ask, and reads later moments of the same events —
+the schedule's probes (:mod:`trustledger.cascades.timing`) — from a
+:class:`~trustledger.engine.maintained.MaintainedEvaluation` instead of evaluating
+again; each answer equals :func:`~trustledger.scoring.assess` at that moment.
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from datetime import datetime
 from typing import Any
 
 from trustledger.engine import Event
+from trustledger.engine.maintained import MaintainedEvaluation, Standing, maintainable
 from trustledger.errors import ErasedError, NotFoundError
 from trustledger.ledger import Entry
 from trustledger.policy import CompiledPolicy
-from trustledger.scoring import Assessment, PublishedPolicy, assess
+from trustledger.rights.erasure import erased_at
+from trustledger.rights.review import fold_reviews
+from trustledger.scoring import Assessment, PublishedPolicy, Rights, assess, assessed, rights_at
 
 View = dict[str, Any]
 """One purpose's part of a decision: ``{"status", "scorecards", "measures"}`` (JSON values)."""
@@ -110,17 +119,119 @@ def decide(policies: Policies, subject: str, purpose: str, events: Sequence[Even
     A subject with no events, or whose policy declares no such purpose, has the view
     ``{"status": "no_decision"}``; an erased subject ``{"status": "erased"}``.
     """
-    policy = policies.in_force(at)
-    if policy is None or purpose not in policy.purposes:
-        return Decided(at, {"status": "no_decision"}, (), None)
-    try:
-        assessment = assess(policy, subject, events, records, at)
-    except ErasedError:
-        return Decided(at, {"status": "erased"}, (), None)
-    except NotFoundError:
-        return Decided(at, {"status": "no_decision"}, (), None)
-    view, reasons = view_of(assessment, purpose)
-    return Decided(at, view, reasons, assessment)
+    return Decisions(policies, subject, events, records).decide(purpose, at)
+
+
+_ERASED, _NONE = "erased", "no_decision"
+
+
+class Decisions:
+    """One subject's decisions from one set of events and records, each moment evaluated once.
+
+    Every subscription to the subject (any party, any purpose) shares the evaluation
+    of a policy version at a moment; a later moment is read from the maintained
+    evaluation when it serves (a maintainable policy, the same opt-ins and disputed
+    events, no event occurring or becoming known in between), else assessed anew.
+    """
+
+    def __init__(self, policies: Policies, subject: str, events: Sequence[Event],
+                 records: Sequence[Entry]) -> None:
+        """The subject's ``events`` and other ``records`` (consents, disputes, reviews)."""
+        self.policies = policies
+        self.subject = subject
+        self.events = events
+        self.records = records
+        self._assessed: dict[tuple[str, datetime], Assessment | str] = {}
+        self._maintained: tuple[tuple[object, ...], MaintainedEvaluation] | None = None
+        self._standings: dict[tuple[str, datetime], Standing] = {}
+        self.evaluated = {"maintained": 0, "reference": 0, "standing": 0}
+        """Moments evaluated, by which engine (each once, however many ask); ``standing``:
+        tiers and states only (:meth:`signature`)."""
+
+    def decide(self, purpose: str, at: datetime) -> Decided:
+        """The purpose's view at ``at``, as :func:`decide` (whose answer it equals)."""
+        policy = self.policies.in_force(at)
+        if policy is None or purpose not in policy.purposes:
+            return Decided(at, {"status": _NONE}, (), None)
+        assessment = self.assessment(policy, at)
+        if isinstance(assessment, str):
+            return Decided(at, {"status": assessment}, (), None)
+        view, reasons = view_of(assessment, purpose)
+        return Decided(at, view, reasons, assessment)
+
+    def assessment(self, policy: CompiledPolicy, at: datetime) -> Assessment | str:
+        """The subject's assessment at ``at``, or ``"erased"`` / ``"no_decision"``."""
+        key = (policy.hash, at)
+        found = self._assessed.get(key)
+        if found is None:
+            try:
+                found = self._maintained_assessment(policy, at)
+                if found is None:
+                    found = assess(policy, self.subject, self.events, self.records, at)
+                    self.evaluated["reference"] += 1
+                else:
+                    self.evaluated["maintained"] += 1
+            except ErasedError:
+                found = _ERASED
+            except NotFoundError:
+                found = _NONE
+            self._assessed[key] = found
+        return found
+
+    def signature(self, purpose: str, at: datetime) -> tuple[Any, ...] | None:
+        """:func:`signature` of :meth:`decide`'s view at ``at``, reading only what it needs.
+
+        With no review in force, a moment the maintained evaluation serves is read for
+        its tiers and measure states alone (:meth:`MaintainedEvaluation.standing`);
+        otherwise the view is decided in full.
+        """
+        policy = self.policies.in_force(at)
+        if (policy is None or purpose not in policy.purposes
+                or (policy.hash, at) in self._assessed or fold_reviews(self.records, at)):
+            return signature(self.decide(purpose, at).view)
+        standing = self._standings.get((policy.hash, at))
+        if standing is None:
+            prepared = self._prepared(policy, at)
+            if prepared is None:
+                return signature(self.decide(purpose, at).view)
+            standing = self._standings[policy.hash, at] = prepared[0].standing(at)
+            self.evaluated["standing"] += 1
+        declared = policy.purposes[purpose]
+        return ("decided",
+                tuple(sorted((n, standing.tiers[n]) for n in declared.scorecards)),
+                tuple(sorted((n, standing.states[n].value) for n in declared.measures)))
+
+    def _prepared(self, policy: CompiledPolicy,
+                  at: datetime) -> tuple[MaintainedEvaluation, Rights] | None:
+        """The maintained evaluation serving ``at`` with the rights as of ``at``; or ``None``.
+
+        The rights are taken as :func:`assess` takes them (:func:`rights_at`); ``None``
+        when the policy is not maintainable, the subject is erased or has no events
+        (``assess`` says so), or no evaluation serves ``at``.
+        """
+        if not maintainable(policy) or not self.events or erased_at(self.records) is not None:
+            return None
+        rights = rights_at(policy, self.events, self.records, at)
+        key = (policy.hash, rights.opt_ins, frozenset(e.key for e, _ in rights.left))
+        built = self._maintained
+        if built is None or built[0] != key or not built[1].serves(at):
+            fresh = MaintainedEvaluation(policy, rights.kept, at, rights.opt_ins)
+            if not fresh.serves(at):
+                return None
+            built = self._maintained = (key, fresh)
+        return built[1], rights
+
+    def _maintained_assessment(self, policy: CompiledPolicy, at: datetime) -> Assessment | None:
+        """:func:`assess` at ``at`` read from the maintained evaluation; ``None`` if it cannot.
+
+        The rights are applied as :func:`assess` applies them (:func:`assessed`);
+        ``None`` when :meth:`_prepared` says no.
+        """
+        prepared = self._prepared(policy, at)
+        if prepared is None:
+            return None
+        maintained, rights = prepared
+        return assessed(policy, self.subject, self.events, rights, maintained.evaluation(at), at)
 
 
 def signature(view: View | None) -> tuple[Any, ...] | None:

@@ -244,9 +244,14 @@ class Deliverer:
                     "status": status, "attempts": attempts, "at": iso(now)}, row.subject))
 
         def work(conn: sa.Connection, _: int) -> tuple[None, list[Record]]:
-            for values in updates:
-                conn.execute(sa.update(notifications).where(_n.serial == values["serial"])
-                             .values({k: v for k, v in values.items() if k != "serial"}))
+            # One executemany, not a statement per notification.
+            conn.execute(
+                sa.update(notifications).where(_n.serial == sa.bindparam("b_serial"))
+                .values(status=sa.bindparam("b_status"), attempts=sa.bindparam("b_attempts"),
+                        next_attempt_us=sa.bindparam("b_next_attempt_us"),
+                        last_error=sa.bindparam("b_last_error"),
+                        finished_at_us=sa.bindparam("b_finished_at_us")),
+                [{f"b_{k}": v for k, v in values.items()} for values in updates])
             return None, records
 
         self.ledger.write(work)

@@ -5,7 +5,9 @@ outcome, a review, an erasure, a consent granted or withdrawn, a policy publishe
 is already a ledger entry, committed atomically by whoever wrote it (the service,
 the CLI, another process). :meth:`Deriver.step` reads the entries after the
 cascades' cursor (``cascade_cursor``) about subjects with an active subscription,
-evaluates each such subscription's purpose now (the step's clock), and in
+evaluates each such subscription's purpose now (the step's clock; one evaluation per
+subject and moment, shared by its subscriptions:
+:class:`~trustledger.cascades.decision.Decisions`), and in
 **one transaction** writes a notification for every changed view into the outbox
 (``cascade_notifications``), stores the new view and the next time-driven check,
 and moves the cursor. A crash before that commit loses nothing (the next step
@@ -36,7 +38,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from trustledger.cascades.decision import Decided, Policies, View, changed, decide
+from trustledger.cascades.decision import Decided, Decisions, Policies, View, changed
 from trustledger.cascades.records import KINDS as CASCADE_KINDS
 from trustledger.cascades.schema import cursor, notifications, subscriptions
 from trustledger.cascades.store import (
@@ -48,7 +50,6 @@ from trustledger.cascades.store import (
     subjects_data,
 )
 from trustledger.clock import Clock, system_clock
-from trustledger.engine import Event
 from trustledger.errors import TrustLedgerError
 from trustledger.ledger import Entry
 from trustledger.ledger.chain import from_us, iso, to_us
@@ -224,10 +225,11 @@ class Deriver:
             by_subject.setdefault(item[0].subject, []).append(item)
         data = subjects_data(self.ledger, list(by_subject), upto)
         for subject, items in by_subject.items():
-            events, records = data[subject]
+            # One subject's subscriptions share its evaluations (same policy, same moment).
+            decisions = Decisions(self.policies, subject, *data[subject])
             for sub, cause in items:
                 try:
-                    self._evaluate(plan, sub, cause, now, events, records)
+                    self._evaluate(plan, sub, cause, now, decisions)
                 except TrustLedgerError as err:
                     # One subscription that cannot be evaluated must not hold up the
                     # cursor for everyone: it keeps its last view and is tried again.
@@ -238,12 +240,13 @@ class Deriver:
         return plan
 
     def _evaluate(self, plan: _Plan, sub: Subscription, cause: Cause, now: datetime,
-                  events: Sequence[Event], records: Sequence[Entry]) -> None:
+                  decisions: Decisions) -> None:
         # Evaluated now (never at the cause's own time, which may be older than a view
         # already told): the party learns the current decision, and time only moves on.
         at = max(now, cause.at)
+        records = decisions.records
         consent = decision_consent(records, sub.party, sub.purpose, at)
-        decided = decide(self.policies, sub.subject, sub.purpose, events, records, at)
+        decided = decisions.decide(sub.purpose, at)
         reason = None
         if decided.view.get("status") == "erased":
             reason = ERASED_REASON
@@ -255,8 +258,7 @@ class Deriver:
             plan.notifications.append(_notification(sub, ENDED, cause, at, {
                 "reason": reason}))
             return
-        next_check = schedule(self.policies, sub.subject, sub.purpose, events, records,
-                              decided, consent)
+        next_check = schedule(decisions, sub.purpose, decided, consent)
         if changed(sub.state, decided.view):
             plan.notifications.append(_notification(sub, CHANGED, cause, at, _change(
                 sub.state, decided)))
@@ -284,9 +286,13 @@ class Deriver:
             records = [end_rows(conn, sub, reason, at_us) for sub, reason, at_us in plan.ended]
             for subject in plan.erased:
                 _forget(conn, subject, now_us)
-            for sub_id, state, next_us in plan.updates:
-                conn.execute(sa.update(subscriptions).where(_s.id == sub_id)
-                             .values(state=state, next_check_us=next_us))
+            if plan.updates:  # one executemany, not a statement per subscription
+                conn.execute(
+                    sa.update(subscriptions).where(_s.id == sa.bindparam("b_id"))
+                    .values(state=sa.bindparam("b_state"),
+                            next_check_us=sa.bindparam("b_next")),
+                    [{"b_id": sub_id, "b_state": state, "b_next": next_us}
+                     for sub_id, state, next_us in plan.updates])
             if plan.notifications:
                 conn.execute(notifications.insert(), plan.notifications)
             if upto != start:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import orjson
 import sqlalchemy as sa
 
-from trustledger.cascades.decision import Decided, Policies, decide
+from trustledger.cascades.decision import Decided, Decisions, Policies
 from trustledger.cascades.egress import Egress
 from trustledger.cascades.records import ENDED, NOTIFIED, SUBSCRIBED
 from trustledger.cascades.schema import subscriptions
@@ -167,18 +167,20 @@ def decision_consent(records: Sequence[Entry], party: str, purpose: str,
     return None
 
 
-def schedule(policies: Policies, subject: str, purpose: str,
-             events: Sequence[Event], records: Sequence[Entry], decided: Decided,
+def schedule(decisions: Decisions, purpose: str, decided: Decided,
              consent: Consent | None) -> datetime | None:
-    """When time alone may next change this subscription (:func:`timing.next_change`)."""
-    extra = [*policies.changes_after(decided.at)]
-    extra.extend(c.expires_at for c in fold_consents(records, decided.at)
+    """When time alone may next change this subscription (:func:`timing.next_change`).
+
+    The probes read ``decisions``, so subscriptions to one subject share them.
+    """
+    extra = [*decisions.policies.changes_after(decided.at)]
+    extra.extend(c.expires_at for c in fold_consents(decisions.records, decided.at)
                  if c.expires_at is not None)
     if consent is not None and consent.expires_at is not None:
         extra.append(consent.expires_at)
 
-    def probe(moment: datetime) -> dict[str, Any]:
-        return decide(policies, subject, purpose, events, records, moment).view
+    def probe(moment: datetime) -> tuple[Any, ...] | None:
+        return decisions.signature(purpose, moment)
 
     return next_change(decided, decided.at, probe, extra)
 
@@ -224,9 +226,9 @@ def subscribe(ledger: ServiceLedger, party: Principal, subject: str, purpose: st
                 f"missing consent: subject {subject!r} has no active consent for party "
                 f"{party.name!r} and purpose {purpose!r}; the subject can grant it "
                 "(POST /v1/subjects/{subject}/consents)")
-        decided = decide(policies, subject, purpose, events, records, at)
-        next_check = schedule(policies, subject, purpose, events, records, decided,
-                              consent)
+        decisions = Decisions(policies, subject, events, records)
+        decided = decisions.decide(purpose, at)
+        next_check = schedule(decisions, purpose, decided, consent)
         subscription = Subscription(
             id="sub_" + secrets.token_hex(8), party=party.name, principal_id=party.id,
             subject=subject, purpose=purpose, url=url, consent_seq=consent.seq,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 from trustledger.cascades.decision import Decided, View, signature
 from trustledger.engine import MeasureState
@@ -38,8 +39,8 @@ from trustledger.engine.history import History, build_history, ts
 from trustledger.ledger.chain import from_us
 from trustledger.scoring import Assessment
 
-Probe = Callable[[datetime], View]
-"""The purpose's view of the subject at a moment (the reference evaluation)."""
+Probe = Callable[[datetime], tuple[Any, ...] | None]
+"""The :func:`~trustledger.cascades.decision.signature` of the purpose's view at a moment."""
 
 RESOLUTION_S = 0.001
 """Scheduled moments are rounded up to the next millisecond after the change."""
@@ -70,7 +71,7 @@ def next_change(decided: Decided, after: datetime, probe: Probe,
     before_us = candidate_us - round(RESOLUTION_S * 1e6)
 
     def differs(moment_us: int) -> bool:
-        return bool(signature(probe(from_us(moment_us))) != current)
+        return bool(probe(from_us(moment_us)) != current)
 
     if before_us > now_us and differs(before_us):
         # A measure changed by decay before the candidate: find the first moment it differs.

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Collection, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 # The reference's own steps, so that a read is the reference's computation (one way to do
@@ -45,9 +45,21 @@ from trustledger.engine.events import Event
 from trustledger.engine.history import INF, History, build_history, check_events, ts
 from trustledger.engine.measures import _START, Track, _instants, _Runner
 from trustledger.engine.reasons import measure_reasons
-from trustledger.engine.result import Evaluation
+from trustledger.engine.result import Evaluation, MeasureState
 from trustledger.errors import InputError
 from trustledger.policy.compiled import CompiledPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """A subject's tiers and measure states at one moment: what a decision change is.
+
+    ``tiers`` per scorecard (``None``: unavailable, or below every tier); ``states``
+    per measure.
+    """
+
+    tiers: dict[str, str | None]
+    states: dict[str, MeasureState]
 
 
 def maintainable(policy: CompiledPolicy) -> bool:
@@ -125,20 +137,8 @@ class MaintainedEvaluation:
         Raises :class:`~trustledger.errors.InputError` when the read is not
         :meth:`serves` (evaluate that moment with :func:`evaluate`).
         """
-        if valid_at.tzinfo is None:
-            raise InputError("valid_at must be timezone-aware (UTC)")
         policy = self.policy
-        if valid_at < policy.effective_from:
-            raise InputError(f"policy {policy.name} ({policy.hash[:19]}) is effective from "
-                             f"{policy.effective_from.isoformat()}, after valid_at "
-                             f"{valid_at.isoformat()}")
-        if not self.serves(valid_at):
-            raise InputError(f"valid_at {valid_at.isoformat()} is before an event occurred "
-                             "or became known, or before an earlier read: evaluate it with "
-                             "trustledger.engine.evaluate")
-        v = ts(valid_at)
-        self._read = v
-        tracks = self._decide(v)
+        v, tracks = self._advance(valid_at)
         history = self.history
         scorecards = {name: _scorecard(history, card, v)
                       for name, card in policy.scorecards.items()}
@@ -162,6 +162,50 @@ class MaintainedEvaluation:
             scorecards=scorecards, metrics=metrics, measures=measures,
             events=tuple(_outcome(entry, v) for entry in history.entries), attributes={},
         )
+
+    def _advance(self, valid_at: datetime) -> tuple[float, dict[str, Track]]:
+        """Move the read to ``valid_at``: its microseconds and the measures' tracks there."""
+        if valid_at.tzinfo is None:
+            raise InputError("valid_at must be timezone-aware (UTC)")
+        policy = self.policy
+        if valid_at < policy.effective_from:
+            raise InputError(f"policy {policy.name} ({policy.hash[:19]}) is effective from "
+                             f"{policy.effective_from.isoformat()}, after valid_at "
+                             f"{valid_at.isoformat()}")
+        if not self.serves(valid_at):
+            raise InputError(f"valid_at {valid_at.isoformat()} is before an event occurred "
+                             "or became known, or before an earlier read: evaluate it with "
+                             "trustledger.engine.evaluate")
+        v = ts(valid_at)
+        self._read = v
+        return v, self._decide(v)
+
+    def standing(self, valid_at: datetime) -> Standing:
+        """Only the tiers and the measures' states at ``valid_at``, as :meth:`evaluation`.
+
+        Equal to the ``tier`` of each scorecard and the ``state`` of each measure of
+        :meth:`evaluation` (and so of :func:`evaluate`) at ``valid_at``, without the
+        contributions, reasons and outcomes; the read moves forward as
+        :meth:`evaluation`'s does. Raises :class:`~trustledger.errors.InputError` as
+        :meth:`evaluation` does.
+        """
+        policy = self.policy
+        v, tracks = self._advance(valid_at)
+        history = self.history
+        tiers: dict[str, str | None] = {}
+        for name, card in policy.scorecards.items():
+            if not history.available(name):
+                tiers[name] = None
+                continue
+            # The sum of _scorecard's contributions' points_now, in the same order.
+            total = card.base + sum(
+                (entry.capped.get(name, 0.0) * entry.decay(v) if entry.live_at(v) else 0.0)
+                for entry in history.entries if entry.event.type in card.events)
+            tier = card.tier_at(card.clamp(total), v)
+            tiers[name] = tier[1].name if tier else None
+        states = {name: _measure(m, tracks[name], ()).state
+                  for name, m in policy.measures.items()}
+        return Standing(tiers, states)
 
     def _decide(self, v: float) -> dict[str, Track]:
         """The measures' tracks at ``v``: the replay moved to just before ``v``, then ``v``.
@@ -210,4 +254,4 @@ def _fork(runner: _Runner, valid_at: float) -> _Runner:
     return fork
 
 
-__all__ = ["MaintainedEvaluation", "maintainable"]
+__all__ = ["MaintainedEvaluation", "Standing", "maintainable"]
