@@ -168,22 +168,61 @@ def assess(
     if not events and not allow_empty:
         raise NotFoundError(f"subject {subject!r} has no events in the ledger")
     as_of = known_at or valid_at
-    consented = frozenset(
-        c.scorecard for c in active_consents(entries, as_of)
-        if c.scope == "scorecard" and c.scorecard is not None and c.scorecard in policy.scorecards
-    )
-    disputes = fold_disputes(entries, as_of)
-    kept, left = split_disputed(policy, events, disputes, as_of)
-    engine = evaluate(policy, kept, valid_at, known_at, opt_ins=consented, attributes=attributes)
+    rights = rights_at(policy, events, entries, as_of)
+    engine = evaluate(policy, rights.kept, valid_at, known_at, opt_ins=rights.opt_ins,
+                      attributes=attributes)
     if not events:  # allow_empty: no event names the subject, so the evaluation does
         engine = replace(engine, subject=subject)
-    reviews = fold_reviews(entries, as_of)
+    return assessed(policy, subject, events, rights, engine, valid_at, known_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Rights:
+    """A subject's rights as of one moment, as scoring applies them.
+
+    ``opt_ins``: the scorecards consented to; ``kept`` the events scored and ``left``
+    those a dispute leaves out (with it); ``reviews`` the human reviews to lay over the
+    measures.
+    """
+
+    as_of: datetime
+    opt_ins: frozenset[str]
+    disputes: tuple[Dispute, ...]
+    kept: tuple[Event, ...]
+    left: tuple[tuple[Event, Dispute], ...]
+    reviews: tuple[Review, ...]
+
+
+def rights_at(policy: CompiledPolicy, events: Sequence[Event], records: Sequence[Entry],
+              as_of: datetime) -> Rights:
+    """The subject's rights as of ``as_of`` from its ``records``; pure.
+
+    The one place opt-ins, disputes and reviews are read for scoring: :func:`assess` and
+    the maintained paths (the service's decisions, the cascades) all take them from here.
+    """
+    opt_ins = frozenset(
+        c.scorecard for c in active_consents(records, as_of)
+        if c.scope == "scorecard" and c.scorecard is not None and c.scorecard in policy.scorecards
+    )
+    disputes = fold_disputes(records, as_of)
+    kept, left = split_disputed(policy, events, disputes, as_of)
+    return Rights(as_of, opt_ins, tuple(disputes), tuple(kept), tuple(left),
+                  tuple(fold_reviews(records, as_of)))
+
+
+def assessed(policy: CompiledPolicy, subject: str, events: Sequence[Event], rights: Rights,
+             engine: Evaluation, valid_at: datetime,
+             known_at: datetime | None = None) -> Assessment:
+    """The :class:`Assessment` of ``engine``, the evaluation of ``rights.kept``.
+
+    The rights are applied: reviews laid over its measures, the events left out named.
+    """
     return Assessment(
-        subject=subject, policy=policy, valid_at=valid_at, known_at=known_at, as_of=as_of,
-        events=tuple(events), scored=tuple(kept),
-        left_out=tuple(LeftOut(e, d, d.describe(as_of)) for e, d in left),
-        opt_ins=consented, disputes=tuple(disputes), reviews=tuple(reviews), engine=engine,
-        evaluation=apply_reviews(engine, reviews, as_of),
+        subject=subject, policy=policy, valid_at=valid_at, known_at=known_at,
+        as_of=rights.as_of, events=tuple(events), scored=rights.kept,
+        left_out=tuple(LeftOut(e, d, d.describe(rights.as_of)) for e, d in rights.left),
+        opt_ins=rights.opt_ins, disputes=rights.disputes, reviews=rights.reviews,
+        engine=engine, evaluation=apply_reviews(engine, rights.reviews, rights.as_of),
     )
 
 

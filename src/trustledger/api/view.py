@@ -55,14 +55,15 @@ from trustledger.principals.ledger import CHANGES_PAGE
 from trustledger.rights.consent import Consent, active_consents
 from trustledger.rights.dispute import fold_disputes, split_disputed
 from trustledger.rights.erasure import erased_at
-from trustledger.rights.review import apply_reviews, fold_reviews
+from trustledger.rights.review import fold_reviews
 from trustledger.scoring import (
     PUBLISHED,
     Assessment,
-    LeftOut,
     PublishedPolicy,
     assess,
+    assessed,
     published_policies,
+    rights_at,
 )
 
 NOT_SUBJECT_STATE = frozenset({ACCESS_READ, *PRINCIPAL_KINDS})
@@ -311,25 +312,17 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
     """
     if not maintainable(policy) or record.erased or not record.events:
         return None
-    opt_ins = record.opt_ins(now, policy)
-    disputes = fold_disputes(record.records, now)
-    kept, left = split_disputed(policy, record.events, disputes, now)
-    key = (policy.hash, opt_ins, frozenset(e.key for e, _ in left))
+    rights = rights_at(policy, record.events, record.records, now)
+    key = (policy.hash, rights.opt_ins, frozenset(e.key for e, _ in rights.left))
     with record.lock:
         built = record.maintained
         if built is None or built.key != key or not built.evaluation.serves(now):
-            fresh = MaintainedEvaluation(policy, kept, now, opt_ins)
+            fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
             if not fresh.serves(now):
                 return None
             built = record.maintained = Maintained(key, fresh)
         engine = built.evaluation.evaluation(now)
-    reviews = fold_reviews(record.records, now)
-    return Assessment(
-        subject=record.subject, policy=policy, valid_at=now, known_at=None, as_of=now,
-        events=tuple(record.events), scored=tuple(kept),
-        left_out=tuple(LeftOut(e, d, d.describe(now)) for e, d in left), opt_ins=opt_ins,
-        disputes=tuple(disputes), reviews=tuple(reviews), engine=engine,
-        evaluation=apply_reviews(engine, reviews, now))
+    return assessed(policy, record.subject, record.events, rights, engine, now)
 
 
 def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
