@@ -19,11 +19,11 @@ PORT ?= 8000
 run: $(STAMP)
 	$(BIN)/trustledger serve --demo --host $(HOST) --port $(PORT)
 
-## test: set up, then run linters and the whole test suite (SQLite and PostgreSQL)
+## test: set up, then run linters and the whole test suite (SQLite and PostgreSQL) on two workers
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	$(BIN)/pytest -n 2 --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 ## test-clock: the test suite again, on two workers, with the clock moved to CLOCK (default: five years from today)
 CLOCK ?= $(shell date -u -d '+5 years' +%F)
