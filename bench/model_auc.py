@@ -33,46 +33,18 @@ import pandas as pd
 
 from trustledger.models import fitting
 from trustledger.models.features import load_dictionary, parse_dictionary
-from trustledger.models.metrics import auc
 from trustledger.models.synthetic import planted_credit
 from trustledger.models.train import (
     AuditData,
     TrainedModel,
     TrainingOptions,
-    fold_indices,
+    logistic_baseline_auc,
     train,
     train_file,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "german_credit.csv"
-
-
-def baseline(model: TrainedModel) -> float:
-    """Logistic regression on the same feature columns and the same folds."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    v = model.artifact.training["validation"]
-    assert isinstance(v, dict)
-    numerical = [f.name for f in model.artifact.features if f.kind == "numerical"]
-    categorical = [f.name for f in model.artifact.features if f.kind == "categorical"]
-    x = model.features.astype({c: str for c in categorical})
-    y = model.bad
-    oof = np.zeros(y.size)
-    for fit_rows, test_rows in fold_indices(y, int(str(v["folds"])), int(str(v["seed"]))):
-        lr = make_pipeline(
-            ColumnTransformer([
-                ("n", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
-                                    StandardScaler()), numerical),
-                ("c", OneHotEncoder(handle_unknown="ignore"), categorical)]),
-            LogisticRegression(max_iter=2000))
-        lr.fit(x.iloc[fit_rows], y[fit_rows])
-        oof[test_rows] = -lr.predict_proba(x.iloc[test_rows])[:, 1]
-    return auc(oof, y)
 
 
 def oof_auc(model: TrainedModel) -> float:
@@ -97,7 +69,8 @@ def main() -> None:
                         TrainingOptions(target="creditability", seed=args.seed))
     results["german_credit"] = {
         "rows": int(german.bad.size), "features": len(german.artifact.features),
-        "trustledger_oof_auc": oof_auc(german), "logistic_regression_oof_auc": baseline(german),
+        "trustledger_oof_auc": oof_auc(german),
+        "logistic_regression_oof_auc": logistic_baseline_auc(german),
         "seconds": time.perf_counter() - started}
 
     dictionary_file = load_dictionary(DATA.with_name("german_credit.columns.json"))
@@ -105,7 +78,7 @@ def main() -> None:
     for seed in range(args.german_seeds):
         other = train_file(DATA, dictionary_file, TrainingOptions(target="creditability",
                                                                   seed=seed))
-        per_seed.append((seed, oof_auc(other), baseline(other)))
+        per_seed.append((seed, oof_auc(other), logistic_baseline_auc(other)))
     results["german_credit_seeds"] = [{"seed": s, "trustledger_oof_auc": a,
                                        "logistic_regression_oof_auc": b}
                                       for s, a, b in per_seed]
@@ -133,7 +106,8 @@ def main() -> None:
     results["planted"] = {
         "rows": args.rows, "features": list(model.artifact.feature_names),
         "refused": [r.column for r in model.selection.refused],
-        "trustledger_oof_auc": oof_auc(model), "logistic_regression_oof_auc": baseline(model),
+        "trustledger_oof_auc": oof_auc(model),
+        "logistic_regression_oof_auc": logistic_baseline_auc(model),
         "trustledger_without_pooling_oof_auc": oof_auc(unpooled),
         "trustledger_without_neighbourhood_oof_auc": oof_auc(without),
         "neighbourhood_points_span": neighbourhood.max_points - neighbourhood.min_points,

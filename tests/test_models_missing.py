@@ -28,13 +28,12 @@ from trustledger.models.fitting import (
     RULE_TOO_FEW,
     bin_indices,
 )
-from trustledger.models.metrics import auc
 from trustledger.models.synthetic import planted_credit
 from trustledger.models.train import (
     AuditData,
     TrainedModel,
     TrainingOptions,
-    fold_indices,
+    logistic_baseline_auc,
     train,
     train_file,
 )
@@ -173,39 +172,12 @@ def test_special_codes_earn_evidence_when_frequent_and_least_favourable_when_rar
     assert by_name["credit_amount"].special_points == by_name["credit_amount"].min_points
 
 
-def baseline_oof_auc(frame: pd.DataFrame, y: np.ndarray, numerical: list[str],
-                     categorical: list[str], folds: int, seed: int) -> float:
-    """scikit-learn logistic regression (one-hot, imputed and scaled) on the same folds."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    oof = np.zeros(y.size)
-    for fit_rows, test_rows in fold_indices(y, folds, seed):
-        model = make_pipeline(
-            ColumnTransformer([
-                ("n", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
-                                    StandardScaler()), numerical),
-                ("c", OneHotEncoder(handle_unknown="ignore"), categorical)]),
-            LogisticRegression(max_iter=2000))
-        model.fit(frame.iloc[fit_rows], y[fit_rows])
-        oof[test_rows] = -model.predict_proba(frame.iloc[test_rows])[:, 1]
-    return auc(oof, y)
-
-
 def test_default_training_reaches_logistic_regression_on_the_same_folds(
         planted: TrainedModel, german: TrainedModel) -> None:
     for model in (german, planted):
-        x = model.features
-        numerical = [f.name for f in model.artifact.features if f.kind == "numerical"]
-        categorical = [f.name for f in model.artifact.features if f.kind == "categorical"]
         v = model.artifact.training["validation"]
         assert isinstance(v, dict)
         ours = v["oof_auc"]
         assert isinstance(ours, float)
-        baseline = baseline_oof_auc(x.astype({c: str for c in categorical}), model.bad,
-                                    numerical, categorical, int(str(v["folds"])),
-                                    int(str(v["seed"])))
+        baseline = logistic_baseline_auc(model)
         assert ours >= baseline - 0.01, (ours, baseline)

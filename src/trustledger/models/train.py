@@ -339,6 +339,39 @@ def fold_indices(y: Ints, folds: int, seed: int) -> list[tuple[Ints, Ints]]:
 Labels = npt.NDArray[np.object_]
 
 
+def logistic_baseline_auc(model: TrainedModel) -> float:
+    """Out-of-fold AUC of plain logistic regression on the model's features and folds.
+
+    The reference the default training is held to (issue 19: at least this minus 0.01):
+    scikit-learn's ``LogisticRegression`` with numerical columns median-imputed (with a
+    missing indicator) and scaled, categorical ones one-hot encoded, fitted on the same
+    folds as the model's own validation.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    v = model.artifact.training["validation"]
+    assert isinstance(v, dict)
+    numerical = [f.name for f in model.artifact.features if f.kind == "numerical"]
+    categorical = [f.name for f in model.artifact.features if f.kind == "categorical"]
+    x = model.features.astype({c: str for c in categorical})
+    y = model.bad
+    oof = np.zeros(y.size)
+    for fit_rows, test_rows in fold_indices(y, int(str(v["folds"])), int(str(v["seed"]))):
+        lr = make_pipeline(
+            ColumnTransformer([
+                ("n", make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
+                                    StandardScaler()), numerical),
+                ("c", OneHotEncoder(handle_unknown="ignore"), categorical)]),
+            LogisticRegression(max_iter=2000))
+        lr.fit(x.iloc[fit_rows], y[fit_rows])
+        oof[test_rows] = -lr.predict_proba(x.iloc[test_rows])[:, 1]
+    return auc(oof, y)
+
+
 def _attributes(frame: pd.DataFrame, dictionary: Mapping[str, ColumnSpec],
                 selection: FeatureSelection, options: TrainingOptions,
                 audit: AuditData | None) -> tuple[dict[str, Labels], dict[str, str], list[str]]:
