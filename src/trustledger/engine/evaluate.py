@@ -40,6 +40,21 @@ from trustledger.policy.compiled import CompiledMeasure, CompiledPolicy, Compile
 from trustledger.policy.models import MeasureKind
 
 
+def check_moments(policy: CompiledPolicy, valid_at: datetime,
+                  known_at: datetime | None = None) -> None:
+    """Refuse a naive ``valid_at`` or ``known_at``, or a ``valid_at`` before the policy starts.
+
+    Every engine path (reference, incremental, maintained) checks its read time here.
+    """
+    for name, moment in (("valid_at", valid_at), ("known_at", known_at)):
+        if moment is not None and moment.tzinfo is None:
+            raise InputError(f"{name} must be timezone-aware (UTC)")
+    if valid_at < policy.effective_from:
+        raise InputError(f"policy {policy.name} ({policy.hash[:19]}) is effective from "
+                         f"{policy.effective_from.isoformat()}, after valid_at "
+                         f"{valid_at.isoformat()}")
+
+
 def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime,
              known_at: datetime | None = None, *,
              opt_ins: Collection[str] = (),
@@ -58,13 +73,7 @@ def evaluate(policy: CompiledPolicy, events: Iterable[Event], valid_at: datetime
     several subjects, a repeated event key, an unknown opt-in name, an unknown or
     mistyped attribute, or a ``valid_at`` before the policy's ``effective_from``.
     """
-    for name, moment in (("valid_at", valid_at), ("known_at", known_at)):
-        if moment is not None and moment.tzinfo is None:
-            raise InputError(f"{name} must be timezone-aware (UTC)")
-    if valid_at < policy.effective_from:
-        raise InputError(f"policy {policy.name} ({policy.hash[:19]}) is effective from "
-                         f"{policy.effective_from.isoformat()}, after valid_at "
-                         f"{valid_at.isoformat()}")
+    check_moments(policy, valid_at, known_at)
     consented = frozenset(opt_ins)
     unknown = sorted(consented - set(policy.scorecards))
     if unknown:

@@ -55,6 +55,7 @@ from typing import Any
 
 import cel
 
+from trustledger.engine.evaluate import check_moments
 from trustledger.engine.events import RETRACTION, Event
 from trustledger.engine.history import (
     INF,
@@ -563,13 +564,8 @@ class SubjectState:
         before the policy's ``effective_from``, or one before the latest applied event's
         ``occurred_at`` (evaluate the past with :func:`~trustledger.engine.evaluate`).
         """
-        if valid_at.tzinfo is None:
-            raise InputError("valid_at must be timezone-aware (UTC)")
         policy = self.policy
-        if valid_at < policy.effective_from:
-            raise InputError(f"policy {policy.name} is effective from "
-                             f"{policy.effective_from.isoformat()}, after valid_at "
-                             f"{valid_at.isoformat()}")
+        check_moments(policy, valid_at)
         v = ts(valid_at)
         if v < self._latest_o:
             raise InputError(f"valid_at {valid_at.isoformat()} is before the latest event "

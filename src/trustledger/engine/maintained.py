@@ -40,7 +40,7 @@ from datetime import datetime
 
 # The reference's own steps, so that a read is the reference's computation (one way to do
 # each thing); they are private to evaluate and measures today.
-from trustledger.engine.evaluate import _measure, _outcome, _scorecard
+from trustledger.engine.evaluate import _measure, _outcome, _scorecard, check_moments
 from trustledger.engine.events import Event
 from trustledger.engine.history import INF, History, build_history, check_events, ts
 from trustledger.engine.measures import _START, Track, _instants, _Runner
@@ -165,13 +165,7 @@ class MaintainedEvaluation:
 
     def _advance(self, valid_at: datetime) -> tuple[float, dict[str, Track]]:
         """Move the read to ``valid_at``: its microseconds and the measures' tracks there."""
-        if valid_at.tzinfo is None:
-            raise InputError("valid_at must be timezone-aware (UTC)")
-        policy = self.policy
-        if valid_at < policy.effective_from:
-            raise InputError(f"policy {policy.name} ({policy.hash[:19]}) is effective from "
-                             f"{policy.effective_from.isoformat()}, after valid_at "
-                             f"{valid_at.isoformat()}")
+        check_moments(self.policy, valid_at)
         if not self.serves(valid_at):
             raise InputError(f"valid_at {valid_at.isoformat()} is before an event occurred "
                              "or became known, or before an earlier read: evaluate it with "

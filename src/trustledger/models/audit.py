@@ -171,16 +171,20 @@ def read_audit(path: Path, id_column: str) -> pd.DataFrame:
     if id_column not in frame.columns:
         raise InputError(f"audit file {path}: no id column {id_column!r} (columns: "
                          f"{', '.join(map(str, frame.columns))})")
-    ids = frame[id_column]
+    _check_ids(frame[id_column], f"audit file {path}", "id", id_column)
+    return frame
+
+
+def _check_ids(ids: pd.Series, where: str, noun: str, column: str) -> None:
+    """Refuse a blank id or one given twice, naming the rows (counted from 1)."""
     if ids.isna().any():
-        raise InputError(f"audit file {path}, row {int(np.flatnonzero(ids.isna())[0]) + 1}: "
-                         f"the id {id_column} is blank")
+        raise InputError(f"{where}, row {int(np.flatnonzero(ids.isna())[0]) + 1}: "
+                         f"the {noun} {column} is blank")
     duplicated = ids.duplicated(keep=False).to_numpy()
     if duplicated.any():
         first = np.flatnonzero(duplicated)[:2]
-        raise InputError(f"audit file {path}: id {ids.iloc[int(first[0])]!r} is on rows "
+        raise InputError(f"{where}: {noun} {ids.iloc[int(first[0])]!r} is on rows "
                          f"{int(first[0]) + 1} and {int(first[1]) + 1}: each id once")
-    return frame
 
 
 def join_audit(ids: pd.Series, audit: pd.DataFrame, id_column: str,
@@ -196,14 +200,7 @@ def join_audit(ids: pd.Series, audit: pd.DataFrame, id_column: str,
     if both:
         raise InputError(f"{source}: column(s) {', '.join(both)} are in both the training data "
                          "and the audit file: keep each protected attribute in one place")
-    if ids.isna().any():
-        raise InputError(f"training data, row {int(np.flatnonzero(ids.isna())[0]) + 1}: the "
-                         f"row id {id_column} is blank")
-    duplicated = ids.duplicated(keep=False).to_numpy()
-    if duplicated.any():
-        first = np.flatnonzero(duplicated)[:2]
-        raise InputError(f"training data: row id {ids.iloc[int(first[0])]!r} is on rows "
-                         f"{int(first[0]) + 1} and {int(first[1]) + 1}: each id once")
+    _check_ids(ids, "training data", "row id", id_column)
     # Ids compared as texts (compact string columns: no Python object per row).
     position = pd.Index(audit[id_column].astype(str)).get_indexer(ids.astype(str))
     found = position >= 0
