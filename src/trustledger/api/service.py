@@ -91,7 +91,8 @@ class Service:
         return cls(ServiceLedger.open(settings.database_url, clock=settings.clock), settings)
 
     def close(self) -> None:
-        """Finish the access log's pending commits and close the ledger."""
+        """Stop the statistics computation, finish the access log's commits, close the ledger."""
+        self.statistics.close()
         self.access_log.close()
         self.ledger.close()
 

@@ -122,9 +122,14 @@ more than one reference evaluation, so without keeping them the reference is use
 """
 
 
+class Cancelled(Exception):
+    """The statistics computation was stopped because the service is closing."""
+
+
 def population(ledger: ServiceLedger, policy: CompiledPolicy, at: datetime,
                progress: list[int], states: dict[str, Incremental] | None = None,
-               keep_up_to: int = KEEP_STATES_UP_TO) -> list[CurrentScores]:
+               keep_up_to: int = KEEP_STATES_UP_TO,
+               stop: threading.Event | None = None) -> list[CurrentScores]:
     """Every subject's scores at ``at`` with its rights applied.
 
     Erased subjects are left out (they have no data). ``states``: each subject's
@@ -132,13 +137,23 @@ def population(ledger: ServiceLedger, policy: CompiledPolicy, at: datetime,
     new events since then gets just those applied, not its whole history again
     (:func:`current_scores`). Without ``states``, or with more than ``keep_up_to``
     events in the ledger, every subject is evaluated by the reference
-    (:func:`reference_scores`) and no state is kept.
+    (:func:`reference_scores`) and no state is kept. ``stop``, once set, ends the
+    computation with :class:`Cancelled` (checked between pages read and subjects scored),
+    so no read is left holding a connection of a ledger being closed.
     """
+    def check() -> None:
+        if stop is not None and stop.is_set():
+            raise Cancelled
+
     by_subject: dict[str, list[Event]] = defaultdict(list)
-    for event in ledger.events():
+    for number, event in enumerate(ledger.events()):
+        if number % 1024 == 0:
+            check()
         by_subject[event.subject].append(event)
     records: dict[str, list[Entry]] = defaultdict(list)
-    for entry in ledger.records():
+    for number, entry in enumerate(ledger.records()):
+        if number % 1024 == 0:
+            check()
         if (entry.subject is not None and entry.kind != EVENT_KIND
                 and entry.kind not in NOT_SUBJECT_STATE):
             records[entry.subject].append(entry)
@@ -151,6 +166,7 @@ def population(ledger: ServiceLedger, policy: CompiledPolicy, at: datetime,
     score = current_scores if states is not None else reference_scores
     results = []
     for subject in sorted(by_subject):
+        check()
         record = SubjectRecord(subject, 0, tuple(by_subject[subject]),
                                tuple(records.get(subject, ())),
                                incremental=previous.pop(subject, None))
@@ -175,13 +191,15 @@ class StatisticsCache:
         self._started = time.monotonic()
         self._states: dict[str, Incremental] = {}
         """Each subject's incremental state after the last computation (its thread's only)."""
+        self._stop = threading.Event()
 
     def get(self) -> tuple[int, dict[str, Any]]:
         """``(200, statistics)`` (maybe ``stale``, then refreshed), or ``(202, progress)``."""
         version = self._view.data_version
         with self._lock:
             ready = self._ready
-            if (ready is None or ready[0] != version) and self._running is None:
+            if ((ready is None or ready[0] != version) and self._running is None
+                    and not self._stop.is_set()):
                 self._start(version)
             if ready is not None:
                 return 200, {**ready[1], "stale": ready[0] != version}
@@ -201,16 +219,30 @@ class StatisticsCache:
         try:
             at = self._settings.clock()
             policy = self._view.policy_in_force(at)
-            results = population(self._ledger, policy, at, self._progress, self._states)
+            results = population(self._ledger, policy, at, self._progress, self._states,
+                                 stop=self._stop)
             body = {"status": "ready", "computed_at": at, "ledger_seq": version,
                     **aggregate(results, policy, self._settings)}
             with self._lock:
                 self._ready = (version, body)
+        except Cancelled:
+            log.info("statistics: computation stopped, the service is closing")
         except Exception:
             log.exception("statistics: computation failed")
         finally:
             with self._lock:
                 self._running = None
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop a running computation and wait for it (before the ledger is closed).
+
+        No computation starts afterwards; one still running after ``timeout`` seconds
+        is left to end at its next check.
+        """
+        self._stop.set()
+        thread = self._running
+        if thread is not None:
+            thread.join(timeout)
 
     def wait(self, timeout: float) -> None:
         """Wait for a running computation (tests and benchmarks)."""
