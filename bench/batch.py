@@ -56,12 +56,20 @@ from trustledger.batch import (
     rescore,
     write_keyed,
 )
-from trustledger.policy import CompiledPolicy, parse_policy
+from trustledger.policy import CompiledPolicy
 from trustledger.synth import WIDE_POLICY, Population, write_parquet
 
 ROOT = Path(__file__).resolve().parent
 VALID_AT = datetime(2026, 11, 1, tzinfo=UTC)
 LN2 = math.log(2.0)
+
+
+def wide_policy() -> CompiledPolicy:
+    """``synth.WIDE_POLICY`` compiled: its declarations become its event-type register."""
+    sys.path.insert(0, str(ROOT.parent))
+    from tests.policies.support import parse_declared
+
+    return parse_declared(WIDE_POLICY, "synth.WIDE_POLICY")
 
 
 def population_file(subjects: int, events: int, seed: int) -> Path:
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pandas", action="store_true", help="also time pandas")
     args = parser.parse_args(argv)
 
-    policy = parse_policy(WIDE_POLICY, "synth.WIDE_POLICY")
+    policy = wide_policy()
     path = population_file(args.subjects, args.events, args.seed)
     folder = keyed_folder(path)
     keyed_events = folder / "events.parquet"

@@ -28,9 +28,9 @@ CHILD = """
 import sys, time, resource
 from datetime import UTC, datetime
 from trustledger.batch import duckdb_backend, read_events, rescore
-from trustledger.policy import parse_policy
-from trustledger.synth import WIDE_POLICY
-policy = parse_policy(WIDE_POLICY, "synth.WIDE_POLICY")
+sys.path.insert(0, sys.argv[5])
+from batch import wide_policy
+policy = wide_policy()
 con = duckdb_backend(memory_limit=sys.argv[2], threads=int(sys.argv[3]),
                      temp_directory=sys.argv[4])
 started = time.perf_counter()
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     spill = ROOT / "out" / "spill"
     spill.mkdir(exist_ok=True)
     out = subprocess.run([sys.executable, "-c", CHILD, str(path), args.memory_limit,
-                          str(args.threads), str(spill)],
+                          str(args.threads), str(spill), str(ROOT)],
                          check=True, capture_output=True, text=True).stdout.splitlines()[-1].split()
     subjects, table_bytes, elapsed, peak_kib = int(out[0]), int(out[1]), float(out[2]), \
         int(out[3])

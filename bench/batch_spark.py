@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trustledger.batch import duckdb_backend, read_events, rescore, spark_backend, spark_session
-from trustledger.policy import parse_policy
-from trustledger.synth import WIDE_POLICY
 
 ROOT = Path(__file__).resolve().parent
 VALID_AT = datetime(2026, 11, 1, tzinfo=UTC)
@@ -36,10 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from batch import max_difference, population_file
+    from batch import max_difference, population_file, wide_policy
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    policy = parse_policy(WIDE_POLICY, "synth.WIDE_POLICY")
+    policy = wide_policy()
     path = population_file(args.subjects, args.events, args.seed)
     started = time.perf_counter()
     session = spark_session(memory="4g", partitions=4)

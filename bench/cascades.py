@@ -43,8 +43,31 @@ import orjson
 from trustledger.cascades import Deliverer, Deriver, Egress, RetryPolicy, Worker, subscribe
 from trustledger.ledger import EventIn
 from trustledger.principals import Role, ServiceLedger, add_principal
+from trustledger.registry import approve_register, propose_register
 from trustledger.rights import grant_decision_consent
 from trustledger.scoring import publish_policy
+
+REGISTER = """\
+register: cascade_bench
+title: Cascades benchmark event types
+event_types:
+  bonus:
+    label: bonus
+    domain: finance
+    category: bill_payment
+    gravity: minor
+  malus:
+    label: malus
+    domain: finance
+    category: bill_payment
+    gravity: minor
+  late_fee:
+    label: late fee
+    domain: finance
+    category: bill_payment
+    gravity: minor
+"""
+"""The event types of the benchmark, put in force by two operators before publishing."""
 
 POLICY = """\
 policy: cascade_bench
@@ -53,27 +76,15 @@ description: A bonus and a malus move a score across one tier threshold.
 effective_from: 2025-01-01
 event_types:
   bonus:
-    label: bonus
-    domain: finance
-    category: bill_payment
-    gravity: minor
     points: 80
     decay: {half_life: P30D}
     expiry: {after: P2Y}
     retention: P3Y
   malus:
-    label: malus
-    domain: finance
-    category: bill_payment
-    gravity: minor
     points: -80
     expiry: {after: P1Y}
     retention: P2Y
   late_fee:
-    label: late fee
-    domain: finance
-    category: bill_payment
-    gravity: minor
     points: -20
     expiry: {after: P1Y}
     retention: P2Y
@@ -199,6 +210,10 @@ def main() -> None:
         policy = Path(folder) / "policy.yaml"
         policy.write_text(POLICY, encoding="utf-8")
         ledger = ServiceLedger.open(url)
+        for operator in ("bench-proposer", "bench-approver"):
+            add_principal(ledger, operator, Role.OPERATOR)
+        proposal = propose_register(ledger, REGISTER, "bench-proposer")
+        approve_register(ledger, proposal.hash, "bench-approver")
         publish_policy(ledger, policy)
         party = add_principal(ledger, "bench-lender", Role.RELYING_PARTY,
                               accreditations=("lending",)).principal

@@ -1,7 +1,9 @@
 """The HTTP service's core flows, on SQLite and PostgreSQL, through FastAPI's test client.
 
-``World`` (also used by the other ``test_api_*`` modules) is a ledger with the Sesame
-policy published, one principal per role and a few events, and the app over it.
+``World`` (also used by the other ``test_api_*`` modules) is a ledger with the shipped
+event-type register in force (proposed and approved by two operators), the Sesame policy
+published, one principal per role (sources with their domains) and a few events, and the
+app over it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.clock import START, FixedClock
+from tests.governance import put_in_force
 from trustledger.api import Settings, create_app
 from trustledger.api.middleware import JSONFormatter
 from trustledger.errors import ConfigError
@@ -119,11 +122,14 @@ def build_world(url: str, clock: FixedClock | None = None,
     """
     clock = clock or FixedClock(NOW)
     ledger = ServiceLedger.open(url, clock=clock)
+    register = put_in_force(ledger)
     publish_policy(ledger, SESAME)
     keys, found = {}, {}
     for role, (kind, accredited, subject) in ROLES.items():
+        domains = tuple(sorted({register.domain_of(t) for t in accredited})
+                        ) if kind is Role.SOURCE else ()
         issued = add_principal(ledger, NAMES[role], kind, accreditations=accredited,
-                               subject=subject)
+                               domains=domains, subject=subject)
         keys[role], found[role] = issued.key, issued.principal
     ledger.append_events([
         EventIn.model_validate(event(1, "alice", "repayment_on_time", 0, amount=400.0)),

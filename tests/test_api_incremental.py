@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.clock import FixedClock
+from tests.policies.support import shipped_register
 from tests.test_api import SESAME, World, build_world
 from trustledger.api import render
 from trustledger.api.auth import json_response
@@ -99,8 +100,10 @@ def appends(seed: int, count: int) -> Iterator[dict[str, Any]]:
 
 
 def test_policy_without_holds_is_read_incrementally() -> None:
-    assert incremental_allowed(parse_policy(NO_HOLD, "no-hold"))
-    assert not incremental_allowed(parse_policy(SESAME.read_text(), "sesame"))
+    register = shipped_register()
+    assert incremental_allowed(parse_policy(NO_HOLD, "no-hold", register=register))
+    assert not incremental_allowed(parse_policy(SESAME.read_text(), "sesame",
+                                                register=register))
 
 
 @pytest.mark.parametrize("seed", [1, 2])

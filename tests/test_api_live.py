@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from tests.clock import FixedClock
+from tests.governance import put_in_force
 from tests.test_api import ROOT, event
 from trustledger.api import Settings, create_app
 from trustledger.principals import Role, ServiceLedger, add_principal
@@ -61,11 +62,13 @@ def seed(url: str, clock: FixedClock | None = None) -> dict[str, str]:
     Recorded at ``clock`` when given (a test whose server shares that clock), else now.
     """
     with ServiceLedger.open(url, clock=clock) as ledger:
+        put_in_force(ledger)
         publish_policy(ledger, ROOT / "policies" / "sesame.yaml")
         return {
             "operator": add_principal(ledger, "op", Role.OPERATOR).key,
             "source": add_principal(ledger, "bank-a", Role.SOURCE,
-                                    accreditations=("bill_paid", "repayment_on_time")).key,
+                                    accreditations=("bill_paid", "repayment_on_time"),
+                                    domains=("finance",)).key,
             "party": add_principal(ledger, "rentals", Role.RELYING_PARTY,
                                    accreditations=("rental_deposit",)).key,
             "alice": add_principal(ledger, "alice", Role.SUBJECT, subject="alice").key,

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from tests.governance import SHIPPED
 from tests.test_api import World, build_world, event
 from trustledger.ledger import EventIn
 from trustledger.principals import revoke_principal
+from trustledger.registry import propose_register
 from trustledger.rights import grant_decision_consent, open_dispute, request_review
 from trustledger.scoring import evaluate_subject
 
@@ -173,6 +175,18 @@ CASES |= {
         lambda w: ("DELETE", f"/v1/principals/{w.spare(_new_id())}", {}),
         _expect(403, operator=200)),
     "statistics": (lambda w: ("GET", "/v1/statistics", {}), _expect(403, operator=202)),
+    "read the register": (lambda w: ("GET", "/v1/register", {}),
+                          _expect(403, operator=200, source=200)),
+    "list register proposals": (lambda w: ("GET", "/v1/register/proposals", {}),
+                                _expect(403, operator=200)),
+    "propose a register": (
+        lambda w: ("POST", "/v1/register/proposals", {"json": {"source": _register_text()}}),
+        _expect(403, operator=201)),
+    # The operator reaches the rule that a second operator must approve (its own proposal):
+    # an approval here would change the register the other cases run under.
+    "approve a register": (
+        lambda w: ("POST", f"/v1/register/proposals/{_own_proposal(w)}/approval", {}),
+        _expect(403, operator=409)),
     "disputes about own events": (lambda w: ("GET", "/v1/disputes", {}),
                                   _expect(403, source=200)),
     "a dispute about own event": (
@@ -217,6 +231,17 @@ CASES |= {
         lambda w: ("DELETE", f"/v1/subscriptions/{_fresh_subscription(w)}", {}),
         _expect(403, party=200)),
 }
+
+
+def _register_text() -> str:
+    """The shipped register under a new title: a version never proposed before."""
+    return SHIPPED.read_text(encoding="utf-8").replace(
+        "title: Event types of the shipped", f"title: ({_new_id()}) Event types of the shipped")
+
+
+def _own_proposal(w: World) -> str:
+    """A new register proposal by the matrix's operator (``op``); its hash."""
+    return propose_register(w.ledger, _register_text(), "op").hash
 
 
 def _fresh_subscription(w: World) -> str:

@@ -8,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.policies.support import shipped_register
 from trustledger.errors import LintError, PolicyError
-from trustledger.policy import load_policy, parse_policy
+from trustledger.policy import CompiledPolicy, load_policy, parse_policy
 from trustledger.policy.compiled import content_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 SESAME = (ROOT / "policies" / "sesame.yaml").read_text()
+REGISTER = shipped_register()
+
+
+def _parse(text: str, name: str = "<policy>") -> CompiledPolicy:
+    """A shipped policy's text (changed) against the shipped register."""
+    return parse_policy(text, name, register=REGISTER)
 
 
 @pytest.mark.parametrize("name", ["sesame", "rongcheng", "reputation"])
@@ -25,7 +32,7 @@ def test_example_policies_declare_purposes(name: str) -> None:
 
 
 def test_sesame_purposes() -> None:
-    policy = parse_policy(SESAME)
+    policy = _parse(SESAME)
     rental, credit = policy.purposes["rental_deposit"], policy.purposes["consumer_credit"]
     assert (rental.label, rental.domain, rental.measures) == (
         "deposit-free rental", "rental", ("deposit_free_rental", "priority_service"))
@@ -36,7 +43,7 @@ def test_sesame_purposes() -> None:
 def test_a_purpose_may_not_disclose_a_measure_of_another_domain() -> None:
     leaky = SESAME.replace("measures: [pay_later]", "measures: [pay_later, deposit_free_rental]")
     with pytest.raises(LintError) as refused:
-        parse_policy(leaky, "leaky.yaml")
+        _parse(leaky, "leaky.yaml")
     (problem,) = refused.value.problems
     assert problem.rule == "purpose-firewall"
     assert problem.location.path == "purposes.consumer_credit.measures[1]"
@@ -46,17 +53,17 @@ def test_a_purpose_may_not_disclose_a_measure_of_another_domain() -> None:
 
 def test_scorecard_disclosure_rules() -> None:
     # An opt-in scorecard spanning domains may be shown for a purpose of one of them...
-    parse_policy(SESAME)
+    _parse(SESAME)
     # ...but not for a purpose of a domain it does not include.
     elsewhere = SESAME.replace("    domain: finance\n    measures: [pay_later]",
                                "    domain: transport\n    measures: []")
     with pytest.raises(PolicyError):
-        parse_policy(elsewhere)
+        _parse(elsewhere)
     foreign = SESAME.replace("    label: pay-later credit\n    description: a shop or lender "
                              "asks whether it may offer pay-later credit\n    domain: finance",
                              "    label: pay-later credit\n    domain: identity")
     with pytest.raises(LintError) as refused:
-        parse_policy(foreign)
+        _parse(foreign)
     rules = {(p.rule, p.location.path) for p in refused.value.problems}
     assert ("purpose-firewall", "purposes.consumer_credit.scorecards[0]") not in rules
     assert ("purpose-firewall", "purposes.consumer_credit.measures[0]") in rules
@@ -69,7 +76,7 @@ def test_single_domain_scorecard_of_another_domain_is_refused() -> None:
                         "  participation:\n    label: participation privileges\n"
                         "    domain: housing\n    scorecards: [reputation]\n")
     with pytest.raises(LintError) as refused:
-        parse_policy(text)
+        _parse(text)
     rules = {(p.rule, p.location.path) for p in refused.value.problems}
     assert ("purpose-firewall", "purposes.participation.scorecards[0]") in rules
 
@@ -83,11 +90,11 @@ def test_single_domain_scorecard_of_another_domain_is_refused() -> None:
 ])
 def test_purpose_references_and_shape(change: tuple[str, str], message: str) -> None:
     with pytest.raises(PolicyError, match=message):
-        parse_policy(SESAME.replace(*change))
+        _parse(SESAME.replace(*change))
 
 
 def test_a_policy_without_purposes_keeps_its_hash() -> None:
-    policy = parse_policy(SESAME[: SESAME.index("\n# What a relying party may ask for")])
+    policy = _parse(SESAME[: SESAME.index("\n# What a relying party may ask for")])
     assert not policy.purposes
     dumped = policy.model.model_dump(mode="json", by_alias=True)
     assert dumped.pop("purposes") == {}
@@ -95,5 +102,5 @@ def test_a_policy_without_purposes_keeps_its_hash() -> None:
     before = json.dumps(dumped, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert policy.hash == "sha256:" + hashlib.sha256(before.encode()).hexdigest()
     assert content_hash(policy.model) == policy.hash
-    with_purposes = parse_policy(SESAME)
+    with_purposes = _parse(SESAME)
     assert with_purposes.hash != policy.hash

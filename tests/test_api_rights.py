@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.clock import FixedClock
+from tests.governance import TEST_PROGRAMMES, put_in_force
 from tests.test_api import PROBLEM, World, build_world, event
 from tests.test_api_live import serving
 from trustledger.api import Settings, create_app
@@ -492,6 +493,7 @@ def test_review_lifts_a_restriction_in_force(world: World) -> None:
 
     driving = (ROOT / "tests" / "policies" / "driving.yaml").read_text().replace(
         "effective_from: 2020-01-01", "effective_from: 2026-06-01")
+    put_in_force(world.ledger, TEST_PROGRAMMES)  # the register declaring the driving types
     published = world.call("operator", "POST", "/v1/policies", json={"source": driving})
     assert published.status_code == 201, published.text
     world.ledger.append_events([EventIn.model_validate(

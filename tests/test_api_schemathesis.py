@@ -37,7 +37,8 @@ EXAMPLES_OTHERS = 3
 CALLERS = ("source", "party", "alice", "operator", "reviewer", None, "unknown")
 """Every role's key, no key (``None``) and a key nobody holds."""
 ROLE_OF_TAG = {"sources": "source", "relying parties": "party", "subjects": "alice",
-               "operator": "operator", "system": "operator", "reviewers": "reviewer"}
+               "operator": "operator", "system": "operator", "reviewers": "reviewer",
+               "register": "operator"}
 LAST = "/v1/subjects/{subject}/erasure"
 """Run last: once alice is erased, her other routes can only answer "no data"."""
 

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.policies.support import d, ev, example, policy_file
+from tests.governance import put_in_force
+from tests.policies.support import d, ev, example, policy_file, split_declarations
 from tests.test_incremental_strategies import (
     START,
     close,
@@ -181,6 +182,13 @@ def test_missing_columns_are_refused(con: Any, folder: Path) -> None:
         read_events(con, folder / "nope.parquet")
 
 
+def _write_declared(path: Path, text: str) -> None:
+    """An old-style policy text at ``path``, its declarations in ``register.yaml`` beside it."""
+    register, policy = split_declarations(text)
+    (path.parent / "register.yaml").write_text(register, encoding="utf-8")
+    path.write_text(policy, encoding="utf-8")
+
+
 def test_rescore_command_on_a_synthetic_file(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -189,7 +197,7 @@ def test_rescore_command_on_a_synthetic_file(tmp_path: Path) -> None:
 
     events, policy, out = tmp_path / "wide.parquet", tmp_path / "wide.yaml", tmp_path / "r.parquet"
     write_parquet(Population(subjects=30, events=400, seed=2, profile="wide"), events)
-    policy.write_text(WIDE_POLICY)
+    _write_declared(policy, WIDE_POLICY)
     result = CliRunner().invoke(app, ["rescore", str(events), "--policy", str(policy),
                                       "--at", "2026-11-01", "--output", str(out)])
     assert result.exit_code == 0, result.output
@@ -257,7 +265,7 @@ def test_rescore_command_refuses_a_long_sample(tmp_path: Path) -> None:
 
     events, policy = tmp_path / "wide.parquet", tmp_path / "wide.yaml"
     write_parquet(Population(subjects=5, events=20, seed=2, profile="wide"), events)
-    policy.write_text(WIDE_POLICY)
+    _write_declared(policy, WIDE_POLICY)
     base = ["rescore", str(events), "--policy", str(policy), "--at", "2026-11-01"]
     too_many = CliRunner().invoke(app, [*base, "--sample", "500", "--output",
                                         str(tmp_path / "r.parquet")])
@@ -297,6 +305,7 @@ def test_rescore_command_from_the_ledger_equals_evaluate_subject(tmp_path: Path,
     now = datetime(2026, 6, 1, tzinfo=UTC)
     sesame = Path(__file__).resolve().parent.parent / "policies" / "sesame.yaml"
     with Ledger.open(url, clock=lambda: now) as ledger:
+        put_in_force(ledger)   # two operators put the shipped register in force
         publish_policy(ledger, sesame)
         ledger.append_events([
             EventIn(source="bank-a", source_event_id=f"{s}-{i}", subject=s,

@@ -21,6 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.clock import FixedClock
+from tests.governance import TEST_PROGRAMMES, put_in_force
+from tests.policies.support import split_declarations
 from trustledger.cascades import (
     ALLOW_ENV,
     CHANGED,
@@ -63,7 +65,7 @@ BONUS = 80.0
 BASE = 500.0
 HIGH = 550.0
 
-POLICY = f"""\
+DECLARED = f"""\
 policy: cascade_test
 title: Cascades test policy
 description: One decaying finance event, tiers and a privilege; a rental scorecard beside it.
@@ -141,6 +143,8 @@ purposes:
     measures: [deposit_free]
     scorecards: [conduct]
 """
+REGISTER, POLICY = split_declarations(DECLARED)
+"""The test's event types (put in force in each ledger) and the policy that scores them."""
 
 
 
@@ -175,6 +179,7 @@ class Setting:
 def make_setting(url: str, tmp_path: Path) -> Generator[Setting, None, None]:
     clock = FixedClock(T0)
     ledger = ServiceLedger.open(url, clock=clock)
+    put_in_force(ledger, REGISTER)
     path = tmp_path / "cascade-test.yaml"
     path.write_text(POLICY, encoding="utf-8")
     publish_policy(ledger, path)
@@ -238,7 +243,8 @@ def test_bad_subscriptions_name_the_field(sqlite_setting: Setting, change: dict[
 
 def test_only_relying_parties_subscribe_and_not_twice(sqlite_setting: Setting) -> None:
     s = sqlite_setting
-    source = add_principal(s.ledger, "bank", Role.SOURCE, accreditations=("bonus",)).principal
+    source = add_principal(s.ledger, "bank", Role.SOURCE, accreditations=("bonus",),
+                           domains=("finance",)).principal
     with pytest.raises(PermissionDeniedError, match="only a relying party"):
         subscribe(s.ledger, source, "alice", "lending", URL, s.clock())
     created = subscribe(s.ledger, s.party, "alice", "lending", URL, s.clock())
@@ -685,6 +691,7 @@ purposes:
 """, encoding="utf-8")
     clock = FixedClock(T0)
     with ServiceLedger.open(f"sqlite:///{tmp_path / 'ledger.db'}", clock=clock) as ledger:
+        put_in_force(ledger, TEST_PROGRAMMES)
         publish_policy(ledger, path)
         party = add_principal(ledger, "fleet", Role.RELYING_PARTY,
                               accreditations=("licence_check",)).principal

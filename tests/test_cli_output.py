@@ -16,6 +16,8 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner, Result
 
+from tests.governance import TEST_PROGRAMMES, put_in_force
+from tests.policies.support import split_declarations
 from tests.test_rights_helpers import DRIVING_FILE, offence
 from trustledger.aggregates import SMALLEST_CELL
 from trustledger.batch.commands import distribution
@@ -54,6 +56,7 @@ def fits(result: Result, columns: int = 80, whole: tuple[str, ...] = ()) -> None
 def ledger_url(database_url: str, now: datetime) -> str:
     """The driving policy published and offences dated back from ``now``."""
     with Ledger.open(database_url) as ledger:
+        put_in_force(ledger, TEST_PROGRAMMES)
         publish_policy(ledger, DRIVING_FILE)
         ledger.append_events([
             offence("bob", "m1", "minor", now - 300 * DAY),
@@ -64,13 +67,19 @@ def ledger_url(database_url: str, now: datetime) -> str:
 
 
 def test_principal_list_shows_whole_ids_at_80_columns_and_as_json(database_url: str) -> None:
+    with Ledger.open(database_url) as ledger:
+        put_in_force(ledger)
+    operators = [p["id"] for p in as_json(run("principal", "list", "--json", url=database_url))]
     long_name = "a-relying-party-with-a-rather-long-name-" + "x" * 40
-    for name, role, accredited in ((long_name, "relying_party", ["rental", "lending"]),
-                                   ("bank-a", "source", ["bill_paid"])):
+    for name, role, accredited, domains in (
+            (long_name, "relying_party", ["rental", "lending"], []),
+            ("bank-a", "source", ["bill_paid"], ["finance"])):
         added = run("principal", "add", name, "--role", role,
-                    *[x for a in accredited for x in ("--accredit", a)], url=database_url)
+                    *[x for a in accredited for x in ("--accredit", a)],
+                    *[x for d in domains for x in ("--domain", d)], url=database_url)
         assert added.exit_code == 0, added.output
-    listed = as_json(run("principal", "list", "--json", url=database_url))
+    listed = [p for p in as_json(run("principal", "list", "--json", url=database_url))
+              if p["id"] not in operators]  # the two who put the register in force
     assert [(p["name"], p["role"], p["accreditations"], p["revoked_at"]) for p in listed] == [
         (long_name, "relying_party", ["rental", "lending"], None),
         ("bank-a", "source", ["bill_paid"], None)]
@@ -82,9 +91,9 @@ def test_principal_list_shows_whole_ids_at_80_columns_and_as_json(database_url: 
     revoked = run("principal", "revoke", listed[1]["id"], url=database_url)
     assert revoked.exit_code == 0, revoked.output
     assert [p["id"] for p in as_json(run("principal", "list", "--json", url=database_url))] \
-        == [listed[0]["id"]]
+        == [*operators, listed[0]["id"]]
     every = as_json(run("principal", "list", "--all", "--json", url=database_url))
-    assert every[1]["id"] == listed[1]["id"] and every[1]["revoked_at"] is not None
+    assert every[3]["id"] == listed[1]["id"] and every[3]["revoked_at"] is not None
 
 
 def test_score_uses_the_published_policy_unless_given_one(ledger_url: str) -> None:
@@ -166,7 +175,9 @@ def test_rescore_json_reports_the_distribution(tmp_path: Path, now: datetime) ->
 
     events, policy, out = tmp_path / "wide.parquet", tmp_path / "wide.yaml", tmp_path / "r.pq"
     write_parquet(Population(subjects=30, events=400, seed=2, profile="wide"), events)
-    policy.write_text(WIDE_POLICY)
+    register, declared = split_declarations(WIDE_POLICY)
+    (tmp_path / "register.yaml").write_text(register)  # found next to the policy
+    policy.write_text(declared)
     report = as_json(run("rescore", str(events), "--policy", str(policy), "--at",
                          now.date().isoformat(), "--output", str(out), "--json"))
     assert report["subjects"] == 30 and report["smallest_cell"] == SMALLEST_CELL

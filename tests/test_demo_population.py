@@ -99,6 +99,7 @@ def test_cli_prints_the_distribution(tmp_path: Path) -> None:
     folder = tmp_path / "policies"
     folder.mkdir()
     (folder / "rongcheng.yaml").write_text((POLICIES / "rongcheng.yaml").read_text())
+    (folder / "register.yaml").write_text((POLICIES / "register.yaml").read_text())
     result = CliRunner().invoke(app, ["demo", "--distribution", "--subjects", "400",
                                       "--policy", str(folder / "sesame.yaml"),
                                       "--at", "2026-10-01T00:00:00Z"])

@@ -6,12 +6,11 @@ from datetime import datetime
 
 import pytest
 
-from tests.policies.support import d, ev
+from tests.policies.support import d, ev, parse_declared
 from trustledger.engine import RETRACTION, Event, evaluate
 from trustledger.errors import InputError
-from trustledger.policy import parse_policy
 
-POLICY = parse_policy("""
+POLICY = parse_declared("""
 policy: knowledge
 title: knowledge
 effective_from: 2026-01-01

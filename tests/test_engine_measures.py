@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.policies.support import d, ev, policy_file
+from tests.policies.support import d, ev, parse_declared, policy_file
 from trustledger.engine import Event, MeasureState, evaluate
-from trustledger.policy import parse_policy
 
-POLICY = parse_policy("""
+POLICY = parse_declared("""
 policy: measures
 title: measures
 effective_from: 2019-01-01
@@ -188,7 +187,7 @@ def test_revocation_is_held_six_months_after_points_drop() -> None:
 
 # --- a change caused by decay alone is located in time -----------------------------------
 
-DECAY = parse_policy("""
+DECAY = parse_declared("""
 policy: decay
 title: decay crossing
 effective_from: 2026-01-01

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.policies.support import d, ev
+from tests.policies.support import d, ev, parse_declared
 from trustledger.engine import evaluate
-from trustledger.policy import parse_policy
 
-METRICS = parse_policy("""
+METRICS = parse_declared("""
 policy: metrics
 title: metrics
 effective_from: 2025-01-01

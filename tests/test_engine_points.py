@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.policies.support import d, ev, policy_file
+from tests.policies.support import d, ev, parse_declared, policy_file
 from trustledger.engine import Event, evaluate
-from trustledger.policy import parse_policy
 
-POINTS = parse_policy("""
+POINTS = parse_declared("""
 policy: points
 title: the forms of points
 effective_from: 2026-01-01

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from tests.policies.support import d, ev
+from tests.policies.support import d, ev, parse_declared
 from trustledger.engine import MeasureState, evaluate
-from trustledger.policy import parse_policy
 
-CAPS = parse_policy("""
+CAPS = parse_declared("""
 policy: caps
 title: caps, floor and ceiling
 effective_from: 2026-01-01
@@ -89,7 +88,7 @@ def test_cap_on_losses_applies_per_scorecard() -> None:
     assert result.scorecards["s"].score == 40
 
 
-OPT_IN = parse_policy("""
+OPT_IN = parse_declared("""
 policy: opt_in
 title: opt-in scorecards
 effective_from: 2026-01-01
@@ -128,7 +127,7 @@ def test_opt_in_scorecard_with_consent() -> None:
     assert result.measures["perk"].state is MeasureState.GRANTED
 
 
-TIERS = parse_policy("""
+TIERS = parse_declared("""
 policy: tiers
 title: effective-dated tiers
 effective_from: 2026-01-01

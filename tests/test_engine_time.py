@@ -6,11 +6,10 @@ import math
 
 import pytest
 
-from tests.policies.support import d, ev, policy_file
+from tests.policies.support import d, ev, parse_declared, policy_file
 from trustledger.engine import Event, evaluate
-from trustledger.policy import parse_policy
 
-TIME = parse_policy("""
+TIME = parse_declared("""
 policy: time
 title: decay, expiry and retention
 effective_from: 2024-01-01
@@ -114,7 +113,7 @@ def test_retention_shorter_than_expiry_is_refused_at_load() -> None:
     from trustledger.errors import PolicyError
 
     with pytest.raises(PolicyError) as info:
-        parse_policy("""
+        parse_declared("""
 policy: bad
 title: purged while counting
 effective_from: 2024-01-01

@@ -30,6 +30,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.clock import FixedClock
+from tests.governance import domains_of, put_in_force
+from tests.policies.support import parse_declared
 from trustledger.api import Settings, create_app
 from trustledger.api.events import schema_validator
 from trustledger.api.service import Service
@@ -41,7 +43,7 @@ from trustledger.errors import InputError
 from trustledger.ledger import EventIn, Ledger
 from trustledger.ledger.ingest import ingest_file
 from trustledger.options import parse_moment
-from trustledger.policy import CompiledPolicy, load_policy, parse_policy
+from trustledger.policy import CompiledPolicy, load_policy
 from trustledger.principals import Principal, Role, ServiceLedger, add_principal
 from trustledger.scoring import publish_policy
 
@@ -172,10 +174,12 @@ def open_world(url: str) -> Iterator[World]:
     """A :class:`World` on ``url``: alice opted in and consenting, one good event of hers."""
     clock = FixedClock(NOW)
     ledger = ServiceLedger.open(url, clock=clock)
+    put_in_force(ledger)
     publish_policy(ledger, SESAME)
     keys, found = {}, {}
     for role, (kind, accredited, subject) in ROLES.items():
-        issued = add_principal(ledger, role, kind, accreditations=accredited, subject=subject)
+        issued = add_principal(ledger, role, kind, accreditations=accredited, subject=subject,
+                               domains=domains_of(accredited) if kind is Role.SOURCE else ())
         keys[role], found[role] = issued.key, issued.principal
     settings = Settings(database_url=url, clock=clock)
     service = Service(ledger, settings)
@@ -334,7 +338,7 @@ def test_the_command_line_report_and_explain_survive_a_stored_poisoned_event(
 # -- evaluation is total: a points or condition fault is contained ----------------------------
 
 def _fragile() -> CompiledPolicy:
-    return parse_policy(FRAGILE, "fragile.yaml")
+    return parse_declared(FRAGILE, "fragile.yaml")
 
 
 def _fragile_events() -> list[Event]:
@@ -393,14 +397,14 @@ def test_incremental_and_columnar_paths_agree_on_faulty_events(tmp_path: Path) -
 def test_a_formula_overflowing_at_a_declared_bound_is_refused_at_load() -> None:
     text = FRAGILE.replace("n: {type: integer}", "n: {type: integer, maximum: 4000000}")
     with pytest.raises(InputError) as refused:
-        parse_policy(text, "fragile.yaml")
+        parse_declared(text, "fragile.yaml")
     assert "[points-fault]" in str(refused.value) and "cubed" in str(refused.value)
 
 
 def test_non_finite_policy_numbers_are_refused_at_load() -> None:
     text = FRAGILE.replace("points: 2\n", "points: .inf\n")
     with pytest.raises(InputError) as refused:
-        parse_policy(text, "fragile.yaml")
+        parse_declared(text, "fragile.yaml")
     assert "finite" in str(refused.value)
 
 
@@ -474,6 +478,7 @@ def test_the_ingest_command_checks_events_as_the_api_does(tmp_path: Path) -> Non
     """Once a policy is published, `trustledger ingest` refuses what the HTTP API refuses."""
     url = f"sqlite:///{tmp_path / 'l.db'}"
     with Ledger.open(url, clock=FixedClock(NOW)) as ledger:
+        put_in_force(ledger)
         publish_policy(ledger, SESAME)
         before = ledger.head()
     rows = [{"source": "rentals", "source_event_id": "r1", "subject": "alice",

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from tests.clock import FixedClock
+from tests.governance import domains_of, put_in_force
 from tests.test_api import SESAME, event
 from trustledger.api import Settings, create_app
 from trustledger.api.service import Service
@@ -83,6 +84,7 @@ class App:
 def app(database_url: str) -> Iterator[App]:
     clock = FixedClock(T0)
     ledger = ServiceLedger.open(database_url, clock=clock)
+    put_in_force(ledger)
     publish_policy(ledger, SESAME)
     keys, found = {}, {}
     for who, role, accredited, subject in (
@@ -92,7 +94,8 @@ def app(database_url: str) -> Iterator[App]:
             ("alice", Role.SUBJECT, (), "alice"),
             ("bob", Role.SUBJECT, (), "bob")):
         name = {"source": "bank-a", "party": "rentals", "operator": "op"}.get(who, who)
-        issued = add_principal(ledger, name, role, accreditations=accredited, subject=subject)
+        issued = add_principal(ledger, name, role, accreditations=accredited, subject=subject,
+                               domains=domains_of(accredited) if role is Role.SOURCE else ())
         keys[who], found[who] = issued.key, issued.principal
     ledger.append_events([EventIn.model_validate(event(i, subject, "bill_paid", i))
                           for i, subject in enumerate(("alice", "alice", "bob"), 1)])

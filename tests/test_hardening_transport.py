@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.clock import START, FixedClock
+from tests.governance import SHIPPED, put_in_force
+from tests.policies.support import shipped_register
 from tests.test_api_live import serving
 from trustledger.api import Settings, create_app
 from trustledger.api.limits import FailureLimiter, client_of
@@ -57,14 +60,16 @@ class Live:
 def seeded(url: str) -> dict[str, str]:
     """The Sesame policy and an operator, a source, a subject and a revoked key; their keys."""
     with ServiceLedger.open(url, clock=FixedClock(START)) as ledger:
+        put_in_force(ledger)
         publish_policy(ledger, SESAME)
         keys = {
             "operator": add_principal(ledger, "op", Role.OPERATOR).key,
             "source": add_principal(ledger, "bank-a", Role.SOURCE,
-                                    accreditations=("bill_paid",)).key,
+                                    accreditations=("bill_paid",), domains=("finance",)).key,
             "alice": add_principal(ledger, "alice", Role.SUBJECT, subject="alice").key,
         }
-        gone = add_principal(ledger, "gone", Role.SOURCE, accreditations=("bill_paid",))
+        gone = add_principal(ledger, "gone", Role.SOURCE, accreditations=("bill_paid",),
+                             domains=("finance",))
         revoke_principal(ledger, gone.principal.id)
         keys["revoked"] = gone.key
     return keys
@@ -331,7 +336,7 @@ CASES = {
 def test_an_oversized_policy_is_refused_naming_file_line_and_limit(case: str) -> None:
     text, rule, line, needle = CASES[case]
     with pytest.raises(PolicyError) as refused:
-        parse_policy(text, "big.yaml")
+        parse_policy(text, "big.yaml", register=shipped_register())
     [problem] = refused.value.problems
     assert (problem.rule, problem.location.file, problem.location.line) == (rule, "big.yaml",
                                                                               line)
@@ -341,7 +346,7 @@ def test_an_oversized_policy_is_refused_naming_file_line_and_limit(case: str) ->
 def test_the_bounds_leave_the_example_policies_alone() -> None:
     for name in ("sesame", "rongcheng", "reputation"):
         text = (ROOT / "policies" / f"{name}.yaml").read_text(encoding="utf-8")
-        assert parse_policy(text, name).name
+        assert parse_policy(text, name, register=shipped_register()).name
 
 
 @pytest.mark.parametrize("command", ["check", "publish"])
@@ -349,7 +354,11 @@ def test_policy_check_and_publish_refuse_a_deep_policy_without_a_traceback(
         tmp_path: Path, command: str) -> None:
     file = tmp_path / "deep.yaml"
     file.write_text(GOOD + "extra: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    shutil.copy(SHIPPED, tmp_path / "register.yaml")  # the register found next to a policy
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with ServiceLedger.open(url, clock=FixedClock(START)) as ledger:
+        put_in_force(ledger)  # publish compiles against the ledger's register
+        before = ledger.position()
     args = ["policy", command, str(file)] + (["--database-url", url] if command == "publish"
                                              else [])
     result = CliRunner().invoke(cli, args)
@@ -359,7 +368,7 @@ def test_policy_check_and_publish_refuse_a_deep_policy_without_a_traceback(
     assert "Traceback" not in result.output
     if command == "publish":
         with ServiceLedger.open(url, clock=FixedClock(START)) as ledger:
-            assert ledger.position() == 0
+            assert ledger.position() == before
 
 
 def test_the_policy_endpoint_refuses_a_deep_policy_with_422(live: Live) -> None:

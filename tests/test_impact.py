@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import sys
 from collections.abc import Mapping
 from datetime import datetime
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.policies.support import POLICIES, example
+from tests.policies.support import POLICIES, example, parse_declared
 from trustledger.cli import app
 from trustledger.errors import InputError
 from trustledger.impact import default_scenario, parse_scenario, simulate
@@ -23,7 +24,7 @@ from trustledger.impact.html import html_page
 from trustledger.impact.scenario import scenario_from_dict
 from trustledger.impact.simulate import instant, nearest_rank
 from trustledger.impact.vector import VariantKey, VectorReading
-from trustledger.policy import CompiledPolicy, parse_policy
+from trustledger.policy import CompiledPolicy
 
 HALF_LIFE_DAYS = 180.0
 
@@ -52,7 +53,7 @@ scorecards:
 
 
 def _one_type() -> CompiledPolicy:
-    return parse_policy(ONE_TYPE, "one_type.yaml")
+    return parse_declared(ONE_TYPE, "one_type.yaml")
 
 
 def _scenario(policy: CompiledPolicy, **extra: Any) -> Any:
@@ -306,6 +307,7 @@ def test_cli_compare_runs_two_policies_on_one_population(tmp_path: Path) -> None
     lenient = tmp_path / "lenient.yaml"
     lenient.write_text(text.replace('condition: "sesame.score >= 650.0"',
                                     'condition: "sesame.score >= 610.0"'))
+    shutil.copy(POLICIES / "register.yaml", tmp_path)   # the register found next to it
     out = tmp_path / "c.json"
     result = CliRunner().invoke(app, ["impact", "--compare", str(POLICIES / "sesame.yaml"),
                                       str(lenient), "--subjects", "1500", "--months", "13",
@@ -370,7 +372,7 @@ def test_statistical_scorecards_are_refused_naming_them(tmp_path: Path) -> None:
 
     models = tmp_path / "models"
     digest = save_artifact(artifact(), models).stem
-    policy = parse_policy(BASE.replace("HASH", digest), "lending.yaml", models_dir=models)
+    policy = parse_declared(BASE.replace("HASH", digest), "lending.yaml", models_dir=models)
     scenario = scenario_from_dict(
         {"events": {"repayment_late": {"rate": {"distribution": "fixed", "value": 0.1}}}},
         policy)

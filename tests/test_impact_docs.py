@@ -42,6 +42,7 @@ def test_committed_summary_is_what_make_impact_docs_writes(name: str) -> None:
 
 
 def test_every_example_policy_has_a_summary() -> None:
-    policies = sorted(p.stem for p in (ROOT / "policies").glob("*.yaml"))
+    policies = sorted(p.stem for p in (ROOT / "policies").glob("*.yaml")
+                      if p.name != "register.yaml")   # the event-type register, no policy
     summaries = sorted(p.stem for p in (ROOT / "docs" / "impact").glob("*.md"))
     assert policies == summaries

@@ -24,6 +24,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from tests.policies.support import parse_declared, split_declarations
 from tests.test_impact_vector import KITCHEN, _compare
 from trustledger.aggregates import suppress
 from trustledger.cli import app
@@ -44,7 +45,7 @@ from trustledger.impact.population import (
 from trustledger.impact.simulate import events_of, instant
 from trustledger.impact.vector import VariantKey, VectorPlan, VectorReading, VectorState
 from trustledger.ledger import EventIn, Ledger
-from trustledger.policy import CompiledPolicy, parse_policy
+from trustledger.policy import CompiledPolicy
 
 # The kitchen policy, with an expiry counted from the recorded time and an overhang.
 HISTORY_POLICY = KITCHEN.replace("policy: kitchen", "policy: history") \
@@ -56,7 +57,7 @@ T0 = datetime(2025, 1, 3, 9, 30, tzinfo=UTC)
 
 
 def _policy() -> CompiledPolicy:
-    return parse_policy(HISTORY_POLICY, "history.yaml")
+    return parse_declared(HISTORY_POLICY, "history.yaml")
 
 
 def _subject(i: int) -> str:
@@ -273,8 +274,10 @@ def test_no_subject_or_event_id_appears_in_any_output(
     path, items, _ = exported
     real = load_population(path)
     labels = _labels(tmp_path, real)
+    register, text = split_declarations(HISTORY_POLICY)
+    (tmp_path / "register.yaml").write_text(register, encoding="utf-8")
     policy = tmp_path / "history.yaml"
-    policy.write_text(HISTORY_POLICY, encoding="utf-8")
+    policy.write_text(text, encoding="utf-8")
     out_json, out_html, out_md = (tmp_path / "r.json", tmp_path / "r.html", tmp_path / "r.md")
     result = CliRunner().invoke(app, [
         "impact", str(policy), "--population", str(path), "--groups", str(labels),
@@ -300,8 +303,10 @@ def test_compare_two_policies_on_one_exported_population(
         exported: tuple[Path, list[EventIn], int], tmp_path: Path) -> None:
     path, _, _ = exported
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
-    a.write_text(HISTORY_POLICY, encoding="utf-8")
-    b.write_text(HISTORY_POLICY.replace("policy: history", "policy: harsher")
+    register, text = split_declarations(HISTORY_POLICY)
+    (tmp_path / "register.yaml").write_text(register, encoding="utf-8")
+    a.write_text(text, encoding="utf-8")
+    b.write_text(text.replace("policy: history", "policy: harsher")
                  .replace("points: -12", "points: -30"), encoding="utf-8")
     out = tmp_path / "c.json"
     result = CliRunner().invoke(app, [
@@ -317,6 +322,13 @@ def test_compare_two_policies_on_one_exported_population(
     months_b = rb["scorecards"]["card"]["months"]
     assert months_b[0]["mean"] < months_a[0]["mean"]
     assert not any(s in result.output for s in load_population(path).subjects)
+
+
+def _write_policy(path: Path) -> None:
+    """The history policy at ``path``, its event-type register next to it."""
+    register, text = split_declarations(HISTORY_POLICY)
+    (path.parent / "register.yaml").write_text(register, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
 
 
 def _jsonl(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
@@ -424,7 +436,7 @@ def test_cli_refuses_population_with_conflicting_options(
         message: str, capsys: pytest.CaptureFixture[str]) -> None:
     path, _, _ = exported
     policy = tmp_path / "p.yaml"
-    policy.write_text(HISTORY_POLICY, encoding="utf-8")
+    _write_policy(policy)
     code, err = _main([str(policy), "--population", str(path), "--months", "2", *extra,
                        "--json", str(tmp_path / "x.json")], capsys)
     assert code == 2 and message in err
@@ -434,7 +446,7 @@ def test_cli_refuses_population_with_conflicting_options(
 def test_cli_refuses_groups_without_population_and_a_bad_export(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     policy = tmp_path / "p.yaml"
-    policy.write_text(HISTORY_POLICY, encoding="utf-8")
+    _write_policy(policy)
     labels = tmp_path / "g.csv"
     labels.write_text("subject,group\na,b\n", encoding="utf-8")
     code, err = _main([str(policy), "--groups", str(labels), "--subjects", "20"], capsys)

@@ -20,14 +20,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.policies.support import example
+from tests.policies.support import example, parse_declared
 from tests.test_incremental_strategies import close, near_threshold, policies
 from trustledger.engine import Event, evaluate
 from trustledger.impact.conditions import Unsupported, vector_condition
 from trustledger.impact.scenario import scenario_from_dict
 from trustledger.impact.simulate import events_of, simulate
 from trustledger.impact.vector import VariantKey, VectorPlan, VectorReading
-from trustledger.policy import CompiledPolicy, parse_policy
+from trustledger.policy import CompiledPolicy
 
 KITCHEN = """
 policy: kitchen
@@ -213,7 +213,7 @@ def _compare(policy: CompiledPolicy, plan: VectorPlan, reading: VectorReading,
 
 @pytest.mark.parametrize("name", ["kitchen", "sesame", "rongcheng", "reputation"])
 def test_simulation_equals_the_reference_evaluator(name: str) -> None:
-    policy = parse_policy(KITCHEN, "kitchen.yaml") if name == "kitchen" else example(name)
+    policy = parse_declared(KITCHEN, "kitchen.yaml") if name == "kitchen" else example(name)
     scenario = scenario_from_dict(_dense(policy), policy, "dense")
     size = 24
     history: list[list[Event]] = [[] for _ in range(size)]
@@ -238,7 +238,7 @@ def test_simulation_equals_the_reference_evaluator(name: str) -> None:
 
 def test_caps_and_conditions_were_exercised() -> None:
     """The dense kitchen scenario really hits both caps and both outcomes of `when`."""
-    policy = parse_policy(KITCHEN, "kitchen.yaml")
+    policy = parse_declared(KITCHEN, "kitchen.yaml")
     scenario = scenario_from_dict(_dense(policy), policy, "dense")
     plan = VectorPlan(policy, {t: [v.attributes for v in b.variants]
                                for t, b in scenario.events.items()})
@@ -287,7 +287,7 @@ def test_a_sum_whose_entries_all_left_is_exactly_zero() -> None:
     from trustledger.impact.simulate import instant
     from trustledger.impact.vector import VectorState
 
-    policy = parse_policy("""
+    policy = parse_declared("""
 policy: bound
 title: base on a tier bound
 effective_from: 2025-01-01

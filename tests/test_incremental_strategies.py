@@ -20,8 +20,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.policies.support import parse_declared
 from trustledger.engine import RETRACTION, Event, evaluate
-from trustledger.policy import CompiledPolicy, parse_policy
+from trustledger.policy import CompiledPolicy
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
 SPAN_HOURS = 4 * 365 * 24
@@ -185,7 +186,7 @@ def policies(draw: st.DrawFn, conditions: bool = True, overhangs: bool = True,
         "scorecards:", *card_lines,
         *(["measures:", *measure_lines] if measure_lines else []),
     ]) + "\n"
-    return parse_policy(text, "generated.yaml"), specs
+    return parse_declared(text, "generated.yaml"), specs
 
 
 def _attributes(draw: st.DrawFn, spec: TypeSpec, occurred: datetime,

@@ -460,9 +460,9 @@ scorecards:
 def test_a_reported_date_after_the_moment_of_appending_is_refused(
     ledger: Ledger, tmp_path: Path
 ) -> None:
-    from trustledger.policy import parse_policy
+    from tests.policies.support import parse_declared
 
-    policy = parse_policy(DATED, "dated.yaml")
+    policy = parse_declared(DATED, "dated.yaml")
     occurred = NOW - timedelta(days=30)
     rows = [row(i, type="fine_final", occurred_at=occurred, attributes=json.dumps(
         {"final_on": day})) for i, day in enumerate(

@@ -14,18 +14,28 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 
 from trustledger.engine import Event, evaluate
-from trustledger.policy import CompiledPolicy, load_policy, models, parse_policy
+from trustledger.policy import (
+    CompiledPolicy,
+    Register,
+    load_policy,
+    load_register,
+    models,
+    parse_policy,
+    parse_register,
+    register,
+)
 from trustledger.policy.compiler import probe_attributes
 from trustledger.policy.models import AttributeType
+from trustledger.policy.register import find_register
 from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, OUT_OF_BOUNDS_CATEGORIES, Gravity
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "policy-language.md").read_text(encoding="utf-8")
 SOURCES = sorted((ROOT / "src" / "trustledger" / "policy").glob("*.py"))
 
-MODELS = [obj for obj in vars(models).values()
+MODELS = [obj for module in (models, register) for obj in vars(module).values()
           if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ ==
-          models.__name__ and not obj.__name__.startswith("_")]
+          module.__name__ and not obj.__name__.startswith("_")]
 ENUMS = [obj for obj in vars(models).values()
          if isinstance(obj, type) and issubclass(obj, Enum) and obj.__module__ == models.__name__]
 ALL_ENUMS: list[type[Enum]] = [*ENUMS, Gravity]
@@ -38,6 +48,12 @@ def keys(model: type[BaseModel]) -> list[str]:
 @pytest.mark.parametrize("key", keys(models.Policy))
 def test_every_top_level_key_has_a_section(key: str) -> None:
     assert f"### `{key}`" in DOC
+
+
+@pytest.mark.parametrize("key", keys(register.RegisterDocument))
+def test_every_register_key_is_in_the_register_table(key: str) -> None:
+    section = DOC.split("## The event-type register", 1)[1].split("\n## ", 1)[0]
+    assert f"| `{key}` |" in section
 
 
 @pytest.mark.parametrize(("model", "key"), [(m.__name__, k) for m in MODELS for k in keys(m)])
@@ -74,7 +90,14 @@ def test_every_rule_is_documented(rule: str) -> None:
 
 def test_rules_were_found() -> None:
     assert {"context-firewall", "proportionality", "out-of-bounds-category", "schema",
-            "duplicate-key", "yaml-syntax", "cycle"} <= rules_in_source()
+            "duplicate-key", "yaml-syntax", "cycle", "unregistered-type"} <= rules_in_source()
+
+
+@pytest.mark.parametrize("rule", ["register-declares", "policy-scores"])
+def test_the_misplaced_key_rules_are_documented(rule: str) -> None:
+    # passed as keyword arguments, which the pattern above does not see
+    assert f'rule="{rule}"' in "".join(p.read_text(encoding="utf-8") for p in SOURCES)
+    assert f"`{rule}`" in DOC
 
 
 # --- every YAML example of the page is run ---------------------------------------------------
@@ -119,12 +142,32 @@ def test_the_page_has_examples_and_each_says_how_it_is_tested() -> None:
                          f"docs/policy-language.md lines {untested}"
 
 
+def _register_above(line: int) -> Register:
+    """The last whole register example of the page before ``line``."""
+    above = [(b, at) for how, b, at in EXAMPLES if how and how.startswith("register")
+             and at < line]
+    assert above, f"line {line}: a policy example needs a register example above it"
+    body, at = above[-1]
+    return parse_register(body, f"docs/policy-language.md:{at}")
+
+
+@pytest.mark.parametrize(("how", "body", "line"),
+                         [e for e in EXAMPLES if e[0] and e[0].startswith("register")],
+                         ids=lambda value: str(value) if isinstance(value, int) else None)
+def test_every_register_example_loads(how: str, body: str, line: int) -> None:
+    declared = parse_register(body, f"docs/policy-language.md:{line}")
+    file = how.removeprefix("register").strip()
+    if file:
+        assert declared.hash == load_register(ROOT / file).hash, f"{file} differs from the page"
+
+
 @pytest.mark.parametrize(("how", "body", "line"),
                          [e for e in EXAMPLES if e[0] and e[0].startswith("policy")],
                          ids=lambda value: str(value) if isinstance(value, int) else None)
 def test_every_policy_example_loads_and_evaluates(how: str, body: str, line: int) -> None:
-    policy = parse_policy(body, f"docs/policy-language.md:{line}")
     file = how.removeprefix("policy").strip()
+    declared = load_register(find_register(ROOT / file)) if file else _register_above(line)
+    policy = parse_policy(body, f"docs/policy-language.md:{line}", register=declared)
     if file:
         assert policy.hash == load_policy(ROOT / file).hash, f"{file} differs from the page"
     start = policy.effective_from + timedelta(days=1)
@@ -152,8 +195,10 @@ def test_every_partial_example_is_what_its_tested_file_says(how: str, body: str,
     if key in part and len(part) == 1:
         part = part[key]
     _subset(part, whole[key], key)
-    if not any(card.get("kind") == "statistical" for card in whole.get("scorecards", {})
-               .values()):
+    if "register" in whole:
+        assert load_register(file).event_types   # a register: read and linted
+    elif not any(card.get("kind") == "statistical" for card in whole.get("scorecards", {})
+                 .values()):
         # A statistical policy needs its trained model: tests/test_policy_statistical.py
         # loads that file with it.
         policy = load_policy(file)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.policies.support import d, ev
+from tests.policies.support import d, ev, parse_declared
 from trustledger.engine import evaluate
 from trustledger.engine.incremental import SubjectState
 from trustledger.errors import InputError, PolicyError, PolicyProblem
-from trustledger.policy import parse_policy
 from trustledger.policy.models import json_schema
+from trustledger.policy.register import register_json_schema
 
 BASE = """\
 policy: t
@@ -44,12 +44,12 @@ measures:
     requires: {measure: notice, set_back: {scorecard: points, to: 3}}
 """
 
-POLICY = parse_policy(BASE, "t.yaml")
+POLICY = parse_declared(BASE, "t.yaml")
 
 
 def problems(text: str) -> list[PolicyProblem]:
     with pytest.raises(PolicyError) as info:
-        parse_policy(text, "t.yaml")
+        parse_declared(text, "t.yaml")
     return info.value.problems
 
 
@@ -123,9 +123,10 @@ def test_set_back_needs_a_scorecard_the_condition_reads_without_decay() -> None:
 
 
 def test_json_schema_knows_dates_anchors_and_set_backs() -> None:
+    assert "date" in register_json_schema()["$defs"]["AttributeType"]["enum"]
     schema = json_schema()
     defs = schema["$defs"]
-    assert "date" in defs["AttributeType"]["enum"]
+    assert "AttributeType" not in defs   # a policy declares no attributes: the register does
     anchor = defs["Expiry"]["properties"]["from"]
     assert any(option.get("pattern") for option in anchor["anyOf"])   # an attribute name
     assert set(defs["SetBack"]["required"]) == {"scorecard", "to"}
@@ -201,7 +202,7 @@ def test_expiry_counts_from_the_reported_date_not_the_ledger_clock() -> None:
 def test_the_incremental_state_refuses_set_backs_but_keeps_reported_expiry() -> None:
     with pytest.raises(InputError, match="does not compute set-backs of points"):
         SubjectState.empty(POLICY)
-    plain = parse_policy(BASE.split("measures:")[0], "plain.yaml")
+    plain = parse_declared(BASE.split("measures:")[0], "plain.yaml")
     state = SubjectState.empty(plain)
     state.apply(ev("1", "fine", "2026-03-01", "2030-01-15", final_on="2026-04-01"))
     assert state.read(d("2030-02-01")).scores["points"] == 0.0

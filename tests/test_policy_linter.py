@@ -9,20 +9,25 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.policies.support import HERE, example, policy_file
+from tests.policies.support import HERE, example, parse_declared, policy_file
 from trustledger.cli import app
 from trustledger.errors import LintError, PolicyError, PolicyProblem
-from trustledger.policy import load_policy, parse_policy
+from trustledger.policy import load_policy, load_register, parse_policy, parse_register
 
 REFUSED = HERE / "refused"
+REGISTERS = REFUSED / "registers"
 
 
 def refusal(source: Path | str) -> list[PolicyProblem]:
+    """The problems of a refused policy or register file, or of an old-style inline policy
+    (its declarations become its register: a declaration is refused in that register)."""
     with pytest.raises(LintError) as info:
-        if isinstance(source, Path):
+        if isinstance(source, Path) and source.parent == REGISTERS:
+            load_register(source)
+        elif isinstance(source, Path):
             load_policy(source)
         else:
-            parse_policy(source, "inline.yaml")
+            parse_declared(source, "inline.yaml")
     return info.value.problems
 
 
@@ -33,17 +38,17 @@ def rules(problems: list[PolicyProblem]) -> set[str]:
 # --- the four refused example policies --------------------------------------------------------
 
 def test_scoring_online_comments_is_refused() -> None:
-    problems = refusal(REFUSED / "scoring_comments.yaml")
+    problems = refusal(REGISTERS / "scoring_comments.yaml")
     first = problems[0]
     assert first.rule == "out-of-bounds-category"
     assert "`online_comment`" in first.message and "speech_expression" in first.message
     assert "ECHR Art. 10" in first.message
-    assert (first.location.path, first.location.line) == ("event_types.online_comment.category", 9)
+    assert (first.location.path, first.location.line) == ("event_types.online_comment.category", 8)
     assert "out-of-bounds-name" in rules(problems)
 
 
 def test_lowering_a_score_for_whom_someone_knows_is_refused() -> None:
-    problems = refusal(REFUSED / "whom_someone_knows.yaml")
+    problems = refusal(REGISTERS / "whom_someone_knows.yaml")
     # refused for its category, and for its name (`acquaintance`) too
     assert rules(problems) == {"out-of-bounds-category", "out-of-bounds-name"}
     assert "`low_scoring_acquaintance`" in problems[0].message
@@ -70,9 +75,12 @@ def test_transport_restriction_fed_by_financial_events_is_refused() -> None:
 def test_refusals_name_file_line_and_column() -> None:
     problem = refusal(REFUSED / "transport_fed_by_finance.yaml")[0]
     assert problem.location.file.endswith("transport_fed_by_finance.yaml")
-    assert (problem.location.line, problem.location.column) == (31, 5)
+    assert (problem.location.line, problem.location.column) == (25, 5)
     assert str(problem).startswith(
-        f"{problem.location.file}:31:5: measures.ride_ban.condition: [context-firewall]")
+        f"{problem.location.file}:25:5: measures.ride_ban.condition: [context-firewall]")
+    declared = refusal(REGISTERS / "misdeclared_jaywalking_grave.yaml")[0]
+    assert str(declared).startswith(
+        f"{declared.location.file}:9:5: event_types.jaywalking.gravity: [gravity-cap]")
 
 
 # --- more refusals, inline ------------------------------------------------------------------
@@ -240,7 +248,7 @@ def test_single_event_with_unbounded_attribute_can_trigger_and_is_refused() -> N
 
 
 def test_single_event_as_grave_as_the_restriction_is_accepted() -> None:
-    policy = parse_policy(OVERDUE.format(gravity="serious"), "ok.yaml")
+    policy = parse_declared(OVERDUE.format(gravity="serious"), "ok.yaml")
     assert "credit_freeze" in policy.measures
 
 
@@ -269,7 +277,7 @@ def test_a_set_back_restriction_waits_for_a_new_event_after_its_notice() -> None
     course = SET_BACK.index("  remedial_course:")
     only_offences = (SET_BACK[:course] + SET_BACK[SET_BACK.index("scorecards:"):]).replace(
         "[offence, remedial_course]", "[offence]")
-    assert "revoked" in parse_policy(only_offences, "ok.yaml").measures
+    assert "revoked" in parse_declared(only_offences, "ok.yaml").measures
 
 
 def test_a_harmless_event_after_the_notice_cannot_complete_a_set_back() -> None:
@@ -305,7 +313,7 @@ measures:
 """)
     assert rules(problems) == {"proportionality"}
     message = problems[0].message
-    assert "privilege `may_fly` is in force for a subject with no events" in message
+    assert "privilege `may_fly` is in force for a subject with no adverse events" in message
     assert "taken away by one `ticket` event" in message and "`severity`" in message
 
 
@@ -319,7 +327,7 @@ measures:
     assert "a single `ticket` event (gravity minor" in problems[0].message
     assert "takes away privilege `may_fly`" in problems[0].message
     # declared as minor as the ticket, losing it to one ticket is proportionate
-    accepted = parse_policy(TICKETS + """
+    accepted = parse_declared(TICKETS + """
 measures:
   may_fly: {kind: privilege, domain: transport, severity: minor,
             condition: "tickets_1y == 0"}
@@ -330,7 +338,7 @@ measures:
 def test_a_privilege_of_an_opt_in_score_is_a_reward_not_an_inversion() -> None:
     # without consent the score does not exist and the privilege is not held, so losing
     # it leaves a participant where every non-participant is (the Rongcheng grade A)
-    policy = parse_policy(TICKETS + """
+    policy = parse_declared(TICKETS + """
 scorecards:
   civic: {events: [ticket, ride], base: 1000, opt_in: true}
 measures:
@@ -340,7 +348,7 @@ measures:
 
 
 def test_a_privilege_no_event_can_take_away_is_not_an_inversion() -> None:
-    policy = parse_policy(TICKETS + """
+    policy = parse_declared(TICKETS + """
 measures:
   welcome: {kind: privilege, domain: transport, condition: "rides >= 0"}
 """, "ok.yaml")
@@ -349,7 +357,7 @@ measures:
 
 def test_accumulating_adverse_events_may_bring_a_graver_restriction() -> None:
     # a points system: three minor tickets in a year, not one, bring a serious measure
-    policy = parse_policy(TICKETS + """
+    policy = parse_declared(TICKETS + """
 measures:
   ban: {kind: restriction, domain: transport, severity: serious,
         condition: "tickets_1y >= 3"}
@@ -458,15 +466,26 @@ measures:
 # --- the linter cannot be switched off ------------------------------------------------------
 
 def test_no_parameter_skips_the_linter() -> None:
-    # `models_dir` only says where statistical scorecards' artifacts are read from.
-    assert list(inspect.signature(load_policy).parameters) == ["path", "models_dir"]
-    assert list(inspect.signature(parse_policy).parameters) == ["text", "name", "models_dir"]
+    # `models_dir` only says where statistical scorecards' artifacts are read from, and
+    # `register` which register declares the event types (itself always linted).
+    assert list(inspect.signature(load_policy).parameters) == ["path", "register",
+                                                               "models_dir"]
+    assert list(inspect.signature(parse_policy).parameters) == ["text", "name", "register",
+                                                                "models_dir"]
+    assert list(inspect.signature(load_register).parameters) == ["path"]
+    assert list(inspect.signature(parse_register).parameters) == ["text", "name"]
 
 
 def test_no_cli_option_skips_the_linter() -> None:
     result = CliRunner().invoke(app, ["policy", "check", "--help"])
     assert result.exit_code == 0
+    assert set(re.findall(r"--[a-z][a-z-]*", result.output)) == {"--help", "--register"}
+    result = CliRunner().invoke(app, ["policy", "check-register", "--help"])
     assert set(re.findall(r"--[a-z][a-z-]*", result.output)) == {"--help"}
+    refused = CliRunner().invoke(app, ["policy", "check-register",
+                                       str(REGISTERS / "misdeclared_jaywalking_grave.yaml")])
+    assert refused.exit_code == 2
+    assert "[gravity-cap]" in refused.output
     refused = CliRunner().invoke(app, ["policy", "check",
                                        str(REFUSED / "travel_ban_for_a_ticket.yaml")])
     assert refused.exit_code == 2
@@ -475,3 +494,75 @@ def test_no_cli_option_skips_the_linter() -> None:
 
 def test_lint_error_is_a_policy_error() -> None:
     assert issubclass(LintError, PolicyError)
+
+
+# --- expressions cannot re-declare what an attribute means ------------------------------------
+
+def test_expressions_read_attributes_by_name_and_their_texts_are_known() -> None:
+    from trustledger.policy.conditions import attribute_reads, string_literals
+
+    assert attribute_reads("double(attrs.days_late) + (has(attrs.x) ? 1.0 : 0.0)") == (
+        frozenset({"days_late", "x"}), False)
+    assert attribute_reads("attrs['note'].size() > 3")[1]
+    assert attribute_reads("'note' in attrs")[1]
+    assert attribute_reads("attrs.all(k, k != 'x')")[1]
+    # a literal naming `attrs` is text, not a read
+    assert attribute_reads("attrs.kind == 'attrs'") == (frozenset({"kind"}), False)
+    assert string_literals(r"""x == 'A' || y == "\u0063hurch" || z == r'\u0063'""") == [
+        "A", "church", r"\u0063"]
+
+
+NOTED = """\
+policy: noted
+title: noted loans
+effective_from: 2026-01-01
+event_types:
+  loan_noted:
+    label: loan noted
+    domain: finance
+    category: credit_repayment
+    gravity: minor
+    attributes:
+      note: {type: string, required: false}
+      days: {type: integer, minimum: 0}
+    points: -5
+    when: "WHEN"
+    retention: P5Y
+scorecards:
+  credit: {events: [loan_noted], base: 600}
+"""
+
+
+@pytest.mark.parametrize(("when", "rule", "words"), [
+    ("has(attrs.note) && attrs.note.contains('mosque')", "attribute-read", "`attrs.note` is a "
+     "string attribute"),
+    ("attrs.note.matches('ch.rch')", "attribute-read", "free text"),
+    ("attrs['days'] > 3", "attribute-read", "`attrs.NAME` only"),
+    ("attrs.day > 3", "unknown-reference", "no attribute `day`"),
+])
+def test_a_condition_cannot_read_free_text_or_hide_what_it_reads(when: str, rule: str,
+                                                                 words: str) -> None:
+    text = NOTED.replace("WHEN", when.replace('"', '\\"'))
+    with pytest.raises(PolicyError) as info:
+        parse_declared(text, "noted.yaml")
+    [problem] = info.value.problems
+    assert (problem.rule, problem.location.path) == (rule, "event_types.loan_noted.when")
+    assert problem.location.line == 14 and words in problem.message
+
+
+def test_a_condition_on_numbers_and_enums_is_accepted() -> None:
+    policy = parse_declared(NOTED.replace("WHEN", "attrs.days > 3"), "noted.yaml")
+    assert policy.event_types["loan_noted"].when is not None
+
+
+def test_probing_tries_the_numbers_an_expression_singles_out() -> None:
+    from trustledger.policy.compiled import CompiledAttribute
+    from trustledger.policy.compiler import literal_probe_values
+    from trustledger.policy.models import AttributeType
+
+    days = {"days": CompiledAttribute("days", AttributeType.INTEGER, True, 0, None, None)}
+    found = literal_probe_values(["attrs.days == 1300 / 100"], days)["days"]
+    assert {12.0, 13.0, 14.0} <= set(found)
+    assert 13.0 in literal_probe_values(["string(attrs.days) == '13'"], days)["days"]
+    # deeper arithmetic is beyond it (docs/safeguards.md says so)
+    assert 13.0 not in literal_probe_values(["attrs.days == (2 + 3) * 2 + 3"], days)["days"]

@@ -22,7 +22,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.clock import FixedClock
-from tests.policies.support import HERE, d, ev
+from tests.governance import TEST_PROGRAMMES, put_in_force
+from tests.policies.support import HERE, d, ev, parse_declared, shipped_register
 from tests.test_models_compiled import artifact as small_artifact
 from tests.test_models_train import DATA, DICTIONARY
 from trustledger.api import Settings, create_app
@@ -35,7 +36,7 @@ from trustledger.models import CompiledScorecard, save_artifact
 from trustledger.models.artifact import MODELS_DIR_ENV, Json
 from trustledger.models.features import load_dictionary
 from trustledger.models.train import TrainingOptions, train_file
-from trustledger.policy import CompiledPolicy, load_policy, parse_policy
+from trustledger.policy import CompiledPolicy, load_policy, load_register, parse_policy
 from trustledger.principals import Role, ServiceLedger, add_principal
 from trustledger.scoring import assess_subject, publish_policy
 
@@ -95,7 +96,8 @@ def all_attributes(german: German) -> CompiledPolicy:
     """The example with the one metric-fed feature supplied as an attribute instead."""
     text = EXAMPLE.read_text(encoding="utf-8").replace(
         f"{CREDITS}: {{metric: credits_at_this_bank}}", f"{CREDITS}: {{attribute: credits}}")
-    return parse_policy(text, "all_attributes.yaml", models_dir=german.models)
+    return parse_policy(text, "all_attributes.yaml", register=load_register(HERE / "register.yaml"),
+                        models_dir=german.models)
 
 
 # --- the score is the compiled scorecard's ------------------------------------------------
@@ -268,7 +270,7 @@ def audited(tmp_path: Path) -> tuple[Path, str]:
 
 def refused(text: str, models: Path) -> list[PolicyProblem]:
     with pytest.raises(PolicyError) as caught:
-        parse_policy(text, "lending.yaml", models_dir=models)
+        parse_declared(text, "lending.yaml", models_dir=models)
     return caught.value.problems
 
 
@@ -286,7 +288,7 @@ def only(problems: list[PolicyProblem], rule: str, text: str, needle: str) -> Po
 
 def test_the_small_policy_loads_and_scores_its_windowed_metric(small: tuple[Path, str]) -> None:
     models, digest = small
-    policy = parse_policy(BASE.replace("HASH", digest), "lending.yaml", models_dir=models)
+    policy = parse_declared(BASE.replace("HASH", digest), "lending.yaml", models_dir=models)
     scorer = CompiledScorecard.load(models, digest)
     late = [ev(f"l{i}", "repayment_late", f"2026-0{i}-01") for i in (2, 3, 4)]
     for n in range(4):
@@ -370,7 +372,7 @@ def test_protected_and_out_of_bounds_attributes_are_refused(
     text = BASE.replace("HASH", digest).replace("{attribute: housing}",
                                                 f"{{attribute: {attribute}}}")
     with pytest.raises(LintError) as caught:
-        parse_policy(text, "lending.yaml", models_dir=models)
+        parse_declared(text, "lending.yaml", models_dir=models)
     problem = only(caught.value.problems, rule, text, "housing:")
     assert problem.location.path == "scorecards.credit.features.housing.attribute"
     assert words in problem.message and "safeguard 1" in problem.message
@@ -393,7 +395,7 @@ def test_a_model_feature_of_a_refused_category_is_refused(
     text = BASE.replace("HASH", digest).replace("housing: {attribute: housing}",
                                                 "origin_code: {attribute: origin}")
     with pytest.raises(LintError) as caught:
-        parse_policy(text, "lending.yaml", models_dir=models)
+        parse_declared(text, "lending.yaml", models_dir=models)
     problem = only(caught.value.problems, rule, text, "origin_code:")
     assert words in problem.message
 
@@ -420,7 +422,9 @@ def test_kind_must_be_known_and_rule_based_scorecards_keep_their_hash(
     sesame = (HERE.parent.parent / "policies" / "sesame.yaml").read_text(encoding="utf-8")
     explicit = sesame.replace("  sesame:\n", "  sesame:\n    kind: rules\n", 1)
     assert explicit != sesame
-    assert parse_policy(explicit).hash == parse_policy(sesame).hash
+    register = shipped_register()
+    assert parse_policy(explicit, register=register).hash == \
+        parse_policy(sesame, register=register).hash
 
 
 def test_a_restriction_cannot_read_a_statistical_score_of_another_domain(
@@ -435,9 +439,39 @@ measures:
     condition: "credit.score < 100.0"
 """
     with pytest.raises(LintError) as caught:
-        parse_policy(text, "lending.yaml", models_dir=models)
+        parse_declared(text, "lending.yaml", models_dir=models)
     problem = only(caught.value.problems, "context-firewall", text, "condition:")
     assert "statistical scorecard `credit` of domain finance" in problem.message
+
+
+def test_a_credit_model_cannot_be_declared_in_another_domain(
+        audited: tuple[Path, str]) -> None:
+    # The model weighs housing and the loan's terms (a credit model): declared `transport`,
+    # it would restrict travel on a credit record that only looks like transport's own.
+    models, digest = audited
+    text = BASE.replace("HASH", digest).replace(
+        "    domain: finance\n    range", "    domain: transport\n    range") + """\
+measures:
+  no_rail:
+    kind: restriction
+    domain: transport
+    severity: grave
+    condition: "credit.score < 100.0"
+"""
+    with pytest.raises(LintError) as caught:
+        parse_declared(text, "lending.yaml", models_dir=models)
+    problem = next(p for p in caught.value.problems if p.rule == "category-domain")
+    assert problem.location.path == "scorecards.credit.domain"
+    assert problem.location.line == line_of(text, "domain: transport")
+    assert "`housing`" in problem.message and "`finance`" in problem.message
+
+
+def test_feature_domains_cover_every_feature_category() -> None:
+    from trustledger.models.features import ALLOWED_CATEGORIES as FEATURE_CATEGORIES
+    from trustledger.policy.taxonomy import DOMAINS, FEATURE_DOMAINS
+
+    assert set(FEATURE_DOMAINS) == set(FEATURE_CATEGORIES)
+    assert all(domains <= DOMAINS for domains in FEATURE_DOMAINS.values())
 
 
 RESTRICT = """\
@@ -464,13 +498,13 @@ def test_an_unaudited_model_may_not_restrict(small: tuple[Path, str],
     models, digest = small
     text = BASE.replace("HASH", digest) + measures
     with pytest.raises(LintError) as caught:
-        parse_policy(text, "lending.yaml", models_dir=models)
+        parse_declared(text, "lending.yaml", models_dir=models)
     problem = only(caught.value.problems, "unaudited-model", text, "condition:")
     assert "statistical scorecard `credit`" in problem.message
     assert "unaudited: the artifact records no audit" in problem.message
     # The same model with its audit recorded may restrict (within its own domain).
     models, digest = audited
-    parse_policy(BASE.replace("HASH", digest) + measures, "lending.yaml", models_dir=models)
+    parse_declared(BASE.replace("HASH", digest) + measures, "lending.yaml", models_dir=models)
 
 
 # --- over HTTP ----------------------------------------------------------------------------------
@@ -482,10 +516,12 @@ def service(german: German, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv(MODELS_DIR_ENV, str(german.models))
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = ServiceLedger.open(url, clock=clock)
+    put_in_force(ledger, TEST_PROGRAMMES)   # two operators put the test register in force
     publish_policy(ledger, EXAMPLE)
     keys = {
         "bank": add_principal(ledger, "bank", Role.SOURCE,
-                              accreditations=("credit_opened", "repayment_late")).key,
+                              accreditations=("credit_opened", "repayment_late"),
+                              domains=("finance",)).key,
         "lender": add_principal(ledger, "lender", Role.RELYING_PARTY,
                                 accreditations=("consumer_credit",)).key,
         "alice": add_principal(ledger, "alice", Role.SUBJECT, subject="alice").key,

@@ -14,9 +14,11 @@ from typing import Protocol
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.governance import SHIPPED, put_in_force
 from tests.test_api import ROOT, SESAME, World, build_world
 from trustledger.portal.session import COOKIE, MAX_AGE, Session, Sessions
 from trustledger.principals import revoke_principal
+from trustledger.registry import propose_register
 from trustledger.rights import access_log, disputes
 
 
@@ -380,15 +382,17 @@ def test_operator_sees_a_refused_policys_linter_message_and_nothing_is_published
         world: World) -> None:
     page = sign_in(world.client, world.keys["operator"])
     assert page.status_code == 200 and "passes every safeguard rule" in shown(page)
+    put_in_force(world.ledger, REFUSED / "register.yaml")  # declares the traffic ticket
     before = world.ledger.head()
-    text = (REFUSED / "scoring_comments.yaml").read_text(encoding="utf-8")
+    text = (REFUSED / "travel_ban_for_a_ticket.yaml").read_text(encoding="utf-8")
+    line = text.splitlines().index('    condition: "tickets_1y >= 1"') + 1
     r = world.client.post("/portal/operator/policies",
                           data={"csrf_token": csrf_of(page.text), "source": text})
     assert r.status_code == 422
     assert "Refused: the policy breaks a safeguard; nothing was published." in shown(r)
-    assert "[out-of-bounds-category] safeguard 1" in shown(r)
-    assert "policy:9:5: event_types.online_comment.category" in shown(r)
-    assert "online_comment" in shown(r)  # the pasted text is kept in the form
+    assert "[proportionality]" in shown(r)
+    assert f"policy:{line}:" in shown(r) and "measures.travel_ban.condition" in shown(r)
+    assert "tickets_1y" in shown(r)  # the pasted text is kept in the form
     broken = world.client.post("/portal/operator/policies",
                                data={"csrf_token": csrf_of(page.text), "source": "policy: ["})
     assert broken.status_code == 422 and "the policy is not valid" in shown(broken)
@@ -396,6 +400,17 @@ def test_operator_sees_a_refused_policys_linter_message_and_nothing_is_published
                               data={"csrf_token": csrf_of(page.text), "source": ""})
     assert empty.status_code == 422 and "source:" in shown(empty)
     assert_unchanged(world, before)
+
+
+def test_operator_sees_the_register_in_force_and_pending_proposals(world: World) -> None:
+    page = sign_in(world.client, world.keys["operator"])
+    assert ("Event-type register in force: <strong>shipped</strong>" in shown(page)
+            and "approved by register-approver" in shown(page))
+    assert "await a second operator's approval" not in shown(page)
+    text = SHIPPED.read_text(encoding="utf-8").replace("title: Event types", "title: New types")
+    propose_register(world.ledger, text, "register-proposer")
+    again = world.client.get("/portal/operator")
+    assert "1 proposal(s) await a second operator's approval." in shown(again)
 
 
 def test_operator_publishes_a_policy(world: World) -> None:

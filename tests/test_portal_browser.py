@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.clock import START, FixedClock
+from tests.governance import put_in_force
 from tests.test_api import ROOT, SESAME
 from tests.test_api_live import serving
 from trustledger.api import Settings, create_app
@@ -75,6 +76,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     url = f"sqlite:///{tmp_path_factory.mktemp('portal') / 'ledger.db'}"
     clock = FixedClock(START)  # the ledger's and the server's: the page shows no real date
     ledger = ServiceLedger.open(url, clock=clock)
+    put_in_force(ledger)
     publish_policy(ledger, SESAME)
     keys = {
         "bob": add_principal(ledger, "bob", Role.SUBJECT, subject="bob").key,
@@ -83,7 +85,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "operator": add_principal(ledger, "op", Role.OPERATOR).key,
         "dave": add_principal(ledger, "dave", Role.SUBJECT, subject="dave").key,
         "source": add_principal(ledger, "bank-a", Role.SOURCE,
-                                accreditations=("bill_paid",)).key,
+                                accreditations=("bill_paid",), domains=("finance",)).key,
     }
     now = clock()
     events = [_event(i, "bob", "repayment_on_time", now - timedelta(days=30 * i + 5),
@@ -266,6 +268,7 @@ def test_operator_publishes_and_sees_a_refused_policys_linter_message(site: Site
     shoot(page, "operator-first-visit")  # statistics still being computed, unless earlier
     versions = page.locator("#policy-table tbody tr").count()
     refused = (ROOT / "tests" / "policies" / "refused" / "travel_ban_for_a_ticket.yaml")
+    put_in_force(site.ledger, refused.parent / "register.yaml")  # declares its ticket
     page.get_by_label("Policy (YAML)").fill(refused.read_text(encoding="utf-8"))
     page.get_by_role("button", name="Publish").click()
     alert = page.get_by_role("alert")
@@ -274,6 +277,7 @@ def test_operator_publishes_and_sees_a_refused_policys_linter_message(site: Site
     shoot(page, "operator-refused")
     assert page.locator("#policy-table tbody tr").count() == versions
 
+    put_in_force(site.ledger)  # the shipped register again: two operators bring it back
     page.get_by_label("Policy (YAML)").fill(SESAME.read_text(encoding="utf-8").replace(
         "title: Sesame-style", "title: Revised Sesame-style"))
     page.get_by_role("button", name="Publish").click()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -9,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from tests.governance import put_in_force
 from trustledger.cli import app
 from trustledger.errors import InputError, NotFoundError
 from trustledger.principals import (
@@ -36,17 +38,19 @@ def ledger(database_url: str) -> Iterator[ServiceLedger]:
 
 
 def test_key_is_shown_once_and_stored_only_as_its_hash(ledger: ServiceLedger) -> None:
-    issued = add_principal(ledger, "bank-a", Role.SOURCE, accreditations=("bill_paid",))
+    put_in_force(ledger)  # a source's accreditation is checked against the register
+    issued = add_principal(ledger, "bank-a", Role.SOURCE, accreditations=("bill_paid",),
+                           domains=("finance",))
     assert re.fullmatch(r"tl_[A-Za-z0-9_\-]{43}", issued.key)
     with ledger.reading() as conn:
-        rows = conn.execute(sa.select(principals)).all()
+        rows = conn.execute(sa.select(principals).where(principals.c.name == "bank-a")).all()
     assert len(rows) == 1
     assert rows[0].key_hash == key_hash(issued.key)
     stored = " ".join(str(v) for v in rows[0])
     assert issued.key not in stored and issued.key[3:] not in stored
     found = authenticate(ledger, issued.key)
-    assert (found.name, found.role, found.accreditations) == ("bank-a", Role.SOURCE,
-                                                              ("bill_paid",))
+    assert (found.name, found.role, found.accreditations, found.domains) == (
+        "bank-a", Role.SOURCE, ("bill_paid",), ("finance",))
 
 
 def test_every_change_is_audited_in_the_ledger_without_key_material(
@@ -56,7 +60,7 @@ def test_every_change_is_audited_in_the_ledger_without_key_material(
     records = list(ledger.records())
     assert [r.kind for r in records] == [ADDED, REVOKED]
     assert records[0].payload == {"id": issued.principal.id, "name": "alice",
-                                  "role": "subject", "accreditations": [],
+                                  "role": "subject", "accreditations": [], "domains": [],
                                   "subject": "alice", "rate_limit": None}
     assert records[0].subject == "alice"  # the subject sees that a key for them exists
     for record in records:
@@ -113,8 +117,11 @@ def test_invalid_principals_are_refused_naming_the_field(
 
 
 def test_a_name_stands_for_one_identity(ledger: ServiceLedger) -> None:
-    add_principal(ledger, "bank-a", Role.SOURCE, accreditations=("bill_paid",))
-    rotated = add_principal(ledger, "bank-a", Role.SOURCE, accreditations=("bill_paid",))
+    put_in_force(ledger)
+    add_principal(ledger, "bank-a", Role.SOURCE, accreditations=("bill_paid",),
+                  domains=("finance",))
+    rotated = add_principal(ledger, "bank-a", Role.SOURCE, accreditations=("bill_paid",),
+                            domains=("finance",))
     assert rotated.principal.name == "bank-a"  # key rotation: same role, new key
     with pytest.raises(InputError, match="already an active source"):
         add_principal(ledger, "bank-a", Role.RELYING_PARTY, accreditations=("x",))
@@ -131,23 +138,34 @@ def test_unknown_principal(ledger: ServiceLedger) -> None:
 
 
 def test_cli_add_list_revoke(database_url: str) -> None:
+    with ServiceLedger.open(database_url) as ledger:
+        put_in_force(ledger)
+    outside = runner.invoke(app, ["principal", "add", "bank-a", "--role", "source", "--accredit",
+                                  "bill_paid", "--domain", "rental",
+                                  "--database-url", database_url])
+    assert outside.exit_code != 0
+    assert "event type 'bill_paid' is in domain 'finance'" in str(outside.exception)
     added = runner.invoke(app, ["principal", "add", "bank-a", "--role", "source", "--accredit",
-                                "bill_paid", "--accredit", "repayment_late",
-                                "--database-url", database_url])
+                                "bill_paid", "--accredit", "repayment_late", "--domain",
+                                "finance", "--database-url", database_url])
     assert added.exit_code == 0, added.output
     key = re.search(r"tl_[A-Za-z0-9_\-]{43}", added.output)
     principal_id = re.search(r"pr_[0-9a-f]{16}", added.output)
     assert key and principal_id
     listed = runner.invoke(app, ["principal", "list", "--database-url", database_url])
-    assert listed.exit_code == 0 and "bank-a" in listed.output
+    assert listed.exit_code == 0 and "finance" in listed.output
     assert key.group() not in listed.output
+    shown = runner.invoke(app, ["principal", "list", "--json", "--database-url", database_url])
+    (source,) = [p for p in json.loads(shown.output) if p["name"] == "bank-a"]
+    assert (source["accreditations"], source["domains"]) == (["bill_paid", "repayment_late"],
+                                                             ["finance"])
     revoked = runner.invoke(app, ["principal", "revoke", principal_id.group(),
                                   "--database-url", database_url])
     assert revoked.exit_code == 0 and "revoked source 'bank-a'" in revoked.output
     assert "bank-a" not in runner.invoke(
-        app, ["principal", "list", "--database-url", database_url]).output
+        app, ["principal", "list", "--json", "--database-url", database_url]).output
     assert "bank-a" in runner.invoke(
-        app, ["principal", "list", "--all", "--database-url", database_url]).output
+        app, ["principal", "list", "--all", "--json", "--database-url", database_url]).output
 
 
 def test_cli_failures_exit_2_with_a_message(database_url: str) -> None:
@@ -165,3 +183,32 @@ def test_schema_has_the_principals_table(database_url: str) -> None:
     with ServiceLedger.open(database_url) as ledger, ledger.reading() as conn:
         names = sa.inspect(conn).get_table_names()
     assert "principals" in names
+
+
+def test_revision_0004_gives_earlier_principals_no_domains(database_url: str) -> None:
+    """A principal issued before the register keeps working; a source gets no domains."""
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+
+    from trustledger.ledger import database
+
+    config = Config()
+    config.set_main_option("script_location",
+                           str(resources.files("trustledger.ledger") / "migrations"))
+    engine = database.create_engine(database_url)
+    try:
+        with database.writing(engine) as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0003")
+        with database.writing(engine) as conn:
+            conn.execute(sa.text(
+                "INSERT INTO principals (id, name, role, key_hash, accreditations, subject, "
+                "rate_limit, created_at_us, revoked_at_us) VALUES ('pr_old', 'bank', 'source', "
+                "'" + "0" * 64 + "', '[\"bill_paid\"]', NULL, NULL, 0, NULL)"))
+    finally:
+        engine.dispose()
+    with ServiceLedger.open(database_url) as ledger:  # migrates to the newest revision
+        (old,) = list_principals(ledger)
+    assert (old.name, old.accreditations, old.domains) == ("bank", ("bill_paid",), ())

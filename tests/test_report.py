@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.clock import FixedClock
+from tests.governance import put_in_force
 from tests.test_rights_helpers import SESAME_FILE, seqs, sesame
 from trustledger.engine.result import MAX_REASONS
 from trustledger.errors import ErasedError, NotFoundError
@@ -47,6 +48,7 @@ def _ev(key: str, type_: str, occurred: str, **attributes: object) -> EventIn:
 def ledger(database_url: str) -> Iterator[Ledger]:
     clock = FixedClock(d("2026-01-10"))
     with Ledger.open(database_url, clock=clock) as opened:
+        put_in_force(opened)   # two operators put the shipped register in force
         publish_policy(opened, SESAME_FILE)
         opened.append_events([
             _ev("r1", "repayment_on_time", "2026-01-05", amount=500.0),

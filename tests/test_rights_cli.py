@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from tests.governance import TEST_PROGRAMMES, put_in_force
 from tests.test_rights_helpers import DRIVING_FILE, cli_app, offence, seqs
 from trustledger.errors import ErasedError, InputError, NotFoundError, TrustLedgerError
 from trustledger.ledger import Ledger
@@ -35,6 +36,7 @@ def url(tmp_path: Path, now: datetime) -> str:
     """A ledger whose offences are dated back from ``now``: the commands read the system clock."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Ledger.open(url) as ledger:
+        put_in_force(ledger, TEST_PROGRAMMES)
         publish_policy(ledger, DRIVING_FILE)
         ledger.append_events([
             offence("bob", "m1", "minor", now - 300 * DAY),

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from tests.clock import FixedClock
+from tests.governance import TEST_PROGRAMMES, put_in_force
 from tests.test_rights_helpers import driving, offence, seqs
 from trustledger.errors import ErasedError, InputError, NotFoundError
 from trustledger.ledger import Ledger
@@ -48,6 +49,7 @@ def ledger(database_url: str, clock: FixedClock) -> Iterator[Ledger]:
 
 
 def _history(ledger: Ledger, clock: FixedClock) -> None:
+    put_in_force(ledger, TEST_PROGRAMMES)
     publish_policy(ledger, Path(__file__).parent / "policies" / "driving.yaml")
     ledger.append_events([
         offence(SUBJECT, "e1", "minor", NOW - timedelta(days=200)),

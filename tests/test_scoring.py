@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.governance import put_in_force
 from trustledger.cli import app
 from trustledger.demo import run_demo
 from trustledger.engine import evaluate
@@ -24,12 +25,15 @@ from trustledger.synth import Population
 
 ROOT = Path(__file__).resolve().parent.parent
 SESAME = ROOT / "policies" / "sesame.yaml"
+REFUSED = ROOT / "tests" / "policies" / "refused"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 @pytest.fixture
 def ledger(database_url: str) -> Iterator[Ledger]:
+    """A ledger with the shipped register in force (two operators put it there)."""
     with Ledger.open(database_url, clock=lambda: NOW) as opened:
+        put_in_force(opened)
         yield opened
 
 
@@ -60,11 +64,11 @@ def test_later_effective_version_takes_over_on_its_date(ledger: Ledger, tmp_path
     assert policy_in_force(ledger, datetime(2027, 1, 1, tzinfo=UTC)).hash == second.hash
 
 
-def test_refused_policy_is_not_published(ledger: Ledger) -> None:
-    refused = ROOT / "tests" / "policies" / "refused"
-    path = sorted(refused.glob("*.yaml"))[0]
+def test_refused_policy_is_not_published(ledger: Ledger, tmp_path: Path) -> None:
+    put_in_force(ledger, REFUSED / "register.yaml")
+    path = REFUSED / "travel_ban_for_a_ticket.yaml"
     before = ledger.head()
-    with pytest.raises(LintError):
+    with pytest.raises(LintError, match=r"\[proportionality\]"):
         publish_policy(ledger, path)
     assert ledger.head() == before
 
@@ -97,7 +101,9 @@ def test_demo_builds_once_and_scores_its_subjects(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     with Ledger.open(url) as ledger:
         report = run_demo(ledger, SESAME, tmp_path, population=small, shown=3)
-        assert report.created and report.verified.entries == 600 + 1 + 3
+        # events, two demo operators issued, the register proposed and approved, the
+        # policy published, three opt-ins
+        assert report.created and report.verified.entries == 600 + 2 + 2 + 1 + 3
         assert all(e.scorecards["sesame"].score is not None for e in report.evaluations)
         again = run_demo(ledger, SESAME, tmp_path, population=small, shown=3)
         assert not again.created and again.verified.entries == report.verified.entries
@@ -118,6 +124,7 @@ def test_cli_score_and_explain(tmp_path: Path) -> None:
     assert unpublished.exit_code != 0
     assert "no published policy" in str(unpublished.exception)
     with Ledger.open(url, clock=lambda: NOW) as ledger:
+        put_in_force(ledger)
         publish_policy(ledger, SESAME)
     explained = runner.invoke(app, ["explain", "carol", "--at", "2026-12-01",
                                     "--database-url", url])
@@ -131,11 +138,19 @@ def test_cli_score_and_explain(tmp_path: Path) -> None:
 def test_cli_policy_publish_records_once_and_refuses_a_linted_policy(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'pub.db'}"
     runner = CliRunner()
+    ungoverned = runner.invoke(app, ["policy", "publish", str(SESAME), "--database-url", url])
+    assert ungoverned.exit_code != 0
+    assert "no event-type register is in force" in (ungoverned.output
+                                                    + str(ungoverned.exception))
+    with Ledger.open(url) as ledger:
+        put_in_force(ledger)
     first = runner.invoke(app, ["policy", "publish", str(SESAME), "--database-url", url])
     assert first.exit_code == 0, first.output
     assert load_policy(SESAME).hash in first.output
-    refused = ROOT / "tests" / "policies" / "refused" / "travel_ban_for_a_ticket.yaml"
-    bad = runner.invoke(app, ["policy", "publish", str(refused), "--database-url", url])
+    with Ledger.open(url) as ledger:  # a register declaring the travel ticket
+        put_in_force(ledger, REFUSED / "register.yaml")
+    travel = REFUSED / "travel_ban_for_a_ticket.yaml"
+    bad = runner.invoke(app, ["policy", "publish", str(travel), "--database-url", url])
     assert bad.exit_code == 2
     assert "[proportionality]" in bad.output
     with Ledger.open(url) as ledger:

@@ -60,6 +60,14 @@ def test_banner_on_stdout_and_only_json_log_lines_on_stderr(tmp_path: Path) -> N
                       timeout=30)
         assert r.status_code == 200, r.text
         request_id = r.headers["x-request-id"]
+        # The demo's register was put in force by two operators; its source reads it.
+        keys = dict(re.findall(r"^\s+(?:operator|source)\s+(\S+)\s+(tl_[A-Za-z0-9_\-]{43})",
+                               banner, re.MULTILINE))
+        assert {"demo-operator", "demo-approver", "bank-a"} <= set(keys), banner
+        register = httpx.get(base + "/v1/register", timeout=30,
+                             headers={"Authorization": f"Bearer {keys['bank-a']}"}).json()
+        assert (register["name"], register["proposed_by"], register["approved_by"]) == (
+            "shipped", "demo-operator", "demo-approver")
     finally:
         proc.send_signal(signal.SIGINT)
         try:

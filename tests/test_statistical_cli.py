@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests import test_policy_statistical as statistical
+from tests.governance import TEST_PROGRAMMES, put_in_force
 from tests.test_policy_statistical import EXAMPLE, German, V
 from tests.test_statistical_surfaces import ROW_25, TWO_CREDITS, card_of, trustledger
 from trustledger.cli import app
@@ -41,6 +42,7 @@ def ledger_url(german: German, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv(MODELS_DIR_ENV, str(german.models))
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Ledger.open(url) as ledger:
+        put_in_force(ledger, TEST_PROGRAMMES)   # the test programmes' register, two operators
         publish_policy(ledger, EXAMPLE)
         ledger.append_events([EventIn.model_validate({
             "source": "bank", "source_event_id": e.source_event_id, "subject": "alice",

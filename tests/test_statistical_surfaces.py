@@ -26,7 +26,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tests import test_policy_statistical as statistical
-from tests.policies.support import d, ev
+from tests.policies.support import HERE, d, ev
 from tests.test_policy_statistical import (
     CREDITS,
     EXAMPLE,
@@ -43,7 +43,7 @@ from trustledger.errors import InputError
 from trustledger.ledger import EventIn, Ledger
 from trustledger.models.artifact import MODELS_DIR_ENV
 from trustledger.options import parse_attributes
-from trustledger.policy import CompiledPolicy, load_policy, parse_policy
+from trustledger.policy import CompiledPolicy, load_policy, parse_policy, parse_register
 from trustledger.principals import ServiceLedger
 from trustledger.rights.whatif import (
     DAY,
@@ -71,6 +71,9 @@ ROW_25: dict[str, Any] = {
     "residence_years": 2, "property": "real estate", "other_instalment_plans": "bank",
     "housing": "own", "job": "unskilled - resident", "people_maintained": 1,
     "telephone": "yes, registered under the customers name"}
+REGISTER = HERE / "register.yaml"
+"""The register of the test programmes (German credit declares its types there)."""
+
 TWO_CREDITS = [ev("c1", "credit_opened", "2026-02-01", seq=1),
                ev("c2", "credit_opened", "2026-03-01", seq=2),
                ev("l1", "repayment_late", "2026-04-01", seq=3)]
@@ -380,16 +383,19 @@ def test_a_decayed_sum_metric_is_searched_day_by_day(german: German) -> None:
                         "types: [credit_line]}")
     text = text.replace("event_types:\n", """event_types:
   credit_line:
-    label: credit line at this bank
-    domain: finance
-    category: credit_repayment
-    gravity: minor
     points: 1
     decay: {half_life: P365D}
     expiry: {after: P10Y}
     retention: P11Y
 """, 1)
-    policy = parse_policy(text, "decayed.yaml", models_dir=german.models)
+    register = parse_register(REGISTER.read_text(encoding="utf-8") + """\
+  credit_line:
+    label: credit line at this bank
+    domain: finance
+    category: credit_repayment
+    gravity: minor
+""", "decayed-register.yaml")
+    policy = parse_policy(text, "decayed.yaml", register=register, models_dir=german.models)
     events = [ev(f"k{i}", "credit_line", f"2026-0{i}-01", seq=i) for i in (2, 3, 4)]
     assessment = assess(policy, "alice", events, [], V, attributes=ROW_25)
     assert card_of(assessment.evaluation).tier == "B"

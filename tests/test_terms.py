@@ -52,6 +52,22 @@ def categories(text: str) -> set[str]:
     ("personal_status_and_sex", "marital_status"), ("personal_status_and_sex", "sex"),
     ("household status", "marital_status"), ("foreign_worker", "nationality"),
     ("age_in_years", "age"), ("applicant_age", "age"), ("age", "age"),
+    # agent nouns the stemmer leaves alone
+    ("worshippers", "religious_belief"), ("churchgoer", "religious_belief"),
+    ("parishioner", "religious_belief"), ("protestors", "assembly_protest"),
+    ("rioter", "assembly_protest"), ("unionists", "trade_union"),
+    ("blogger", "speech_expression"), ("believer", "religious_belief"),
+    # compounds written without separators
+    ("churchattendance", "religious_belief"), ("uniondues", "trade_union"),
+    ("mosquevisits", "religious_belief"), ("prayertime", "religious_belief"),
+    ("grandmother_debt", "association"), ("tradeunion", "trade_union"),
+    # spellings: look-alike letters, invisible characters, accents, spaced letters
+    ("\u0421hurch", "religious_belief"), ("mos\u200bque", "religious_belief"),
+    ("pr\u00f4test", "assembly_protest"), ("p r a y e r", "religious_belief"),
+    ("c.h.u.r.c.h", "religious_belief"), ("mo\u00adsque", "religious_belief"),
+    # more synonyms
+    ("islamic_bank", "religious_belief"), ("catholic", "religious_belief"),
+    ("nationalist", "political_opinion"), ("kinsman", "association"),
 ])
 def test_forbidden_words_are_found(text: str, category: str) -> None:
     assert category in categories(text)
@@ -86,6 +102,11 @@ def test_splitting_identifiers_and_text() -> None:
     "financial_health", "contact_details", "third_party_guarantee", "account_age_months",
     "aged_debt", "foreign_currency_loan", "good faith", "parent company", "elected_plan",
     "housing", "telephone", "vote_up", "bounty_offered", "identity_verified",
+    # endings and beginnings that are not compounds of a term
+    "fundamental", "incremental", "circumstance", "isinstance", "generally", "structurally",
+    "hospitality", "contactless", "uncleared_funds", "public_sector", "transparent",
+    "neighbourhood", "alienation", "debtor", "creditor", "lender", "customer", "visitor",
+    "a b", "type A or B",
 ])
 def test_false_alarms_are_avoided(text: str) -> None:
     assert scan(text) == []
@@ -133,9 +154,11 @@ def test_every_term_finds_itself() -> None:
 def test_every_exception_shares_a_stem_with_a_term_or_contains_one() -> None:
     # an exception that collides with nothing would be dead weight
     single = {stem(t) for terms in SYNONYMS.values() for t in terms if " " not in t}
+    written = {t for terms in SYNONYMS.values() for t in terms if " " not in t}
     for phrase in NOT_TERMS:
         stems = {stem(w) for w in words(phrase)}
-        assert stems & single, phrase
+        # or an agent noun or compound of a term (``sector``, ``uncleared``, ``contactless``)
+        assert stems & single or any(t in phrase.replace(" ", "") for t in written), phrase
 
 
 def test_the_synonym_sets_are_read_only() -> None:
@@ -160,12 +183,14 @@ def test_the_documented_synonym_table_is_generated_from_the_sets() -> None:
 
 
 @pytest.mark.parametrize("text", ["march_attended", "x1", "flag_b", "segment_7",
-                                  "Gewerkschaft", "église", "mezquita", "strike_count"])
+                                  "Gewerkschaft", "église", "mezquita", "strike_count",
+                                  "counterprotest", "kinsperson", "blogroll", "pr0test",
+                                  "ch ur ch"])
 def test_what_the_documentation_says_a_word_check_misses_is_missed(text: str) -> None:
     # docs/safeguards.md is honest about the limits: these pass the word check
     assert scan(text) == []
 
 
-@pytest.mark.parametrize("text", ["relative_risk", "contact_frequency"])
+@pytest.mark.parametrize("text", ["relative_risk", "contact_frequency", "believed"])
 def test_what_the_documentation_says_is_refused_for_its_words_is_refused(text: str) -> None:
     assert scan(text)

@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.clock import FixedClock
+from tests.governance import put_in_force
 from tests.test_api import World, build_world
 from tests.test_api import event as api_event
 from tests.test_rights_helpers import SESAME_FILE, cli_app, driving, event, sesame
@@ -194,6 +195,7 @@ def test_the_cli_lists_the_paths_and_adding_them_reaches_the_tier(
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     clock.set(d("2025-01-02"))
     with Ledger.open(url, clock=clock) as ledger:
+        put_in_force(ledger)   # two operators put the shipped register in force
         publish_policy(ledger, SESAME_FILE)
         grant_opt_in(ledger, "bob", "sesame")
         clock.set(NOW)
@@ -271,6 +273,7 @@ def test_the_report_shows_the_next_tier_and_lists_events_by_date(
 
     clock.set(d("2025-01-02"))
     with Ledger.open(database_url, clock=clock) as ledger:
+        put_in_force(ledger)   # two operators put the shipped register in force
         publish_policy(ledger, SESAME_FILE)
         grant_opt_in(ledger, "bob", "sesame")
         clock.set(NOW)

@@ -55,6 +55,7 @@ AREAS: dict[str, str] = {
     "rescore": "trustledger.batch.commands",
     "impact": "trustledger.impact.commands",
     "policy": "trustledger.policy.commands",
+    "register": "trustledger.register_commands",
     "model": "trustledger.models.commands",
     "dispute": "trustledger.rights.commands",
     "review": "trustledger.rights.commands",
@@ -87,6 +88,8 @@ SUMMARIES: dict[str, str] = {
     "impact": "Simulate a policy on a synthetic (or exported real) population and report its "
               "impact.",
     "policy": "Check, publish and describe policy documents.",
+    "register": "The event-type register: propose a version, approve another operator's, show, "
+                "list.",
     "model": "Statistical scorecards: train, inspect, verify, score.",
     "dispute": "Disputes: open, add information, answer, resolve, list.",
     "review": "Human review of adverse measures: request, resolve, list.",

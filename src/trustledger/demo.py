@@ -1,8 +1,10 @@
 """The demo ``make run`` shows: a synthetic population in a ledger, scored by a published policy.
 
-On first run it generates a deterministic population, ingests it, publishes the
-example policy and records the opt-ins of a few demo subjects; later runs reuse
-the ledger. Then it verifies the chain and scores the demo subjects.
+On first run it generates a deterministic population, ingests it, has the event-type
+register next to the policy (``policies/register.yaml``) proposed by one demo operator
+and approved by a second (:func:`demo_register`), publishes the example policy and
+records the opt-ins of a few demo subjects; later runs reuse the ledger. Then it
+verifies the chain and scores the demo subjects.
 
 :func:`distribution` rescores a demo population under a policy (the batch job, every
 subject treated as opted in) and counts its tiers and measures, small cells suppressed:
@@ -24,8 +26,9 @@ from typing import TYPE_CHECKING
 from trustledger.aggregates import suppress
 from trustledger.engine import Evaluation, evaluate
 from trustledger.ledger import Ledger, VerifyReport, ingest_file
-from trustledger.policy import load_policy
+from trustledger.policy import load_policy, load_register
 from trustledger.policy.compiled import CompiledPolicy
+from trustledger.policy.register import Register, find_register
 from trustledger.rights import grant_opt_in, opt_ins
 from trustledger.scoring import PublishedPolicy, evaluate_subject, publish_policy
 from trustledger.synth import PROFILES, Population, subject_id, write_parquet
@@ -50,6 +53,10 @@ DEMO_POPULATION = Population(subjects=10_000, events=200_000, seed=DEMO_SEED, ye
 """The population ``make run`` builds: the same on every machine."""
 DEMO_SUBJECTS = 10
 """How many subjects opt in to the demo's opt-in scorecards and are shown."""
+DEMO_PROPOSER = "demo-operator"
+"""The demo operator who proposes the register (and publishes the policy)."""
+DEMO_APPROVER = "demo-approver"
+"""The second demo operator, who approves the register (two people change it)."""
 
 
 def demo_population(profile: str, subjects: int = 10_000, *, seed: int = DEMO_SEED,
@@ -77,6 +84,38 @@ def _profiled(population: Population, compiled: CompiledPolicy) -> Population:
     return population
 
 
+def demo_register(ledger: Ledger, policy_path: Path) -> Register:
+    """Put the register next to ``policy_path`` in force, as two operators do it.
+
+    :data:`DEMO_PROPOSER` proposes it and :data:`DEMO_APPROVER` approves it (each an
+    operator principal, issued if missing; their keys are not kept: ``trustledger serve
+    --demo`` issues fresh ones). Nothing is recorded if it is in force already.
+    """
+    from trustledger.principals import Role, ServiceLedger, add_principal, list_principals
+    from trustledger.registry import (
+        NoRegisterError,
+        approve_register,
+        propose_register,
+        register_in_force,
+    )
+
+    path = find_register(policy_path)
+    wanted = load_register(path)
+    try:
+        if register_in_force(ledger).hash == wanted.hash:
+            return wanted
+    except NoRegisterError:
+        pass
+    governed = ServiceLedger.of(ledger)
+    active = {(p.role, p.name) for p in list_principals(governed)}
+    for name in (DEMO_PROPOSER, DEMO_APPROVER):
+        if (Role.OPERATOR, name) not in active:
+            add_principal(governed, name, Role.OPERATOR)
+    proposal = propose_register(governed, wanted.source, DEMO_PROPOSER, str(path))
+    approve_register(governed, proposal.hash, DEMO_APPROVER)
+    return wanted
+
+
 def run_demo(
     ledger: Ledger,
     policy_path: Path,
@@ -88,6 +127,9 @@ def run_demo(
     status: Callable[[str], None] = lambda _: None,
 ) -> DemoReport:
     """Build the demo ledger if it is empty, then verify it and score the demo subjects.
+
+    The register next to the policy is put in force first (:func:`demo_register`), then
+    the policy is published against it.
 
     The population's events are those of the policy's profile when the policy is one of
     the shipped ones (``policies/rongcheng.yaml`` gets Rongcheng's deductions, not Sesame's
@@ -103,6 +145,7 @@ def run_demo(
         status("appending them to the ledger")
         ingest_file(ledger, parquet)
         parquet.unlink()
+    demo_register(ledger, policy_path)
     policy = publish_policy(ledger, policy_path)
     compiled = policy.compile()
     opt_in_cards = [name for name, card in compiled.scorecards.items() if card.opt_in]

@@ -21,23 +21,32 @@ Rights are taken as recorded by ``known_at`` (or ``valid_at`` when there is no
 knowledge limit), so an evaluation of the past is reproducible.
 
 A policy version is published by appending a :data:`PUBLISHED` record holding
-its full YAML text, content hash and ``effective_from``; the version in force at
-a moment is the published one with the latest ``effective_from`` at or before
-it (of two with the same date, the later published).
+its full YAML text, content hash, ``effective_from`` and the hash of the event-type
+register it was compiled against (the register in force then, :mod:`trustledger.registry`);
+the version in force at a moment is the published one with the latest
+``effective_from`` at or before it (of two with the same date, the later published).
+A published version is always compiled again against its own register, read from the
+ledger by hash, so approving a new register changes no published version: a policy that
+should use the new declarations is published as a new version. Publications recorded
+before the register existed (no ``register`` in the record) are refused when compiled
+(:class:`~trustledger.errors.ConfigError`): there is no production data from before the
+register, and such a ledger (an old demo data folder) is rebuilt, not patched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from trustledger.engine import Evaluation, Event, evaluate
-from trustledger.errors import ErasedError, InputError, NotFoundError
+from trustledger.errors import ConfigError, ConflictError, ErasedError, InputError, NotFoundError
 from trustledger.ledger import Entry, Ledger
 from trustledger.policy import CompiledPolicy, load_policy, parse_policy
+from trustledger.policy.register import Register
+from trustledger.registry import compiled, register_by_hash, register_in_force, registers
 from trustledger.rights.consent import active_consents
 from trustledger.rights.dispute import Dispute, fold_disputes, split_disputed
 from trustledger.rights.erasure import erased_at
@@ -49,7 +58,10 @@ PUBLISHED = "policy.published"
 
 @dataclass(frozen=True, slots=True)
 class PublishedPolicy:
-    """A policy version as recorded in the ledger."""
+    """A policy version as recorded in the ledger, with the register it was published under.
+
+    ``register`` is ``None`` only for a publication recorded before the register existed.
+    """
 
     seq: int
     name: str
@@ -57,23 +69,57 @@ class PublishedPolicy:
     effective_from: datetime
     published_at: datetime
     source: str
+    register_hash: str | None = None
+    register: Register | None = field(default=None, compare=False, repr=False)
 
     def compile(self) -> CompiledPolicy:
-        """Compile (and lint) the recorded text again."""
-        return parse_policy(self.source, f"ledger:{self.seq}:{self.name}")
+        """Compile (and lint) the recorded text again, against its recorded register.
+
+        :class:`~trustledger.errors.ConfigError` for a publication without a register.
+        """
+        if self.register is None:
+            raise ConfigError(
+                f"ledger entry seq={self.seq}: policy {self.name} ({self.hash}) was published "
+                "before the event-type register and names none, so it cannot be compiled; "
+                "a ledger recorded before the register (such as an old demo data folder) "
+                "must be rebuilt: its publications cannot be bound to a register afterwards")
+        return parse_policy(self.source, f"ledger:{self.seq}:{self.name}",
+                            register=self.register)
 
 
 def publish_policy(ledger: Ledger, path: str | Path) -> PublishedPolicy:
-    """Validate, lint and publish a policy file; the earlier record if already published.
+    """Validate, lint and publish a policy file against the register in force.
 
+    The earlier record if this version was already published under the same register.
     Raises :class:`~trustledger.errors.PolicyError` or
-    :class:`~trustledger.errors.LintError` (nothing is recorded then).
+    :class:`~trustledger.errors.LintError` (nothing is recorded then), and
+    :class:`~trustledger.registry.NoRegisterError` when no register is in force.
     """
-    policy = load_policy(path)
+    register = register_in_force(ledger)
+    policy = load_policy(path, register=register)
     text = Path(path).read_text(encoding="utf-8")
+    return publish_compiled(ledger, policy, text)
+
+
+def publish_compiled(ledger: Ledger, policy: CompiledPolicy, text: str) -> PublishedPolicy:
+    """Record the publication of ``policy`` (compiled from ``text`` against its register).
+
+    The one way a publication is written (the CLI from a file, the HTTP service from a
+    request body): the earlier record if this version was published under the same
+    register; a :class:`~trustledger.errors.ConflictError` if it was published under
+    another one (a version means one thing: publish a new version for the new register).
+    """
+    register_hash = policy.register_hash
     for known in published_policies(ledger):
-        if known.hash == policy.hash:
+        if known.hash != policy.hash:
+            continue
+        if known.register_hash == register_hash:
             return known
+        raise ConflictError(
+            f"hash: policy {policy.name} ({policy.hash}) was published (seq={known.seq}) "
+            f"under register {known.register_hash}; the register in force is "
+            f"{register_hash}: publish it as a new version (another effective_from) to bind "
+            "it to this register")
     entry = ledger.append_record(
         PUBLISHED,
         {
@@ -81,16 +127,27 @@ def publish_policy(ledger: Ledger, path: str | Path) -> PublishedPolicy:
             "hash": policy.hash,
             "effective_from": policy.effective_from.isoformat(),
             "source": text,
+            "register": register_hash,
         },
     )
-    published = _published(entry)
+    published = _published(entry, {register_hash: register_by_hash(ledger, register_hash)})
     assert published is not None  # the payload was written just above
     return published
 
 
 def published_policies(ledger: Ledger) -> list[PublishedPolicy]:
-    """Every published policy version, in publication order."""
-    return [p for e in ledger.records(kind=PUBLISHED) if (p := _published(e)) is not None]
+    """Every published policy version, in publication order, each with its register."""
+    recorded = list(ledger.records(kind=PUBLISHED))
+    wanted = {str(e.payload["register"]) for e in recorded
+              if e.payload is not None and e.payload.get("register") is not None}
+    known = {p.hash: p for p in registers(ledger)} if wanted else {}
+    found: dict[str, Register] = {}
+    for register_hash in sorted(wanted):
+        if register_hash not in known:
+            raise ConfigError(f"a policy publication names register {register_hash}, which "
+                              "is not recorded in this ledger")
+        found[register_hash] = compiled(known[register_hash])
+    return [p for e in recorded if (p := _published(e, found)) is not None]
 
 
 def policy_in_force(ledger: Ledger, at: datetime) -> PublishedPolicy:
@@ -268,10 +325,11 @@ def evaluate_subject(
                           attributes=attributes).evaluation
 
 
-def _published(entry: Entry) -> PublishedPolicy | None:
+def _published(entry: Entry, registers: Mapping[str, Register]) -> PublishedPolicy | None:
     payload = entry.payload
     if payload is None:
         return None
+    register_hash = payload.get("register")
     return PublishedPolicy(
         seq=entry.seq,
         name=str(payload["name"]),
@@ -279,4 +337,6 @@ def _published(entry: Entry) -> PublishedPolicy | None:
         effective_from=datetime.fromisoformat(str(payload["effective_from"])),
         published_at=entry.recorded_at,
         source=str(payload["source"]),
+        register_hash=None if register_hash is None else str(register_hash),
+        register=None if register_hash is None else registers[str(register_hash)],
     )

@@ -31,6 +31,7 @@ vocabularies of the policy linter and of :mod:`trustledger.models.features`.
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -89,7 +90,9 @@ _CATEGORIES: Final = {
                "opinion, stance, political party, party affiliation, party member, "
                "party membership, election, electoral, ballot, voter, partisan, activist, "
                "activism, left wing, right wing, propaganda, communist, socialist, "
-               "separatist, government critic, regime critic"),
+               "separatist, government critic, regime critic, nationalist, "
+               "marxist, marxism, anarchist, extremist, opposition party, "
+               "opposition supporter"),
         "political_opinion", "political_opinion"),
     "religious_belief": _Category(
         "Religious or philosophical belief and its practice: faiths, places and acts of "
@@ -98,20 +101,25 @@ _CATEGORIES: Final = {
                "worship, sabbath, sermon, clergy, priest, imam, rabbi, pastor, monk, nun, "
                "bible, quran, koran, torah, scripture, hindu, muslim, christian, jewish, jew, "
                "buddhist, sikh, atheist, atheism, agnostic, belief, spiritual, pilgrimage, "
-               "ramadan, kosher, halal, baptism, sect, congregation, parish, diocese"),
+               "ramadan, kosher, halal, baptism, sect, congregation, parish, diocese, "
+               "believer, believe, devout, pious, religiosity, parishioner, catholic, "
+               "evangelical, islam, islamic, judaism, hinduism, buddhism, hajj, umrah, "
+               "zakat, tithe, tithing, eid, diwali, passover, hanukkah, yom kippur, "
+               "bar mitzvah, bat mitzvah, sunday service, sunday mass, holy communion"),
         "religious_belief", "religion_or_belief"),
     "speech_expression": _Category(
         "What someone says, writes, posts or publishes, online or off (ECHR Art. 10, "
         "ICCPR Art. 19).",
         _terms("comment, post, tweet, retweet, message, speech, opinion piece, blog, vlog, "
                "podcast, petition, criticism, critic, social media, hashtag, forum post, "
-               "journalist, journalism, slogan, censorship, manifesto"),
+               "journalist, journalism, slogan, censorship, manifesto, whistleblower, "
+               "whistleblowing"),
         "speech_expression", None),
     "assembly_protest": _Category(
         "Taking part in assemblies, demonstrations, protests and boycotts (ECHR Art. 11, "
         "ICCPR Art. 21).",
         _terms("protest, demonstration, rally, assembly, gathering, riot, picket, vigil, "
-               "boycott, sit in, public meeting"),
+               "boycott, sit in, public meeting, placard"),
         "assembly_protest", None),
     "association": _Category(
         "Whom someone knows or lives with, and other people's conduct or scores: friends, "
@@ -121,19 +129,21 @@ _CATEGORIES: Final = {
                "kinship, sibling, cousin, uncle, aunt, nephew, niece, parent, mother, father, "
                "brother, sister, son, daughter, grandparent, grandchild, neighbour, neighbor, "
                "follower, congregation, gathering, associate, colleague, classmate, "
-               "roommate, flatmate, social network, social circle"),
+               "roommate, flatmate, social network, social circle, kinsman, kinsfolk, "
+               "godparent, godmother, godfather, housemate"),
         "association", None),
     "trade_union": _Category(
         "Trade-union membership and activity (GDPR Art. 9(1); ECHR Art. 11).",
         _terms("union, unionised, unionized, trade union, labour union, labor union, "
-               "union member, union dues, collective bargaining, shop steward"),
+               "union member, union dues, collective bargaining, shop steward, "
+               "works council"),
         "trade_union", "trade_union_membership"),
     "racial_ethnic_origin": _Category(
         "Racial or ethnic origin, skin colour, caste, tribe and descent (GDPR Art. 9(1); "
         "ICERD).",
         _terms("race, racial, ethnic, ethnicity, skin colour, skin color, skin tone, caste, "
                "tribe, tribal, ancestry, descent, indigenous, aboriginal, hispanic, latino, "
-               "latina"),
+               "latina, gypsy, romani"),
         "racial_ethnic_origin", "racial_or_ethnic_origin"),
     "health": _Category(
         "Physical or mental health, disability, pregnancy and medical care (GDPR Art. 9(1)).",
@@ -142,7 +152,8 @@ _CATEGORIES: Final = {
                "hospitalisation, hospitalization, clinic, patient, doctor, therapy, therapist, "
                "psychiatric, psychiatrist, mental, cancer, diabetes, depression, addiction, "
                "rehab, sick, sickness, vaccination, vaccine, covid, symptom, wheelchair, "
-               "handicap, blood type, blood pressure, smoker"),
+               "handicap, blood type, blood pressure, smoker, pharmacy, prescription, "
+               "chemotherapy, dialysis, alcoholism, alcoholic"),
         "health", "health"),
     "genetic_biometric": _Category(
         "Genetic and biometric data: DNA, genome, fingerprints, face and iris scans "
@@ -238,6 +249,11 @@ NOT_TERMS: Final = frozenset({
     "contact details", "contact information", "contact address", "contact number",
     "point of contact",                                # contact
     "parent company", "sister company",                # parent, sister
+    "sector", "sectors",                               # sect (an agent noun of it)
+    "contactless", "uncleared", "alienation", "pronouncement",  # compounds of a term
+    "criticality", "neighbourhood", "neighbourhoods", "neighborhood", "neighborhoods",
+    "vigilance", "vigilant",                           # vigil
+    "transparent", "hospitality",                      # parent, hospital
 })
 """Words and phrases that share a stem with a term (or contain one) but name something else.
 
@@ -275,6 +291,41 @@ class _Word:
     end: int
 
 
+_CONFUSABLES: Final = {
+    # Cyrillic and Greek letters that look like Latin ones (Unicode's confusables):
+    "\u0430": "a", "\u0432": "b", "\u0435": "e", "\u0455": "s", "\u0456": "i",
+    "\u0458": "j", "\u043a": "k", "\u043c": "m", "\u043d": "h", "\u043e": "o",
+    "\u0440": "p", "\u0441": "c", "\u0442": "t", "\u0443": "y", "\u0445": "x",
+    "\u04bb": "h", "\u0501": "d", "\u051b": "q", "\u051d": "w", "\u04cf": "l",
+    "\u0261": "g", "\u03b1": "a", "\u03b2": "b", "\u03b5": "e", "\u03b7": "n",
+    "\u03b9": "i", "\u03ba": "k", "\u03bd": "v", "\u03bf": "o", "\u03c1": "p",
+    "\u03c4": "t", "\u03c5": "u", "\u03c7": "x",
+}
+"""Look-alike letters read as the Latin letter they imitate (``\u0421hurch``, a Cyrillic Es)."""
+
+
+def _normalise(text: str) -> tuple[str, list[int]]:
+    """``text`` as the scanner reads it, and each character's index in ``text``.
+
+    Invisible format characters (zero-width spaces and joiners, soft hyphens) are dropped,
+    compatibility forms and accents are folded (``ﬁ`` → ``fi``, ``chürch`` → ``church``),
+    and look-alike Cyrillic and Greek letters are read as Latin (:data:`_CONFUSABLES`).
+    """
+    out: list[str] = []
+    where: list[int] = []
+    for k, char in enumerate(text):
+        if unicodedata.category(char) == "Cf" or char == "\u00ad":
+            continue
+        for part in unicodedata.normalize("NFKD", char):
+            if unicodedata.combining(part):
+                continue
+            lower = part.lower()
+            mapped = _CONFUSABLES.get(lower, part)
+            out.append(mapped.upper() if part != lower and mapped != part else mapped)
+            where.append(k)
+    return "".join(out), where
+
+
 def _split(text: str) -> Iterator[_Word]:
     # Runs of letters or digits; inside a run of letters a new word starts at a
     # lower→upper change (camelCase) and before the last capital of an acronym
@@ -298,9 +349,35 @@ def _split(text: str) -> Iterator[_Word]:
         i = j
 
 
+def _tokens(text: str) -> list[_Word]:
+    """The words of ``text`` as the scanner reads it, with their places in ``text``.
+
+    The text is normalised (:func:`_normalise`), and a run of three or more single
+    letters one separator apart is one word (``c h u r c h``, ``c.h.u.r.c.h``).
+    """
+    norm, where = _normalise(text)
+    found = list(_split(norm))
+    out: list[_Word] = []
+    i = 0
+    while i < len(found):
+        j = i
+        while j + 1 < len(found) and len(found[j + 1].text) == 1 and \
+                found[j + 1].text.isalpha() and len(found[j].text) == 1 and \
+                found[j].text.isalpha() and found[j + 1].start - found[j].end <= 1:
+            j += 1
+        if j - i >= 2:
+            out.append(_Word("".join(w.text for w in found[i:j + 1]),
+                             where[found[i].start], where[found[j].end - 1] + 1))
+        else:
+            out.extend(_Word(w.text, where[w.start], where[w.end - 1] + 1)
+                       for w in found[i:j + 1])
+        i = j + 1
+    return out
+
+
 def words(text: str) -> list[str]:
     """The words of an identifier or a text, in lower case (``HIVStatus2`` → hiv, status, 2)."""
-    return [w.text.lower() for w in _split(text)]
+    return [w.text.lower() for w in _tokens(text)]
 
 
 @dataclass(frozen=True)
@@ -338,7 +415,7 @@ def scan(text: str) -> list[TermMatch]:
     consumes its words without matching.
     """
     by_stems, exceptions, longest = _index()
-    found = list(_split(text))
+    found = _tokens(text)
     lowered = [w.text.lower() for w in found]
     stems = [stem(w) for w in lowered]
     out: list[TermMatch] = []
@@ -366,8 +443,63 @@ def scan(text: str) -> list[TermMatch]:
             out.extend(TermMatch(c, word, t) for c, t in first.items())
             step = size
             break
+        else:
+            if lowered[i] not in exceptions:
+                word = text[found[i].start:found[i].end]
+                derived: dict[str, str] = {}
+                for e in _derived(lowered[i]):
+                    if e.category is not None:
+                        derived.setdefault(e.category, e.term)
+                out.extend(TermMatch(c, word, t) for c, t in derived.items())
         i += step
     return out
+
+
+AGENT_SUFFIXES: Final = ("goers", "goer", "going", "ers", "er", "ors", "or", "ists", "ist")
+"""Endings of agent nouns the stemmer leaves alone: ``worshipper``, ``churchgoer``,
+``rioter``, ``unionist`` are read as ``worship``, ``church``, ``riot``, ``union``."""
+
+COMPOUND_REST = 4
+"""A word that starts with a term of five letters or more, and has at least this many more
+letters, is a compound of it (``churchattendance``, ``uniondues``); shorter rests
+(``hospital|ity``) are the term's own derivations. Only kin words are also found at the
+end (:data:`COMPOUND_ENDS`: ``grandmother``, ``schoolfriend``): other terms end too many
+ordinary words (``fundamental``, ``circumstance``, ``generally``)."""
+
+COMPOUND_ENDS: Final = frozenset({"mother", "father", "parent", "sister", "brother",
+                                  "daughter", "friend", "cousin", "family"})
+"""Terms found at the end of a compound word as well as at its start."""
+
+
+@lru_cache(maxsize=1)
+def _forms() -> tuple[tuple[str, _Entry], ...]:
+    # every term written without spaces, five letters or more, for compounds
+    by_stems, _, _ = _index()
+    return tuple((e.term.replace(" ", ""), e) for entries in by_stems.values() for e in entries
+                 if e.category is not None and e.term not in STANDALONE
+                 and len(e.term.replace(" ", "")) >= 5)
+
+
+@lru_cache(maxsize=65536)
+def _derived(word: str) -> tuple[_Entry, ...]:
+    """The terms an unmatched word is an agent noun or a compound of.
+
+    See :data:`AGENT_SUFFIXES`, :data:`COMPOUND_REST` and :data:`COMPOUND_ENDS`.
+    """
+    by_stems, exceptions, _ = _index()
+    for suffix in AGENT_SUFFIXES:
+        rest = word[:-len(suffix)]
+        if not word.endswith(suffix) or len(rest) < 3:
+            continue
+        for base in dict.fromkeys((rest, rest + "e", rest[:-1] if rest[-1] == rest[-2] else rest)):
+            entries = by_stems.get((stem(base),))
+            if entries and base not in exceptions and entries[0].category is not None:
+                return tuple(entries)
+    out = [e for form, e in _forms()
+           if word in (form, form + "s") or (
+               len(word) - len(form) >= COMPOUND_REST
+               and (word.startswith(form) or (form in COMPOUND_ENDS and word.endswith(form))))]
+    return tuple(out)
 
 
 def synonym_table() -> str:

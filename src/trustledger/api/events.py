@@ -1,7 +1,8 @@
 """Events from sources: the plain form and CloudEvents 1.0, accreditation and schema checks.
 
 A source appends events in its own name (``source`` is the principal's name), only
-of the event types it is accredited for (HTTP 403 otherwise, each item named), and
+of the event types it is accredited for and whose domain in the event-type register in
+force is one of its domains (HTTP 403 otherwise, each item named), and
 only events that fit the attribute schema of the policy in force (the ledger's
 ``validate`` hook; HTTP 422 with each item's index, field and reason). A batch is
 atomic: all of it or none; a repeated event (same ``source_event_id``, same
@@ -26,10 +27,12 @@ from trustledger.api.problems import ItemsForbiddenError, ProblemItem, Unsupport
 from trustledger.api.schemas import CloudEvent
 from trustledger.api.service import Caller, Service
 from trustledger.errors import BatchError, ConflictError, InputError, ItemProblem, NotFoundError
+from trustledger.events import RETRACTION
 from trustledger.ledger import Entry, EventIn
 from trustledger.ledger.columnar import EventRules, accreditation_problem, check_batch, from_rows
 from trustledger.ledger.ingest import schema_validator
 from trustledger.principals import PermissionDeniedError
+from trustledger.registry import allowed_types, domain_problem
 
 JSON = "application/json"
 CLOUDEVENT = "application/cloudevents+json"
@@ -38,7 +41,7 @@ CLOUDEVENT_BATCH = "application/cloudevents-batch+json"
 _cloud_event = TypeAdapter(CloudEvent)
 
 __all__ = ["append_batch", "append_one", "load_json", "media_type", "schema_validator",
-           "supersede"]
+           "supersede", "type_problem"]
 
 
 def media_type(content_type: str | None) -> str:
@@ -116,19 +119,41 @@ def _items(body: bytes, content_type: str | None, *, batch: bool,
     return items
 
 
-def _accredited(caller: Caller) -> dict[str, frozenset[str]]:
-    """The caller as the one source it may append for, with its accredited event types."""
-    return {caller.principal.name: frozenset(caller.principal.accreditations)}
+def _accredited(service: Service, caller: Caller) -> dict[str, frozenset[str]]:
+    """The caller as the one source it may append for, with the event types it may report.
+
+    Its accreditations whose domain in the register in force is one of its domains
+    (:func:`~trustledger.registry.allowed_types`); 404 if no register is in force.
+    """
+    register = service.view.register_in_force()
+    return {caller.principal.name: allowed_types(register, caller.principal)}
 
 
-def _own(caller: Caller, items: list[Any], *, accreditation: bool = True) -> list[Any]:
+def type_problem(service: Service, caller: Caller, kind: str) -> tuple[str, str] | None:
+    """Why the caller may not report an event of type ``kind`` (``(field, reason)``), if so.
+
+    The one accreditation rule of the HTTP paths (appends, corrections, dispute answers):
+    the type's registered domain must be one of the source's domains (the message names
+    both), and the type one it is accredited for.
+    """
+    if kind == RETRACTION:
+        return None
+    outside = domain_problem(service.view.register_in_force(), caller.principal, kind)
+    if outside is not None:
+        return "type", outside
+    return accreditation_problem(caller.principal.name, kind, _accredited(service, caller))
+
+
+def _own(service: Service, caller: Caller, items: list[Any], *,
+         accreditation: bool = True) -> list[Any]:
     """Fill in the caller as source; refuse other sources (and unaccredited types) with 403.
 
-    Without ``accreditation`` the types are left to the batch checks
+    A type outside the caller's domains is refused here always; without
+    ``accreditation`` the other types are left to the batch checks
     (:func:`~trustledger.ledger.columnar.check_batch`), which apply the same rule.
     """
     principal = caller.principal
-    sources = _accredited(caller)
+    register = service.view.register_in_force()
     forbidden: list[ProblemItem] = []
     out: list[Any] = []
     for index, item in enumerate(items):
@@ -141,8 +166,10 @@ def _own(caller: Caller, items: list[Any], *, accreditation: bool = True) -> lis
                 f"{source!r} is not you: a source appends events only in its own name "
                 f"({principal.name!r})")))
         kind = item.get("type")
-        if accreditation and isinstance(kind, str):
-            refused = accreditation_problem(principal.name, kind, sources)
+        if isinstance(kind, str):
+            outside = domain_problem(register, principal, kind)
+            refused = (("type", outside) if outside is not None
+                       else type_problem(service, caller, kind) if accreditation else None)
             if refused is not None:
                 forbidden.append(ProblemItem(index=index, field=refused[0], reason=refused[1]))
         out.append({**item, "source": principal.name} if source is None else item)
@@ -176,7 +203,7 @@ def _append(service: Service, items: Sequence[Mapping[str, Any] | EventIn]) -> t
 def append_one(service: Service, caller: Caller, body: bytes,
                content_type: str | None) -> tuple[int, dict[str, Any]]:
     """Append one event; ``(201, entry)`` if new, ``(200, entry)`` if it was there already."""
-    items = _own(caller, _items(body, content_type, batch=False, max_items=1))
+    items = _own(service, caller, _items(body, content_type, batch=False, max_items=1))
     before, entries = _append(service, items)
     entry = entries[0]
     new = entry.seq > before
@@ -192,12 +219,12 @@ def append_batch(service: Service, caller: Caller, body: bytes,
     403 naming each item, any other problem a 422 naming each item, field and reason.
     The new events are the ``appended`` ones before ``head_seq``, in batch order.
     """
-    items = _own(caller, _items(body, content_type, batch=True,
-                                max_items=service.settings.max_batch_items),
+    items = _own(service, caller, _items(body, content_type, batch=True,
+                                         max_items=service.settings.max_batch_items),
                  accreditation=False)
     now = service.now()
-    rules = EventRules(policy=service.view.policy_in_force(now), sources=_accredited(caller),
-                       recorded_at=now)
+    rules = EventRules(policy=service.view.policy_in_force(now),
+                       sources=_accredited(service, caller), recorded_at=now)
     checked = check_batch(from_rows(range(len(items)), items), rules)
     forbidden = [ProblemItem(index=index, field=name, reason=reason)
                  for index, name, reason, rule in checked.problems if rule == "accreditation"]
@@ -232,7 +259,7 @@ def supersede(service: Service, caller: Caller, target_id: str, new_id: str, kin
     if original is None or original.subject is None:
         raise NotFoundError(f"{principal.name!r} has appended no event {target_id!r}; a source "
                             "may retract or correct only its own events")
-    refused = accreditation_problem(principal.name, kind, _accredited(caller))
+    refused = type_problem(service, caller, kind)
     if refused is not None:
         raise PermissionDeniedError(refused[1])
     event = {"source": principal.name, "source_event_id": new_id, "subject": original.subject,

@@ -19,7 +19,9 @@ from trustledger.engine import (
 )
 from trustledger.ledger import Entry
 from trustledger.policy import CompiledPolicy
+from trustledger.policy.register import Register
 from trustledger.principals import Principal
+from trustledger.registry import Proposal
 from trustledger.rights.consent import Consent
 from trustledger.rights.whatif import PositivePath
 from trustledger.scoring import Assessment, PublishedPolicy
@@ -154,8 +156,8 @@ def principal(p: Principal) -> dict[str, Any]:
     """A principal, never its key."""
     return {
         "id": p.id, "name": p.name, "role": p.role.value, "accreditations": list(p.accreditations),
-        "subject": p.subject, "rate_limit": p.rate_limit, "created_at": p.created_at,
-        "revoked_at": p.revoked_at,
+        "domains": list(p.domains), "subject": p.subject, "rate_limit": p.rate_limit,
+        "created_at": p.created_at, "revoked_at": p.revoked_at,
     }
 
 
@@ -163,8 +165,29 @@ def policy(p: PublishedPolicy, compiled: CompiledPolicy, in_force: bool) -> dict
     """A published policy version and the purposes it declares."""
     return {
         "seq": p.seq, "name": p.name, "hash": p.hash, "effective_from": p.effective_from,
-        "published_at": p.published_at, "in_force": in_force,
+        "published_at": p.published_at, "in_force": in_force, "register_hash": p.register_hash,
         "purposes": {name: {"label": x.label, "domain": x.domain, "measures": list(x.measures),
                             "scorecards": list(x.scorecards)}
                      for name, x in compiled.purposes.items()},
+    }
+
+
+def proposal(p: Proposal) -> dict[str, Any]:
+    """A proposed register version and its status (never its text: ``GET /v1/register``)."""
+    return {
+        "seq": p.seq, "name": p.name, "hash": p.hash, "status": p.status,
+        "proposed_by": p.proposed_by, "proposed_at": p.proposed_at,
+        "approved_by": p.approved_by, "approved_at": p.approved_at,
+        "superseded_by": p.superseded_by,
+    }
+
+
+def register(p: Proposal, register: Register) -> dict[str, Any]:
+    """The register in force: its approval and each event type's declaration."""
+    return {
+        "name": register.name, "hash": register.hash, "seq": p.seq,
+        "proposed_by": p.proposed_by, "approved_by": p.approved_by,
+        "approved_at": p.approved_at,
+        "event_types": {name: t.model_dump(mode="json", exclude_none=True)
+                        for name, t in register.event_types.items()},
     }

@@ -707,7 +707,59 @@ class PolicyOut(_Out):
     effective_from: datetime
     published_at: datetime
     in_force: bool
+    register_hash: str | None = Field(description="the event-type register the version was "
+                                                  "published under (null: published before "
+                                                  "the register existed)")
     purposes: dict[str, PurposeOut]
+
+
+class RegisterSubmission(_In):
+    """A register version to propose: the YAML document as text."""
+
+    source: str = Field(min_length=1, description="the event-type register document (YAML)")
+
+
+class RegisteredTypeOut(_Out):
+    """One event type as the register declares it (and any further keys it declares)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    label: str | None = None
+    description: str = ""
+    domain: str
+    category: str
+    gravity: str
+    attributes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class RegisterOut(_Out):
+    """The event-type register in force: what each type is (policies give it points)."""
+
+    name: str
+    hash: str
+    seq: int = Field(description="ledger position of its proposal")
+    proposed_by: str
+    approved_by: str
+    approved_at: datetime
+    event_types: dict[str, RegisteredTypeOut]
+
+
+class ProposalOut(_Out):
+    """A proposed register version and where it stands."""
+
+    seq: int
+    name: str
+    hash: str
+    status: Literal["pending", "in_force", "replaced", "superseded"] = Field(
+        description="pending: awaits a second operator's approval; in_force: approved, the "
+                    "register in force; replaced: approved, then replaced by a later "
+                    "approval; superseded: another register was approved after it was "
+                    "proposed (propose it again)")
+    proposed_by: str
+    proposed_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    superseded_by: str | None
 
 
 class PrincipalRequest(_In):
@@ -718,6 +770,10 @@ class PrincipalRequest(_In):
     accreditations: list[Ident] = Field(default_factory=list,
                                         description="event types (source) or purposes "
                                                     "(relying party)")
+    domains: list[Ident] = Field(default_factory=list,
+                                 description="a source's domains: it reports only the types "
+                                             "the register in force puts in these (required "
+                                             "for a source, none for other roles)")
     subject: Text | None = Field(None, description="the subject a subject principal "
                                                    "speaks for")
     rate_limit: float | None = Field(None, gt=0, le=1_000_000,
@@ -732,6 +788,7 @@ class PrincipalOut(_Out):
     name: str
     role: Role
     accreditations: list[str]
+    domains: list[str]
     subject: str | None
     rate_limit: float | None
     created_at: datetime

@@ -1,7 +1,8 @@
 """``trustledger serve``: run the HTTP service with uvicorn, with the demo set up first if asked.
 
 ``--demo`` (what ``make run`` uses) builds the demo ledger on first start — a
-deterministic synthetic population, ``policies/sesame.yaml`` published (see
+deterministic synthetic population, ``policies/register.yaml`` proposed by one demo
+operator and approved by another, ``policies/sesame.yaml`` published against it (see
 :mod:`trustledger.demo`) — records opt-ins for a share of the population, and
 issues one fresh demo API key per actor (revoking the previous demo keys), then
 prints the API docs' URL and the keys. ``--cascades`` runs the cascades' webhook
@@ -49,7 +50,7 @@ def prepare_demo(database_url: str, policy: Path, subjects: int, events: int,
                  status: Callable[[str], None] = print) -> list[DemoKey]:
     """Set up the demo ledger (first start only) and issue fresh demo keys; return them."""
     from trustledger.config import data_dir
-    from trustledger.demo import DEMO_POPULATION, run_demo
+    from trustledger.demo import DEMO_APPROVER, DEMO_POPULATION, DEMO_PROPOSER, run_demo
     from trustledger.principals import (
         Record,
         Role,
@@ -77,23 +78,28 @@ def prepare_demo(database_url: str, policy: Path, subjects: int, events: int,
                 for i in range(min(10, subjects), share) for card in cards])
         purposes = tuple(compiled.purposes)
         sources = tuple(sorted({t for t in compiled.event_types}))
+        domains = tuple(sorted({compiled.event_types[t].domain for t in sources}))
         subject = subject_id(DEMO_SUBJECT_INDEX)
-        wanted = [
-            (Role.OPERATOR, "demo-operator", (), None, "publishes policies, manages keys"),
-            (Role.SOURCE, "bank-a", sources, None, "appends events (all types)"),
-            (Role.RELYING_PARTY, DEMO_PARTY, purposes, None,
+        wanted: list[tuple[Role, str, tuple[str, ...], tuple[str, ...], str | None, str]] = [
+            (Role.OPERATOR, DEMO_PROPOSER, (), (), None,
+             "publishes policies, manages keys, proposes registers"),
+            (Role.OPERATOR, DEMO_APPROVER, (), (), None,
+             "approves the other operator's register proposals"),
+            (Role.SOURCE, "bank-a", sources, domains, None,
+             f"appends events (all types; domains {', '.join(domains)})"),
+            (Role.RELYING_PARTY, DEMO_PARTY, purposes, (), None,
              f"asks decisions for {', '.join(purposes) or 'no purpose'}"),
-            (Role.SUBJECT, subject, (), subject, "sees and manages their own data"),
-            (Role.REVIEWER, "demo-reviewer", (), None, "reviews (nothing to review yet)"),
+            (Role.SUBJECT, subject, (), (), subject, "sees and manages their own data"),
+            (Role.REVIEWER, "demo-reviewer", (), (), None, "reviews (nothing to review yet)"),
         ]
         names = {(role, name) for role, name, *_ in wanted}
         for old in list_principals(ledger):
             if (old.role, old.name) in names:
                 revoke_principal(ledger, old.id)
         keys = []
-        for role, name, accredited, speaks_for, note in wanted:
+        for role, name, accredited, in_domains, speaks_for, note in wanted:
             issued = add_principal(ledger, name, role, accreditations=accredited,
-                                   subject=speaks_for,
+                                   domains=in_domains, subject=speaks_for,
                                    rate_limit=2_000.0 if role is Role.RELYING_PARTY else None)
             keys.append(DemoKey(role.value.replace("_", " "), name, issued.key, note))
         now = ledger.now()

@@ -135,10 +135,13 @@ def _rules(ledger: ServiceLedger) -> EventRules:
     """What the HTTP API checks of a source's events, for a file of many sources' events.
 
     The policy in force (none before one is published: only the ledger's own rules
-    apply then) and the accreditations of the registered source principals (none
-    before the first is registered: a ledger without principals takes any source).
+    apply then) and, per registered source principal, the event types it may report:
+    its accreditations whose domain in the event-type register in force is one of its
+    domains (:func:`trustledger.registry.source_types`). A ledger without source
+    principals takes any source; one with source principals needs a register in force.
     """
     from trustledger.principals import Role, list_principals
+    from trustledger.registry import register_in_force, source_types
     from trustledger.scoring import policy_in_force  # the policy stack, only when ingesting
 
     now = ledger.now()
@@ -146,12 +149,9 @@ def _rules(ledger: ServiceLedger) -> EventRules:
         policy = policy_in_force(ledger, now).compile()
     except NotFoundError:
         policy = None
-    accredited: dict[str, frozenset[str]] = {}
-    for principal in list_principals(ledger):
-        if principal.role is Role.SOURCE:
-            accredited[principal.name] = accredited.get(principal.name, frozenset()) | \
-                frozenset(principal.accreditations)
-    return EventRules(policy=policy, sources=accredited or None, recorded_at=now)
+    sources = [p for p in list_principals(ledger) if p.role is Role.SOURCE]
+    accredited = source_types(register_in_force(ledger), sources) if sources else None
+    return EventRules(policy=policy, sources=accredited, recorded_at=now)
 
 
 def import_(

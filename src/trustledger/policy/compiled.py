@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from trustledger.errors import InputError, NotFoundError, PolicyError
 from trustledger.policy.conditions import Expression
 from trustledger.policy.durations import Duration
-from trustledger.policy.loader import Locator, read_yaml, validate
+from trustledger.policy.loader import Locator, read_document, read_yaml, validate
 from trustledger.policy.models import (
     Aggregate,
     Anchor,
@@ -40,6 +40,7 @@ from trustledger.policy.taxonomy import Gravity
 if TYPE_CHECKING:
     from trustledger.models.compiled import CompiledScorecard as ModelScorer
     from trustledger.models.compiled import FeatureValue, ScoreResult
+    from trustledger.policy.register import Register
 
 PointsFunction = Callable[[Mapping[str, Any]], float]
 """Computes an event's points from its (normalised) attributes.
@@ -128,6 +129,10 @@ class CompiledEventType:
     expiry_attribute: str | None = None
     """The ``date`` attribute the expiry counts from (``expiry.from: <name>``); when set,
     ``expiry_from`` is meaningless and every path must use :meth:`expiry_anchor`."""
+    probe_values: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    """Numbers the ``when`` condition or points formula compares each numeric attribute
+    with (and one either side): probing tries them, so an event that counts only at
+    ``attrs.days == 13`` is not hidden from the proportionality probe."""
 
     def normalise(self, attributes: Mapping[str, Any], *, occurred_at: datetime | None = None,
                   recorded_at: datetime | None = None) -> dict[str, Any] | str:
@@ -261,8 +266,8 @@ def parse_reported(value: Any) -> datetime:
 def reported_text(moment: datetime) -> str:
     """The canonical text of a reported date: UTC, ``2027-03-01T00:00:00Z``.
 
-    Normalised ``date`` attributes carry this text (CEL reads it as a string;
-    ``timestamp(attrs.final_on)`` makes it a timestamp).
+    Normalised ``date`` attributes carry this text (they anchor expiries; a policy's
+    conditions and formulas may not read them: rule ``attribute-read``).
     """
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -294,12 +299,12 @@ def _check_attribute(spec: CompiledAttribute, value: Any) -> tuple[str | None, A
     shown = str(value) if abs(value) < 1e21 else f"{value:.6g}" if isinstance(value, float) \
         else f"(an integer of {abs(value).bit_length()} bits)"
     if value < spec.low:
-        default = "" if spec.minimum is not None else " (the default bound; the policy " \
-                                                      "declares no minimum)"
+        default = "" if spec.minimum is not None else " (the default bound; the " \
+                                                      "register declares no minimum)"
         return f"{name}={shown} is below its minimum {_bound(spec.low)}{default}", None
     if value > spec.high:
-        default = "" if spec.maximum is not None else " (the default bound; the policy " \
-                                                      "declares no maximum)"
+        default = "" if spec.maximum is not None else " (the default bound; the " \
+                                                      "register declares no maximum)"
         return f"{name}={shown} is above its maximum {_bound(spec.high)}{default}", None
     number: int | float = int(value) if spec.type is AttributeType.INTEGER else float(value)
     return None, number
@@ -509,6 +514,8 @@ class CompiledPolicy:
     scorecards: Mapping[str, CompiledScorecard]
     measures: Mapping[str, CompiledMeasure]
     locator: Locator
+    register_hash: str
+    """The hash of the event-type register the policy was compiled against."""
     purposes: Mapping[str, CompiledPurpose] = field(default_factory=dict)
 
     @property
@@ -589,11 +596,14 @@ def content_hash(policy: Policy) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def parse_policy(text: str, name: str = "<policy>", *,
+def parse_policy(text: str, name: str = "<policy>", *, register: Register,
                  models_dir: Path | None = None) -> CompiledPolicy:
     """Validate, compile and lint a policy document given as YAML text.
 
-    ``name`` is used as the file name in error locations. Statistical scorecards'
+    ``name`` is used as the file name in error locations. Every event type the policy
+    scores must be in ``register`` (rule ``unregistered-type``), which declares what the
+    type is; the compiled event types join the register's declaration and the policy's
+    scoring (:attr:`CompiledPolicy.register_hash` names the register). Statistical scorecards'
     model artifacts are read (and verified) from ``models_dir``, by default
     ``$TRUSTLEDGER_MODELS`` or ``$TRUSTLEDGER_DATA/models``; a policy without
     statistical scorecards reads nothing. Raises
@@ -606,18 +616,23 @@ def parse_policy(text: str, name: str = "<policy>", *,
 
     root, locator = read_yaml(text, name)
     model = validate(root, locator)
-    compiled = compile_policy(model, locator, content_hash(model), models_dir=models_dir)
+    compiled = compile_policy(model, locator, content_hash(model), register=register,
+                              models_dir=models_dir)
     lint(compiled)
     return compiled
 
 
-def load_policy(path: str | Path, *, models_dir: Path | None = None) -> CompiledPolicy:
-    """Read a policy file and :func:`parse_policy` it (validation and linter always run)."""
+def load_policy(path: str | Path, *, register: Register | None = None,
+                models_dir: Path | None = None) -> CompiledPolicy:
+    """Read a policy file and :func:`parse_policy` it (validation and linter always run).
+
+    Without ``register``, the ``register.yaml`` next to the file (or in the nearest folder
+    above it) is loaded (:func:`~trustledger.policy.register.find_register`).
+    """
+    from trustledger.policy.register import find_register, load_register
+
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"policy file {file} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read policy file {file}: {exc}") from exc
-    return parse_policy(text, str(file), models_dir=models_dir)
+    text = read_document(file, "policy")
+    if register is None:
+        register = load_register(find_register(file))
+    return parse_policy(text, str(file), register=register, models_dir=models_dir)

@@ -9,6 +9,7 @@ every expression once. All problems are collected and raised together as one
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import math
 import re
@@ -41,7 +42,11 @@ from trustledger.policy.compiled import (
     PointsFunction,
     StatisticalModel,
 )
-from trustledger.policy.conditions import Expression, compile_expression
+from trustledger.policy.conditions import (
+    Expression,
+    attribute_reads,
+    compile_expression,
+)
 from trustledger.policy.loader import Locator, PathPart
 from trustledger.policy.models import (
     Anchor,
@@ -57,7 +62,8 @@ from trustledger.policy.models import (
     SetBack,
     StatisticalScorecard,
 )
-from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, OUT_OF_BOUNDS_CATEGORIES
+from trustledger.policy.register import Register, RegisteredType
+from trustledger.policy.taxonomy import ALLOWED_CATEGORIES, DOMAINS, OUT_OF_BOUNDS_CATEGORIES
 
 RESERVED_NAMES = frozenset({
     "attrs", "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
@@ -92,19 +98,62 @@ def probe_attributes(event_type: CompiledEventType) -> list[dict[str, Any]]:
     of the linter (the worst single event of a type).
     """
     choices: list[list[tuple[str, Any]]] = []
+    kept: list[list[tuple[str, Any]]] = []
     for spec in event_type.attributes:
-        options: list[Any] = list(_candidates(spec))
+        literal = _inside(spec, event_type.probe_values.get(spec.name, ()))
+        options: list[Any] = sorted({*_candidates(spec), *literal}) \
+            if spec.type in (AttributeType.INTEGER, AttributeType.NUMBER) else _candidates(spec)
         pairs = [(spec.name, value) for value in options]
         if not spec.required:
             pairs.append((spec.name, None))
         choices.append(pairs)
+        kept.append([(spec.name, value) for value in literal])
     total = math.prod(len(c) for c in choices) if choices else 1
     if total > PROBE_LIMIT:
-        choices = [c if len(c) <= 2 else [c[0], c[-1]] for c in choices]
+        # the extremes, and the values the policy's expressions compare with
+        choices = [c if len(c) <= 2 else list(dict.fromkeys([c[0], c[-1], *k]))
+                   for c, k in zip(choices, kept, strict=True)]
     sets = []
     for combo in itertools.islice(itertools.product(*choices), PROBE_LIMIT):
         sets.append({name: value for name, value in combo if value is not None})
     return sets
+
+
+def _inside(spec: CompiledAttribute, values: Sequence[float]) -> list[Any]:
+    # the values within the attribute's bounds, as integers for an integer attribute
+    if spec.type not in (AttributeType.INTEGER, AttributeType.NUMBER):
+        return []
+    out: list[Any] = []
+    for v in values:
+        if spec.type is AttributeType.INTEGER:
+            if v != int(v):
+                continue
+            v = int(v)
+        if spec.low <= v <= spec.high:
+            out.append(v)
+    return sorted(set(out))
+
+
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w])")
+
+
+def literal_probe_values(sources: Sequence[str],
+                         attributes: Mapping[str, CompiledAttribute],
+                         ) -> dict[str, tuple[float, ...]]:
+    """The numbers expressions compare attributes with, and one either side, per attribute read."""
+    out: dict[str, set[float]] = {}
+    for source in sources:
+        names, _ = attribute_reads(source)
+        # numbers in texts too: `string(attrs.days) == '13'` singles out 13
+        numbers = {float(n) for n in _NUMBER.findall(source)}
+        if len(numbers) <= 8:  # a constant written as arithmetic (`1300 / 100`)
+            numbers |= {v for a in list(numbers) for b in list(numbers)
+                        for v in (a * b, a + b, a - b, a / b if b else a)}
+        values = {x for n in numbers for x in (n - 1, n, n + 1, -n)}
+        for name in names:
+            if name in attributes:
+                out.setdefault(name, set()).update(values)
+    return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
 def _candidates(spec: CompiledAttribute) -> list[Any]:
@@ -163,10 +212,15 @@ def _guarded(function: PointsFunction, location: SourceLocation,
 
 
 class _Compiler:
-    def __init__(self, model: Policy, locator: Locator) -> None:
+    def __init__(self, model: Policy, locator: Locator, register: Register) -> None:
         self.model = model
         self.locator = locator
+        self.register = register
         self.problems: list[PolicyProblem] = []
+        self.declared: dict[str, RegisteredType] = {
+            name: register.event_types[name] for name in model.event_types
+            if name in register.event_types}
+        """The register's declaration of each type the policy scores (registered ones)."""
 
     def problem(self, path: Sequence[PathPart], rule: str, message: str) -> None:
         self.problems.append(self.locator.problem(path, rule, message))
@@ -196,18 +250,32 @@ class _Compiler:
         if RETRACTION in self.model.event_types:
             self.problem(("event_types", RETRACTION), "reserved-name",
                          f"`{RETRACTION}` is the reserved type of withdrawals")
+        registered = list(self.register.event_types)
+        for name in self.model.event_types:
+            if name in self.declared or name == RETRACTION:
+                continue
+            near = difflib.get_close_matches(name, registered, n=3, cutoff=0.6)
+            hint = f"; nearest registered: {', '.join(near)}" if near else ""
+            self.problem(("event_types", name), "unregistered-type",
+                         f"event type `{name}` is not in the event-type register "
+                         f"`{self.register.name}` ({self.register.hash[:19]}…); a policy scores "
+                         f"only registered types, whose domain, category, gravity and "
+                         f"attributes the register declares{hint}")
 
     # --- event types -----------------------------------------------------------------------
 
     def event_type(self, name: str, spec: EventType) -> CompiledEventType | None:
         path: tuple[PathPart, ...] = ("event_types", name)
+        declared = self.declared.get(name)
+        if declared is None:
+            return None  # unregistered-type, reported by check_names
         attributes = tuple(
             CompiledAttribute(a, s.type, s.required, s.minimum, s.maximum,
                               frozenset(s.values) if s.values is not None else None)
-            for a, s in spec.attributes.items()
+            for a, s in declared.attributes.items()
         )
         by_name = {a.name: a for a in attributes}
-        label = spec.display_label(name)
+        label = declared.display_label(name)
         points = self.points((*path, "points"), spec, by_name, label)
         if points is not None:
             points = _guarded(points[0], self.locator.locate((*path, "points")), label), \
@@ -215,6 +283,9 @@ class _Compiler:
         when = None
         if spec.when is not None:
             when = self.expression(spec.when, (*path, "when"))
+            self.attribute_reads(spec.when, (*path, "when"), by_name)
+        if isinstance(spec.points, FormulaPoints):
+            self.attribute_reads(spec.points.formula, (*path, "points", "formula"), by_name)
         half_life = None
         if spec.decay is not None:
             half_life = spec.decay.half_life.exact_seconds
@@ -228,8 +299,8 @@ class _Compiler:
             return None
         function, rule = points
         compiled = CompiledEventType(
-            name=name, label=label, domain=spec.domain, category=spec.category,
-            gravity=spec.gravity, attributes=attributes, points=function, points_rule=rule,
+            name=name, label=label, domain=declared.domain, category=declared.category,
+            gravity=declared.gravity, attributes=attributes, points=function, points_rule=rule,
             when=when, half_life=half_life,
             half_life_text=spec.decay.half_life if spec.decay else None,
             expiry=spec.expiry.after if spec.expiry else None,
@@ -238,6 +309,10 @@ class _Compiler:
             expiry_attribute=anchor,
             overhang=spec.expiry.overhang if spec.expiry else None,
             retention=spec.retention,
+            probe_values=literal_probe_values(
+                [x for x in (spec.when, spec.points.formula
+                             if isinstance(spec.points, FormulaPoints) else None) if x],
+                by_name),
             scorecards=tuple(s for s, card in self.model.scorecards.items()
                              if isinstance(card, Scorecard) and name in card.events),
         )
@@ -249,6 +324,41 @@ class _Compiler:
                 break
         return compiled
 
+    def attribute_reads(self, source: str, where: tuple[PathPart, ...],
+                        attributes: Mapping[str, CompiledAttribute]) -> None:
+        """Rule ``attribute-read``: ``attrs.NAME`` only, of declared attributes, never text.
+
+        A ``string`` attribute is free text its source writes: what it says is data, not
+        policy, and the register's word check cannot read it. A condition or formula that
+        searches it (``attrs.note.contains('church')``) would declare a meaning the
+        register does not: it is refused, as is any read of ``attrs`` other than
+        ``attrs.NAME`` (``attrs['note']``, a macro over ``attrs``).
+        """
+        names, other = attribute_reads(source)
+        if other:
+            self.problem(where, "attribute-read",
+                         "read attributes as `attrs.NAME` only (not `attrs[...]`, `in attrs` "
+                         "or a macro over `attrs`), so that what the expression reads can be "
+                         "checked against the register's declaration")
+        for name in sorted(names):
+            spec = attributes.get(name)
+            if spec is None:
+                self.problem(where, "unknown-reference",
+                             f"`attrs.{name}`: the register declares no attribute `{name}` "
+                             "for this event type")
+            elif spec.type is AttributeType.DATE:
+                self.problem(where, "attribute-read",
+                             f"`attrs.{name}` is a reported date: it says where an expiry "
+                             "counts from (`expiry.from`), not whether or how much an event "
+                             "counts; a condition on it would make events count by the "
+                             "calendar, which the proportionality probe cannot weigh")
+            elif spec.type is AttributeType.STRING:
+                self.problem(where, "attribute-read",
+                             f"`attrs.{name}` is a string attribute: free text written by the "
+                             "source, which no safeguard reads; a policy may not score or "
+                             "condition on what it says (declare an enum in the register, "
+                             "whose values are checked)")
+
     def expiry_anchor(self, path: tuple[PathPart, ...], spec: EventType,
                       attributes: Mapping[str, CompiledAttribute]) -> str | None:
         """The ``date`` attribute ``expiry.from`` names, ``None`` for occurred/recorded_at."""
@@ -259,8 +369,8 @@ class _Compiler:
         attribute = attributes.get(name)
         if attribute is None:
             self.problem(where, "unknown-reference",
-                         f"`from` is occurred_at, recorded_at or a date attribute of this event "
-                         f"type; `{name}` is none of them")
+                         f"`from` is occurred_at, recorded_at or a date attribute the register "
+                         f"declares for this event type; `{name}` is none of them")
         elif attribute.type is not AttributeType.DATE:
             self.problem(where, "expiry-from",
                          f"the expiry counts from attribute `{name}`, which is of type "
@@ -376,12 +486,21 @@ class _Compiler:
 
     # --- metrics, scorecards, measures -------------------------------------------------------
 
+    def check_domain(self, where: tuple[PathPart, ...], domain: str) -> None:
+        """A domain named by a policy must be one of the taxonomy's (closed) domains."""
+        if domain not in DOMAINS:
+            self.problem(where, "unknown-reference",
+                         f"`{domain}` is not a domain; domains are those of the taxonomy's "
+                         f"categories: {', '.join(sorted(DOMAINS))}")
+
     def metric(self, name: str, spec: Metric) -> CompiledMetric:
         path: tuple[PathPart, ...] = ("metrics", name)
-        types = self.model.event_types
+        types = self.declared
         for i, t in enumerate(spec.types or ()):
-            if t not in types:
+            if t not in self.model.event_types:
                 self.problem((*path, "types", i), "unknown-reference", f"no event type `{t}`")
+        for i, domain in enumerate(spec.domains or ()):
+            self.check_domain((*path, "domains", i), domain)
         known = set(ALLOWED_CATEGORIES) | set(OUT_OF_BOUNDS_CATEGORIES)
         for i, c in enumerate(spec.categories or ()):
             if c not in known:
@@ -414,9 +533,9 @@ class _Compiler:
 
     def scorecard(self, name: str, spec: Scorecard) -> CompiledScorecard:
         path: tuple[PathPart, ...] = ("scorecards", name)
-        types = self.model.event_types
+        types = self.declared
         for i, t in enumerate(spec.events):
-            if t not in types:
+            if t not in self.model.event_types:
                 self.problem((*path, "events", i), "unknown-reference", f"no event type `{t}`")
         caps = []
         for i, cap in enumerate(spec.caps):
@@ -437,6 +556,7 @@ class _Compiler:
     def statistical(self, name: str, spec: StatisticalScorecard,
                     models_dir: Path | None) -> CompiledScorecard:
         path: tuple[PathPart, ...] = ("scorecards", name)
+        self.check_domain((*path, "domain"), spec.domain)
         for feature, source in spec.features.items():
             if source.metric is not None and source.metric not in self.model.metrics:
                 self.problem((*path, "features", feature, "metric"), "unknown-reference",
@@ -539,7 +659,7 @@ class _Compiler:
                             metrics: Mapping[str, CompiledMetric]) -> CompiledScorecard:
         if card.model is None:
             return card
-        types = self.model.event_types
+        types = self.declared
         domains = set(card.domains)
         for name in card.model.metrics:
             if name in metrics:
@@ -582,6 +702,7 @@ class _Compiler:
         compiled: dict[str, CompiledMeasure] = {}
         for name, spec in self.model.measures.items():
             path: tuple[PathPart, ...] = ("measures", name)
+            self.check_domain((*path, "domain"), spec.domain)
             condition = self.expression(spec.condition, (*path, "condition"))
             if condition is None:
                 continue
@@ -694,6 +815,7 @@ class _Compiler:
         compiled: dict[str, CompiledPurpose] = {}
         for name, spec in self.model.purposes.items():
             path: tuple[PathPart, ...] = ("purposes", name)
+            self.check_domain((*path, "domain"), spec.domain)
             for section, names, known in (("measures", spec.measures, self.model.measures),
                                           ("scorecards", spec.scorecards,
                                            self.model.scorecards)):
@@ -709,14 +831,17 @@ class _Compiler:
         return compiled
 
 
-def compile_policy(model: Policy, locator: Locator, content_hash: str, *,
+def compile_policy(model: Policy, locator: Locator, content_hash: str, *, register: Register,
                    models_dir: Path | None = None) -> CompiledPolicy:
     """Check cross-references and compile expressions; raise all problems at once.
+
+    Each event type joins the register's declaration (domain, category, gravity,
+    attributes, label) with the policy's scoring part.
 
     Statistical scorecards load and verify their model artifact from ``models_dir``
     (default: :func:`trustledger.models.artifact.default_models_dir`).
     """
-    compiler = _Compiler(model, locator)
+    compiler = _Compiler(model, locator, register)
     compiler.check_names()
     event_types = {}
     for name, spec in model.event_types.items():
@@ -741,6 +866,7 @@ def compile_policy(model: Policy, locator: Locator, content_hash: str, *,
         model=model, source=locator.file, hash=content_hash,
         effective_from=model.effective_from, event_types=event_types, metrics=metrics,
         scorecards=scorecards, measures=measures, locator=locator, purposes=purposes,
+        register_hash=register.hash,
     )
 
 

@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import cel
-
+from trustledger.cel_runtime import cel
 from trustledger.errors import PolicyError, PolicyProblem, SourceLocation
 
 
@@ -68,6 +67,57 @@ def compile_expression(source: str, location: SourceLocation) -> Expression:
     beyond = frozenset(n for n in names
                        if re.search(rf"\b{re.escape(n)}\b(?!\s*\.\s*score\b)", source))
     return Expression(source, program, names, location, beyond)
+
+
+_LITERAL = re.compile(
+    r"[rRbB]{0,2}"
+    r"('''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\")")
+_ATTRS = re.compile(r"\battrs\b(\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\())?")
+
+
+def string_literals(source: str) -> list[str]:
+    """The string literals of a CEL expression, without their quotes (``'A'`` → ``A``)."""
+    out = []
+    for match in _LITERAL.finditer(source):
+        text = match.group(1)
+        quote = 3 if text[:3] in ("'''", '"""') else 1
+        body = text[quote:-quote]
+        out.append(body if match.group(0)[:1] in "rR" else _ESCAPE.sub(_unescape, body))
+    return out
+
+
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|[0-3][0-7]{2}|.)")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    if code[0] in "uUx":
+        return chr(int(code[1:], 16))
+    if code[0].isdigit():
+        return chr(int(code, 8))
+    return {"n": "\n", "t": "\t", "r": "\r"}.get(code, code)
+
+
+def without_literals(source: str) -> str:
+    """The expression with every string literal emptied (``'10 days'`` → ``""``)."""
+    return _LITERAL.sub('""', source)
+
+
+def attribute_reads(source: str) -> tuple[frozenset[str], bool]:
+    """The attributes an expression reads as ``attrs.NAME``, and whether it reads ``attrs`` else.
+
+    ``attrs`` read otherwise: ``attrs['x']``, a macro over ``attrs``, ``'x' in attrs``.
+    String literals are left out: ``'attrs'`` in a text is not a read.
+    """
+    code = without_literals(source)
+    names = set()
+    other = False
+    for match in _ATTRS.finditer(code):
+        if match.group(2) is None:
+            other = True
+        else:
+            names.add(match.group(2))
+    return frozenset(names), other
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,27 +1,33 @@
 """The safeguards linter (DESIGN.md safeguards 1 to 3). It runs on every load and cannot be skipped.
 
-Rules, each refusal naming the rule, the offending element (key path) and why;
-``docs/safeguards.md`` says which checks are structural and what a word check cannot catch.
+:func:`lint_register` checks an event-type register's declarations (what a type *is*:
+its words, category, domain and gravity); :func:`lint` checks a policy compiled against
+a register (what it does with the types). Rules, each refusal naming the rule, the
+offending element (key path) and why; ``docs/safeguards.md`` says which checks are
+structural, which run on the register, and what a word check cannot catch.
 
 ``out-of-bounds-category`` (safeguard 1)
-    an event type (or a metric filter) uses a category the law puts out of bounds.
+    a registered event type (or a policy's metric filter) uses a category the law puts
+    out of bounds.
 ``out-of-bounds-name`` (safeguard 1)
-    the name, label or description of an event type, an attribute, an enum value, a
-    metric or a scorecard names something out of bounds (comments, churches, relatives,
-    a union…: :func:`trustledger.terms.scan`, stemmed, with synonyms), whatever
-    category it claims.
+    the name, label or description of a registered event type, an attribute, an enum
+    value (register), a metric or a scorecard (policy) names something out of bounds
+    (comments, churches, relatives, a union…: :func:`trustledger.terms.scan`, stemmed,
+    with synonyms), whatever category it claims.
 ``protected-attribute`` (safeguard 1)
     a statistical scorecard's feature, or the attribute feeding it, is a protected
     attribute (sex, marital status, age as such, nationality…), or the model declares
     it so; or such a trait names an event type, attribute, enum value, metric or scorecard.
 ``unknown-category`` (safeguard 1)
     a category that is not in the fixed taxonomy.
-``category-domain`` (safeguards 1, 2)
-    an event type's domain is not one its category belongs to
+``category-domain`` (safeguards 1, 2; register)
+    a registered event type's domain is not one its category belongs to
     (:data:`~trustledger.policy.taxonomy.CATEGORY_RULES`): a court judgement cannot be
     filed under ``transport``, nor every event put into one umbrella domain.
-``gravity-cap`` (safeguard 3)
-    an event type's gravity is above the highest its category may carry.
+``gravity-cap`` (safeguard 3; register)
+    a registered event type's gravity is above the highest its category may carry.
+``reserved-name`` (register)
+    a register declaring the type ``retraction`` (reserved for withdrawals).
 ``context-firewall`` (safeguard 2)
     a restriction (or an inverted privilege, see below) in domain D is fed, through any
     path, by events of another domain.
@@ -48,17 +54,21 @@ to restrictions applies to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 from trustledger.errors import LintError, PolicyError, PolicyProblem
 from trustledger.policy.compiled import CompiledMeasure, CompiledPolicy
-from trustledger.policy.models import MeasureKind
+from trustledger.policy.conditions import string_literals
+from trustledger.policy.loader import Locator
+from trustledger.policy.models import FormulaPoints, MeasureKind
 from trustledger.policy.proportionality import ProbeBudgetExceeded, Prober, Restricting
 from trustledger.policy.reach import Reach, Reached
+from trustledger.policy.register import Register
 from trustledger.policy.taxonomy import (
     ALLOWED_CATEGORIES,
     CATEGORY_RULES,
+    FEATURE_DOMAINS,
     OUT_OF_BOUNDS_CATEGORIES,
 )
 from trustledger.terms import POLICY_CATEGORY, TermMatch, scan
@@ -67,10 +77,13 @@ _KeyPath = tuple[str | int, ...]
 
 
 def lint(policy: CompiledPolicy) -> None:
-    """Check the safeguards; raise :class:`LintError` listing every refusal."""
+    """Check the safeguards; raise :class:`LintError` listing every refusal.
+
+    What an event type is (its words, category, domain and gravity) was checked when its
+    register was read (:func:`lint_register`); this checks what the policy does with it.
+    """
     reach = Reach(policy)
-    problems = [*_bounds(policy), *_declarations(policy), *_firewall(policy, reach),
-                *_purposes(policy)]
+    problems = [*_bounds(policy), *_firewall(policy, reach), *_purposes(policy)]
     prober = Prober(policy, reach)
     try:
         inverted = prober.inverted()
@@ -96,11 +109,34 @@ def _problem(policy: CompiledPolicy, path: _KeyPath, rule: str, message: str) ->
 
 # --- safeguard 1: categories and words -----------------------------------------------------
 
+def lint_register(register: Register) -> None:
+    """Check an event-type register's declarations; raise :class:`LintError` listing every refusal.
+
+    Rules ``out-of-bounds-category``, ``unknown-category``, ``out-of-bounds-name``,
+    ``protected-attribute`` (names, labels, descriptions, attributes, enum values),
+    ``category-domain``, ``gravity-cap`` and ``reserved-name``, each at the register's
+    file, line and key path.
+    """
+    from trustledger.engine.events import RETRACTION
+
+    locator = register.locator
+    problems = []
+    for name, et in register.event_types.items():
+        if name == RETRACTION:
+            problems.append(locator.problem(("event_types", name), "reserved-name",
+                                            f"`{RETRACTION}` is the reserved type of "
+                                            "withdrawals"))
+        problems.extend(_category(locator, ("event_types", name, "category"),
+                                  f"event type `{name}`", et.category, "in the taxonomy",
+                                  sorted(ALLOWED_CATEGORIES)))
+    problems += _words(locator, _register_texts(register))
+    problems += _declarations(register)
+    if problems:
+        raise LintError(problems)
+
+
 def _bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
     out = _statistical_bounds(policy)
-    for name, et in policy.event_types.items():
-        out.extend(_category(policy, ("event_types", name, "category"), f"event type `{name}`",
-                             et.category, "in the taxonomy", sorted(ALLOWED_CATEGORIES)))
     for name, metric in policy.model.metrics.items():
         for i, category in enumerate(metric.categories or ()):
             if category in OUT_OF_BOUNDS_CATEGORIES:
@@ -108,18 +144,16 @@ def _bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
                                     "out-of-bounds-category",
                                     f"safeguard 1: metric `{name}` selects `{category}`: "
                                     f"{OUT_OF_BOUNDS_CATEGORIES[category]}"))
-    out.extend(_words(policy))
+    out.extend(_words(policy.locator, _texts(policy)))
     return out
 
 
-def _texts(policy: CompiledPolicy) -> Iterator[tuple[_KeyPath, str, str, bool]]:
-    """Every text of the policy that says what is scored: (path, what it is, text, is a name).
+def _register_texts(register: Register) -> Iterator[tuple[_KeyPath, str, str, bool]]:
+    """Every text of a register: (path, what it is, text, is a name).
 
-    Measures, tiers and purposes say what is *decided*, not what is scored, and are not
-    read (a privilege to "comment everywhere" grants speech, it does not score it).
+    Type names, labels, descriptions, attribute names and descriptions, enum values.
     """
-    model = policy.model
-    for name, et in model.event_types.items():
+    for name, et in register.event_types.items():
         path: _KeyPath = ("event_types", name)
         yield path, f"event type `{name}`", name, True
         if et.label:
@@ -136,6 +170,25 @@ def _texts(policy: CompiledPolicy) -> Iterator[tuple[_KeyPath, str, str, bool]]:
             for i, value in enumerate(spec.values or ()):
                 yield ((*where, "values", i),
                        f"the value `{value}` of attribute `{name}.{attr}`", value, True)
+
+
+def _texts(policy: CompiledPolicy) -> Iterator[tuple[_KeyPath, str, str, bool]]:
+    """Every text of the policy that says what is scored: (path, what it is, text, is a name).
+
+    The event types' own texts are the register's (:func:`_register_texts`). Measures,
+    tiers and purposes say what is *decided*, not what is scored, and are not read (a
+    privilege to "comment everywhere" grants speech, it does not score it).
+    """
+    model = policy.model
+    for name, et in model.event_types.items():
+        # the texts a `when` condition or points formula compares attributes with
+        expressions = [("when", et.when)]
+        if isinstance(et.points, FormulaPoints):
+            expressions.append(("points.formula", et.points.formula))
+        for key, source in expressions:
+            for text in string_literals(source or ""):
+                yield (("event_types", name, *key.split(".")),
+                       f"a text in the `{key}` of event type `{name}`", text, False)
     for name, metric in model.metrics.items():
         yield ("metrics", name), f"metric `{name}`", name, True
         if metric.description:
@@ -151,25 +204,26 @@ def _texts(policy: CompiledPolicy) -> Iterator[tuple[_KeyPath, str, str, bool]]:
                    f"the description of scorecard `{name}`", card.description, False)
 
 
-def _words(policy: CompiledPolicy) -> list[PolicyProblem]:
+def _words(locator: Locator,
+           texts: Iterable[tuple[_KeyPath, str, str, bool]]) -> list[PolicyProblem]:
     from trustledger.models.features import PROTECTED_CATEGORIES
     from trustledger.terms import FEATURE_CATEGORY
 
     out = []
-    for path, what, text, is_name in _texts(policy):
+    for path, what, text, is_name in texts:
         for match in _unique(scan(text)):
             named = f"{what} is named for `{match.word}`" if is_name else \
                 f"{what} (\"{_short(text)}\") mentions `{match.word}`"
             category = POLICY_CATEGORY[match.category]
             if category is not None:
-                out.append(_problem(policy, path, "out-of-bounds-name",
+                out.append(locator.problem(path, "out-of-bounds-name",
                                     f"safeguard 1: {named}, which records "
                                     f"{category.replace('_', ' ')} (`{match.term}`); whatever "
                                     f"its declared category, {OUT_OF_BOUNDS_CATEGORIES[category]}"))
             else:
                 trait = FEATURE_CATEGORY[match.category]
                 assert trait is not None
-                out.append(_problem(policy, path, "protected-attribute",
+                out.append(locator.problem(path, "protected-attribute",
                                     f"safeguard 1: {named}, which is a protected attribute "
                                     f"(`{match.term}`): {PROTECTED_CATEGORIES[trait]}"))
     return out
@@ -204,6 +258,7 @@ def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
     for name, card in policy.scorecards.items():
         if card.model is None:
             continue
+        out.extend(_model_domain(policy, name))
         for f in card.model.features:
             path: _KeyPath = ("scorecards", name, "features", f.name)
             # speech, assembly and association are the policy taxonomy's out-of-bounds
@@ -215,7 +270,8 @@ def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
                                     f"declared by its model as `{f.category}`: "
                                     f"{PROTECTED_CATEGORIES[f.category]}"))
             else:
-                out.extend(_category(policy, path, f"feature `{f.name}` of scorecard `{name}`",
+                out.extend(_category(policy.locator, path,
+                                     f"feature `{f.name}` of scorecard `{name}`",
                                      f.category, "a feature category", list(FEATURE_CATEGORIES)))
             names = [(path, f.name, "feature")]
             if f.attribute is not None:
@@ -239,15 +295,35 @@ def _statistical_bounds(policy: CompiledPolicy) -> list[PolicyProblem]:
     return out
 
 
-def _category(policy: CompiledPolicy, path: _KeyPath, what: str, category: str,
+def _model_domain(policy: CompiledPolicy, name: str) -> list[PolicyProblem]:
+    # A statistical scorecard's domain is the policy's word; its attribute-fed features'
+    # categories say what the model weighs (a credit model is finance or commerce).
+    spec = policy.model.scorecards[name]
+    card = policy.scorecards[name]
+    assert card.model is not None
+    domain = getattr(spec, "domain", None)
+    for f in card.model.features:
+        allowed = FEATURE_DOMAINS.get(f.category)
+        if f.attribute is None or allowed is None or domain in allowed:
+            continue
+        return [_problem(policy, ("scorecards", name, "domain"), "category-domain",
+                         f"safeguard 2: statistical scorecard `{name}` declares the domain "
+                         f"`{domain}`, but its feature `{f.name}` is `{f.category}`, which "
+                         f"belongs to {_either(sorted(allowed))}: the model weighs that "
+                         "domain's record, and declaring it another domain would carry it "
+                         "across the firewall")]
+    return []
+
+
+def _category(locator: Locator, path: _KeyPath, what: str, category: str,
               known_as: str, allowed: list[str]) -> list[PolicyProblem]:
     # A declared category: out of bounds (never scored), or not among those allowed.
     if category in OUT_OF_BOUNDS_CATEGORIES:
-        return [_problem(policy, path, "out-of-bounds-category",
+        return [locator.problem(path, "out-of-bounds-category",
                          f"safeguard 1: {what} has category `{category}`, which may never be "
                          f"scored: {OUT_OF_BOUNDS_CATEGORIES[category]}")]
     if category not in allowed:
-        return [_problem(policy, path, "unknown-category",
+        return [locator.problem(path, "unknown-category",
                          f"safeguard 1: {what} has category `{category}`, which is not "
                          f"{known_as}; allowed: {', '.join(allowed)}")]
     return []
@@ -255,22 +331,23 @@ def _category(policy: CompiledPolicy, path: _KeyPath, what: str, category: str,
 
 # --- declarations bounded by the taxonomy ---------------------------------------------------
 
-def _declarations(policy: CompiledPolicy) -> list[PolicyProblem]:
-    # A policy declares each type's domain and gravity; the taxonomy bounds both, so a
+def _declarations(register: Register) -> list[PolicyProblem]:
+    # The register declares each type's domain and gravity; the taxonomy bounds both, so a
     # declaration cannot carry an event across the firewall or up the gravity scale.
     out = []
-    for name, et in policy.event_types.items():
+    locator = register.locator
+    for name, et in register.event_types.items():
         rule = CATEGORY_RULES.get(et.category)
         if rule is None:
             continue
         if et.domain not in rule.domains:
-            out.append(_problem(policy, ("event_types", name, "domain"), "category-domain",
+            out.append(locator.problem(("event_types", name, "domain"), "category-domain",
                                 f"safeguard 2: event type `{name}` is `{et.category}` but "
                                 f"declares the domain `{et.domain}`; `{et.category}` belongs "
                                 f"to {_either(sorted(rule.domains))}, so its events cannot be "
                                 "moved into another domain's restrictions"))
         if et.gravity.rank > rule.max_gravity.rank:
-            out.append(_problem(policy, ("event_types", name, "gravity"), "gravity-cap",
+            out.append(locator.problem(("event_types", name, "gravity"), "gravity-cap",
                                 f"safeguard 3: event type `{name}` declares gravity "
                                 f"{et.gravity.value}, above the {rule.max_gravity.value} "
                                 f"that `{et.category}` ({rule.description}) may carry; an "
@@ -315,6 +392,16 @@ def _firewall(policy: CompiledPolicy, graph: Reach) -> list[PolicyProblem]:
                                 f"safeguard 2: privilege `{name}` combines the domains "
                                 f"{', '.join(sorted(graph.domains(reach.types)))} without "
                                 "reading an opt-in scorecard, so no consent covers it"))
+        elif reach.types and measure.domain not in graph.domains(reach.types) and \
+                not _consent_gated(policy, measure):
+            # Named for one domain, decided by another: its state (disclosed to the
+            # declared domain's purposes) would carry that other domain's record there.
+            out.append(_problem(policy, ("measures", name, "domain"), "context-firewall",
+                                f"safeguard 2: privilege `{name}` is declared in domain "
+                                f"{measure.domain} but decided only by events of "
+                                f"{', '.join(sorted(graph.domains(reach.types)))}; its state "
+                                f"would disclose that record to {measure.domain}'s decisions "
+                                "without the subject's opt-in: declare it in its own domain"))
     return out
 
 
@@ -339,7 +426,7 @@ def _inverted_firewall(policy: CompiledPolicy, graph: Reach,
     spanning = set(_spanning(policy, graph))
     out = []
     for name, witness in inverted.items():
-        what = (f"privilege `{name}` (in force for a subject with no events and taken away "
+        what = (f"privilege `{name}` (in force for a subject with no adverse events and taken away "
                 f"by {witness}, so a restriction)")
         out.extend(_restriction_firewall(policy, policy.measures[name], graph.reach(name),
                                          spanning, what))
@@ -422,7 +509,8 @@ def _undeclared_severity(policy: CompiledPolicy, inverted: dict[str, str]) -> li
         if policy.measures[name].severity is None:
             out.append(_problem(policy, ("measures", name), "proportionality",
                                 f"safeguard 3: privilege `{name}` is in force for a subject "
-                                f"with no events and taken away by {witness}: it restricts "
+                                f"with no adverse events and taken away by {witness}: it "
+                                "restricts "
                                 "like a restriction, so it must declare its `severity` "
                                 "(minor .. grave) to be weighed against the events that take "
                                 "it away"))

@@ -15,6 +15,7 @@ a huge tree). Beyond a bound the problem names the file, the line and the limit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,8 +26,14 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 
-from trustledger.errors import PolicyError, PolicyProblem, SourceLocation
-from trustledger.policy.models import Policy
+from trustledger.errors import (
+    InputError,
+    NotFoundError,
+    PolicyError,
+    PolicyProblem,
+    SourceLocation,
+)
+from trustledger.policy.models import DECLARED_KEYS, Policy
 
 PathPart = str | int
 """One step of a key path: a mapping key or a list index."""
@@ -137,10 +144,25 @@ class Locator:
         return PolicyProblem(self.locate(path), rule, message)
 
 
-def read_yaml(text: str, file: str) -> tuple[Any, Locator]:
+def read_document(path: Path, what: str) -> str:
+    """The text of a ``what`` file (``policy``, ``register``), read as UTF-8.
+
+    A missing file is :class:`NotFoundError`, an unreadable one :class:`InputError`,
+    each naming it.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{what} file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc}") from exc
+
+
+def read_yaml(text: str, file: str, *, kind: str = "policy") -> tuple[Any, Locator]:
     """Parse YAML text (duplicate keys refused) and return the tree and its locator.
 
-    The document's size, nesting depth and node count are bounded (see the module doc).
+    The document's size, nesting depth and node count are bounded (see the module doc);
+    ``kind`` (``policy`` or ``register``) names the document in messages.
     """
     size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > MAX_POLICY_BYTES:
@@ -167,10 +189,11 @@ def read_yaml(text: str, file: str) -> tuple[Any, Locator]:
         raise PolicyError([problem]) from exc
     locator = Locator(file, root)
     if not isinstance(root, CommentedMap):
+        keys = "policy, event_types, scorecards" if kind == "policy" else \
+            "register, title, event_types"
         raise PolicyError([PolicyProblem(
             SourceLocation(file, 1, 1, ""), "schema",
-            "a policy document is a YAML mapping with keys such as policy, event_types, "
-            "scorecards",
+            f"a {kind} document is a YAML mapping with keys such as {keys}",
         )])
     return root, locator
 
@@ -188,14 +211,30 @@ def validate(root: Any, locator: Locator) -> Policy:
     try:
         return Policy.model_validate(root)
     except ValidationError as exc:
-        problems = [_pydantic_problem(error, locator) for error in exc.errors()]
+        problems = [pydantic_problem(error, locator, misplaced=DECLARED_KEYS,
+                                     rule="register-declares",
+                                     why="is what the type is, which the event-type register "
+                                         "declares once for every policy; a policy gives a "
+                                         "registered type only points, when, decay, expiry "
+                                         "and retention")
+                    for error in exc.errors()]
         raise PolicyError(problems) from exc
 
 
-def _pydantic_problem(error: Any, locator: Locator) -> PolicyProblem:
+def pydantic_problem(error: Any, locator: Locator, *, misplaced: Sequence[str] = (),
+                     rule: str = "schema", why: str = "") -> PolicyProblem:
+    """A Pydantic error as a located problem (rule ``schema``).
+
+    An unknown key under ``event_types.<name>`` that is one of ``misplaced`` (keys that
+    belong to the other document, register or policy) is refused with ``rule``: the key
+    ``why``.
+    """
     # Union tags ("points:lookup") are Pydantic's bookkeeping, not keys of the document.
     path = [p for p in error["loc"] if not (isinstance(p, str) and ":" in p)]
     kind = error["type"]
+    if (kind == "extra_forbidden" and len(path) == 3 and path[0] == "event_types"
+            and path[-1] in misplaced):
+        return locator.problem(path, rule, f"`{path[-1]}` of event type `{path[1]}` {why}")
     if kind == "missing":
         message = f"required key `{path[-1]}` is missing"
     elif kind == "extra_forbidden":

@@ -246,24 +246,23 @@ class Expiry(_Model):
     overhang: DurationField | None = None
 
 
-class EventType(_Model):
-    """A kind of event: its domain, category, gravity, attributes, points and life span."""
+DECLARED_KEYS = ("label", "description", "domain", "category", "gravity", "attributes")
+"""What the event-type register declares of a type; a policy writing one is refused
+(rule ``register-declares``)."""
 
-    label: str | None = None
-    description: str = ""
-    domain: Name
-    category: Category
-    gravity: Gravity
-    attributes: dict[Name, Attribute] = Field(default_factory=dict)
+
+class EventType(_Model):
+    """How a policy scores a registered event type: points, condition and life span.
+
+    What the type *is* (label, description, domain, category, gravity, attributes) is
+    declared once in the event-type register (:mod:`trustledger.policy.register`).
+    """
+
     points: Points
     when: Expression | None = None
     decay: Decay | None = None
     expiry: Expiry | None = None
     retention: DurationField
-
-    def display_label(self, name: str) -> str:
-        """The label used in reasons: ``label`` or the name with spaces."""
-        return self.label or name.replace("_", " ")
 
 
 class Aggregate(StrEnum):

@@ -13,7 +13,8 @@ force (or takes the inverted privilege away):
 
 * the *decisive* event: one event of a type of gravity below *S* that can reach the
   measure, with probing attribute values (bounds, 0, 1, large values, every enum value);
-* *harmless companions*: any number of events (up to :func:`companion_count`) of types
+* *harmless companions*: any number of events (:func:`companion_count`, and
+  :data:`MANY_COMPANIONS`) of types
   below *S* whose points are never adverse (0, or in the subject's favour on every
   scorecard that counts them) — the "precondition" events a condition may demand so
   that one event does not look like one event; placed just before the decisive event,
@@ -35,6 +36,7 @@ runs the one engine (:func:`trustledger.engine.evaluate`), and the probe is boun
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,8 +66,18 @@ MIN_COMPANIONS = 3
 MAX_COMPANIONS = 25
 """Bounds of the number of copies of each harmless companion type in a probe history."""
 
+MANY_COMPANIONS = 100
+"""Copies of each harmless type always tried as well: a condition's threshold need not be
+written as a whole number (``rides >= 10.0``, ``rides > 3 * 3``, ``double(rides) / 10.0
+>= 1.0``), and a threshold up to this many is found however it is written."""
+
 MAX_MOMENTS = 32
 """At most this many evaluation instants per probe history."""
+
+FORMALITY_CATEGORIES = frozenset({"identity_verification"})
+"""Categories whose events are formalities whatever points a policy gives them: a
+privilege everyone holds once verified is an entitlement, even if verifying earns a
+token point."""
 
 HORIZON = timedelta(days=366 * 200)
 """Windows, expiries and notices longer than this are probed as if endless."""
@@ -212,19 +224,61 @@ class Prober:
 
         Each maps to a short description of one history that takes it away.
         """
-        at = self.t0 + timedelta(days=1)
-        held = self.baseline(at, False)
+        # Held at any moment the probe looks at, not just the first: a privilege everyone
+        # gets only once a tier threshold moves is an entitlement from then on. And held
+        # after neutral formalities alone (0-point events: an identity verification, a
+        # card issued): a privilege everyone gets by one is an entitlement too.
+        moments = [*self.moments(edges=True), self.t0 + timedelta(days=1)]
+        neutral = [t for t in sorted(self.policy.event_types) if self.neutral(t)]
+        count = self.companion_count()
+        starts: list[tuple[str, list[_Probe]]] = [("", [])]
+        if neutral:
+            first = {t: probe_attributes(self.policy.event_types[t])[0] for t in neutral}
+            starts += [(f" after {_list(neutral)} (0 points)",
+                        [_Probe(t, first[t]) for t in neutral]),
+                       (f" after {count} of each of {_list(neutral)} (0 points)",
+                        [_Probe(t, first[t]) for t in neutral for _ in range(count)])]
         out: dict[str, str] = {}
         for name, measure in self.policy.measures.items():
             types = sorted(self.reach.reach(name).types)
-            if measure.kind is not MeasureKind.PRIVILEGE or not held[name] or not types:
+            if measure.kind is not MeasureKind.PRIVILEGE or not types:
                 continue
-            witness = self._taken_away(name, types)
-            if witness is not None:
-                out[name] = witness
+            for after, start in starts:
+                base = self._events(start, "probe-n", self.t0 - timedelta(days=1))
+                if not any(self._held(name, base, at) for at in moments):
+                    continue
+                witness = self._taken_away(name, types, base)
+                if witness is not None:
+                    out[name] = witness + after
+                    break
         return out
 
-    def _taken_away(self, name: str, types: list[str]) -> str | None:
+    def neutral(self, type_name: str) -> bool:
+        """Whether the type is a formality (0 points, or a category of formalities).
+
+        A formality is an identity verification whatever its points, or a type every
+        probing attribute set gives 0 points.
+        """
+        et = self.policy.event_types[type_name]
+        if et.category in FORMALITY_CATEGORIES:
+            return True
+        for attrs in probe_attributes(et):
+            fitted = et.fit(attrs)
+            if isinstance(fitted, str) or fitted[1] != 0:
+                return False
+        return True
+
+    def _events(self, probes: list[_Probe], key: str, last: datetime) -> list[Event]:
+        return [_event(self.policy, f"{key}{i}", p, last - timedelta(hours=i))
+                for i, p in enumerate(probes)]
+
+    def _held(self, name: str, base: list[Event], at: datetime) -> bool:
+        if not base:
+            return self.baseline(at, False)[name]
+        return self.states(base, at, False)[name]
+
+    def _taken_away(self, name: str, types: list[str],
+                    base: list[Event] | None = None) -> str | None:
         # Single events at the first moments; many events of a type, then of every
         # type, also at the edges of their windows and expiries.
         count = self.companion_count()
@@ -239,11 +293,11 @@ class Prober:
         every = [_Probe(t, a) for t in types
                  for a in _subset(probe_attributes(self.policy.event_types[t]))[:2]]
         histories.append(("events of every type that reaches it", every * 2, True))
+        base = base or []
         for described, probes, edges in histories:
-            events = [_event(self.policy, f"probe-{i}", p, self.t0 - timedelta(hours=i))
-                      for i, p in enumerate(probes)]
+            events = [*base, *self._events(probes, "probe-", self.t0)]
             for at in self.moments(edges, {p.type for p in probes}):
-                if self.baseline(at, False)[name] and not self.states(events, at, False)[name]:
+                if self._held(name, base, at) and not self.states(events, at, False)[name]:
                     return described
         return None
 
@@ -258,8 +312,8 @@ class Prober:
         sources = [m.condition.source for m in self.policy.measures.values()]
         sources += [et.when.source for et in self.policy.event_types.values()
                     if et.when is not None]
-        found = [int(n) for s in sources
-                 for n in re.findall(r"(?<![\w.])(\d+)(?![\w.])", s)]
+        found = [math.floor(float(n)) for s in sources
+                 for n in re.findall(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])", s)]
         return max(MIN_COMPANIONS, min(MAX_COMPANIONS, max(found, default=0) + 1))
 
     def harmless(self, type_name: str) -> bool:
@@ -320,6 +374,13 @@ class Prober:
                         continue
                     hit = not states[m.name] if inverted else states[m.name]
                     base = self.baseline(at, consent)[m.name]
+                    if hit and inverted and not base and history.decisive is not None \
+                            and history.companions:
+                        # held after the companions alone (neutral formalities), and
+                        # taken away by the decisive event
+                        alone = _History(None, history.companions, history.placement)
+                        base = self.states(alone.events(self.policy, self.t0), at,
+                                           consent)[m.name]
                     if hit and (base if inverted else not base):
                         found[m.name] = Finding(m.name, self._message(m, history, at))
             if len(found) == len(members):
@@ -363,7 +424,7 @@ class Prober:
             for label, start, step in placements:
                 after = step > timedelta(0)
                 # a later event completes a set-back: one is enough, and needs a decisive one
-                for copies in [1] if after else sorted({1, count}):
+                for copies in [1] if after else sorted({1, count, MANY_COMPANIONS}):
                     companions = [(_Probe(h, sets[h][i % len(sets[h])]),
                                    start + step * (i * len(group) + k))
                                   for i in range(copies) for k, h in enumerate(group)]
@@ -372,8 +433,8 @@ class Prober:
 
     def _message(self, m: Restricting, history: _History, at: datetime) -> str:
         policy = self.policy
-        kind = (f"privilege `{m.name}` (in force for a subject with no events, so taking it "
-                "away is a restriction)" if m.inverted else f"restriction `{m.name}`")
+        kind = (f"privilege `{m.name}` (in force for a subject with no adverse events, so "
+                "taking it away is a restriction)" if m.inverted else f"restriction `{m.name}`")
         effect = "takes away" if m.inverted else "brings"
         tail = "" if m.inverted else " into force"
         when = _when(at - self.t0)
@@ -415,6 +476,10 @@ def _subset(sets: list[dict[str, Any]], size: int = SUBSET) -> list[dict[str, An
         return sets
     step = (len(sets) - 1) / (size - 1)
     return [sets[round(i * step)] for i in range(size)]
+
+
+def _list(types: list[str]) -> str:
+    return ", ".join(f"`{t}`" for t in types)
 
 
 def _companions(history: _History) -> str:

@@ -1,9 +1,9 @@
 """The fixed category taxonomy and the gravity scale.
 
-Every event type declares one category. A category is either *allowed* (a kind
-of conduct a trust score may legitimately weigh) or *out of bounds* (safeguard
-1: what law and decency forbid scoring). The lists are code, not configuration:
-a policy cannot add a category, and it cannot re-classify one.
+Every event type declares one category (in the event-type register). A category is
+either *allowed* (a kind of conduct a trust score may legitimately weigh) or *out of
+bounds* (safeguard 1: what law and decency forbid scoring). The lists are code, not
+configuration: neither a register nor a policy can add a category or re-classify one.
 
 The gravity scale orders both the gravity of events and the severity of
 restrictions, so the proportionality safeguard can compare them.
@@ -38,9 +38,9 @@ class CategoryRule:
     """What an allowed category covers, the domains it belongs to and its highest gravity.
 
     An event type's ``domain`` must be one of ``domains`` (rule ``category-domain``) and
-    its ``gravity`` at most ``max_gravity`` (rule ``gravity-cap``): a policy declares
-    both, and these bounds keep a declaration from moving an event across the context
-    firewall or up the gravity scale past what its kind of conduct can weigh.
+    its ``gravity`` at most ``max_gravity`` (rule ``gravity-cap``): the event-type register
+    declares both, and these bounds keep a declaration from moving an event across the
+    context firewall or up the gravity scale past what its kind of conduct can weigh.
     """
 
     description: str
@@ -102,7 +102,7 @@ CATEGORY_RULES: Final = MappingProxyType(
 
 The domains are a closed vocabulary (:data:`DOMAINS`): a category names a kind of
 conduct, and the domain follows from it (a traffic offence is ``transport``, a debt
-default ``finance`` or ``commerce``), so no policy can file a court judgement under
+default ``finance`` or ``commerce``), so no register can file a court judgement under
 ``transport`` or put every event into one umbrella domain. The gravity caps follow the
 worst conduct the category covers: a ticket (``traffic_conduct``) is at most
 ``serious``, only a conviction (``traffic_crime``) may be ``grave``; a late bill is at
@@ -115,6 +115,27 @@ ALLOWED_CATEGORIES: Final = MappingProxyType(
 
 DOMAINS: Final = frozenset().union(*(rule.domains for rule in CATEGORY_RULES.values()))
 """Every domain an event type may be in: the union of the categories' domains."""
+
+_CREDIT = "finance commerce"
+FEATURE_DOMAINS: Final = MappingProxyType({
+    "repayment_history": frozenset(_CREDIT.split()),
+    "amounts_owed": frozenset(_CREDIT.split()),
+    "credit_history": frozenset(_CREDIT.split()),
+    "loan_terms": frozenset(_CREDIT.split()),
+    "obligations": frozenset(_CREDIT.split()),
+    "assets": frozenset(f"{_CREDIT} housing rental".split()),
+    "income_and_employment": frozenset(f"{_CREDIT} housing rental".split()),
+    "housing": frozenset(f"{_CREDIT} housing rental".split()),
+    "contact_and_identity": DOMAINS,
+    "behaviour_record": DOMAINS,
+})
+"""The domains a statistical scorecard may be in, by the category of a feature it is fed
+from a decision-time attribute (the categories of :mod:`trustledger.models.features`).
+
+A credit model (repayment history, amounts owed, loan terms) is ``finance`` or
+``commerce``: it cannot be declared ``transport`` to restrict travel (rule
+``category-domain``). Identity and ledger-metric features bound nothing: a metric's
+events bring their own domains."""
 
 OUT_OF_BOUNDS_CATEGORIES: Final = MappingProxyType(
     {

@@ -211,6 +211,8 @@ def _operator(request: Request, caller: Caller, session: Session, *, done: str |
         current = None
     versions = [{"p": p, "in_force": p.hash == current,
                  "lint": _lint_result(view, p.hash)} for p in view.policies()]
+    register = next((p for p in view.proposals() if p.status == "in_force"), None)
+    pending = [p for p in view.proposals() if p.status == "pending"]
     stats_status, stats = 0, dict[str, Any]()
     stats_error = None
     try:
@@ -237,7 +239,7 @@ def _operator(request: Request, caller: Caller, session: Session, *, done: str |
                 title="Operator", versions=versions, stats=stats, stats_status=stats_status,
                 stats_error=stats_error, cards=cards, k=k, days=days, events_svg=events_svg,
                 reads_svg=reads_svg, notice=notice, error=error, problems=problems or [],
-                source=source, now=now)
+                source=source, now=now, register=register, pending=pending)
 
 
 @router.get("/operator")

@@ -1,7 +1,8 @@
 """Principals and their API keys, and the ledger operations the service adds.
 
 ledger = ServiceLedger.open(url)
-issued = add_principal(ledger, "bank-a", Role.SOURCE, accreditations=("bill_paid",))
+issued = add_principal(ledger, "bank-a", Role.SOURCE, accreditations=("bill_paid",),
+                       domains=("finance",))   # checked against the register in force
 issued.key                      # shown once; only its SHA-256 is stored
 authenticate(ledger, issued.key).role is Role.SOURCE
 revoke_principal(ledger, issued.principal.id)

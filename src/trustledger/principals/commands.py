@@ -44,6 +44,10 @@ def add(
     accredit: Annotated[list[str] | None, typer.Option(
         "--accredit", help="An event type (source) or purpose (relying party) it is "
                            "accredited for; repeat for several.")] = None,
+    domain: Annotated[list[str] | None, typer.Option(
+        "--domain", help="A domain a source reports in (required for a source): it may "
+                         "report only the accredited types the event-type register in force "
+                         "puts in its domains; repeat for several.")] = None,
     subject: Annotated[str | None, typer.Option(
         help="The subject id a subject principal speaks for.")] = None,
     rate_limit: Annotated[float | None, typer.Option(
@@ -55,7 +59,7 @@ def add(
         if role is Role.SUBJECT and subject is not None:
             refuse_if_erased(ledger, subject, "no key: give the person a new id")
         issued = add_principal(ledger, name, role, accreditations=tuple(accredit or ()),
-                               subject=subject, rate_limit=rate_limit,
+                               domains=tuple(domain or ()), subject=subject, rate_limit=rate_limit,
                                audit=key_logged(*_OPERATOR, ISSUED), sole_subject_key=True)
     p = issued.principal
     typer.echo(f"added {p.role.value} {p.name!r} ({p.id})")
@@ -73,21 +77,22 @@ def list_(
         found = list_principals(ledger, include_revoked=all_)
     if json_out:
         print_json([{"id": p.id, "name": p.name, "role": p.role.value,
-                     "accreditations": list(p.accreditations), "subject": p.subject,
+                     "accreditations": list(p.accreditations), "domains": list(p.domains),
+                     "subject": p.subject,
                      "rate_limit": p.rate_limit, "created_at": p.created_at,
                      "revoked_at": p.revoked_at} for p in found])
         return
     grid = table(title=f"{len(found)} principal(s)")
     # The id is never cut: `principal revoke` takes it whole. Other cells fold.
     id_column(grid, "id", [p.id for p in found])
-    for column in ("name", "role", "accredited for", "subject"):
+    for column in ("name", "role", "accredited for", "domains", "subject"):
         text_column(grid, column)
     grid.add_column("created", no_wrap=True)
     if all_:
         grid.add_column("revoked", no_wrap=True)
     for p in found:
         grid.add_row(p.id, p.name, p.role.value, ", ".join(p.accreditations) or "—",
-                     p.subject or "—", p.created_at.date().isoformat(),
+                     ", ".join(p.domains) or "—", p.subject or "—", p.created_at.date().isoformat(),
                      *([p.revoked_at.date().isoformat() if p.revoked_at else "—"] if all_
                        else []))
     Console().print(grid)  # made now: as wide as the terminal is now

@@ -38,6 +38,7 @@ from trustledger.ledger.chain import (
     json_problems,
     to_us,
 )
+from trustledger.ledger.database import unreadable
 from trustledger.ledger.schema import entries, head
 
 T = TypeVar("T")
@@ -85,12 +86,6 @@ def check_record(record: Record) -> None:
         raise InputError("; ".join(f"{path}: {reason}" for path, reason in problems))
 
 
-def unreadable(engine: sa.Engine, err: BaseException) -> ConfigError:
-    """The error for a database that failed under the service (it answers 503)."""
-    detail = getattr(err, "orig", None) or err
-    return ConfigError(f"the ledger database ({engine.dialect.name}) failed: {detail}")
-
-
 class _Prepared:
     """A statement compiled once for a dialect, run straight through the driver."""
 
@@ -108,19 +103,7 @@ class _Prepared:
         values = {**self.defaults, **given}
         params: Any = (tuple(values[name] for name in self.positional)
                        if self.positional is not None else values)
-        try:
-            conn = engine.raw_connection()
-            try:
-                cursor = conn.cursor()
-                try:
-                    cursor.execute(self.sql, params)
-                    return list(cursor.fetchall())
-                finally:
-                    cursor.close()
-            finally:
-                conn.close()  # back to the pool, which ends the driver's transaction
-        except (engine.dialect.loaded_dbapi.Error, exc.DBAPIError) as err:
-            raise unreadable(engine, err) from err
+        return _database.fetch_all(engine, self.sql, params)
 
 
 class _GroupWrite:
@@ -177,6 +160,17 @@ class ServiceLedger(Ledger):
         ledger = super().open(url, clock=clock)
         assert isinstance(ledger, ServiceLedger)
         return ledger
+
+    @classmethod
+    def of(cls, ledger: Ledger) -> ServiceLedger:
+        """``ledger`` as a :class:`ServiceLedger`: the same database, engine and clock.
+
+        For code handed a plain :class:`Ledger` that must record with audit (the demo
+        proposing its register); closing either closes both.
+        """
+        if isinstance(ledger, ServiceLedger):
+            return ledger
+        return cls(ledger._engine, ledger._url, ledger._clock)
 
     def write(self, work: Work[T]) -> tuple[T, list[Entry]]:
         """Run ``work`` and append the records it returns, all in one transaction.

@@ -5,11 +5,14 @@ shown once when it is issued and stored only as its SHA-256 hash. Each has a
 role (DESIGN.md, *Actors*), a name (a source's name is the ``source`` of the
 events it appends; a relying party's is the ``party`` subjects consent to), and:
 
-* a **source** is accredited for named event types;
+* a **source** is accredited for named event types and for one or more domains: it
+  may report a type only while the event-type register in force puts the type in one
+  of its domains (a court reports the legal domain only; :mod:`trustledger.registry`);
 * a **relying party** is accredited for named purposes;
 * a **subject** principal speaks for exactly one subject id.
 
-Principals live in the ``principals`` table (Alembic revision ``0002``); every
+Principals live in the ``principals`` table (Alembic revision ``0002``; ``domains``
+since ``0004``); every
 change is also appended to the ledger (kinds :data:`ADDED`, :data:`REVOKED`,
 never any key material) in the same transaction, so the table cannot change
 without an audit record.
@@ -76,6 +79,7 @@ principals = sa.Table(
     sa.Column("role", sa.String(32), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("accreditations", sa.Text, nullable=False),
+    sa.Column("domains", sa.Text, nullable=False, server_default="[]"),
     sa.Column("subject", sa.String(256), nullable=True),
     sa.Column("rate_limit", sa.Float, nullable=True),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
@@ -89,7 +93,7 @@ _p = principals.c
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """One API key's holder: role, name, accreditations, subject, limits, life span."""
+    """One API key's holder: role, name, accreditations, domains, subject, limits, life span."""
 
     id: str
     name: str
@@ -99,6 +103,8 @@ class Principal:
     rate_limit: float | None
     created_at: datetime
     revoked_at: datetime | None
+    domains: tuple[str, ...] = ()
+    """A source's domains: it reports only registered types of these domains."""
 
     @property
     def active(self) -> bool:
@@ -109,8 +115,8 @@ class Principal:
         """What the ledger records about this principal: everything but the key."""
         return {
             "id": self.id, "name": self.name, "role": self.role.value,
-            "accreditations": list(self.accreditations), "subject": self.subject,
-            "rate_limit": self.rate_limit,
+            "accreditations": list(self.accreditations), "domains": list(self.domains),
+            "subject": self.subject, "rate_limit": self.rate_limit,
         }
 
 
@@ -138,6 +144,7 @@ def _row(row: Any) -> Principal:
         accreditations=tuple(orjson.loads(row.accreditations)), subject=row.subject,
         rate_limit=row.rate_limit, created_at=from_us(row.created_at_us),
         revoked_at=None if row.revoked_at_us is None else from_us(row.revoked_at_us),
+        domains=tuple(orjson.loads(row.domains)),
     )
 
 
@@ -155,12 +162,13 @@ def _insert(conn: sa.Connection, principal: Principal, key: str) -> None:
         id=principal.id, name=principal.name, role=principal.role.value,
         key_hash=key_hash(key), accreditations=orjson.dumps(list(principal.accreditations)
                                                            ).decode(),
-        subject=principal.subject, rate_limit=principal.rate_limit,
+        domains=orjson.dumps(list(principal.domains)).decode(), subject=principal.subject,
+        rate_limit=principal.rate_limit,
         created_at_us=to_us(principal.created_at), revoked_at_us=None))
 
 
 def _check(name: str, role: Role, accreditations: tuple[str, ...], subject: str | None,
-           rate_limit: float | None) -> None:
+           rate_limit: float | None, domains: tuple[str, ...] = ()) -> None:
     if not _NAME.fullmatch(name):
         raise InputError(f"name: {name!r} must be 1-128 letters, digits or ._:@- "
                          "starting with a letter or digit")
@@ -179,6 +187,17 @@ def _check(name: str, role: Role, accreditations: tuple[str, ...], subject: str 
     if role not in (Role.SOURCE, Role.RELYING_PARTY) and accreditations:
         raise InputError(f"accreditations: only sources and relying parties have them, "
                          f"not a {role.value}")
+    for item in domains:
+        if not _IDENT.fullmatch(item):
+            raise InputError(f"domains: {item!r} is not an identifier (lower-case letters, "
+                             "digits, _; as the register names domains)")
+    if len(set(domains)) != len(domains):
+        raise InputError("domains: a domain is listed twice")
+    if role is Role.SOURCE and not domains:
+        raise InputError("domains: a source must be accredited for at least one domain (the "
+                         "register's domain of the types it reports, e.g. --domain legal)")
+    if role is not Role.SOURCE and domains:
+        raise InputError(f"domains: only sources have them, not a {role.value}")
     if role is Role.SUBJECT:
         if subject is None or not (0 < len(subject) <= 256 and subject.strip() == subject):
             raise InputError("subject: a subject principal needs the subject id it speaks "
@@ -201,6 +220,7 @@ def add_principal(
     role: Role,
     *,
     accreditations: tuple[str, ...] = (),
+    domains: tuple[str, ...] = (),
     subject: str | None = None,
     rate_limit: float | None = None,
     audit: Audit | None = None,
@@ -210,16 +230,22 @@ def add_principal(
 
     A name stands for one identity: it may be issued again (key rotation) only with
     the same role and subject. Raises :class:`InputError` naming the field at fault.
+    A source's ``domains`` and accredited types are checked against the event-type
+    register in force (:func:`trustledger.registry.accreditation_problems`): a type must be
+    registered in one of the source's domains; with no register in force no source is
+    accredited (:class:`ConflictError` saying how to get one).
     ``audit`` gives records appended in the same transaction. With
     ``sole_subject_key``, a subject key is refused (:class:`ConflictError` naming
     ``subject``) while the subject holds another active key: whoever held a second
     one could act in the subject's name beside them.
     """
-    _check(name, role, accreditations, subject, rate_limit)
+    _check(name, role, accreditations, subject, rate_limit, domains)
     key = new_key()
     principal_id = "pr_" + secrets.token_hex(8)
 
     def work(conn: sa.Connection, now_us: int) -> tuple[Principal, list[Record]]:
+        if role is Role.SOURCE:
+            _check_register(conn, name, accreditations, domains)
         if sole_subject_key and role is Role.SUBJECT:
             held = conn.execute(
                 sa.select(_p.id, _p.name).where(_p.role == Role.SUBJECT.value,
@@ -242,13 +268,34 @@ def add_principal(
                              + (f" for subject {clash.subject!r}" if clash.subject else "")
                              + "; a name stands for one identity")
         principal = Principal(principal_id, name, role, accreditations, subject, rate_limit,
-                              from_us(now_us), None)
+                              from_us(now_us), None, domains)
         _insert(conn, principal, key)
         return principal, [Record(ADDED, principal.audit(), subject),
                            *(audit(principal) if audit is not None else ())]
 
     principal, _ = ledger.write(work)
     return Issued(principal, key)
+
+
+def _check_register(conn: sa.Connection, name: str, accreditations: tuple[str, ...],
+                    domains: tuple[str, ...]) -> None:
+    """Refuse a source's accreditation the register in force does not bear out."""
+    from trustledger.registry import (  # the register sits above principals
+        HOW_TO,
+        NoRegisterError,
+        accreditation_problems,
+        register_on,
+    )
+
+    try:
+        register = register_on(conn)
+    except NoRegisterError as exc:
+        raise ConflictError(f"accreditations: no event-type register is in force, so a "
+                            f"source's types cannot be checked against its domains; {HOW_TO}"
+                            ) from exc
+    problems = accreditation_problems(register, name, accreditations, domains)
+    if problems:
+        raise InputError("; ".join(problems))
 
 
 def revoke_principal(ledger: ServiceLedger, principal_id: str, *,

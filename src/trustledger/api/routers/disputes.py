@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from trustledger.api import rights as shown
 from trustledger.api.auth import CallerDep, json_response, service_of
-from trustledger.api.events import schema_validator
+from trustledger.api.events import schema_validator, type_problem
 from trustledger.api.problems import responses
 from trustledger.api.schemas import DisputeAnswer, DisputeOut, SourceDisputes
 from trustledger.api.service import Caller, Service
@@ -129,9 +129,9 @@ def _answer_event(service: Service, caller: Caller, found: Dispute,
         if body.occurred_at is None:
             raise InputError("occurred_at: required: when the corrected event happened")
         kind, occurred, attributes = body.type, body.occurred_at, body.attributes or {}
-    if kind != RETRACTION and kind not in caller.principal.accreditations:
-        raise PermissionDeniedError(f"type: {caller.principal.name!r} is not accredited for "
-                                    f"event type {kind!r}")
+    refused = type_problem(service, caller, kind)
+    if refused is not None:
+        raise PermissionDeniedError(f"{refused[0]}: {refused[1]}")
     event = EventIn.model_validate({
         "source": caller.principal.name, "source_event_id": body.source_event_id,
         "subject": found.subject, "type": kind, "occurred_at": occurred,

@@ -1,8 +1,10 @@
 """The operator's router: publish policies, manage principals, aggregate statistics.
 
 The operator never reads a named subject's data: statistics are counts with
-small cells suppressed. Policies are refused with the linter's messages when
-they break a safeguard, and then nothing is published.
+small cells suppressed. Policies are compiled against the event-type register in
+force (its hash is recorded with the publication) and refused with the linter's
+messages when they break a safeguard, and then nothing is published. A source is
+issued with its domains, checked against the register in force.
 
 The one thing an operator does about a named subject is manage their key (onboarding,
 a lost key). Whoever holds a subject key can read everything about the subject and
@@ -44,7 +46,7 @@ from trustledger.principals import (
 )
 from trustledger.rights.access import ISSUED, REVOKED, key_logged
 from trustledger.rights.erasure import refuse_if_erased
-from trustledger.scoring import PUBLISHED
+from trustledger.scoring import publish_compiled
 
 router = APIRouter(prefix="/v1", tags=["operator"])
 
@@ -74,23 +76,23 @@ def policies(request: Request, caller: CallerDep) -> Response:
     200: {"description": "this exact version was published before", "model": PolicyOut},
     **responses(401, 403, 413, 422, 429, 503)})
 def publish(request: Request, caller: CallerDep, body: PolicySubmission) -> Response:
-    """Publish a policy version; refused with the linter's messages if it breaks a safeguard."""
+    """Publish a policy version against the register in force.
+
+    Refused with the linter's messages if it breaks a safeguard (422), 404 while no
+    event-type register is in force, 409 if this version was published under another
+    register (publish it as a new version).
+    """
     caller.require(Role.OPERATOR)
     service = service_of(request)
     service.begin(caller)
-    compiled = parse_policy(body.source, "policy")
     view = service.view
-    status = 200
-    existing = next((p for p in view.policies() if p.hash == compiled.hash), None)
-    if existing is None:
-        # The record scoring.publish_policy writes, from text instead of a file.
-        service.ledger.append_record(PUBLISHED, {
-            "name": compiled.name, "hash": compiled.hash,
-            "effective_from": compiled.effective_from.isoformat(), "source": body.source,
-        })
-        view.sync()
-        existing = next(p for p in view.policies() if p.hash == compiled.hash)
-        status = 201
+    compiled = parse_policy(body.source, "policy", register=view.register_in_force())
+    before = service.ledger.position()
+    # The record scoring.publish_policy writes, from text instead of a file.
+    written = publish_compiled(service.ledger, compiled, body.source)
+    status = 201 if written.seq > before else 200
+    view.sync()
+    existing = next(p for p in view.policies() if p.seq == written.seq)
     try:
         current = view.policy_in_force(service.now()).hash
     except NotFoundError:
@@ -117,7 +119,9 @@ def issue(request: Request, caller: CallerDep, body: PrincipalRequest) -> Respon
     """Issue a key for a new principal: the key is in this response only, keep it safe.
 
     A subject key is recorded in that subject's access log; 409 (naming ``subject``)
-    while the subject holds another active key, 422 for an erased subject.
+    while the subject holds another active key, 422 for an erased subject. A source
+    names its ``domains``: each accredited type must be in one of them in the register
+    in force (422 naming the type and both domains; 409 while no register is in force).
     """
     caller.require(Role.OPERATOR)
     service = service_of(request)
@@ -125,7 +129,8 @@ def issue(request: Request, caller: CallerDep, body: PrincipalRequest) -> Respon
     if body.role is Role.SUBJECT and body.subject is not None:
         refuse_if_erased(service.ledger, body.subject, "no key: give the person a new id")
     issued = add_principal(service.ledger, body.name, body.role,
-                           accreditations=tuple(body.accreditations), subject=body.subject,
+                           accreditations=tuple(body.accreditations),
+                           domains=tuple(body.domains), subject=body.subject,
                            rate_limit=body.rate_limit,
                            audit=_key_logged(caller, ISSUED),
                            sole_subject_key=True)
