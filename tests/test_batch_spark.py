@@ -135,3 +135,31 @@ def test_spark_reads_a_ledger_export(spark: Any, folder: Path) -> None:
     assert on_spark.sort_by("subject").to_pylist() == on_duckdb.sort_by("subject").to_pylist()
     scores = {r["subject"]: r["score__driving"] for r in on_spark.to_pylist()}
     assert scores == {"alice": 5.0, "bob": 0.0}  # bob's offence withdrawn by its source
+
+
+def test_spark_reads_the_ledger_as_duckdb_streams_it(spark: Any, folder: Path) -> None:
+    """``read_ledger`` on Spark (through a Parquet file) gives DuckDB's streamed table."""
+    from datetime import UTC, datetime
+
+    from trustledger.batch.sources import read_ledger
+    from trustledger.ledger import EventIn, Ledger
+    from trustledger.rights import grant_opt_in
+    from trustledger.rights.consent import GRANTED, WITHDRAWN
+
+    now = datetime(2023, 1, 1, tzinfo=UTC)
+    kinds = ("event", GRANTED, WITHDRAWN)
+    with Ledger.open(f"sqlite:///{folder / 'streamed.db'}", clock=lambda: now) as ledger:
+        ledger.append_events([
+            EventIn(source="src", source_event_id=f"{s}{i}", subject=s, type="offence_minor",
+                    occurred_at=d(f"2022-0{i + 1}-01"), attributes={"n": i})
+            for s in ("alice", "bob") for i in range(3)])
+        grant_opt_in(ledger, "bob", "driving")
+        on_spark, spark_records = read_ledger(spark, ledger.batch_columns(kinds, rows=2),
+                                              folder)
+        con = duckdb_backend(memory_limit="512MB")
+        on_duckdb, duck_records = read_ledger(con, ledger.batch_columns(kinds), folder)
+        expected = on_duckdb.to_pyarrow().sort_by("source_event_id").to_pylist()
+        con.disconnect()
+    got = spark._session.sql(f"SELECT * FROM {on_spark.get_name()}").toArrow()
+    assert got.sort_by("source_event_id").to_pylist() == expected
+    assert spark_records.equals(duck_records) and spark_records.num_rows == 1

@@ -175,7 +175,8 @@ def population(plan: Plan, events: ir.Table, constants: ir.Table, *,
     if superseded is not None:
         entry = entry & t.w_target.isnull()
     entry = (entry & fits).fill_null(False)
-    t = t.mutate(e_pre=entry)
+    # The value as a column: past the union in `_whens`, only columns can be referred to.
+    t = t.mutate(e_pre=entry, e_value=value)
     if plan.whens:
         t = _whens(t)
         entry = t.e_pre & ~t.e_refused
@@ -186,7 +187,7 @@ def population(plan: Plan, events: ir.Table, constants: ir.Table, *,
         alive = alive & (t.recorded_us >= t.t_rec_from)
     t = t.mutate(
         e_entry=entry, e_alive=alive.fill_null(False),
-        e_points=ibis.ifelse(entry, value, 0.0).fill_null(0.0),
+        e_points=ibis.ifelse(entry, t.e_value, 0.0).fill_null(0.0),
         e_decay=((t.occurred_us - plan.v_us) * t.t_lam.fill_null(0.0)).exp(),
         e_day=t.occurred_us // _DAY_US,
         **_flags(plan, t),
@@ -235,12 +236,23 @@ def _whens(t: ir.Table) -> ir.Table:
     first = t.t_when_first.fill_null(-1)
     key = ibis.ifelse(t.e_pre & (first >= 0), t.type, ibis.null(t.type.type()))
     t = t.mutate(w_key=key)
-    ordered = ibis.window(group_by=[t.subject, t.w_key], order_by=[t[c] for c in ORDER])
-    whole = ibis.window(group_by=[t.subject, t.w_key])
-    anchor = ibis.ifelse(t.t_when_rec.fill_null(False),
-                         ibis.least(t.occurred_us, t.recorded_us), t.occurred_us)
-    t = t.mutate(w_rank=ibis.row_number().over(ordered), w_n=t.occurred_us.count().over(whole),
-                 w_last=t.occurred_us.max().over(whole), w_anchor=anchor.min().over(whole))
+    # The windows get the entries of those types only (a window sorts every row it is
+    # given); the other rows pass by them, with no rank.
+    keyed = t.filter(t.w_key.notnull())
+    ordered = ibis.window(group_by=[keyed.subject, keyed.w_key],
+                          order_by=[keyed[c] for c in ORDER])
+    whole = ibis.window(group_by=[keyed.subject, keyed.w_key])
+    anchor = ibis.ifelse(keyed.t_when_rec.fill_null(False),
+                         ibis.least(keyed.occurred_us, keyed.recorded_us), keyed.occurred_us)
+    keyed = keyed.mutate(w_rank=ibis.row_number().over(ordered),
+                         w_n=keyed.occurred_us.count().over(whole),
+                         w_last=keyed.occurred_us.max().over(whole),
+                         w_anchor=anchor.min().over(whole))
+    rest = t.filter(t.w_key.isnull()).mutate(
+        w_rank=ibis.null(keyed.w_rank.type()), w_n=ibis.null(keyed.w_n.type()),
+        w_last=ibis.null(keyed.w_last.type()), w_anchor=ibis.null(keyed.w_anchor.type()))
+    t = keyed.union(rest.select(*keyed.columns))
+    first = t.t_when_first.fill_null(-1)
     on = t.w_key.notnull()
     spread = t.w_last >= t.w_anchor + t.t_when_life
     return t.mutate(

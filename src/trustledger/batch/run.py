@@ -148,12 +148,16 @@ _names = count()
 
 
 def small_table(backend: Any, stem: str, table: pa.Table) -> ir.Table:
-    """A small Arrow table as a table of ``backend`` (a temporary view on Spark)."""
+    """A small Arrow table as a table of ``backend``: a temporary view.
+
+    On DuckDB, a view of the Arrow table itself (no copy, no catalog table to create).
+    """
     name = f"tl_{stem}_{next(_names)}"
     if backend.name == "pyspark":
         backend._session.createDataFrame(table).createOrReplaceTempView(name)
-        return backend.table(name)
-    return backend.create_table(name, table, temp=True, overwrite=True)
+    else:
+        backend.con.register(name, table)
+    return backend.table(name)
 
 
 def execute(backend: Any, expr: ir.Table) -> pa.Table:

@@ -18,7 +18,10 @@ The batch expression reads one table with the columns of
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,6 +36,7 @@ import ibis.expr.types as ir
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trustledger.batch.expression import EVENT_COLUMNS
@@ -55,9 +59,47 @@ EVENTS_SCHEMA = pa.schema([
 _REQUIRED = ("subject", "source", "source_event_id", "type", "occurred_at", "attributes")
 
 
+_COMPILERS = "ibis.backends.sql.compilers"
+
+
+def compilers_on_demand() -> None:
+    """Let Ibis import the SQL compiler of the backend in use, not all twenty of them.
+
+    The package ``ibis.backends.sql.compilers`` imports every compiler Ibis has, and
+    with them most of sqlglot's dialects (about 0.1 s of every job's start), although
+    a backend uses one. Set up before a backend loads it, the package is the same
+    (same path, same submodules), but its submodules are imported when first named
+    (``compilers.duckdb``); any other name runs the package's own ``__init__`` first.
+    Nothing changes once the package is imported.
+    """
+    if _COMPILERS in sys.modules:
+        return
+    spec = importlib.util.find_spec(_COMPILERS)
+    if spec is None or spec.loader is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def attribute(name: str) -> Any:
+        try:
+            return importlib.import_module(f"{_COMPILERS}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{_COMPILERS}.{name}":
+                raise
+        del package.__getattr__
+        loader.exec_module(package)  # every compiler, as a plain import would
+        return getattr(package, name)
+
+    package.__getattr__ = attribute  # type: ignore[method-assign]
+    sys.modules[_COMPILERS] = package
+    parent, _, child = _COMPILERS.rpartition(".")
+    setattr(sys.modules[parent], child, package)
+
+
 def duckdb_backend(memory_limit: str = "6GB", threads: int = 2,
                    temp_directory: str | None = None) -> Any:
     """An embedded DuckDB connection that spills to disk beyond ``memory_limit``."""
+    compilers_on_demand()
     con = ibis.duckdb.connect(threads=threads, memory_limit=memory_limit,
                               temp_directory=temp_directory or tempfile.gettempdir(),
                               preserve_insertion_order=False)
@@ -82,6 +124,7 @@ def spark_session(memory: str = "4g", cores: int = 2, partitions: int = 4) -> An
 
 def spark_backend(session: Any) -> Any:
     """An Ibis backend over a Spark session."""
+    compilers_on_demand()
     return ibis.pyspark.connect(session)
 
 
@@ -124,20 +167,7 @@ def _read_export(backend: Any, file: Path, name: str) -> ir.Table:
     quoted = str(file.resolve()).replace("'", "''")
     where = f"kind = '{EVENT_KIND}' AND payload IS NOT NULL"
     if backend.name == "duckdb":
-        # One parse of each payload for its text fields (a list of paths), one for the
-        # attributes object (kept as JSON text).
-        table = f"{name}_{uuid.uuid4().hex}"
-        backend.raw_sql(
-            f"CREATE TEMP TABLE {table} AS SELECT subject, f[1] AS source, "
-            "f[2] AS source_event_id, f[3] AS type, "
-            "epoch_us(CAST(f[4] AS TIMESTAMPTZ)) AS occurred_us, "
-            "epoch_us(recorded_at) AS recorded_us, "
-            "CAST(json_extract(payload, '$.attributes') AS VARCHAR) AS attributes, "
-            "f[5] AS supersedes FROM (SELECT subject, recorded_at, payload, "
-            "json_extract_string(payload, ['$.source', '$.source_event_id', '$.type', "
-            "'$.occurred_at', '$.supersedes']) AS f "
-            f"FROM read_parquet('{quoted}') WHERE {where})")
-        return backend.table(table)
+        return _parsed(backend, f"read_parquet('{quoted}')", name)
     if backend.name == "pyspark":
         frame = backend._session.read.parquet(str(file.resolve())).where(where).selectExpr(
             "subject", "get_json_object(payload, '$.source') AS source",
@@ -152,20 +182,86 @@ def _read_export(backend: Any, file: Path, name: str) -> ir.Table:
     raise InputError(f"backend {backend.name} is not supported; use duckdb or pyspark")
 
 
-def export_consents(path: str | Path, at: datetime,
-                    scorecards: Iterable[str]) -> dict[str, frozenset[str]]:
-    """The opt-ins in force at ``at`` recorded in a ledger export, per subject.
+def _parsed(backend: Any, source: str, name: str) -> ir.Table:
+    """The events of ledger entries (DuckDB ``source``: a relation) in a temporary table."""
+    # One parse of each payload into a struct of its fields, the attributes kept as JSON
+    # text. A JSON null there comes out as SQL NULL, as a missing key does: the payload
+    # is looked at again for those rows only, so that it stays the text "null".
+    table = f"{name}_{uuid.uuid4().hex}"
+    fields = ", ".join(f'"{f}": "{kind}"' for f, kind in (
+        ("source", "VARCHAR"), ("source_event_id", "VARCHAR"), ("type", "VARCHAR"),
+        ("occurred_at", "VARCHAR"), ("attributes", "JSON"), ("supersedes", "VARCHAR")))
+    backend.raw_sql(
+        f"CREATE TEMP TABLE {table} AS SELECT subject, f.source, f.source_event_id, "
+        "f.type, epoch_us(CAST(f.occurred_at AS TIMESTAMPTZ)) AS occurred_us, "
+        "epoch_us(recorded_at) AS recorded_us, "
+        "CASE WHEN f.attributes IS NULL AND json_exists(payload, '$.attributes') "
+        "THEN 'null' ELSE CAST(f.attributes AS VARCHAR) END AS attributes, "
+        "f.supersedes FROM (SELECT subject, recorded_at, payload, "
+        f"json_transform(payload, '{{{fields}}}') AS f "
+        f"FROM {source} WHERE kind = '{EVENT_KIND}' AND payload IS NOT NULL)")
+    return backend.table(table)
 
-    Reads the consent records' ``seq``, ``kind``, ``subject``, ``recorded_at`` and
-    ``payload`` (so also the partial export of :meth:`Ledger.batch_columns`).
+
+LEDGER_SCHEMA = pa.schema([
+    ("seq", pa.int64()),
+    ("kind", pa.string()),
+    ("subject", pa.string()),
+    ("recorded_at", pa.timestamp("us", tz="UTC")),
+    ("payload", pa.string()),
+])
+"""The ledger entries a job reads (:meth:`~trustledger.ledger.Ledger.batch_columns`)."""
+
+
+def read_ledger(backend: Any, entries: Iterable[pa.RecordBatch], folder: str | Path,
+                name: str = "events") -> tuple[ir.Table, pa.Table]:
+    """Ledger entries (:data:`LEDGER_SCHEMA` batches) as the job's input table.
+
+    Returns the table and the entries that are not events (consent records, for
+    :func:`ledger_consents`). On DuckDB the batches stream into the job's table as they
+    are read: DuckDB's threads parse the payloads of one batch while the next is read.
+    Elsewhere (Spark) they are written to a Parquet file in ``folder`` first and read as
+    an export.
+    """
+    others: list[pa.RecordBatch] = []
+
+    def events() -> Iterator[pa.RecordBatch]:
+        for batch in entries:
+            rest = batch.filter(pc.not_equal(batch.column("kind"), EVENT_KIND))
+            if rest.num_rows:
+                others.append(rest)
+            yield batch
+
+    if backend.name == "duckdb":
+        stream = f"{name}_{uuid.uuid4().hex}_entries"
+        backend.con.register(stream, pa.RecordBatchReader.from_batches(LEDGER_SCHEMA,
+                                                                       events()))
+        try:
+            table = _parsed(backend, stream, name)
+        finally:
+            backend.con.unregister(stream)
+    else:
+        path = Path(folder) / f"{name}_{uuid.uuid4().hex}.parquet"
+        with pq.ParquetWriter(path, LEDGER_SCHEMA, compression="none") as writer:
+            for batch in events():
+                writer.write_batch(batch)
+        table = read_events(backend, path, name)
+    return table, pa.Table.from_batches(others, LEDGER_SCHEMA)
+
+
+def ledger_consents(records: pa.Table, at: datetime,
+                    scorecards: Iterable[str]) -> dict[str, frozenset[str]]:
+    """The opt-ins in force at ``at`` among ledger ``records``, per subject.
+
+    ``records``: entries with the columns of :data:`LEDGER_SCHEMA`; consent records
+    are taken from them (an export's, or those :func:`read_ledger` returns).
     """
     from trustledger.ledger import Entry
     from trustledger.rights import active_consents
     from trustledger.rights.consent import GRANTED, WITHDRAWN
 
-    table = pq.read_table(Path(path), columns=["seq", "kind", "subject", "recorded_at",
-                                               "payload"],
-                          filters=[("kind", "in", [GRANTED, WITHDRAWN])])
+    table = records.filter(pc.is_in(records.column("kind"),
+                                    pa.array([GRANTED, WITHDRAWN], pa.string())))
     entries = sorted((Entry(r["seq"], r["kind"], r["subject"], r["recorded_at"],
                             orjson.loads(r["payload"]) if r["payload"] else None, "", "", "")
                       for r in table.to_pylist()), key=lambda e: e.seq)
@@ -175,6 +271,20 @@ def export_consents(path: str | Path, at: datetime,
         if consent.scope == "scorecard" and consent.scorecard in names:
             out.setdefault(consent.subject, set()).add(consent.scorecard)
     return {subject: frozenset(cards) for subject, cards in out.items()}
+
+
+def export_consents(path: str | Path, at: datetime,
+                    scorecards: Iterable[str]) -> dict[str, frozenset[str]]:
+    """The opt-ins in force at ``at`` recorded in a ledger export, per subject.
+
+    Reads the consent records' ``seq``, ``kind``, ``subject``, ``recorded_at`` and
+    ``payload`` (so also the partial export of :meth:`Ledger.batch_columns`).
+    """
+    from trustledger.rights.consent import GRANTED, WITHDRAWN
+
+    records = pq.read_table(Path(path), columns=LEDGER_SCHEMA.names,
+                            filters=[("kind", "in", [GRANTED, WITHDRAWN])])
+    return ledger_consents(records, at, scorecards)
 
 
 def read_events(backend: Any, path: str | Path, name: str = "events") -> ir.Table:

@@ -53,8 +53,7 @@ from datetime import datetime
 from itertools import count
 from typing import Any
 
-import cel
-
+from trustledger.cel_runtime import cel
 from trustledger.engine.evaluate import check_moments
 from trustledger.engine.events import RETRACTION, Event
 from trustledger.engine.history import (

@@ -41,8 +41,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import cel
-
+from trustledger.cel_runtime import cel
 from trustledger.engine.history import INF, LN2, Entry, History, SetBack, at, scorecard_value
 from trustledger.engine.history import after as _after
 from trustledger.engine.history import before as _before

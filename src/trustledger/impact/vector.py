@@ -35,9 +35,9 @@ from datetime import datetime
 from itertools import count
 from typing import Any
 
-import cel
 import numpy as np
 
+from trustledger.cel_runtime import cel
 from trustledger.engine.history import LN2, ts
 from trustledger.engine.incremental import stateless_measures
 from trustledger.errors import InputError

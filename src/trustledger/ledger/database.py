@@ -10,15 +10,15 @@ PostgreSQL runs them REPEATABLE READ).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from importlib import resources
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 
@@ -30,6 +30,33 @@ SQLITE_BUSY_TIMEOUT_S = 60.0
 _WRITE = "trustledger_write"
 # Any 64-bit number unique to this purpose: serialises migrations across processes.
 _MIGRATION_LOCK = 0x7472_7573_746C_6564
+
+
+def unreadable(engine: sa.Engine, err: BaseException) -> ConfigError:
+    """The error for a database that failed under the service (it answers 503)."""
+    detail = getattr(err, "orig", None) or err
+    return ConfigError(f"the ledger database ({engine.dialect.name}) failed: {detail}")
+
+
+def fetch_all(engine: sa.Engine, sql: str, params: Any) -> list[Any]:
+    """All rows of one statement (SQL in the driver's parameter style), through the driver.
+
+    On a pooled connection: one statement is one snapshot, and no SQLAlchemy row object
+    is built. A driver failure is :func:`unreadable`.
+    """
+    try:
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+        finally:
+            conn.close()  # back to the pool, which ends the driver's transaction
+    except (engine.dialect.loaded_dbapi.Error, exc.DBAPIError) as err:
+        raise unreadable(engine, err) from err
 
 
 def describe(url: str) -> str:
@@ -111,17 +138,63 @@ def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest version (``alembic upgrade head``), once per database.
 
-    Runs in one write transaction; concurrent openers of a new database wait for the
-    first one and then find nothing to do.
+    A ledger already at :func:`schema_head` is left as it is, without loading Alembic
+    (about 0.1 s of every command's start-up).
+    Otherwise the upgrade runs in one write transaction; concurrent openers of a new
+    database wait for the first one and then find nothing to do. A schema newer than
+    this version knows raises :class:`ConfigError`.
     """
+    if revisions(engine) == {schema_head()}:
+        return
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
     location = resources.files("trustledger.ledger") / "migrations"
     config = Config()
     config.set_main_option("script_location", str(location))
-    with writing(engine) as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    try:
+        with writing(engine) as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except CommandError as err:
+        shown = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(f"ledger database {shown} has a schema this version does not "
+                          f"know: {err}") from err
+
+
+_REVISION = re.compile(r'^(down_revision|revision): str(?: \| None)? = (None|"([^"]+)")$',
+                       re.MULTILINE)
+
+
+@cache
+def schema_head() -> str | None:
+    """The newest migration's revision, read from ``migrations/versions`` without Alembic.
+
+    Each migration file states its ``revision`` and ``down_revision`` as the template
+    writes them; the head is the one revision no other revises (``None`` if not exactly
+    one: Alembic then decides). ``tests/test_cli_startup.py`` checks it is Alembic's head.
+    """
+    revised: dict[str, str | None] = {}
+    for script in (resources.files("trustledger.ledger") / "migrations" / "versions").iterdir():
+        if not script.name.endswith(".py"):
+            continue
+        found = {m.group(1): m.group(3) for m in _REVISION.finditer(script.read_text())}
+        if found.get("revision") is None:
+            return None
+        revised[found["revision"]] = found.get("down_revision")
+    heads = set(revised) - set(revised.values())
+    return heads.pop() if len(heads) == 1 else None
+
+
+def revisions(engine: sa.Engine) -> set[str]:
+    """The schema revisions the database records (empty for a new database)."""
+    with reading(engine) as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return set()
+        return set(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars())
 
 
 def connect_error(url: str, err: exc.DBAPIError) -> ConfigError:

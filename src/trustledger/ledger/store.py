@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 import sqlalchemy as sa
-from alembic.util import CommandError
 from pydantic import ValidationError
 from sqlalchemy import exc
 
@@ -207,12 +206,9 @@ class Ledger:
         except exc.DBAPIError as err:
             engine.dispose()
             raise database.connect_error(url, err) from err
-        except CommandError as err:
+        except ConfigError:
             engine.dispose()
-            raise ConfigError(
-                f"ledger database {database.describe(url)} has a schema this version "
-                f"does not know: {err}"
-            ) from err
+            raise
         return cls(engine, url, clock or system_clock)
 
     @property

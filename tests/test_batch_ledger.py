@@ -1,0 +1,112 @@
+"""The ledger read into a DuckDB job as it is read equals the same entries read as an export.
+
+``trustledger rescore`` without a file streams :meth:`Ledger.batch_columns` into the job's
+table (:func:`trustledger.batch.sources.read_ledger`): every page of entries, parsed by
+DuckDB while the next is read. It must give the table a ledger export gives
+(``trustledger export``, read by :func:`read_events`), whatever the page size, and the
+consent records the export has (so the same opt-ins), on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trustledger.batch import duckdb_backend, read_events
+from trustledger.batch.sources import (
+    LEDGER_SCHEMA,
+    export_consents,
+    ledger_consents,
+    read_ledger,
+)
+from trustledger.ledger import EventIn, Ledger
+from trustledger.ledger.chain import EVENT_KIND
+from trustledger.rights import grant_opt_in, withdraw_consent
+from trustledger.rights.consent import GRANTED, WITHDRAWN
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+KINDS = (EVENT_KIND, GRANTED, WITHDRAWN)
+
+
+def rows(table: pa.Table) -> list[dict[str, object]]:
+    return sorted(table.to_pylist(), key=lambda r: (str(r["source"]), str(r["source_event_id"])))
+
+
+def test_the_streamed_ledger_is_its_export(tmp_path: Path, database_url: str) -> None:
+    with Ledger.open(database_url, clock=lambda: NOW) as ledger:
+        ledger.append_events([
+            EventIn(source="bank-a", source_event_id=f"{s}-{i}", subject=s,
+                    type="repayment_on_time", occurred_at=datetime(2026, 1 + i, 3, tzinfo=UTC),
+                    attributes={"amount": 100.0 * (i + 1), "note": "é \"quoted\""})
+            for s in ("ann", "bo", "cy") for i in range(3)])
+        ledger.append_events([
+            EventIn(source="bank-a", source_event_id="fix", subject="bo",
+                    type="repayment_late", occurred_at=datetime(2026, 2, 9, tzinfo=UTC),
+                    supersedes="bo-1"),
+            EventIn(source="id-check", source_event_id="id", subject="cy",
+                    type="identity_verified", occurred_at=datetime(2026, 3, 1, tzinfo=UTC))])
+        grant_opt_in(ledger, "ann", "sesame")
+        withdrawn = grant_opt_in(ledger, "bo", "sesame")
+        withdraw_consent(ledger, "bo", withdrawn.seq)
+        export = tmp_path / "export.parquet"
+        ledger.export(export)
+        con = duckdb_backend(memory_limit="512MB")
+        try:
+            expected = rows(read_events(con, export).to_pyarrow())
+            for page in (1, 4, 5_000):
+                table, records = read_ledger(con, ledger.batch_columns(KINDS, rows=page),
+                                             tmp_path)
+                assert rows(table.to_pyarrow()) == expected, page
+                assert records.schema == LEDGER_SCHEMA
+                assert sorted(records.column("kind").to_pylist()) == [GRANTED, GRANTED,
+                                                                      WITHDRAWN]
+                consents = ledger_consents(records, NOW, ["sesame"])
+                assert consents == export_consents(export, NOW, ["sesame"])
+                assert consents == {"ann": frozenset({"sesame"})}
+        finally:
+            con.disconnect()
+    assert len(expected) == 11
+    fixed = next(r for r in expected if r["source_event_id"] == "fix")
+    assert fixed["supersedes"] == "bo-1" and fixed["subject"] == "bo"
+    assert next(r for r in expected if r["source_event_id"] == "id")["attributes"] == "{}"
+
+
+def test_an_empty_ledger_streams_an_empty_table(tmp_path: Path) -> None:
+    con = duckdb_backend(memory_limit="512MB")
+    try:
+        with Ledger.open(f"sqlite:///{tmp_path / 'empty.db'}") as ledger:
+            table, records = read_ledger(con, ledger.batch_columns(KINDS), tmp_path)
+        assert table.count().to_pyarrow().as_py() == 0
+        assert records.num_rows == 0 and records.schema == LEDGER_SCHEMA
+        assert ledger_consents(records, NOW, ["sesame"]) == {}
+    finally:
+        con.disconnect()
+
+
+def test_a_payload_s_attributes_read_as_the_stored_json(tmp_path: Path) -> None:
+    # A JSON null stays the text "null" (an event that fits no schema), a missing key
+    # is no attributes; both come out of one parse of the payload.
+    payloads = ['{"attributes":null,"occurred_at":"2026-01-02T03:04:05Z","source":"s",'
+                '"source_event_id":"a","subject":"x","type":"t"}',
+                '{"occurred_at":"2026-01-02T03:04:05+01:00","source":"s",'
+                '"source_event_id":"b","subject":"x","supersedes":"a","type":"t"}',
+                '{"attributes":{"k":[1,{"v":"é"}],"n":1.5},"occurred_at":"2026-01-02",'
+                '"source":"s","source_event_id":"c","subject":"x","type":"t"}']
+    export = tmp_path / "export.parquet"
+    pq.write_table(pa.table({
+        "seq": pa.array([1, 2, 3], pa.int64()), "kind": [EVENT_KIND] * 3,
+        "subject": ["x"] * 3,
+        "recorded_at": pa.array([NOW] * 3, pa.timestamp("us", tz="UTC")),
+        "payload": payloads}, schema=LEDGER_SCHEMA), export)
+    con = duckdb_backend(memory_limit="512MB")
+    try:
+        got = {r["source_event_id"]: r for r in read_events(con, export).to_pyarrow().to_pylist()}
+    finally:
+        con.disconnect()
+    assert got["a"]["attributes"] == "null" and got["a"]["supersedes"] is None
+    assert got["b"]["attributes"] is None and got["b"]["supersedes"] == "a"
+    assert got["b"]["occurred_us"] == 1767319445_000_000  # 02:04:05 UTC
+    assert got["c"]["attributes"] == '{"k":[1,{"v":"é"}],"n":1.5}'
