@@ -17,20 +17,31 @@ In the same run, two baselines:
 - **raw SQLite**: the very rows and hashes the ingest wrote (read back beforehand, not
   timed), inserted into a fresh ledger (the same schema, indexes and pragmas: WAL,
   ``synchronous=FULL``) with plain ``sqlite3`` ``executemany`` in batches of the same
-  size, plus the head update and the commit. The ingest must reach 0.8x of it.
+  size, in one transaction, plus the head update and the commit. The ingest must reach
+  0.8x of it. (The ingest also writes in one transaction, with no savepoint per batch on
+  SQLite: a savepoint makes SQLite journal every page a batch touches again.)
 - **raw COPY** on PostgreSQL: the same rows as one ``COPY ... FROM STDIN`` per batch.
 
-Where the time goes, per event, on the 2-core development machine with other work
-running (load ~4; one 65,536-row batch, best of 5): reading Parquet 1.8 µs (in a thread,
-one batch ahead), the column-wise checks 1.8 µs (4.8 µs with the Sesame policy:
-its attributes are mostly distinct, so ``normalise`` runs almost once per row), canonical
-payloads 0.5 µs, payload SHA-256 0.6 µs, the chain's hashes 0.9 µs, and then SQLite
-itself, which the raw baseline measures (the B-trees of the rows, of the
-``(source, source_event_id)`` key and of the ``(subject, seq)`` index, and the WAL).
+The ingest of a file this size runs in two processes (``ingest_file``'s worker): a forked
+worker reads the Parquet batches, checks them column-wise, builds the canonical payloads
+and computes both SHA-256 of every event (the chain's hashes as if every clean row is
+written, the usual case) one batch ahead, while this process only turns each batch into
+the ``executemany`` rows (or ships the ready ``COPY`` text) and waits for the database.
+So on an otherwise idle 2-core machine the ingest is bound by the database, as the
+baselines are; on a busy one it also needs the worker's CPU time. Each run prints the
+load average at its start and the CPU seconds of the writing process, of the worker and
+of the raw SQLite baseline: on the 2-core development machine (load ~2) the worker
+took 3-4 s for 1,000,000 events (4-5.5 s with the ``COPY`` text, for PostgreSQL) and
+the writing process 1-1.5 s more than the raw baseline's ~7 s (receiving the batches,
+making the row tuples' strings). Per event (load ~5; one 65,536-row batch, best of 5):
+reading Parquet 0.5 µs, the column-wise checks 1.4 µs, canonical payloads 0.5-0.9 µs,
+payload SHA-256 0.7-1.2 µs, the chain's hashes 1-1.8 µs, pickling a batch 0.4 µs.
 
 ``--rss-events N`` also ingests an N-event file in a child process (a fresh SQLite
-ledger) and reports the child's peak resident set size (``ru_maxrss``): the streaming
-ingest holds a few batches, never the file. PostgreSQL is a throwaway server started
+ledger) and reports the peak resident set size (``ru_maxrss``) of that process and of
+its worker, and their sum (an upper bound: the two peak at different moments and share
+the pages the fork left alone): the streaming ingest holds a few batches, never the
+file. PostgreSQL is a throwaway server started
 like the test suite's (``tests/postgres.py``), or the one
 ``$TRUSTLEDGER_TEST_POSTGRES_URL`` names; it runs with fsync off, SQLite with
 ``synchronous=FULL``, so the PostgreSQL figure flatters the disk.
@@ -81,15 +92,27 @@ def events_file(events: int, subjects: int) -> Path:
     return path
 
 
-def ingest_once(url: str, path: Path, batch_size: int) -> float:
-    """Ingest ``path`` into the empty ledger at ``url``; seconds taken."""
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process, and of its children waited for."""
+    me, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                       resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime, children.ru_utime + children.ru_stime
+
+
+def ingest_once(url: str, path: Path, batch_size: int) -> tuple[float, float, float]:
+    """Ingest ``path`` into the empty ledger at ``url``.
+
+    Seconds taken, and the CPU seconds of this (the writing) process and of the worker.
+    """
     with Ledger.open(url) as ledger:
+        cpu, worker = cpu_seconds()
         started = time.perf_counter()
         report = ingest_file(ledger, path, batch_size=batch_size)
         took = time.perf_counter() - started
+        after, worker_after = cpu_seconds()
         if report.appended != ledger.head()[0] or report.rejected:
             raise SystemExit(f"appended {report.appended} but the head is {ledger.head()}")
-    return took
+    return took, after - cpu, worker_after - worker
 
 
 def stored_rows(url: str) -> list[tuple[Any, ...]]:
@@ -103,14 +126,19 @@ def stored_rows(url: str) -> list[tuple[Any, ...]]:
         engine.dispose()
 
 
-def raw_sqlite_once(path: Path, rows: list[tuple[Any, ...]], batch_size: int) -> float:
-    """Plain ``sqlite3.executemany`` of ``rows`` into a fresh ledger file; seconds taken."""
+def raw_sqlite_once(path: Path, rows: list[tuple[Any, ...]], batch_size: int,
+                    ) -> tuple[float, float]:
+    """Plain ``sqlite3.executemany`` of ``rows`` into a fresh ledger file.
+
+    Seconds taken, and this process's CPU seconds.
+    """
     with Ledger.open(f"sqlite:///{path}"):
         pass  # the same schema, indexes and migrations as the ingest's ledger
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "cache_size=-65536"):
             conn.execute(f"PRAGMA {pragma}")
+        cpu, _ = cpu_seconds()
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         for start in range(0, len(rows), batch_size):
@@ -119,7 +147,7 @@ def raw_sqlite_once(path: Path, rows: list[tuple[Any, ...]], batch_size: int) ->
         conn.execute("UPDATE ledger_head SET seq = ?, hash = ?, recorded_at_us = ? "
                      "WHERE id = 1", (last[0], last[-1], last[5]))
         conn.execute("COMMIT")
-        return time.perf_counter() - started
+        return time.perf_counter() - started, cpu_seconds()[0] - cpu
     finally:
         conn.close()
 
@@ -164,10 +192,16 @@ def bench_sqlite(path: Path, events: int, runs: int, batch_size: int, folder: st
     rows: list[tuple[Any, ...]] = []
     for run in range(runs):
         db = f"{folder}/ingest-{run}.db"
-        ingest.append(ingest_once(f"sqlite:///{db}", path, batch_size))
+        load = os.getloadavg()[0]
+        took, writer, worker = ingest_once(f"sqlite:///{db}", path, batch_size)
+        ingest.append(took)
         if not rows:
             rows = stored_rows(f"sqlite:///{db}")
-        raw.append(raw_sqlite_once(Path(f"{folder}/raw-{run}.db"), rows, batch_size))
+        raw_took, raw_cpu = raw_sqlite_once(Path(f"{folder}/raw-{run}.db"), rows, batch_size)
+        raw.append(raw_took)
+        print(f"  sqlite run {run + 1} (load average {load:.1f}): CPU seconds: ingest "
+              f"{writer:.2f} writing + {worker:.2f} worker, raw baseline {raw_cpu:.2f}",
+              flush=True)
         for leftover in Path(folder).glob("*.db*"):
             leftover.unlink()
     ours = report("sqlite: trustledger ingest", ingest, events)
@@ -183,9 +217,14 @@ def bench_postgres(path: Path, events: int, runs: int, batch_size: int) -> tuple
     ingest, raw = [], []
     rows: list[tuple[Any, ...]] = []
     with postgres_server() as server:
-        for _ in range(runs):
+        for run in range(runs):
+            load = os.getloadavg()[0]
             url = create_database(server)
-            ingest.append(ingest_once(url, path, batch_size))
+            took, writer, worker = ingest_once(url, path, batch_size)
+            ingest.append(took)
+            print(f"  postgresql run {run + 1} (load average {load:.1f}): CPU seconds: ingest "
+                  f"{writer:.2f} writing + {worker:.2f} worker (the server's not counted)",
+                  flush=True)
             if not rows:
                 rows = stored_rows(url)
             raw.append(raw_copy_once(create_database(server), rows, batch_size))
@@ -196,7 +235,7 @@ def bench_postgres(path: Path, events: int, runs: int, batch_size: int) -> tuple
 
 
 def peak_rss(path: Path, batch_size: int) -> None:
-    """Ingest ``path`` in a child process; print its time and peak RSS."""
+    """Ingest ``path`` in a child process; print its time and peak RSS (and its worker's)."""
     with tempfile.TemporaryDirectory(prefix="tl-bench-rss-") as folder:
         started = time.perf_counter()
         done = subprocess.run(
@@ -205,20 +244,23 @@ def peak_rss(path: Path, batch_size: int) -> None:
             check=True, capture_output=True, text=True,
         )
         took = time.perf_counter() - started
-    child_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(done.stdout.strip())
-    print(f"peak RSS of the ingest process: {child_kib / 1024**2:.2f} GiB "
-          f"({child_kib / 1024:,.0f} MiB), {took:,.0f}s in all", flush=True)
+    ingest_kib, worker_kib = (int(n) for n in done.stdout.split()[-2:])
+    print(f"peak RSS: the ingest process {ingest_kib / 1024:,.0f} MiB, its worker process "
+          f"{worker_kib / 1024:,.0f} MiB; both together at most "
+          f"{(ingest_kib + worker_kib) / 1024**2:.2f} GiB; {took:,.0f}s in all", flush=True)
 
 
 def child(path: Path, url: str, batch_size: int) -> None:
-    """The child of :func:`peak_rss`: ingest and report."""
+    """The child of :func:`peak_rss`: ingest, then print both processes' ``ru_maxrss`` (KiB)."""
     with Ledger.open(url) as ledger:
         started = time.perf_counter()
         done = ingest_file(ledger, path, batch_size=batch_size)
         took = time.perf_counter() - started
     print(f"child: {done.appended:,} events in {took:,.0f}s ({done.appended / took:,.0f} "
-          f"events/s), ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss:,} KiB")
+          f"events/s), ru_maxrss of the ingest and of its worker (KiB): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} "
+          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
 
 
 def main() -> None:

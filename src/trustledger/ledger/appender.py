@@ -1,11 +1,17 @@
 """Checked batches of events appended to the chain: one pass of hashing, one statement a batch.
 
-:class:`ChainAppender` extends the chain with the clean rows of
-:func:`trustledger.ledger.columnar.check_batch`, one batch at a time, inside the one
-write transaction of :meth:`trustledger.ledger.Ledger.bulk_appender`. Each batch is
-inserted under a savepoint with one ``executemany`` (SQLite) or one ``COPY ... FROM
-STDIN`` (PostgreSQL, psycopg 3). The hashes are those of
-:mod:`trustledger.ledger.chain`: headers assembled column-wise, then hashed in order.
+A batch goes in two steps. :func:`prepare` turns the clean rows of
+:func:`trustledger.ledger.columnar.check_batch` into a :class:`Prepared` batch: the
+canonical payload texts, their hashes and the chain's hashes (the encoding of
+:mod:`trustledger.ledger.chain`: headers assembled column-wise, then hashed in order),
+and for PostgreSQL the ``COPY`` text. It needs nothing from the ledger but the chain
+position it starts from, so :func:`trustledger.ledger.ingest.ingest_file` can prepare
+the next batch in a worker process while this one is written. :class:`ChainAppender`
+then writes the batches in order, inside the one write transaction of
+:meth:`trustledger.ledger.Ledger.bulk_appender`: one ``executemany`` (SQLite) or one
+``COPY ... FROM STDIN`` under a savepoint (PostgreSQL, psycopg 3) per batch. A batch
+prepared from another chain position than the ledger's (rows of the batch before
+were refused) gets its chain hashes again.
 """
 
 from __future__ import annotations
@@ -82,14 +88,99 @@ def chain_hashes(seq: int, prev_hash: str, recorded_at_us: int, subjects: pa.Arr
     return hashes
 
 
+@dataclass
+class Prepared:
+    """A checked batch made ready for the chain (see :func:`prepare`).
+
+    ``rows`` are the indexes of the batch's clean rows; the columns, ``payloads`` and
+    both hash lists hold those rows only, in order. ``hashes`` and ``copy`` (the
+    ``COPY`` text, for PostgreSQL) assume the rows follow the entry ``(seq, prev_hash)``.
+    Pickled (to come from a worker process), the hash lists travel as Arrow arrays.
+    """
+
+    lines: np.ndarray
+    """Every row's line (row, item) number."""
+    problems: list[tuple[int, str, str, str]]
+    """The rows the checks refused: ``(index, field, reason, rule)``."""
+    rows: np.ndarray
+    subjects: pa.Array
+    sources: pa.Array
+    ids: pa.Array
+    supersedes: pa.Array
+    payloads: pa.Array
+    payload_hashes: list[str]
+    seq: int
+    prev_hash: str
+    hashes: list[str]
+    copy: pa.Buffer | None = None
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @property
+    def end(self) -> tuple[int, str]:
+        """The chain position after these rows, if all of them are written."""
+        if not self.hashes:
+            return self.seq, self.prev_hash
+        return self.seq + len(self.hashes), self.hashes[-1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in ("payload_hashes", "hashes"):
+            state[name] = pa.array(state[name], pa.string())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in ("payload_hashes", "hashes"):
+            state[name] = state[name].to_pylist()
+        self.__dict__.update(state)
+
+
+def prepare(checked: Checked, seq: int, prev_hash: str, recorded_at_us: int, *,
+            copy: bool = False) -> Prepared:
+    """The clean rows of a checked batch with their payloads and hashes after ``(seq, prev_hash)``.
+
+    With ``copy``, also their lines of ``COPY ... FROM STDIN`` text (for PostgreSQL).
+    Pure: it reads nothing from the ledger.
+    """
+    batch = checked.batch
+    rows = np.flatnonzero(checked.ok)
+    subjects, sources, ids = batch.subject, batch.source, batch.source_event_id
+    supersedes = batch.supersedes
+    if len(rows) != len(batch):
+        take = pa.array(rows, pa.int64())
+        subjects, sources, ids = subjects.take(take), sources.take(take), ids.take(take)
+        supersedes = supersedes.take(take)
+    payloads = payload_texts(checked, rows)
+    payload_hashes = sha256_hex(payloads)
+    hashes = chain_hashes(seq, prev_hash, recorded_at_us, subjects, sources, ids,
+                          payload_hashes)
+    text = None
+    if copy and len(rows):
+        text = copy_lines(seq + 1, recorded_at_us, subjects, sources, ids, payloads,
+                          payload_hashes, [prev_hash, *hashes[:-1]], hashes)
+    return Prepared(batch.lines, checked.problems, rows, subjects, sources, ids, supersedes,
+                    payloads, payload_hashes, seq, prev_hash, hashes, text)
+
+
+class _Refused(Exception):
+    """The database refused a row of a batch (``error``); ``inserted`` rows before it are in."""
+
+    def __init__(self, inserted: int, error: BaseException) -> None:
+        super().__init__(inserted, error)
+        self.inserted = inserted
+        self.error = error
+
+
 class ChainAppender:
     """Appends checked batches of events to the chain inside one write transaction.
 
     If the unique key refuses a row (an event already in the ledger, or written
-    earlier in this transaction), the batch is rolled back to its savepoint, its keys
-    are looked up, and the rest is inserted again: the same event again counts as
-    ``existing``; the same key with other content is a conflict (recorded before) or a
-    refused row (written earlier in this transaction).
+    earlier in this transaction), the rows before it stay written (SQLite; PostgreSQL
+    rolls the batch back to its savepoint), the keys of the rest are looked up, and
+    the rest is inserted again: the same event again counts as ``existing``; the same
+    key with other content is a conflict (recorded before) or a refused row (written
+    earlier in this transaction).
     """
 
     def __init__(self, conn: sa.Connection, seq: int, prev_hash: str, recorded_at_us: int,
@@ -101,7 +192,7 @@ class ChainAppender:
         self._conn = conn
         self._find = find_keys
         self._driver: Any = conn.connection.driver_connection
-        self._postgres = conn.dialect.name == "postgresql"
+        self.postgres = conn.dialect.name == "postgresql"
         self._error: type[BaseException] = conn.dialect.loaded_dbapi.IntegrityError
         self._first_seqs: list[int] = []
         self._lines: list[np.ndarray | int] = []  # per batch: each row's line, or the first
@@ -116,99 +207,94 @@ class ChainAppender:
 
     def append(self, checked: Checked, unit: str) -> BatchOutcome:
         """Append the clean rows of a checked batch; report the rows the ledger refuses."""
+        return self.write(prepare(checked, self.seq, self.hash, self.recorded_at_us,
+                                  copy=self.postgres), unit)
+
+    def write(self, prepared: Prepared, unit: str) -> BatchOutcome:
+        """Append a prepared batch; report the rows the ledger refuses."""
         out = BatchOutcome()
         self._unit = unit
-        batch = checked.batch
-        rows = np.flatnonzero(checked.ok)
+        rows = prepared.rows
         if len(rows) == 0:
             return out
-        payloads = payload_texts(checked, rows)
-        payload_hashes = sha256_hex(payloads)
-        sources, ids, targets = batch.source, batch.source_event_id, batch.supersedes
-        if len(rows) != len(batch):
-            take = pa.array(rows, pa.int64())
-            sources, ids, targets = sources.take(take), ids.take(take), targets.take(take)
-        keep = np.ones(len(rows), dtype=bool)
-        if targets.null_count < len(targets):
-            self._targets(targets, sources, ids, rows, keep, out)
+        keep = np.ones(len(rows), dtype=bool)  # rows still to write
+        if prepared.supersedes.null_count < len(rows):
+            self._targets(prepared, keep, out)
         repeats_checked = False
         while True:
             chosen = np.flatnonzero(keep)
             if len(chosen) == 0:
                 break
             try:
-                with self._savepoint():
-                    whole = len(chosen) == len(rows)
-                    self._insert(checked, rows[chosen],
-                                 payloads if whole else payloads.take(pa.array(chosen)),
-                                 payload_hashes if whole else
-                                 [payload_hashes[j] for j in chosen])
-            except self._error:
-                # Rolled back to the savepoint. The unique key refused a row: a key repeated
-                # within the batch, or one already stored. Sort them out, insert the rest.
+                self._insert(prepared, chosen)
+            except _Refused as refused:
+                # The unique key refused a row: a key repeated within the batch, or one
+                # already stored. The rows before it are written; sort out the rest.
+                keep[chosen[:refused.inserted]] = False
+                out.appended += refused.inserted
+                left = int(keep.sum())
                 if not repeats_checked:
                     repeats_checked = True
-                    self._repeats(sources, ids, payload_hashes, rows, batch.lines, keep, out)
-                self._known(sources, ids, payload_hashes, np.flatnonzero(keep), rows, keep,
-                            out)
+                    self._repeats(prepared, keep, out)
+                self._known(prepared, np.flatnonzero(keep), keep, out)
+                if refused.inserted == 0 and int(keep.sum()) == left:
+                    raise refused.error from None  # not a key: nothing to sort out
                 continue
             out.appended += len(chosen)
             break
         out.problems.sort(key=lambda problem: problem[0])
         return out
 
-    def _repeats(self, sources: pa.Array, ids: pa.Array, payload_hashes: list[str],
-                 rows: np.ndarray, lines: np.ndarray, keep: np.ndarray,
-                 out: BatchOutcome) -> None:
+    def _repeats(self, prepared: Prepared, keep: np.ndarray, out: BatchOutcome) -> None:
         """Keys repeated within the batch: the same event again is ``existing``, else refused."""
-        codes = pc.binary_join_element_wise(sources, ids, "\x1f").dictionary_encode().indices
-        numbers = np.asarray(codes.to_numpy(zero_copy_only=False), dtype=np.int64)
+        codes = pc.binary_join_element_wise(prepared.sources, prepared.ids, "\x1f")
+        numbers = np.asarray(codes.dictionary_encode().indices.to_numpy(zero_copy_only=False),
+                             dtype=np.int64)
         repeated = np.bincount(numbers)[numbers] > 1
         first: dict[int, int] = {}
+        hashes, rows = prepared.payload_hashes, prepared.rows
         for j in np.flatnonzero(repeated):
             earlier = first.setdefault(int(numbers[j]), int(j))
             if earlier == j:
                 continue
             keep[j] = False
-            if payload_hashes[earlier] == payload_hashes[j]:
+            if hashes[earlier] == hashes[j]:
                 out.existing += 1
             else:
                 out.problems.append((int(rows[j]), "source_event_id",
-                                     f"repeats {self._unit} {int(lines[rows[earlier]])}'s key "
-                                     "with different content", "duplicate"))
+                                     f"repeats {self._unit} {int(prepared.lines[rows[earlier]])}"
+                                     "'s key with different content", "duplicate"))
 
-    def _targets(self, supersedes: pa.Array, sources: pa.Array, ids: pa.Array,
-                 rows: np.ndarray, keep: np.ndarray, out: BatchOutcome) -> None:
+    def _targets(self, prepared: Prepared, keep: np.ndarray, out: BatchOutcome) -> None:
         """``supersedes`` must name an event of the same source written before this row."""
         wanted = np.flatnonzero(np.asarray(
-            pc.is_valid(supersedes).to_numpy(zero_copy_only=False), dtype=bool))
+            pc.is_valid(prepared.supersedes).to_numpy(zero_copy_only=False), dtype=bool))
         if len(wanted) == 0:
             return
-        source_list, id_list = sources.to_pylist(), ids.to_pylist()
-        targets = supersedes.to_pylist()
+        source_list, id_list = prepared.sources.to_pylist(), prepared.ids.to_pylist()
+        targets = prepared.supersedes.to_pylist()
         stored = self._find(self._conn, {(source_list[j], targets[j]) for j in wanted})
         superseding = set(wanted.tolist())
         changed = True
         while changed:  # a refused row takes the rows superseding it along
             changed = False
             seen: set[tuple[str, str]] = set()
-            for j in range(len(rows)):
+            for j in range(len(keep)):
                 if keep[j] and j in superseding:
                     target = (source_list[j], targets[j])
                     if target not in seen and target not in stored:
                         keep[j] = False
                         changed = True
-                        out.problems.append((int(rows[j]), "supersedes",
+                        out.problems.append((int(prepared.rows[j]), "supersedes",
                                              f"names no earlier event {target[1]!r} of "
                                              f"source {target[0]!r}", "supersedes"))
                 if keep[j]:
                     seen.add((source_list[j], id_list[j]))
 
-    def _known(self, sources: pa.Array, ids: pa.Array, payload_hashes: list[str],
-               chosen: np.ndarray, rows: np.ndarray, keep: np.ndarray,
+    def _known(self, prepared: Prepared, chosen: np.ndarray, keep: np.ndarray,
                out: BatchOutcome) -> None:
         """Sort out the rows whose key is already stored: the same event, or a refusal."""
-        source_list, id_list = sources.to_pylist(), ids.to_pylist()
+        source_list, id_list = prepared.sources.to_pylist(), prepared.ids.to_pylist()
         stored = self._find(self._conn, [(source_list[j], id_list[j]) for j in chosen])
         for j in chosen:
             found = stored.get((source_list[j], id_list[j]))
@@ -216,10 +302,10 @@ class ChainAppender:
                 continue
             keep[j] = False
             seq, payload_hash = found
-            if payload_hash == payload_hashes[j]:
+            if payload_hash == prepared.payload_hashes[j]:
                 out.existing += 1
             elif seq > self.start_seq:
-                out.problems.append((int(rows[j]), "source_event_id",
+                out.problems.append((int(prepared.rows[j]), "source_event_id",
                                      f"repeats {self._unit} {self.line_of(seq)}'s key with "
                                      "different content", "duplicate"))
             else:
@@ -240,54 +326,81 @@ class ChainAppender:
         finally:
             cursor.close()
 
-    def _insert(self, checked: Checked, rows: np.ndarray, payloads: pa.Array,
-                payload_hashes: list[str]) -> None:
-        """Chain and insert the rows (indexes into the batch) with one statement."""
-        batch = checked.batch
-        subjects, sources, ids = batch.subject, batch.source, batch.source_event_id
-        if len(rows) != len(batch):
-            take = pa.array(rows, pa.int64())
+    def _insert(self, prepared: Prepared, chosen: np.ndarray) -> None:
+        """Chain and insert the chosen rows (indexes into ``prepared.rows``), one statement.
+
+        Raises :class:`_Refused` if the unique key refuses a row, saying how many rows
+        before it were written (SQLite writes them; PostgreSQL's ``COPY`` is undone).
+        """
+        n = len(chosen)
+        first = self.seq + 1
+        subjects, sources, ids = prepared.subjects, prepared.sources, prepared.ids
+        payloads, payload_hashes = prepared.payloads, prepared.payload_hashes
+        if n != len(prepared.rows):
+            take = pa.array(chosen, pa.int64())
             subjects, sources, ids = subjects.take(take), sources.take(take), ids.take(take)
-        hashes = chain_hashes(self.seq, self.hash, self.recorded_at_us, subjects, sources,
-                              ids, payload_hashes)
-        first, n = self.seq + 1, len(hashes)
+            payloads = payloads.take(take)
+            payload_hashes = [payload_hashes[j] for j in chosen]
+        if n == len(prepared.rows) and (prepared.seq, prepared.prev_hash) == (self.seq,
+                                                                               self.hash):
+            hashes, text = prepared.hashes, prepared.copy
+        else:  # prepared after other rows than the ledger's last: chain them again
+            hashes = chain_hashes(self.seq, self.hash, self.recorded_at_us, subjects, sources,
+                                  ids, payload_hashes)
+            text = None
         prevs = [self.hash, *hashes[:-1]]
-        if self._postgres:
-            self._copy(first, subjects, sources, ids, payloads, payload_hashes, prevs, hashes)
+        written = n
+        refused: _Refused | None = None
+        if self.postgres:
+            if text is None:
+                text = copy_lines(first, self.recorded_at_us, subjects, sources, ids,
+                                  payloads, payload_hashes, prevs, hashes)
+            try:
+                with self._savepoint(), self._driver.cursor() as cursor, \
+                        cursor.copy(COPY_SQL) as copy:
+                    copy.write(memoryview(text))
+            except self._error as err:
+                raise _Refused(0, err) from err
         else:
-            values = zip(range(first, first + n), repeat(EVENT_KIND, n),
-                         subjects.to_pylist(), sources.to_pylist(), ids.to_pylist(),
-                         repeat(self.recorded_at_us, n), payloads.to_pylist(),
-                         payload_hashes, prevs, hashes, strict=True)
+            values = zip(range(first, first + n), repeat(EVENT_KIND, n), subjects.to_pylist(),
+                         sources.to_pylist(), ids.to_pylist(), repeat(self.recorded_at_us, n),
+                         payloads.to_pylist(), payload_hashes, prevs, hashes, strict=True)
             cursor = self._driver.cursor()
             try:
                 cursor.executemany(INSERT_SQL, values)
+            except self._error as err:
+                # SQLite undoes only the refused row's statement: the rows before it stay.
+                last = cursor.execute("SELECT max(seq) FROM entries").fetchone()[0]
+                written = int(last or 0) - first + 1
+                refused = _Refused(written, err)
             finally:
                 cursor.close()
-        written = batch.lines[rows]
-        self._first_seqs.append(first)
-        # Consecutive lines (the usual case) are kept as the first one: O(1) a batch.
-        consecutive = int(written[-1] - written[0]) == n - 1
-        self._lines.append(int(written[0]) if consecutive else written)
-        self.seq, self.hash = first + n - 1, hashes[-1]
+        if written:
+            lines = prepared.lines[prepared.rows[chosen[:written]]]
+            self._first_seqs.append(first)
+            # Consecutive lines (the usual case) are kept as the first one: O(1) a batch.
+            consecutive = int(lines[-1] - lines[0]) == written - 1
+            self._lines.append(int(lines[0]) if consecutive else lines)
+            self.seq, self.hash = first + written - 1, hashes[written - 1]
+        if refused is not None:
+            raise refused
 
-    def _copy(self, first: int, subjects: pa.Array, sources: pa.Array, ids: pa.Array,
-              payloads: pa.Array, payload_hashes: list[str], prevs: list[str],
-              hashes: list[str]) -> None:
-        """``COPY entries FROM STDIN`` in text format, its lines assembled column-wise."""
-        n = len(hashes)
-        lines = pc.binary_join_element_wise(
-            pa.array(np.arange(first, first + n, dtype=np.int64)).cast(pa.string()),
-            EVENT_KIND, copy_text(subjects), copy_text(sources), copy_text(ids),
-            str(self.recorded_at_us), copy_text(payloads),
-            pa.array(payload_hashes, pa.string()), pa.array(prevs, pa.string()),
-            pc.binary_join_element_wise(pa.array(hashes, pa.string()), "\n", ""), "\t",
-        )
-        _, offsets, values = lines.buffers()
-        bounds = np.frombuffer(offsets, dtype=np.int32)[[lines.offset, lines.offset + n]]
-        data = memoryview(values)[int(bounds[0]):int(bounds[1])]  # the lines, end to end
-        with self._driver.cursor() as cursor, cursor.copy(COPY_SQL) as copy:
-            copy.write(data)
+
+def copy_lines(first: int, recorded_at_us: int, subjects: pa.Array, sources: pa.Array,
+               ids: pa.Array, payloads: pa.Array, payload_hashes: list[str],
+               prevs: list[str], hashes: list[str]) -> pa.Buffer:
+    """The entries from seq ``first`` on as ``COPY ... FROM STDIN`` text, assembled column-wise."""
+    n = len(hashes)
+    lines = pc.binary_join_element_wise(
+        pa.array(np.arange(first, first + n, dtype=np.int64)).cast(pa.string()),
+        EVENT_KIND, copy_text(subjects), copy_text(sources), copy_text(ids),
+        str(recorded_at_us), copy_text(payloads),
+        pa.array(payload_hashes, pa.string()), pa.array(prevs, pa.string()),
+        pc.binary_join_element_wise(pa.array(hashes, pa.string()), "\n", ""), "\t",
+    )
+    _, offsets, values = lines.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int32)[[lines.offset, lines.offset + n]]
+    return values.slice(int(bounds[0]), int(bounds[1] - bounds[0]))  # the lines, end to end
 
 
 def copy_text(values: pa.Array) -> pa.Array:

@@ -402,6 +402,40 @@ def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _names_ok(values: pa.Array, *, optional: bool) -> np.ndarray:
+    """Rows whose name surely keeps the name rule: 1-256 characters matching ``_SAFE_NAME``.
+
+    Read byte by byte from the column's buffers (NumPy, no per-row work): the first and
+    the last byte an ASCII character from ``!`` to ``~``, no C0 control or DEL byte
+    (in UTF-8 these bytes are never part of another character), 1-256 bytes (longer
+    ones: 1-256 characters). These are exactly the rows :func:`_names_ok_regex` keeps.
+    """
+    n = len(values)
+    if not pa.types.is_string(values.type) or n == 0:
+        return _names_ok_regex(values, optional=optional)
+    valid = np.ones(n, dtype=bool) if values.null_count == 0 else _mask(pc.is_valid(values))
+    _, offsets_buffer, data_buffer = values.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[values.offset:values.offset + n + 1]
+    starts, ends = offsets[:-1].astype(np.int64), offsets[1:].astype(np.int64)
+    sizes = ends - starts
+    ok = valid & (sizes >= 1)
+    if ok.any():
+        data = np.frombuffer(data_buffer, dtype=np.uint8)
+        first, last = data[np.where(ok, starts, 0)], data[np.where(ok, ends - 1, 0)]
+        ok &= (first >= 0x21) & (first <= 0x7E) & (last >= 0x21) & (last <= 0x7E)
+        region = data[int(offsets[0]):int(offsets[-1])]
+        control = np.flatnonzero((region < 0x20) | (region == 0x7F))
+        if len(control):
+            ok[np.searchsorted(offsets, control + offsets[0], side="right") - 1] = False
+        long = ok & (sizes > 256)
+        if long.any():
+            ok &= ~long | _mask(pc.less_equal(pc.utf8_length(values), 256))
+    if optional:
+        ok |= ~valid
+    return ok
+
+
+def _names_ok_regex(values: pa.Array, *, optional: bool) -> np.ndarray:
+    """:func:`_names_ok` with Arrow's string kernels, for any string column."""
     length = pc.utf8_length(values)
     fine = pc.and_(pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, 256)),
                    pc.match_substring_regex(values, _SAFE_NAME))
@@ -607,10 +641,20 @@ def json_text(values: pa.Array) -> pa.Array:
     Only ``\`` and ``"`` need escaping: names hold no control characters, and orjson
     writes every other character as it is (UTF-8).
     """
-    special = pc.or_(pc.match_substring(values, "\\"), pc.match_substring(values, '"'))
-    if not pc.any(special).as_py():
+    if not _holds(values, b"\\") and not _holds(values, b'"'):
         return values
     return pc.replace_substring(pc.replace_substring(values, "\\", "\\\\"), '"', '\\"')
+
+
+def _holds(values: pa.Array, byte: bytes) -> bool:
+    """Whether any text of a string column (or a null's slot) holds the ASCII ``byte``."""
+    if not pa.types.is_string(values.type):
+        return bool(pc.any(pc.match_substring(values, byte.decode())).as_py())
+    _, offsets, data = values.buffers()
+    if data is None or len(values) == 0:
+        return False
+    bounds = np.frombuffer(offsets, dtype=np.int32)[[values.offset, values.offset + len(values)]]
+    return byte in memoryview(data)[int(bounds[0]):int(bounds[1])].tobytes()
 
 
 def json_string(values: pa.Array) -> pa.Array:

@@ -18,6 +18,8 @@ columns are refused.
 each batch is checked column-wise by :mod:`trustledger.ledger.columnar` (the checks
 the HTTP batch endpoint makes, with the same messages) and its clean rows are hashed
 and inserted (:mod:`trustledger.ledger.appender`), all in **one** write transaction.
+For a large file a forked worker process reads, checks and hashes the next batch while
+this one is inserted.
 Every row of the file is checked, also after a bad one; if any row is bad the
 transaction is rolled back at the end, so nothing is written and every bad row is
 named. With ``rejects``, the clean rows are committed and each bad row goes to a JSON
@@ -28,14 +30,17 @@ Lines file, one ``{"line": n, "problems": [{"field": ..., "reason": ..., "rule":
 from __future__ import annotations
 
 import csv
+import multiprocessing
+import pickle
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+import traceback
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 
@@ -54,6 +59,11 @@ from trustledger.ledger.columnar import (
 from trustledger.ledger.models import EventIn
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    import numpy as np
+
+    from trustledger.ledger.appender import ChainAppender, Prepared
     from trustledger.ledger.store import Ledger, Validator
     from trustledger.policy import CompiledPolicy
 
@@ -87,6 +97,10 @@ BATCH = 65_536
 
 SHOWN = 50
 """How many problems an error message lists (it says how many more there are)."""
+
+WORKER_BYTES = 4 << 20
+"""Files from this size on are read, checked and hashed in a worker process (see
+:func:`ingest_file`) when ``worker`` is not given."""
 
 _SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
              ".pq": "parquet"}
@@ -349,7 +363,7 @@ def _parquet_batches(path: Path, size: int) -> Iterator[EventBatch]:
         raise InputError(f"{path}: after row {done}: unreadable: {err}") from err
 
 
-def _prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def _prefetched(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """The items of ``items``, read up to ``depth`` ahead in a thread.
 
     Parquet decoding releases the interpreter lock: the next batch is read while
@@ -404,9 +418,9 @@ def _rules(validate: Validator | None, rules: EventRules | None) -> EventRules:
     return rules
 
 
-def _row_problems(batch: EventBatch, problems: list[tuple[int, str, str, str]], unit: str
+def _row_problems(lines: np.ndarray, problems: list[tuple[int, str, str, str]], unit: str
                   ) -> list[RowProblem]:
-    return [RowProblem(int(batch.lines[i]), name, reason, unit, rule)
+    return [RowProblem(int(lines[i]), name, reason, unit, rule)
             for i, name, reason, rule in problems]
 
 
@@ -442,6 +456,7 @@ def ingest_file(
     progress: Progress | None = None,
     rules: EventRules | None = None,
     batch_size: int = BATCH,
+    worker: bool | None = None,
 ) -> IngestReport:
     """Check every row of an event file and append it to ``ledger`` in one transaction.
 
@@ -452,6 +467,14 @@ def ingest_file(
     ``rejects``: bad rows are written there (JSON Lines, see the module docstring) and
     the rest appended. A key already in the ledger with different content raises
     :class:`ConflictError` either way. A file without any event row is refused.
+
+    With ``worker``, a worker process reads, checks and hashes the file's batches
+    (:func:`~trustledger.ledger.appender.prepare`) one batch ahead while this process
+    writes them: the same checks and the same chain, on a second core. By default
+    (``None``) files from :data:`WORKER_BYTES` on get one, where processes can be forked
+    and the rules are those of :class:`EventRules` alone (no ``validate`` hook: it might
+    not be safe to run in another process) and there is no ``rejects`` file (it needs
+    each bad row as read).
     """
     path = Path(path)
     kind = file_format(path, format)
@@ -460,21 +483,28 @@ def ingest_file(
     problems = _Problems(path, unit)
     conflicts: list[str] = []
     rows = appended = existing = 0
+    if worker is None:
+        worker = (rejects is None and checks.validate is None and _can_fork()
+                  and path.is_file() and path.stat().st_size >= WORKER_BYTES)
+    elif worker and rejects is not None:
+        raise ValueError("a rejects file needs each bad row as read: no worker process")
     with ExitStack() as stack:
         out = None if rejects is None else stack.enter_context(Path(rejects).open("wb"))
         appender = stack.enter_context(ledger.bulk_appender())
         if checks.recorded_at is None and checks.policy is not None:
             checks = replace(checks, recorded_at=ledger.now())
-        for batch in batches(path, kind, batch_size):
-            checked = check_batch(batch, checks)
-            outcome = appender.append(checked, unit)
-            found = sorted(checked.problems + outcome.problems, key=lambda p: p[0])
+        prepared = stack.enter_context(closing(
+            _from_worker(path, kind, batch_size, checks, appender) if worker
+            else _here(path, kind, batch_size, checks, appender)))
+        for batch, ready in prepared:
+            outcome = appender.write(ready, unit)
+            found = sorted(ready.problems + outcome.problems, key=lambda p: p[0])
             if found:
-                problems.add(_row_problems(batch, found, unit))
-                if out is not None:
+                problems.add(_row_problems(ready.lines, found, unit))
+                if out is not None and batch is not None:
                     _write_rejects(out, batch, found, unit)
             conflicts.extend(outcome.conflicts)
-            rows += len(batch)
+            rows += len(ready)
             appended += outcome.appended
             existing += outcome.existing
             if progress is not None:
@@ -493,6 +523,89 @@ def ingest_file(
         head_seq, head_hash = appender.seq, appender.hash
     return IngestReport(rows=rows, appended=appended, existing=existing,
                         rejected=problems.rows, head_seq=head_seq, head_hash=head_hash)
+
+
+def _here(path: Path, kind: str, size: int, rules: EventRules, appender: ChainAppender,
+          ) -> Generator[tuple[EventBatch | None, Prepared], None, None]:
+    """The file's batches, checked and prepared in this process, each from the chain's head."""
+    from trustledger.ledger.appender import prepare
+
+    for batch in batches(path, kind, size):
+        yield batch, prepare(check_batch(batch, rules), appender.seq, appender.hash,
+                             appender.recorded_at_us, copy=appender.postgres)
+
+
+def _can_fork() -> bool:
+    """Whether this process can fork a worker (a daemonic process may start none)."""
+    return ("fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
+
+
+def _from_worker(path: Path, kind: str, size: int, rules: EventRules, appender: ChainAppender,
+                 ) -> Generator[tuple[EventBatch | None, Prepared], None, None]:
+    """The file's batches, checked and prepared by a worker process, one batch ahead.
+
+    The worker is forked (it inherits the rules: nothing but the batches is pickled) and
+    hashes each batch after the one before it as if all its clean rows are written
+    (the usual case; :meth:`~trustledger.ledger.appender.ChainAppender.write` chains a
+    batch again when they were not). Its errors (a fault in the file) are raised here;
+    it is stopped when the generator is closed.
+    """
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_work, name="trustledger-ingest-prepare", daemon=True,
+        args=(send, path, kind, size, rules, appender.seq, appender.hash,
+              appender.recorded_at_us, appender.postgres),
+    )
+    process.start()
+    send.close()
+
+    def received() -> Iterator[Prepared]:
+        while True:
+            try:
+                item = pickle.loads(receive.recv_bytes())
+            except EOFError:
+                process.join()
+                raise RuntimeError(f"the ingest worker process ended unexpectedly (exit code "
+                                   f"{process.exitcode})") from None
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield cast("Prepared", item)
+
+    try:
+        for ready in received():  # the worker prepares the next batch meanwhile
+            yield None, ready
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        receive.close()
+
+
+def _work(send: Connection, path: Path, kind: str, size: int, rules: EventRules, seq: int,
+          prev_hash: str, recorded_at_us: int, copy: bool) -> None:
+    """The worker process of :func:`_from_worker`: prepare each batch, send it, then ``None``."""
+    from trustledger.ledger.appender import prepare
+
+    try:
+        for batch in batches(path, kind, size):
+            ready = prepare(check_batch(batch, rules), seq, prev_hash, recorded_at_us,
+                            copy=copy)
+            seq, prev_hash = ready.end
+            send.send_bytes(pickle.dumps(ready, protocol=pickle.HIGHEST_PROTOCOL))
+        send.send_bytes(pickle.dumps(None))
+    except (BrokenPipeError, KeyboardInterrupt):
+        return  # the writer stopped reading
+    except InputError as err:
+        send.send_bytes(pickle.dumps(InputError(str(err))))
+    except BaseException:  # handed to the writer, who raises it
+        send.send_bytes(pickle.dumps(RuntimeError(
+            f"the ingest worker process failed:\n{traceback.format_exc()}")))
+    finally:
+        send.close()
 
 
 def _write_rejects(out: IO[bytes], batch: EventBatch, found: list[tuple[int, str, str, str]],
@@ -526,7 +639,7 @@ def read_events(
     checks = rules or EventRules()
     for batch in batches(path, kind, batch_size):
         checked = check_batch(batch, checks)
-        result.problems.extend(_row_problems(batch, checked.problems, result.unit))
+        result.problems.extend(_row_problems(batch.lines, checked.problems, result.unit))
         for index in checked.ok.nonzero()[0]:
             result.events.append(event_of_row(batch.raw(int(index)), batch.json_text))
             result.lines.append(int(batch.lines[index]))
