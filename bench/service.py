@@ -9,7 +9,10 @@ party gets the consent of `--consenting` subjects (opted in to the Sesame score)
 server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.0.1. Then:
 
 1. **decisions, cold**: one decision per consenting subject, 16 in flight (each subject's
-   first decision loads and evaluates it);
+   first decision loads and evaluates it, and writes its state to `subject_states`);
+   **decisions, restart**: the server stopped and started again, the same decisions (each
+   subject's first touch reads its stored state, its events unread: no rebuild), and
+   the states' count and sizes;
 2. **decision capacity**: 64 requests always in flight for `--duration` s (closed loop),
    against trustledger and, alternately, against a **bare FastAPI endpoint** (the ceiling:
    a pydantic body, a small JSON answer, the same uvicorn flags and worker count, the same
@@ -33,6 +36,9 @@ server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.
    measure is stateless and the incremental state answers alone): reads/s of each, the
    first incremental read (which builds the state) and later ones (O(1)); every read's
    scores are checked equal to the reference's;
+7b. **gc.freeze()**, one worker: at `--gc-freeze-rate` offered, open loop, alternately
+   without and with `gc.freeze()` after warm-up (the server freezes on SIGUSR1, unfreezes
+   on SIGUSR2), `--rounds` rounds each, medians of p50/p99;
 8. **statistics over the population, in process** (`--statistics`): the operator's
    statistics computation under the same policy — every subject by the reference
    assessment, then by `current_scores` twice: the first run builds every subject's
@@ -76,6 +82,11 @@ from pydantic import BaseModel  # noqa: E402
 from trustledger.demo import DEMO_POPULATION  # noqa: E402
 from trustledger.ledger import ingest_file  # noqa: E402
 from trustledger.principals import Record, Role, ServiceLedger, add_principal  # noqa: E402
+from trustledger.registry import (  # noqa: E402
+    approve_register,
+    propose_register,
+    register_in_force,
+)
 from trustledger.rights.consent import GRANTED  # noqa: E402
 from trustledger.scoring import publish_policy  # noqa: E402
 from trustledger.synth import Population, subject_id, write_parquet  # noqa: E402
@@ -205,11 +216,20 @@ def prepare(url: str, work: Path, population: Population, consenting: int
         parquet = work / "population.parquet"
         write_parquet(population, parquet)
         ingest_file(ledger, parquet)
+        # The event-type register in force first (proposed and approved by two operators).
+        add_principal(ledger, "bench-proposer", Role.OPERATOR)
+        add_principal(ledger, "bench-approver", Role.OPERATOR)
+        proposal = propose_register(ledger, (POLICY.parent / "register.yaml").read_text(),
+                                    "bench-proposer")
+        approve_register(ledger, proposal.hash, "bench-approver")
+        register = register_in_force(ledger)
         publish_policy(ledger, POLICY)
         party = add_principal(ledger, "bench-party", Role.RELYING_PARTY,
                               accreditations=("rental_deposit",), rate_limit=1_000_000)
+        accredited = ("bill_paid", "repayment_on_time")
         source = add_principal(ledger, "bench-source", Role.SOURCE,
-                               accreditations=("bill_paid", "repayment_on_time"),
+                               accreditations=accredited,
+                               domains=tuple(sorted({register.domain_of(t) for t in accredited})),
                                rate_limit=1_000_000)
         records = []
         for i in range(consenting):
@@ -260,12 +280,26 @@ def serve_baseline(port: int, workers: int) -> None:
                 log_level="warning")
 
 
+# `trustledger serve` with two signal handlers for the GC experiment (one worker: uvicorn
+# serves in this process): SIGUSR1 collects and freezes every object alive (gc.freeze:
+# the warmed-up caches leave the collector's generations, so a gen-2 pass no longer walks
+# them), SIGUSR2 unfreezes.
+_SERVE_WITH_GC_SIGNALS = """
+import gc, signal, sys
+signal.signal(signal.SIGUSR1, lambda *_: (gc.collect(), gc.freeze()))
+signal.signal(signal.SIGUSR2, lambda *_: gc.unfreeze())
+from trustledger.cli import main
+sys.argv = ["trustledger", *sys.argv[1:]]
+main()
+"""
+
+
 @contextmanager
 def server(url: str, port: int, work: Path, workers: int, *,
            baseline: bool = False) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "TRUSTLEDGER_DATA": str(work), "TRUSTLEDGER_MAX_IN_FLIGHT": "1000",
            "PYTHONPATH": str(ROOT)}
-    command = [str(ROOT / ".venv" / "bin" / "trustledger"), "serve", "--host", HOST,
+    command = [sys.executable, "-c", _SERVE_WITH_GC_SIGNALS, "serve", "--host", HOST,
                "--port", str(port), "--database-url", url, "--workers", str(workers)]
     if baseline:
         command = [sys.executable, str(ROOT / "bench" / "service.py"), "--serve-baseline",
@@ -358,22 +392,34 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
         return json.dumps({"subject": rng.choice(subjects),
                            "purpose": "rental_deposit"}).encode()
 
-    with server(url, port, work, args.workers):
-        bodies = [json.dumps({"subject": s, "purpose": "rental_deposit"}).encode()
-                  for s in subjects] * args.workers  # each worker process has its own cache
+    bodies = [json.dumps({"subject": s, "purpose": "rental_deposit"}).encode()
+              for s in subjects] * args.workers  # each worker process has its own cache
+
+    def cold() -> dict[str, Any]:
         seconds, lat, statuses = asyncio.run(closed_loop(port, keys["party"], "/v1/decisions",
                                                          bodies, 16))
-        result["decisions_cold"] = {"requests": len(bodies), "seconds": round(seconds, 2),
-                                    "per_s": round(len(bodies) / seconds, 1),
-                                    "p50_ms": round(1000 * statistics.median(lat), 2),
-                                    "statuses": statuses}
+        return {"requests": len(bodies), "seconds": round(seconds, 2),
+                "per_s": round(len(bodies) / seconds, 1),
+                "p50_ms": round(1000 * statistics.median(lat), 2), "statuses": statuses}
+
+    # First touch with no stored states: every subject built from its events (its state
+    # written behind the answer). The server is then stopped and started again: the
+    # first touch after the restart reads the stored states (events unread).
+    with server(url, port, work, args.workers):
+        result["decisions_cold"] = cold()
+    result["stored_states"] = stored_states(url)
+    with server(url, port, work, args.workers) as proc:
+        result["decisions_restart"] = cold()
         result["decisions_capacity"] = ceiling_ratio(
             port, keys["party"], decision_body, args, work)
-        result["decisions_cold"]["ratio_to_warm"] = round(
-            result["decisions_cold"]["per_s"] / result["decisions_capacity"]["per_s"], 3)
+        warm = result["decisions_capacity"]["per_s"]
+        for name in ("decisions_cold", "decisions_restart"):
+            result[name]["ratio_to_warm"] = round(result[name]["per_s"] / warm, 3)
         result["decisions"] = [asyncio.run(open_loop(
             port, keys["party"], "/v1/decisions", decision_body, rate, args.duration,
             args.connections)) for rate in args.rates]
+        if args.gc_freeze_rate and args.workers == 1:
+            result["gc_freeze"] = gc_freeze(proc, port, keys["party"], decision_body, args)
         base = datetime(2026, 6, 1, tzinfo=UTC)
 
         def event(i: int, tag: str) -> dict[str, Any]:
@@ -408,16 +454,64 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
     return result
 
 
+def stored_states(url: str) -> dict[str, Any]:
+    """How many subject states the server wrote, and their sizes in bytes."""
+    import sqlalchemy as sa
+
+    from trustledger.ledger.schema import subject_states
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            lengths = sorted(len(bytes(x)) for (x,) in conn.execute(
+                sa.select(subject_states.c.state)))
+    finally:
+        engine.dispose()
+    if not lengths:
+        return {"states": 0}
+    return {"states": len(lengths), "median_bytes": statistics.median(lengths),
+            "max_bytes": lengths[-1]}
+
+
+def gc_freeze(proc: subprocess.Popen[bytes], port: int, key: str, decision_body: Any,
+              args: argparse.Namespace) -> dict[str, Any]:
+    """p50/p99 at one offered rate without and with ``gc.freeze()``, alternating, same run.
+
+    The server (one worker) freezes on SIGUSR1 and unfreezes on SIGUSR2; each setting is
+    measured ``--rounds`` times in turn, medians reported.
+    """
+    import signal
+
+    runs: dict[str, list[dict[str, Any]]] = {"unfrozen": [], "frozen": []}
+    for _ in range(args.rounds):
+        for name, sig in (("unfrozen", signal.SIGUSR2), ("frozen", signal.SIGUSR1)):
+            proc.send_signal(sig)
+            time.sleep(1.0)
+            runs[name].append(asyncio.run(open_loop(
+                port, key, "/v1/decisions", decision_body, args.gc_freeze_rate,
+                args.duration, args.connections)))
+    proc.send_signal(signal.SIGUSR2)
+    out: dict[str, Any] = {"offered_per_s": args.gc_freeze_rate, "rounds": args.rounds}
+    for name, found in runs.items():
+        out[name] = {m: statistics.median(r[m] for r in found)
+                     for m in ("achieved_per_s", "p50_ms", "p99_ms", "max_ms")}
+        out[name]["runs"] = [{m: r[m] for m in ("p50_ms", "p99_ms", "overloaded")}
+                             for r in found]
+    return out
+
+
 def statistics_runs(url: str, subjects: list[str]) -> dict[str, Any]:
     """Seconds of the statistics computation: reference, incremental first and next run."""
     from trustledger.api.statistics import population
     from trustledger.api.view import NOT_SUBJECT_STATE, Incremental
     from trustledger.ledger import EventIn
     from trustledger.ledger.chain import EVENT_KIND
-    from trustledger.policy import parse_policy
+    from trustledger.policy import load_register, parse_policy
+    from trustledger.policy.register import find_register
     from trustledger.scoring import assess
 
-    policy = parse_policy(POLICY.read_text().replace("    hold: P90D\n", ""), "no-hold")
+    policy = parse_policy(POLICY.read_text().replace("    hold: P90D\n", ""), "no-hold",
+                          register=load_register(find_register(POLICY)))
     out: dict[str, Any] = {}
     with ServiceLedger.open(url) as ledger:
         at = datetime.now(UTC)
@@ -493,9 +587,11 @@ def decision_reads(url: str, subjects: list[str]) -> dict[str, Any]:
 def score_reads(url: str, subjects: list[str]) -> dict[str, Any]:
     """Reads/s of the reference assessment and of the incremental state, in process."""
     from trustledger.api.view import LedgerView, current_assessment, current_scores
-    from trustledger.policy import parse_policy
+    from trustledger.policy import load_register, parse_policy
+    from trustledger.policy.register import find_register
 
-    policy = parse_policy(POLICY.read_text().replace("    hold: P90D\n", ""), "no-hold")
+    policy = parse_policy(POLICY.read_text().replace("    hold: P90D\n", ""), "no-hold",
+                          register=load_register(find_register(POLICY)))
     out: dict[str, Any] = {"subjects": len(subjects)}
     with ServiceLedger.open(url) as ledger:
         view = LedgerView(ledger, subject_cache=len(subjects) + 1)
@@ -545,6 +641,8 @@ def main() -> None:
     parser.add_argument("--serve-baseline", type=int, metavar="PORT",
                         help=argparse.SUPPRESS)  # the ceiling's server process
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--gc-freeze-rate", type=float, default=400.0,
+                        help="offered rate of the gc.freeze() A/B (0: skip; one worker only)")
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=5_000)

@@ -94,6 +94,7 @@ class Service:
         """Stop the statistics computation, finish the access log's commits, close the ledger."""
         self.statistics.close()
         self.access_log.close()
+        self.view.close()
         self.ledger.close()
 
     def now(self) -> datetime:

@@ -3,7 +3,7 @@
 Every request first calls :meth:`LedgerView.sync`, which reads the entries
 appended since the last sync (one query on the primary key; usually a handful of
 rows) and drops whatever they make stale: a subject's cached events, consents and
-evaluation, the compiled policies, the principals' key cache. So a consent
+evaluation, the compiled policies, the register in force, the principals' key cache. So a consent
 withdrawn, a key revoked or an event appended — by this process or any other —
 counts from the next request on, while a request that finds nothing new reads
 nothing else.
@@ -35,7 +35,7 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -43,18 +43,29 @@ from typing import Literal
 
 from trustledger.api.access import ACCESS_READ
 from trustledger.engine import Event
+from trustledger.engine.compact import pack, unpack
 from trustledger.engine.incremental import SubjectState, stateless_measures
 from trustledger.engine.maintained import MaintainedEvaluation, maintainable
-from trustledger.errors import ErasedError, NotFoundError
+from trustledger.errors import ErasedError, InputError, NotFoundError
 from trustledger.ledger import Entry, event_of
-from trustledger.ledger.chain import EVENT_KIND
+from trustledger.ledger.chain import EVENT_KIND, PURGE_KIND
+from trustledger.ledger.states import StateWriter, StoredState, SubjectStates, fingerprint
 from trustledger.policy import CompiledPolicy
+from trustledger.policy.register import Register
 from trustledger.principals import KINDS as PRINCIPAL_KINDS
 from trustledger.principals import Change, ServiceLedger
 from trustledger.principals.ledger import CHANGES_PAGE
+from trustledger.registry import KINDS as REGISTER_KINDS
+from trustledger.registry import (
+    NoRegisterError,
+    Proposal,
+    compiled,
+    in_force,
+    registers,
+)
 from trustledger.rights.consent import Consent, active_consents
 from trustledger.rights.dispute import fold_disputes, split_disputed
-from trustledger.rights.erasure import erased_at
+from trustledger.rights.erasure import ERASED, erased_at
 from trustledger.rights.review import fold_reviews
 from trustledger.scoring import (
     PUBLISHED,
@@ -70,6 +81,8 @@ NOT_SUBJECT_STATE = frozenset({ACCESS_READ, *PRINCIPAL_KINDS})
 """Kinds of entries about a subject that do not change its evaluation (the rest do)."""
 
 _MAX_TRACKED = 200_000
+_REMOVES_DATA = frozenset({PURGE_KIND, ERASED})
+"""Entry kinds that remove a subject's data: its stored states are deleted when seen."""
 
 
 def _settle(future: asyncio.Future[None], failure: BaseException | None) -> None:
@@ -102,8 +115,25 @@ class SubjectRecord:
     """The incremental engine state of the subject's scored events (:func:`current_scores`)."""
     maintained: Maintained | None = field(default=None, repr=False)
     """The subject's maintained evaluation (:func:`maintained_assessment`)."""
-    answered_by: Literal["maintained", "reference"] | None = None
-    """Which engine gave the last :func:`current_assessment` (``None``: none yet)."""
+    answered_by: Literal["maintained", "persisted", "reference"] | None = None
+    """Which engine gave the last assessment (``None``: none yet): ``persisted`` is a
+    maintained evaluation read from the database (:class:`PersistedStates`), not built."""
+    assessment_partial: bool = False
+    """Whether :attr:`assessment` came from a persisted state (decisions only: its
+    contributions and event outcomes list only the events still counting)."""
+    persisted: PersistedStates | None = field(default=None, repr=False, compare=False)
+    """Where the subject's states are stored (``None``: not stored)."""
+    light_basis: int | None = None
+    """Set on a record loaded without its events (:meth:`LedgerView.decision_subject`):
+    the seq of the subject's last entry, which its restored state reflects."""
+    loader: Callable[[], SubjectRecord] | None = field(default=None, repr=False,
+                                                        compare=False)
+    """For a record without its events: loads the subject in full."""
+
+    @property
+    def light(self) -> bool:
+        """Whether the record was loaded without its events (decisions from its state only)."""
+        return self.light_basis is not None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     """Held while the incremental or maintained state is read or rebuilt (reading either
     moves its clock)."""
@@ -112,6 +142,14 @@ class SubjectRecord:
     def erased(self) -> bool:
         """Whether the subject was erased on request (then there is no data to show)."""
         return erased_at(self.records) is not None
+
+    @cached_property
+    def basis_seq(self) -> int:
+        """The ledger seq of the subject's last entry that can change its evaluation."""
+        if self.light_basis is not None:
+            return self.light_basis
+        return max((*(e.seq or 0 for e in self.events), *(r.seq for r in self.records)),
+                   default=0)
 
     @cached_property
     def latest_occurred(self) -> datetime | None:
@@ -177,6 +215,44 @@ class Maintained:
 
     key: tuple[str, frozenset[str], frozenset[tuple[str, str]]]
     evaluation: MaintainedEvaluation
+
+
+@dataclass(frozen=True, slots=True)
+class PersistedStates:
+    """The database's subject states (:mod:`trustledger.ledger.states`) and their writer."""
+
+    store: SubjectStates
+    writer: StateWriter
+
+    def restore(self, record: SubjectRecord, policy: CompiledPolicy, inputs: str,
+                now: datetime) -> MaintainedEvaluation | None:
+        """The subject's stored state if it is current and serves ``now``; else ``None``.
+
+        Current: stored for this policy version (the key), reflecting the subject's last
+        entry (``basis_seq``) and built from the same inputs (``inputs``), of the
+        packed format this version reads. Anything else is stale: built again, never
+        served.
+        """
+        row = self.store.load(record.subject, policy.hash)
+        return self.current(row, record, policy, inputs, now)
+
+    @staticmethod
+    def current(row: StoredState | None, record: SubjectRecord, policy: CompiledPolicy,
+                inputs: str, now: datetime) -> MaintainedEvaluation | None:
+        """``row`` unpacked if it is current for ``record`` and serves ``now``; else ``None``."""
+        if row is None or row.basis_seq != record.basis_seq or row.inputs != inputs:
+            return None
+        try:
+            state = unpack(policy, row.state)
+        except InputError:
+            return None  # another format or policy: stale
+        return state if state.serves(now) else None
+
+    def save(self, record: SubjectRecord, policy: CompiledPolicy, inputs: str,
+             state: MaintainedEvaluation) -> None:
+        """Queue ``state`` (just read) for writing, reflecting the record as loaded."""
+        self.writer.submit(StoredState(record.subject, policy.hash, record.basis_seq, inputs,
+                                       pack(state)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +345,22 @@ def current_scores(record: SubjectRecord, policy: CompiledPolicy,
                          dict(reading.tiers), dict(reading.measures), "incremental")
 
 
+def decision_assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
+                        max_age: float) -> Assessment:
+    """The subject's assessment for a decision: :func:`current_assessment`, or a persisted state.
+
+    A decision shows the declared scorecards (score, tier, reasons) and measures
+    (state, since, holding time, reasons) only, so on a subject's first read it may come
+    from the subject's state stored in the database (:class:`PersistedStates`) instead
+    of a build from the events — after a restart, in another worker, or for a subject
+    not in memory. Those parts equal :func:`trustledger.scoring.assess`'s exactly; the
+    per-event derivation (contributions of events that stopped counting, event outcomes)
+    is left out (:attr:`SubjectRecord.assessment_partial`): never show it but as a
+    decision. Raises as :func:`current_assessment` does.
+    """
+    return _assessment(state, policy, now, max_age, decision=True)
+
+
 def current_assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
                        max_age: float) -> Assessment:
     """The subject's assessment for now: the one function the service scores through.
@@ -282,21 +374,53 @@ def current_assessment(state: SubjectRecord, policy: CompiledPolicy, now: dateti
     Raises :class:`NotFoundError` for a subject with no events
     (:class:`~trustledger.errors.ErasedError` for an erased one).
     """
-    cached = reusable(state, policy, now, max_age)
+    return _assessment(state, policy, now, max_age, decision=False)
+
+
+def _assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime, max_age: float,
+                decision: bool) -> Assessment:
+    cached = reusable(state, policy, now, max_age, partial=decision)
     if cached is not None:
         return cached
-    result = maintained_assessment(state, policy, now)
+    if state.light:
+        result = _light_assessment(state, policy, now) if decision else None
+        if result is None:
+            # Its state cannot answer (or the caller needs the derivation): in full.
+            assert state.loader is not None
+            return _assessment(state.loader(), policy, now, max_age, decision)
+        state.assessment, state.assessment_partial = result, True
+        return result
+    result = maintained_assessment(state, policy, now, decision=decision)
     if result is None:
         result = assess(policy, state.subject, state.events, state.records, now, None)
         state.answered_by = "reference"
-    else:
-        state.answered_by = "maintained"
     state.assessment = result
+    state.assessment_partial = state.answered_by == "persisted"
     return result
 
 
+def _light_assessment(record: SubjectRecord, policy: CompiledPolicy,
+                      now: datetime) -> Assessment | None:
+    """A decision of a record loaded without its events, from its restored state; or ``None``.
+
+    ``None`` when a dispute is open (what it leaves out depends on the events), the
+    opt-ins changed since (a consent expired), or the state does not serve ``now``.
+    """
+    rights = rights_at(policy, (), record.records, now)
+    if rights.disputes:
+        return None
+    key = (policy.hash, rights.opt_ins, frozenset[tuple[str, str]]())
+    with record.lock:
+        built = record.maintained
+        if built is None or built.key != key or not built.evaluation.serves(now):
+            return None
+        engine = built.evaluation.evaluation(now)
+        record.answered_by = "persisted"
+    return assessed(policy, record.subject, (), rights, engine, now)
+
+
 def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
-                          now: datetime) -> Assessment | None:
+                          now: datetime, *, decision: bool = False) -> Assessment | None:
     """The subject's assessment now from its maintained evaluation; ``None`` if it cannot.
 
     Equal to :func:`trustledger.scoring.assess` at ``now`` (tests check it, and a
@@ -309,27 +433,54 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
     :func:`~trustledger.engine.maintained.maintainable` (set-backs of points, statistical
     scorecards), the subject is erased or has no events (``assess`` raises), or an event
     occurred or became known after ``now`` (:meth:`MaintainedEvaluation.serves`).
+
+    With ``decision`` (see :func:`decision_assessment`), a subject's first read may
+    restore its state from the database (:meth:`PersistedStates.restore`) instead of
+    building it; a state built here is written there (after this read, in a group
+    commit: :class:`~trustledger.ledger.states.StateWriter`). Sets
+    :attr:`SubjectRecord.answered_by` (``maintained`` or ``persisted``).
     """
-    if not maintainable(policy) or record.erased or not record.events:
+    if not maintainable(policy) or record.erased or not record.events or record.light:
         return None
     rights = rights_at(policy, record.events, record.records, now)
     key = (policy.hash, rights.opt_ins, frozenset(e.key for e, _ in rights.left))
+    persisted = record.persisted
     with record.lock:
         built = record.maintained
-        if built is None or built.key != key or not built.evaluation.serves(now):
-            fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
-            if not fresh.serves(now):
-                return None
+        restored = False
+        if built is None or built.key != key or not built.evaluation.serves(now) or (
+                built.evaluation.partial and not decision):
+            inputs = "" if persisted is None else fingerprint(
+                policy.hash, rights.opt_ins, (e.key for e, _ in rights.left))
+            fresh = None
+            if persisted is not None and decision:
+                fresh = persisted.restore(record, policy, inputs, now)
+                restored = fresh is not None
+            if fresh is None:
+                fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
+                if not fresh.serves(now):
+                    return None
             built = record.maintained = Maintained(key, fresh)
-        engine = built.evaluation.evaluation(now)
+            engine = fresh.evaluation(now)
+            if persisted is not None and not restored:
+                persisted.save(record, policy, inputs, fresh)
+        else:
+            engine = built.evaluation.evaluation(now)
+        record.answered_by = "persisted" if built.evaluation.partial else "maintained"
     return assessed(policy, record.subject, record.events, rights, engine, now)
 
 
 def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
-             max_age: float) -> Assessment | None:
-    """The subject's cached assessment if :func:`current_assessment` may return it now."""
+             max_age: float, *, partial: bool = False) -> Assessment | None:
+    """The subject's cached assessment if :func:`current_assessment` may return it now.
+
+    With ``partial``, also one from a persisted state (:func:`decision_assessment` may
+    return it; nothing else may).
+    """
     cached = state.assessment
     if cached is None or max_age <= 0 or cached.policy.hash != policy.hash:
+        return None
+    if state.assessment_partial and not partial:
         return None
     age = (now - cached.valid_at).total_seconds()
     if 0 <= age <= max_age and cached.opt_ins == state.opt_ins(now, policy):
@@ -340,9 +491,21 @@ def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
 class LedgerView:
     """The service's cache of the ledger: policies, subjects, and change tracking."""
 
-    def __init__(self, ledger: ServiceLedger, *, subject_cache: int = 20_000) -> None:
-        """Read the published policies and start following the ledger at its head."""
+    def __init__(self, ledger: ServiceLedger, *, subject_cache: int = 20_000,
+                 persist_states: bool = True) -> None:
+        """Read the published policies and start following the ledger at its head.
+
+        ``persist_states``: keep subjects' maintained states in the database
+        (:class:`PersistedStates`) for decisions after a restart or in another worker.
+        """
         self.ledger = ledger
+        self.persisted: PersistedStates | None = None
+        if persist_states:
+            # The ledger's own engine: the states live in its database.
+            store = SubjectStates(ledger._engine)
+            clock = ledger._clock
+            self.persisted = PersistedStates(store, StateWriter(
+                store, lambda: round(clock().timestamp() * 1_000_000)))
         self._capacity = subject_cache
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -361,7 +524,15 @@ class LedgerView:
         """Position of the last change to any subject's data or the policies."""
         self._policies: list[PublishedPolicy] = []
         self._compiled: dict[str, CompiledPolicy] = {}
+        self._proposals: list[Proposal] = []
+        self._register: Register | None = None
+        self._reload_registers()
         self._reload_policies()
+
+    def close(self) -> None:
+        """Write the subject states still queued and stop their writer."""
+        if self.persisted is not None:
+            self.persisted.writer.close()
 
     @property
     def position(self) -> int:
@@ -425,10 +596,13 @@ class LedgerView:
                 loop.call_soon_threadsafe(_settle, future, failure)
 
     def _apply(self, changes: Iterable[Change]) -> None:
-        policies = False
+        policies = register = False
+        removed: set[str] = set()
         with self._lock:
             for change in changes:
                 seq, kind, subject = change.seq, change.kind, change.subject
+                if subject is not None and kind in _REMOVES_DATA:
+                    removed.add(subject)
                 if subject is not None and kind not in NOT_SUBJECT_STATE:
                     self._subjects.pop(subject, None)
                     self._last_change[subject] = seq
@@ -436,14 +610,46 @@ class LedgerView:
                 elif kind == PUBLISHED:
                     policies = True
                     self.data_version = seq
+                elif kind in REGISTER_KINDS:
+                    register = True
                 if kind in PRINCIPAL_KINDS:
                     self.principal_epoch += 1
                 self._position = seq
             if len(self._last_change) > _MAX_TRACKED:
                 self._last_change.clear()
                 self._floor = self._position
+        if register:
+            self._reload_registers()
         if policies:
             self._reload_policies()
+        if removed and self.persisted is not None:
+            # A purge or an erasure: no derived copy of the data it removed stays behind.
+            for subject in sorted(removed):
+                self.persisted.store.forget(subject)
+
+    # -- the event-type register -------------------------------------------------------------
+
+    def _reload_registers(self) -> None:
+        proposals = registers(self.ledger)
+        try:
+            current: Register | None = compiled(in_force(proposals))
+        except NoRegisterError:
+            current = None
+        with self._lock:
+            self._proposals, self._register = proposals, current
+
+    def proposals(self) -> list[Proposal]:
+        """Every proposed register version with its status, in proposal order."""
+        with self._lock:
+            return list(self._proposals)
+
+    def register_in_force(self) -> Register:
+        """The register in force (:func:`trustledger.registry.register_in_force`)."""
+        with self._lock:
+            current = self._register
+        if current is None:
+            raise NoRegisterError
+        return current
 
     # -- policies ----------------------------------------------------------------------------
 
@@ -483,13 +689,54 @@ class LedgerView:
 
     # -- subjects ----------------------------------------------------------------------------
 
-    def cached(self, subject: str) -> SubjectRecord | None:
-        """The subject's state if it is in memory and current (no database access)."""
+    def cached(self, subject: str, *, light: bool = False) -> SubjectRecord | None:
+        """The subject's state if it is in memory and current (no database access).
+
+        With ``light``, also one loaded without its events (for decisions only:
+        :meth:`decision_subject`).
+        """
         with self._lock:
             state = self._subjects.get(subject)
-            if state is not None:
-                self._subjects.move_to_end(subject)
+            if state is None or (state.light and not light):
+                return None
+            self._subjects.move_to_end(subject)
             return state
+
+    def decision_subject(self, subject: str, policy: CompiledPolicy,
+                         now: datetime) -> SubjectRecord:
+        """The subject for a decision: without its events when its stored state is current.
+
+        A subject in memory is returned as it is. Otherwise its rights records, the seq
+        of its last entry and its stored state under ``policy`` are read in one snapshot
+        (:meth:`SubjectStates.snapshot`, no event is read or parsed); when the state is
+        current (:meth:`PersistedStates.current`), no dispute is open and the subject is
+        not erased, the record holds that state and no events
+        (:attr:`SubjectRecord.light`): :func:`decision_assessment` answers from it, and
+        loads the subject in full if it cannot. Else the subject is loaded in full
+        (:meth:`subject`).
+        """
+        state = self.cached(subject, light=True)
+        if state is not None:
+            return state
+        persisted = self.persisted
+        if persisted is None:
+            return self.subject(subject)
+        loaded_at, records, basis, row = persisted.store.snapshot(
+            subject, policy.hash, NOT_SUBJECT_STATE)
+        light = SubjectRecord(subject, loaded_at, (), tuple(records), persisted=persisted,
+                              light_basis=basis, loader=lambda: self.subject(subject))
+        if row is None or light.erased:
+            return self.subject(subject)
+        rights = rights_at(policy, (), light.records, now)
+        if rights.disputes:
+            return self.subject(subject)
+        restored = persisted.current(row, light, policy, fingerprint(
+            policy.hash, rights.opt_ins, ()), now)
+        if restored is None:
+            return self.subject(subject)
+        light.maintained = Maintained((policy.hash, rights.opt_ins, frozenset()), restored)
+        self._keep(light)
+        return light
 
     def subject(self, subject: str) -> SubjectRecord:
         """The subject's events and rights records, current as of the last sync."""
@@ -499,7 +746,15 @@ class LedgerView:
         loaded_at, entries = self.ledger.subject_entries(subject, exclude=NOT_SUBJECT_STATE)
         events = tuple(e for entry in entries if (e := event_of(entry)) is not None)
         records = tuple(e for e in entries if e.kind != EVENT_KIND)
-        state = SubjectRecord(subject, loaded_at, events, records)
+        state = SubjectRecord(subject, loaded_at, events, records, persisted=self.persisted)
+        if state.erased and self.persisted is not None:
+            self.persisted.store.forget(subject)  # erased: no derived data stays
+        self._keep(state)
+        return state
+
+    def _keep(self, state: SubjectRecord) -> None:
+        """Cache a record just loaded, unless a change newer than its snapshot was seen."""
+        subject, loaded_at = state.subject, state.loaded_at
         with self._lock:
             # A sync may have seen a change newer than this snapshot meanwhile: then the
             # state serves this request but is not kept.
@@ -508,7 +763,6 @@ class LedgerView:
                 self._subjects[subject] = state
                 while len(self._subjects) > self._capacity:
                     self._subjects.popitem(last=False)
-        return state
 
     def forget(self, subject: str) -> None:
         """Drop a subject from the cache (after this process changed it)."""

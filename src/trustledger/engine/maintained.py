@@ -111,6 +111,10 @@ class MaintainedEvaluation:
                             *(max(x.o, x.known) for x in history.entries)], default=-INF)
         """Reads before this moment are not served (an event not yet occurred or known)."""
         self._complete = not future
+        self.partial = False
+        """True when restored by :func:`trustledger.engine.compact.unpack`: the events that
+        stopped counting are not kept, so :meth:`evaluation`'s contributions and event
+        outcomes list only the entries still counting (everything else is complete)."""
         measures = list(policy.measures.values())
         self._inputs = sorted({n for m in measures for n in (*m.metrics, *m.scorecards)})
         tracks = {m.name: Track() for m in measures}

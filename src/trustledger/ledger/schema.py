@@ -54,3 +54,17 @@ head = sa.Table(
 )
 """The one row naming the chain's last entry (seq 0 and the genesis hash when empty)."""
 
+
+subject_states = sa.Table(
+    "subject_states",
+    metadata,
+    sa.Column("subject", sa.String(256), primary_key=True),
+    sa.Column("policy_hash", sa.String(80), primary_key=True),
+    sa.Column("basis_seq", sa.BigInteger, nullable=False),
+    sa.Column("inputs", sa.String(64), nullable=False),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+    sa.Column("written_at_us", sa.BigInteger, nullable=False),
+)
+"""Derived, not the record: one packed maintained evaluation per subject and policy version
+(:mod:`trustledger.ledger.states`), with the subject's last entry it reflects and a
+fingerprint of its inputs; a stale row is built again, never served."""

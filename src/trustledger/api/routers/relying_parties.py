@@ -21,7 +21,7 @@ from trustledger.api.access import access_record
 from trustledger.api.auth import CallerDep, json_response, service_of
 from trustledger.api.problems import MissingConsentError, responses
 from trustledger.api.schemas import Decision, DecisionRequest
-from trustledger.api.view import current_assessment, reusable
+from trustledger.api.view import decision_assessment, reusable
 from trustledger.errors import InputError
 from trustledger.ledger.chain import iso
 from trustledger.principals import PermissionDeniedError, Role
@@ -71,9 +71,14 @@ async def decide(request: Request, caller: CallerDep) -> Response:
         raise InputError(f"purpose: {body.purpose!r} is not declared by policy {policy.name} "
                          f"({policy.hash[:19]}…); declared: "
                          f"{', '.join(policy.purposes) or 'none'}")
-    state = service.view.cached(body.subject)
+    # Without decision-time attributes, the subject's stored state may answer (its events
+    # unread); with them, the evaluation is the request's own and needs the events.
+    light = body.attributes is None
+    state = service.view.cached(body.subject, light=light)
     if state is None:
-        state = await run_in_threadpool(service.view.subject, body.subject)
+        state = await run_in_threadpool(partial(service.view.decision_subject, policy=policy,
+                                                now=now) if light else service.view.subject,
+                                        body.subject)
     # Consent is checked before anything else about the subject, and an erased subject
     # has none (erasure purged it; nothing is granted after it): whoever has no consent
     # gets the same problem, and the same counter moves, whether the subject exists, was
@@ -95,9 +100,9 @@ async def decide(request: Request, caller: CallerDep) -> Response:
             partial(assess, policy, state.subject, state.events, state.records, now, None,
                     attributes=body.attributes))
     else:
-        assessment = reusable(state, policy, now, max_age)
+        assessment = reusable(state, policy, now, max_age, partial=True)
         if assessment is None:
-            assessment = await run_in_threadpool(current_assessment, state, policy, now,
+            assessment = await run_in_threadpool(decision_assessment, state, policy, now,
                                                  max_age)
     result = assessment.evaluation
     entry = await service.access_log.append_async(access_record(

@@ -1,0 +1,259 @@
+"""A maintained evaluation packed into a few hundred bytes, and restored without its events.
+
+:func:`pack` keeps of a :class:`~trustledger.engine.maintained.MaintainedEvaluation`
+only what a read at a later moment needs:
+
+* the entries that still count after the measures' replay position (an entry that
+  stopped counting, was corrected, withdrawn or never fitted is gone for good: reads
+  only move forward): per entry its key, type, occurrence, knowledge, points, the end
+  of its counting and why, the expiry and its overhang witness, its capped points and
+  cap notes per scorecard, and when it leaves each windowed metric. These are the
+  scores' sinks and the reasons' candidates at once: a score at ``t`` is the base plus
+  their decayed points, the reasons are the largest of them;
+* the measures' replay in progress: every measure's track (state, since, holding time,
+  set-back and notice), the pending decision instants, the instant processed last, and
+  the forward-decay accumulators of the measures' inputs (per half-life, with their
+  landmark), counts and static sums, exactly as floats;
+* what it reflects: the policy hash, the subject, the ledger seq of its latest event,
+  the opt-ins, the horizon and the latest read.
+
+:func:`unpack` rebuilds the object from that (no events, no
+:func:`~trustledger.engine.history.build_history`, no replay) and its reads go on exactly
+as the packed object's would: the decision-time parts of each
+:class:`~trustledger.engine.result.Evaluation` (scores, totals, tiers, reasons, metrics,
+measures with ``since``, ``held_until`` and their reasons) equal
+:func:`~trustledger.engine.evaluate` bit for bit (a property test checks it). Its
+contributions and event outcomes list only the entries still counting
+(:attr:`MaintainedEvaluation.partial`): the full per-event derivation needs the events.
+
+Encoding: orjson (already a dependency) of lists, zlib-compressed; moments that are
+whole microseconds (every moment derived from a datetime) are stored as integers.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from trustledger.engine.events import Event
+from trustledger.engine.history import INF, Entry, History, after
+from trustledger.engine.maintained import MaintainedEvaluation
+from trustledger.engine.measures import Track, _Inputs, _Runner
+from trustledger.errors import InputError
+from trustledger.policy.compiled import CompiledPolicy
+
+FORMAT = 1
+"""The packed layout's version: a state of another version is rebuilt, never read."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_END_REASONS = ("retention", "expiry", "overhang", "")
+_TRACK_FIELDS = tuple(f.name for f in fields(Track) if f.name != "points_set_back")
+
+
+def _t(x: float | None) -> int | float | str | None:
+    """A moment: whole microseconds as an integer, infinities as text, else the float."""
+    if x is None:
+        return None
+    if math.isinf(x):
+        return "+" if x > 0 else "-"
+    us = round(x * 1_000_000)
+    return us if us / 1_000_000 == x else x
+
+
+def _moment(v: Any) -> float:
+    if v == "+":
+        return INF
+    if v == "-":
+        return -INF
+    if isinstance(v, int):
+        return v / 1_000_000
+    return float(v)
+
+
+def _maybe(v: Any) -> float | None:
+    return None if v is None else _moment(v)
+
+
+def pack(state: MaintainedEvaluation) -> bytes:
+    """``state`` packed (see the module docstring); read it back with :func:`unpack`.
+
+    Raises :class:`~trustledger.errors.InputError` for a state that cannot be served
+    at all (an event not yet occurred when it was built): there is nothing to keep.
+    """
+    if not state._complete:
+        raise InputError("a maintained evaluation built before one of its events occurred "
+                         "is not packed: build it again once the event has occurred")
+    policy = state.policy
+    runner = state._runner
+    previous = state._previous
+    history = state.history
+    kept = [x for x in history.entries if x.counted and x.end > previous]
+    index = {id(x): i for i, x in enumerate(kept)}
+    types = sorted(policy.event_types)
+    type_index = {name: i for i, name in enumerate(types)}
+    cards = list(policy.scorecards)
+    windowed = [(m.types, m.window) for m in policy.metrics.values() if m.window]
+    entries = []
+    for x in kept:
+        etype = x.type
+        assert etype is not None  # counted
+        e = x.event
+        witness = x.overhang_by
+        entries.append([
+            e.source, e.source_event_id, type_index[e.type],
+            (e.occurred_at - _EPOCH) // timedelta(microseconds=1), _t(x.known), x.points,
+            _t(x.end), _END_REASONS.index(x.end_reason), _t(x.expiry),
+            None if witness is None else [witness.event.source, witness.event.source_event_id,
+                                          type_index[witness.event.type], _t(witness.o)],
+            [x.capped[name] for name in etype.scorecards],
+            [[cards.index(name), text] for name, text in x.cap_notes.items()],
+            [_t(after(window, e.occurred_at)) for types_, window in windowed
+             if e.type in types_],
+            e.seq,
+        ])
+    inputs: list[Any] = []
+    if runner is not None:
+        s = runner.state
+        assert not s.pending, "maintainable policies set back no points"
+        inputs = [s.landmark, [s.static[n] for n in s.names], [s.count[n] for n in s.names],
+                  [[[hl, acc] for hl, acc in s.forward[n].items()] for n in s.names],
+                  [[[index[id(entry)], value] for entry, value in s.live[n].values()]
+                   for n in s.names],
+                  list(runner.last_raw)]
+    tracks = []
+    for name in policy.measures:
+        track = state._tracks[name] if runner is None else runner.tracks[name]
+        assert track.points_set_back is None, "maintainable policies set back no points"
+        row = [getattr(track, f) for f in _TRACK_FIELDS]
+        tracks.append([_t(v) if isinstance(v, float) else
+                       (list(v) if isinstance(v, tuple) else v) for v in row])
+    body = [
+        FORMAT, policy.hash, state._subject, state._ledger_seq, sorted(state.opt_ins),
+        _t(state.horizon), _t(state._read), _t(previous), state._continuous,
+        [_t(t) for t in state._heap], tracks, inputs, entries,
+    ]
+    return zlib.compress(orjson.dumps(body), 6)
+
+
+def header(data: bytes) -> tuple[int, str]:
+    """The format version and policy hash of a packed state (:class:`InputError` if unreadable)."""
+    body = _load(data)
+    return body[0], body[1]
+
+
+def _load(data: bytes) -> list[Any]:
+    try:
+        body = orjson.loads(zlib.decompress(data))
+    except (zlib.error, orjson.JSONDecodeError) as exc:
+        raise InputError(f"a packed subject state cannot be read: {exc}") from None
+    if not isinstance(body, list) or len(body) != 13:
+        raise InputError("a packed subject state has an unknown layout")
+    return body
+
+
+def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
+    """The maintained evaluation :func:`pack` packed, for ``policy``; no events needed.
+
+    Raises :class:`~trustledger.errors.InputError` when ``data`` cannot be read, is of
+    another :data:`FORMAT`, or was packed for another policy version (build again).
+    """
+    body = _load(data)
+    (version, policy_hash, subject, ledger_seq, opt_ins, horizon, read, previous,
+     continuous, heap, tracks_data, inputs, entries_data) = body
+    if version != FORMAT:
+        raise InputError(f"a packed subject state is of format {version}, not {FORMAT}")
+    if policy_hash != policy.hash:
+        raise InputError(f"a packed subject state is for policy {policy_hash[:19]}, "
+                         f"not {policy.hash[:19]}")
+    types = sorted(policy.event_types)
+    cards = list(policy.scorecards)
+    windowed = [(name, m) for name, m in policy.metrics.items() if m.window]
+    entries: list[Entry] = []
+    windows: list[dict[str, float]] = []
+    for (source, sid, ti, occurred_us, known, points, end, why, expiry, witness, capped,
+         notes, ends, seq) in entries_data:
+        type_name = types[ti]
+        etype = policy.event_types[type_name]
+        occurred = _EPOCH + timedelta(microseconds=occurred_us)
+        event = Event(source, sid, subject, type_name, occurred, occurred, seq=seq)
+        x = Entry(event, etype, occurred_us / 1_000_000, occurred_us / 1_000_000,
+                  known=_moment(known), base_points=points, points=points, counted=True,
+                  end=_moment(end), end_reason=_END_REASONS[why], expiry=_maybe(expiry))
+        if witness is not None:
+            w_source, w_sid, w_ti, w_o = witness
+            w_type = types[w_ti]
+            o = _moment(w_o)
+            w_event = Event(w_source, w_sid, subject, w_type, _EPOCH, _EPOCH)
+            x.overhang_by = Entry(w_event, policy.event_types[w_type], o, o, known=o)
+        x.capped = dict(zip(etype.scorecards, capped, strict=True))
+        x.cap_notes = {cards[ci]: text for ci, text in notes}
+        names = [name for name, m in windowed if type_name in m.types]
+        windows.append(dict(zip(names, map(_moment, ends), strict=True)))
+        entries.append(x)
+    consented = frozenset(opt_ins)
+    history = History(policy, entries, consented, {}, {})
+    for name, card in policy.scorecards.items():
+        history.by_scorecard[name] = [x for x in entries if x.event.type in card.events]
+    for name, metric in policy.metrics.items():
+        history.by_metric[name] = [(x, w.get(name, INF)) for x, w in zip(entries, windows,
+                                                                          strict=True)
+                                   if x.event.type in metric.types]
+    state = object.__new__(MaintainedEvaluation)
+    state.policy = policy
+    state.opt_ins = consented
+    state._items = [x.event for x in entries]
+    state._ledger_seq = ledger_seq
+    state._subject = subject
+    state.history = history
+    state.horizon = _moment(horizon)
+    state._complete = True
+    state.partial = True
+    measures = list(policy.measures.values())
+    state._inputs = sorted({n for m in measures for n in (*m.metrics, *m.scorecards)})
+    tracks = {}
+    for m, row in zip(measures, tracks_data, strict=True):
+        track = Track()
+        for f, v in zip(_TRACK_FIELDS, row, strict=True):
+            if f == "blocked":
+                v = tuple(v)
+            elif f in ("hold_end", "set_back_since", "notice_end", "effective_since"):
+                v = _maybe(v)
+            setattr(track, f, v)
+        tracks[m.name] = track
+    state._tracks = tracks
+    state._heap = [_moment(t) for t in heap]
+    state._continuous = continuous
+    state._previous = _moment(previous)
+    state._read = _moment(read)
+    state._runner = None
+    if measures:
+        runner = _Runner(history, measures, tracks, state._inputs, INF)
+        _restore_inputs(runner.state, inputs, entries, state._previous)
+        runner.last_raw = tuple(inputs[5])
+        state._runner = runner
+    return state
+
+
+def _restore_inputs(s: _Inputs, inputs: list[Any], entries: list[Entry],
+                    previous: float) -> None:
+    """Put the measures' inputs back where the packed replay left them (after ``previous``)."""
+    landmark, static, count, forward, live, _ = inputs
+    s.landmark = landmark
+    s.static = dict(zip(s.names, static, strict=True))
+    s.count = dict(zip(s.names, count, strict=True))
+    s.forward = {n: {hl: acc for hl, acc in group}
+                 for n, group in zip(s.names, forward, strict=True)}
+    s.live = {n: {id(entries[i]): (entries[i], value) for i, value in group}
+              for n, group in zip(s.names, live, strict=True)}
+    # Every change at or before the instant processed last was applied (its entries'
+    # effect is in the sums above); the rest are still to come.
+    s.position = sum(1 for c in s.changes if c[0] <= previous)
+
+
+__all__ = ["FORMAT", "header", "pack", "unpack"]
