@@ -206,7 +206,6 @@ def _texts(policy: CompiledPolicy) -> Iterator[tuple[_KeyPath, str, str, bool]]:
 
 def _words(locator: Locator,
            texts: Iterable[tuple[_KeyPath, str, str, bool]]) -> list[PolicyProblem]:
-    from trustledger.models.features import PROTECTED_CATEGORIES
     from trustledger.terms import FEATURE_CATEGORY
 
     out = []
@@ -221,6 +220,9 @@ def _words(locator: Locator,
                                     f"{category.replace('_', ' ')} (`{match.term}`); whatever "
                                     f"its declared category, {OUT_OF_BOUNDS_CATEGORIES[category]}"))
             else:
+                # The models package (NumPy) is imported only when a trait is named.
+                from trustledger.models.features import PROTECTED_CATEGORIES
+
                 trait = FEATURE_CATEGORY[match.category]
                 assert trait is not None
                 out.append(locator.problem(path, "protected-attribute",
