@@ -80,7 +80,8 @@ BAD_ROWS: list[tuple[dict[str, Any], dict[str, pa.DataType], str, str, str]] = [
     ({"type": "gossip_reported", "attributes": "{}"}, {}, "type", "event-type",
      "'gossip_reported' is not an event type of policy sesame"),
     ({"source": "bank"}, {}, "type", "accreditation",
-     "'bank' is not accredited for event type 'rental_returned'; accredited: bill_paid"),
+     "'bank' is not accredited for event type 'rental_returned' (or the type's domain in "
+     "the event-type register is not one of the source's); accredited: bill_paid"),
     ({"source": "telco"}, {}, "source", "accreditation", "'telco' is not a registered source"),
     ({"attributes": json.dumps({"late_hours": -1})}, {}, "attributes", "attribute-schema",
      "late_hours=-1 is below its minimum 0"),

@@ -115,11 +115,13 @@ def accreditation_problem(source: str, kind: str,
     accredited = sources.get(source)
     if accredited is None:
         return "source", (f"{source!r} is not a registered source; register it with "
-                          f"`trustledger principal add {source} --role source --accredit TYPE`")
+                          f"`trustledger principal add {source} --role source --accredit TYPE "
+                          "--domain DOMAIN`")
     if kind in accredited:
         return None
-    return "type", (f"{source!r} is not accredited for event type {kind!r}; accredited: "
-                    f"{', '.join(sorted(accredited))}")
+    return "type", (f"{source!r} is not accredited for event type {kind!r} (or the type's "
+                    "domain in the event-type register is not one of the source's); "
+                    f"accredited: {', '.join(sorted(accredited))}")
 
 
 def policy_problem(event: EventIn, policy: CompiledPolicy,
