@@ -10,6 +10,7 @@ of Ibis's SQL compilers, not all of them. Each test runs a fresh interpreter wit
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -35,14 +36,27 @@ HEAVY = (*POLICY_STACK, "trustledger.ledger", "trustledger.rights", "trustledger
 """What ``trustledger --help`` must not load: no area, no database, no web stack."""
 
 
-def imported(code: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
-    """The modules a fresh interpreter imports running ``code`` (from ``-X importtime``)."""
+def _run(code: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     names = {m.group(1) for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", done.stderr,
                                              re.MULTILINE)}
     assert names, done.stderr[-2000:]
     return names, done
+
+
+@functools.cache
+def _at_start() -> frozenset[str]:
+    """What an empty interpreter imports here (with ``--system-clock``, the clock shift's
+    ``sitecustomize`` brings time-machine and part of pytest, pygments included)."""
+    return frozenset(_run("pass")[0])
+
+
+def imported(code: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """The modules a fresh interpreter imports running ``code`` (from ``-X importtime``),
+    beyond those an empty interpreter imports in the same environment."""
+    names, done = _run(code)
+    return names - _at_start(), done
 
 
 def loaded(names: set[str], packages: tuple[str, ...]) -> list[str]:
