@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -596,6 +597,12 @@ def content_hash(policy: Policy) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+KEEP_COMPILED = 64
+"""How many compiled policies :func:`parse_policy` keeps (by text, file name and register)."""
+_compiled: dict[tuple[str, str, str], CompiledPolicy] = {}
+_compiled_lock = threading.Lock()
+
+
 def parse_policy(text: str, name: str = "<policy>", *, register: Register,
                  models_dir: Path | None = None) -> CompiledPolicy:
     """Validate, compile and lint a policy document given as YAML text.
@@ -610,15 +617,31 @@ def parse_policy(text: str, name: str = "<policy>", *, register: Register,
     :class:`~trustledger.errors.PolicyError` (shape, references, expressions) or
     :class:`~trustledger.errors.LintError` (safeguards), each problem naming
     file, line, column, key path and rule.
+
+    A compiled policy is immutable and, without statistical scorecards, a pure function
+    of its text, file name and register, so the last :data:`KEEP_COMPILED` of those are
+    kept: publishing or loading the same version again skips the parse, the compilation
+    and the linter's probes. A policy with statistical scorecards is compiled every time
+    (its model artifacts are read and verified again); errors are never kept.
     """
     from trustledger.policy.compiler import compile_policy
     from trustledger.policy.linter import lint
 
+    key = (text, name, register.hash)
+    with _compiled_lock:
+        found = _compiled.get(key)
+    if found is not None:
+        return found
     root, locator = read_yaml(text, name)
     model = validate(root, locator)
     compiled = compile_policy(model, locator, content_hash(model), register=register,
                               models_dir=models_dir)
     lint(compiled)
+    if not compiled.statistical_scorecards:
+        with _compiled_lock:
+            if len(_compiled) >= KEEP_COMPILED:
+                del _compiled[next(iter(_compiled))]
+            _compiled[key] = compiled
     return compiled
 
 
