@@ -11,25 +11,16 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
 
 from tests.clock import FixedClock
 from tests.test_api import World, build_world
-from trustledger.api.service import Service
+from tests.test_api_incremental import service
 from trustledger.api.statistics import Cancelled, population
 
 
 @pytest.fixture
 def world(database_url: str, clock: FixedClock) -> Iterator[World]:
     yield from build_world(database_url, clock=clock)
-
-
-def service(w: World) -> Service:
-    app = w.client.app
-    assert isinstance(app, FastAPI), app
-    found = app.state.service
-    assert isinstance(found, Service), found
-    return found
 
 
 def test_a_stopped_computation_ends_before_scoring_anyone(world: World,

@@ -42,9 +42,9 @@ from trustledger.batch.expression import metric_column, population, score_column
 from trustledger.batch.plan import Plan, from_us, make_plan
 from trustledger.batch.sources import Keys
 from trustledger.engine import Evaluation, Event, evaluate
+from trustledger.engine.evaluate import check_moments
 from trustledger.engine.history import scorecard_value
 from trustledger.engine.incremental import measure_states
-from trustledger.errors import InputError
 from trustledger.policy.compiled import CompiledPolicy
 
 Progress = Callable[[str, int, int | None], None]
@@ -86,13 +86,7 @@ def rescore(policy: CompiledPolicy, events: ir.Table, valid_at: datetime,
     ``valid_at`` before the policy's ``effective_from``.
     """
     report = progress or _quiet
-    for name, moment in (("valid_at", valid_at), ("known_at", known_at)):
-        if moment is not None and moment.tzinfo is None:
-            raise InputError(f"{name} must be timezone-aware (UTC)")
-    if valid_at < policy.effective_from:
-        raise InputError(f"policy {policy.name} is effective from "
-                         f"{policy.effective_from.isoformat()}, after valid_at "
-                         f"{valid_at.isoformat()}")
+    check_moments(policy, valid_at, known_at)
     plan = make_plan(policy, valid_at, known_at)
     backend = events._find_backend()
     report("preparing", 0, None)

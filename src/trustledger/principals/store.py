@@ -167,17 +167,23 @@ def _insert(conn: sa.Connection, principal: Principal, key: str) -> None:
         created_at_us=to_us(principal.created_at), revoked_at_us=None))
 
 
+def _identifiers(field: str, items: tuple[str, ...], named: str, one: str) -> None:
+    """Refuse an item of ``field`` that is not an identifier, or one listed twice."""
+    for item in items:
+        if not _IDENT.fullmatch(item):
+            raise InputError(f"{field}: {item!r} is not an identifier (lower-case letters, "
+                             f"digits, _; {named})")
+    if len(set(items)) != len(items):
+        raise InputError(f"{field}: {one} is listed twice")
+
+
 def _check(name: str, role: Role, accreditations: tuple[str, ...], subject: str | None,
            rate_limit: float | None, domains: tuple[str, ...] = ()) -> None:
     if not _NAME.fullmatch(name):
         raise InputError(f"name: {name!r} must be 1-128 letters, digits or ._:@- "
                          "starting with a letter or digit")
-    for item in accreditations:
-        if not _IDENT.fullmatch(item):
-            raise InputError(f"accreditations: {item!r} is not an identifier (lower-case "
-                             "letters, digits, _; as event types and purposes are named)")
-    if len(set(accreditations)) != len(accreditations):
-        raise InputError("accreditations: a name is listed twice")
+    _identifiers("accreditations", accreditations, "as event types and purposes are named",
+                 "a name")
     if role is Role.SOURCE and not accreditations:
         raise InputError("accreditations: a source must be accredited for at least one "
                          "event type")
@@ -187,12 +193,7 @@ def _check(name: str, role: Role, accreditations: tuple[str, ...], subject: str 
     if role not in (Role.SOURCE, Role.RELYING_PARTY) and accreditations:
         raise InputError(f"accreditations: only sources and relying parties have them, "
                          f"not a {role.value}")
-    for item in domains:
-        if not _IDENT.fullmatch(item):
-            raise InputError(f"domains: {item!r} is not an identifier (lower-case letters, "
-                             "digits, _; as the register names domains)")
-    if len(set(domains)) != len(domains):
-        raise InputError("domains: a domain is listed twice")
+    _identifiers("domains", domains, "as the register names domains", "a domain")
     if role is Role.SOURCE and not domains:
         raise InputError("domains: a source must be accredited for at least one domain (the "
                          "register's domain of the types it reports, e.g. --domain legal)")
