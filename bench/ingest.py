@@ -20,22 +20,29 @@ In the same run, two baselines:
   size, in one transaction, plus the head update and the commit. The ingest must reach
   0.8x of it. (The ingest also writes in one transaction, with no savepoint per batch on
   SQLite: a savepoint makes SQLite journal every page a batch touches again.)
-- **raw COPY** on PostgreSQL: the same rows as one ``COPY ... FROM STDIN`` per batch.
+- **raw COPY** on PostgreSQL: the same rows as one ``COPY ... FROM STDIN`` per batch,
+  in the binary format the ingest sends (psycopg's ``write_row``, rows encoded in C) and,
+  for comparison, in the text format. Each run also prints the CPU seconds the server
+  spent (the postmaster and its backends, from ``/proc``): the server's share is what
+  bounds PostgreSQL here.
 
-The ingest of a file this size runs in two processes (``ingest_file``'s worker): a forked
-worker reads the Parquet batches, checks them column-wise, builds the canonical payloads
-and computes both SHA-256 of every event (the chain's hashes as if every clean row is
-written, the usual case) one batch ahead, while this process only turns each batch into
-the ``executemany`` rows (or ships the ready ``COPY`` text) and waits for the database.
-So on an otherwise idle 2-core machine the ingest is bound by the database, as the
-baselines are; on a busy one it also needs the worker's CPU time. Each run prints the
-load average at its start and the CPU seconds of the writing process, of the worker and
-of the raw SQLite baseline: on the 2-core development machine (load ~2) the worker
-took 3-4 s for 1,000,000 events (4-5.5 s with the ``COPY`` text, for PostgreSQL) and
-the writing process 1-1.5 s more than the raw baseline's ~7 s (receiving the batches,
-making the row tuples' strings). Per event (load ~5; one 65,536-row batch, best of 5):
-reading Parquet 0.5 µs, the column-wise checks 1.4 µs, canonical payloads 0.5-0.9 µs,
-payload SHA-256 0.7-1.2 µs, the chain's hashes 1-1.8 µs, pickling a batch 0.4 µs.
+The ingest of a file this size runs in two processes (``ingest_file``'s worker,
+:mod:`trustledger.ledger.ingest_worker`): a forked worker reads the Parquet batches,
+checks them column-wise, builds the canonical payloads and computes both SHA-256 of
+every event (the chain's hashes as if every clean row is written, the usual case) one
+batch ahead, and hands each batch over in shared memory (no pipe transfer, no copy),
+the first batch in growing pieces; this process only turns each batch into the
+``executemany`` rows (or ships the ready binary ``COPY`` data) and waits for the
+database. So on an otherwise idle 2-core machine the ingest is bound by the database,
+as the baselines are; on a busy one it also needs the worker's CPU time. Each run prints
+the load average at its start and the CPU seconds of the writing process, of the worker
+and of the raw SQLite baseline. On the 2-core development machine, quiet (load 1.3-2,
+2026-12-07): SQLite 124,810 events/s against 143,350 raw (0.87x), the writing process
+6.9-7.5 s of CPU against raw's 6.4-6.7 s and the worker 3.0-3.6 s; PostgreSQL 117,237
+events/s against a raw binary COPY of 130,184, the server 7.5 s of CPU for either. What
+the ingest adds in time, beyond the second core, is mostly the wait for the first
+piece: the worker's first conversion of Python values makes pyarrow import pandas
+(0.4-1.3 s). At load 5-10 the SQLite ratio fell to 0.55-0.74: the worker's CPU competes.
 
 ``--rss-events N`` also ingests an N-event file in a child process (a fresh SQLite
 ledger) and reports the peak resident set size (``ru_maxrss``) of that process and of
@@ -152,10 +159,21 @@ def raw_sqlite_once(path: Path, rows: list[tuple[Any, ...]], batch_size: int,
         conn.close()
 
 
-def raw_copy_once(url: str, rows: list[tuple[Any, ...]], batch_size: int) -> float:
-    """One ``COPY ... FROM STDIN`` per batch of ``rows`` into a fresh ledger; seconds taken."""
+COPY_TYPES = ["int8", "varchar", "varchar", "varchar", "varchar", "int8", "text", "varchar",
+              "varchar", "varchar"]
+"""The PostgreSQL types of :data:`COLUMNS`, for the binary raw baseline's ``write_row``."""
+
+
+def raw_copy_once(url: str, rows: list[tuple[Any, ...]], batch_size: int, *, binary: bool,
+                  ) -> float:
+    """One ``COPY ... FROM STDIN`` per batch of ``rows`` into a fresh ledger; seconds taken.
+
+    ``binary``: the binary format the ingest sends (psycopg's ``write_row`` encodes each
+    row in C); else the text format.
+    """
     with Ledger.open(url):
         pass
+    statement = COPY_SQL if binary else COPY_SQL.removesuffix(" (FORMAT BINARY)")
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
@@ -163,7 +181,9 @@ def raw_copy_once(url: str, rows: list[tuple[Any, ...]], batch_size: int) -> flo
             started = time.perf_counter()
             with driver.cursor() as cursor:
                 for start in range(0, len(rows), batch_size):
-                    with cursor.copy(COPY_SQL) as copy:
+                    with cursor.copy(statement) as copy:
+                        if binary:
+                            copy.set_types(COPY_TYPES)
                         for row in rows[start:start + batch_size]:
                             copy.write_row(row)
                 last = rows[-1]
@@ -173,6 +193,29 @@ def raw_copy_once(url: str, rows: list[tuple[Any, ...]], batch_size: int) -> flo
             return time.perf_counter() - started
     finally:
         engine.dispose()
+
+
+def server_cpu(url: str) -> float:
+    """CPU seconds the PostgreSQL server at ``url`` has used: the postmaster, its children
+    (the backends) now running and those it has waited for. Linux ``/proc`` only."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            folder = conn.exec_driver_sql("SHOW data_directory").scalar_one()
+    finally:
+        engine.dispose()
+    postmaster = int(Path(folder, "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def ticks(pid: int, waited: bool) -> int:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a backend that ended meanwhile: counted with the postmaster's
+            return 0
+        return sum(int(n) for n in fields[11:15 if waited else 13])
+
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return (ticks(postmaster, True) + sum(ticks(int(pid), False) for pid in children)) / tick
 
 
 def report(name: str, seconds: list[float], events: int) -> float:
@@ -211,26 +254,36 @@ def bench_sqlite(path: Path, events: int, runs: int, batch_size: int, folder: st
 
 
 def bench_postgres(path: Path, events: int, runs: int, batch_size: int) -> tuple[float, float]:
-    """Median events/s of the ingest (COPY) and of a raw per-row COPY baseline."""
+    """Median events/s of the ingest (COPY) and of raw COPY baselines (binary and text)."""
     from tests.postgres import create_database, postgres_server
 
-    ingest, raw = [], []
+    ingest, binary, text = [], [], []
     rows: list[tuple[Any, ...]] = []
     with postgres_server() as server:
         for run in range(runs):
             load = os.getloadavg()[0]
             url = create_database(server)
+            before = server_cpu(server)
             took, writer, worker = ingest_once(url, path, batch_size)
             ingest.append(took)
-            print(f"  postgresql run {run + 1} (load average {load:.1f}): CPU seconds: ingest "
-                  f"{writer:.2f} writing + {worker:.2f} worker (the server's not counted)",
-                  flush=True)
+            server_ingest = server_cpu(server) - before
             if not rows:
                 rows = stored_rows(url)
-            raw.append(raw_copy_once(create_database(server), rows, batch_size))
-    ours = report("postgresql: trustledger ingest (COPY)", ingest, events)
-    base = report("postgresql: raw COPY baseline (write_row)", raw, events)
-    print(f"postgresql: ingest / raw baseline = {ours / base:.2f}", flush=True)
+            before = server_cpu(server)
+            binary.append(raw_copy_once(create_database(server), rows, batch_size, binary=True))
+            server_binary = server_cpu(server) - before
+            before = server_cpu(server)
+            text.append(raw_copy_once(create_database(server), rows, batch_size, binary=False))
+            server_text = server_cpu(server) - before
+            print(f"  postgresql run {run + 1} (load average {load:.1f}): CPU seconds: ingest "
+                  f"{writer:.2f} writing + {worker:.2f} worker; the server's for the ingest "
+                  f"{server_ingest:.2f}, for the raw binary COPY {server_binary:.2f}, for the "
+                  f"raw text COPY {server_text:.2f}", flush=True)
+    ours = report("postgresql: trustledger ingest (binary COPY)", ingest, events)
+    base = report("postgresql: raw binary COPY baseline (write_row)", binary, events)
+    plain = report("postgresql: raw text COPY (write_row)", text, events)
+    print(f"postgresql: ingest / raw binary COPY = {ours / base:.2f}, ingest / raw text COPY = "
+          f"{ours / plain:.2f}", flush=True)
     return ours, base
 
 

@@ -4,7 +4,7 @@ A batch goes in two steps. :func:`prepare` turns the clean rows of
 :func:`trustledger.ledger.columnar.check_batch` into a :class:`Prepared` batch: the
 canonical payload texts, their hashes and the chain's hashes (the encoding of
 :mod:`trustledger.ledger.chain`: headers assembled column-wise, then hashed in order),
-and for PostgreSQL the ``COPY`` text. It needs nothing from the ledger but the chain
+and for PostgreSQL the binary ``COPY`` data. It needs nothing from the ledger but the chain
 position it starts from, so :func:`trustledger.ledger.ingest.ingest_file` can prepare
 the next batch in a worker process while this one is written. :class:`ChainAppender`
 then writes the batches in order, inside the one write transaction of
@@ -40,8 +40,8 @@ INSERT_SQL = (f"INSERT INTO entries ({', '.join(COLUMNS)}) "
               f"VALUES ({', '.join('?' * len(COLUMNS))})")
 """The SQLite statement inserting one entry, columns in :data:`chain.COLUMNS` order."""
 
-COPY_SQL = f"COPY entries ({', '.join(COLUMNS)}) FROM STDIN"
-"""The PostgreSQL statement loading entries (text format), columns in the same order."""
+COPY_SQL = f"COPY entries ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+"""The PostgreSQL statement loading entries (binary format), columns in the same order."""
 
 
 @dataclass
@@ -94,7 +94,7 @@ class Prepared:
 
     ``rows`` are the indexes of the batch's clean rows; the columns, ``payloads`` and
     both hash lists hold those rows only, in order. ``hashes`` and ``copy`` (the
-    ``COPY`` text, for PostgreSQL) assume the rows follow the entry ``(seq, prev_hash)``.
+    binary ``COPY`` data, for PostgreSQL) assume the rows follow the entry ``(seq, prev_hash)``.
     Pickled (to come from a worker process), the hash lists travel as Arrow arrays.
     """
 
@@ -140,7 +140,7 @@ def prepare(checked: Checked, seq: int, prev_hash: str, recorded_at_us: int, *,
             copy: bool = False) -> Prepared:
     """The clean rows of a checked batch with their payloads and hashes after ``(seq, prev_hash)``.
 
-    With ``copy``, also their lines of ``COPY ... FROM STDIN`` text (for PostgreSQL).
+    With ``copy``, also their rows as binary ``COPY ... FROM STDIN`` data (for PostgreSQL).
     Pure: it reads nothing from the ledger.
     """
     batch = checked.batch
@@ -386,27 +386,51 @@ class ChainAppender:
             raise refused
 
 
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+"""The head of PostgreSQL's binary ``COPY`` format: its signature, no flags, no extension."""
+
+_BYTES = pa.binary()
+
+
 def copy_lines(first: int, recorded_at_us: int, subjects: pa.Array, sources: pa.Array,
                ids: pa.Array, payloads: pa.Array, payload_hashes: list[str],
                prevs: list[str], hashes: list[str]) -> pa.Buffer:
-    """The entries from seq ``first`` on as ``COPY ... FROM STDIN`` text, assembled column-wise."""
-    n = len(hashes)
-    lines = pc.binary_join_element_wise(
-        pa.array(np.arange(first, first + n, dtype=np.int64)).cast(pa.string()),
-        EVENT_KIND, copy_text(subjects), copy_text(sources), copy_text(ids),
-        str(recorded_at_us), copy_text(payloads),
-        pa.array(payload_hashes, pa.string()), pa.array(prevs, pa.string()),
-        pc.binary_join_element_wise(pa.array(hashes, pa.string()), "\n", ""), "\t",
-    )
-    _, offsets, values = lines.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int32)[[lines.offset, lines.offset + n]]
-    return values.slice(int(bounds[0]), int(bounds[1] - bounds[0]))  # the lines, end to end
+    """The entries from seq ``first`` on in ``COPY``'s binary format, assembled column-wise.
 
-
-def copy_text(values: pa.Array) -> pa.Array:
-    """Values for COPY's text format: backslashes doubled.
-
-    No value of an event entry holds a tab, a newline or a carriage return: names
-    refuse control characters and canonical JSON escapes them.
+    Each row is the field count, then each field as its length and its bytes (a
+    ``bigint`` as 8 big-endian bytes, text as its UTF-8 bytes), as
+    :data:`COPY_SQL` reads them; the buffer carries the format's signature and
+    trailer. The server parses no text numbers and no text escapes.
     """
-    return pc.replace_substring(values, "\\", "\\\\")
+    n = len(hashes)
+
+    def fixed(values: np.ndarray, width: int) -> pa.Array:
+        return pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(width), n, [None, pa.py_buffer(values.tobytes())]).cast(_BYTES)
+
+    def field(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+        lengths = np.asarray(pc.binary_length(values).to_numpy(zero_copy_only=False),
+                             dtype=">i4")
+        return fixed(lengths, 4), values.cast(_BYTES)
+
+    def constant(data: bytes) -> pa.Scalar:
+        return pa.scalar(data, _BYTES)
+
+    def digest(values: list[str]) -> pa.Array:
+        return pa.array(values, pa.string()).cast(_BYTES)
+
+    head = len(COLUMNS).to_bytes(2, "big") + (8).to_bytes(4, "big")
+    hashed = (64).to_bytes(4, "big")
+    rows = pc.binary_join_element_wise(
+        constant(head), fixed(np.arange(first, first + n, dtype=">i8"), 8),
+        constant(len(EVENT_KIND).to_bytes(4, "big") + EVENT_KIND.encode()),
+        *field(subjects), *field(sources), *field(ids),
+        constant((8).to_bytes(4, "big") + recorded_at_us.to_bytes(8, "big", signed=True)),
+        *field(payloads), constant(hashed), digest(payload_hashes), constant(hashed),
+        digest(prevs), constant(hashed), digest(hashes), constant(b""),
+    )
+    _, offsets, values = rows.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int32)[[rows.offset, rows.offset + n]]
+    body = np.frombuffer(values, dtype=np.uint8)[int(bounds[0]):int(bounds[1])]
+    return pa.py_buffer(np.concatenate([np.frombuffer(COPY_SIGNATURE, dtype=np.uint8), body,
+                                        np.frombuffer(b"\xff\xff", dtype=np.uint8)]))

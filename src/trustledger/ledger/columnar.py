@@ -211,6 +211,28 @@ class EventBatch:
     def __len__(self) -> int:
         return len(self.lines)
 
+    def piece(self, start: int, stop: int) -> EventBatch:
+        """Rows ``start`` to ``stop`` (exclusive) as a batch of their own, checked alike.
+
+        Its columns are copies, not slices: a slice would carry (and pickle) the
+        whole batch's buffers.
+        """
+        raw = self.raw
+        rows = pa.array(np.arange(start, stop, dtype=np.int64))
+
+        def own(values: pa.Array) -> pa.Array:
+            return values.take(rows)
+
+        return EventBatch(
+            self.lines[start:stop].copy(), own(self.source), own(self.source_event_id),
+            own(self.subject), own(self.type), self.occurred_us[start:stop].copy(),
+            own(self.attributes), own(self.supersedes), self.suspect[start:stop].copy(),
+            lambda i: raw(i + start),
+            [(index - start, name, reason) for index, name, reason in self.problems
+             if start <= index < stop],
+            self.json_text,
+        )
+
 
 def _strings(values: Any) -> pa.Array:
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values

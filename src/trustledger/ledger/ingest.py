@@ -18,8 +18,9 @@ columns are refused.
 each batch is checked column-wise by :mod:`trustledger.ledger.columnar` (the checks
 the HTTP batch endpoint makes, with the same messages) and its clean rows are hashed
 and inserted (:mod:`trustledger.ledger.appender`), all in **one** write transaction.
-For a large file a forked worker process reads, checks and hashes the next batch while
-this one is inserted.
+For a large file a forked worker process (:mod:`trustledger.ledger.ingest_worker`)
+reads, checks and hashes the next batch while this one is inserted, and hands it over
+in shared memory.
 Every row of the file is checked, also after a bad one; if any row is bad the
 transaction is rolled back at the end, so nothing is written and every bad row is
 named. With ``rejects``, the clean rows are committed and each bad row goes to a JSON
@@ -30,17 +31,14 @@ Lines file, one ``{"line": n, "problems": [{"field": ..., "reason": ..., "rule":
 from __future__ import annotations
 
 import csv
-import multiprocessing
-import pickle
 import queue
 import threading
-import traceback
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -59,8 +57,6 @@ from trustledger.ledger.columnar import (
 from trustledger.ledger.models import EventIn
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
     import numpy as np
 
     from trustledger.ledger.appender import ChainAppender, Prepared
@@ -484,7 +480,9 @@ def ingest_file(
     conflicts: list[str] = []
     rows = appended = existing = 0
     if worker is None:
-        worker = (rejects is None and checks.validate is None and _can_fork()
+        from trustledger.ledger.ingest_worker import can_fork
+
+        worker = (rejects is None and checks.validate is None and can_fork()
                   and path.is_file() and path.stat().st_size >= WORKER_BYTES)
     elif worker and rejects is not None:
         raise ValueError("a rejects file needs each bad row as read: no worker process")
@@ -535,77 +533,20 @@ def _here(path: Path, kind: str, size: int, rules: EventRules, appender: ChainAp
                              appender.recorded_at_us, copy=appender.postgres)
 
 
-def _can_fork() -> bool:
-    """Whether this process can fork a worker (a daemonic process may start none)."""
-    return ("fork" in multiprocessing.get_all_start_methods()
-            and not multiprocessing.current_process().daemon)
-
-
 def _from_worker(path: Path, kind: str, size: int, rules: EventRules, appender: ChainAppender,
                  ) -> Generator[tuple[EventBatch | None, Prepared], None, None]:
-    """The file's batches, checked and prepared by a worker process, one batch ahead.
+    """The file's batches, checked and prepared one batch ahead by a worker process.
 
-    The worker is forked (it inherits the rules: nothing but the batches is pickled) and
-    hashes each batch after the one before it as if all its clean rows are written
-    (the usual case; :meth:`~trustledger.ledger.appender.ChainAppender.write` chains a
-    batch again when they were not). Its errors (a fault in the file) are raised here;
-    it is stopped when the generator is closed.
+    See :mod:`trustledger.ledger.ingest_worker`: each batch must be written before the
+    next is asked for (its columns may sit in a shared slot the worker fills again).
     """
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_work, name="trustledger-ingest-prepare", daemon=True,
-        args=(send, path, kind, size, rules, appender.seq, appender.hash,
-              appender.recorded_at_us, appender.postgres),
-    )
-    process.start()
-    send.close()
+    from trustledger.ledger.ingest_worker import prepared_by_worker
 
-    def received() -> Iterator[Prepared]:
-        while True:
-            try:
-                item = pickle.loads(receive.recv_bytes())
-            except EOFError:
-                process.join()
-                raise RuntimeError(f"the ingest worker process ended unexpectedly (exit code "
-                                   f"{process.exitcode})") from None
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield cast("Prepared", item)
-
-    try:
-        for ready in received():  # the worker prepares the next batch meanwhile
+    with closing(prepared_by_worker(lambda: batches(path, kind, size), rules, appender.seq,
+                                    appender.hash, appender.recorded_at_us,
+                                    copy=appender.postgres)) as ready_batches:
+        for ready in ready_batches:
             yield None, ready
-    finally:
-        if process.is_alive():
-            process.terminate()
-        process.join()
-        receive.close()
-
-
-def _work(send: Connection, path: Path, kind: str, size: int, rules: EventRules, seq: int,
-          prev_hash: str, recorded_at_us: int, copy: bool) -> None:
-    """The worker process of :func:`_from_worker`: prepare each batch, send it, then ``None``."""
-    from trustledger.ledger.appender import prepare
-
-    try:
-        for batch in batches(path, kind, size):
-            ready = prepare(check_batch(batch, rules), seq, prev_hash, recorded_at_us,
-                            copy=copy)
-            seq, prev_hash = ready.end
-            send.send_bytes(pickle.dumps(ready, protocol=pickle.HIGHEST_PROTOCOL))
-        send.send_bytes(pickle.dumps(None))
-    except (BrokenPipeError, KeyboardInterrupt):
-        return  # the writer stopped reading
-    except InputError as err:
-        send.send_bytes(pickle.dumps(InputError(str(err))))
-    except BaseException:  # handed to the writer, who raises it
-        send.send_bytes(pickle.dumps(RuntimeError(
-            f"the ingest worker process failed:\n{traceback.format_exc()}")))
-    finally:
-        send.close()
 
 
 def _write_rejects(out: IO[bytes], batch: EventBatch, found: list[tuple[int, str, str, str]],
