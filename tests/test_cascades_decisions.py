@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.test_cascades import T0, URL, Setting, make_setting
@@ -22,6 +23,7 @@ from tests.test_incremental_strategies import histories, latest, policies
 from trustledger.cascades import ALLOW_ENV, Deriver, subscribe
 from trustledger.cascades.decision import Decided, Decisions, signature, view_of
 from trustledger.cascades.store import subject_data
+from trustledger.cascades.timing import next_change
 from trustledger.engine import evaluate
 from trustledger.engine.history import at as moment_of
 from trustledger.engine.maintained import MaintainedEvaluation
@@ -32,7 +34,13 @@ from trustledger.rights import (
     request_review,
     resolve_review,
 )
-from trustledger.scoring import assess, evaluate_subject, published_policies
+from trustledger.scoring import (
+    assess,
+    assessed,
+    evaluate_subject,
+    published_policies,
+    rights_at,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -169,3 +177,42 @@ def test_standing_equals_the_tiers_and_states_of_evaluate(data: st.DataObject) -
         assert got.states == {n: m.state for n, m in expected.measures.items()}
         moment += timedelta(seconds=data.draw(st.sampled_from(
             [0, 1, 3_600, 86_400 * 30, 86_400 * 200, 86_400 * 900])))
+
+
+def _whole_view(evaluation: Any) -> dict[str, Any]:
+    """Every scorecard and measure of an evaluation, as a purpose declaring all would see it."""
+    return {"status": "decided", "policy_hash": evaluation.policy_hash,
+            "scorecards": {n: {"score": c.score, "tier": c.tier}
+                           for n, c in evaluation.scorecards.items()},
+            "measures": {n: {"state": m.state.value, "in_force": m.in_force}
+                         for n, m in evaluation.measures.items()}}
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_the_schedule_from_the_maintained_history_equals_the_schedule_built_anew(
+        data: st.DataObject) -> None:
+    """next_change given the maintained evaluation's history answers as building its own.
+
+    Random policies and histories (tests/test_incremental_strategies): the decision is
+    read from a maintained evaluation at a moment it serves, as the deriver reads it,
+    and the probe is the reference ``evaluate``.
+    """
+    policy, specs = data.draw(policies(reported_dates=True))
+    events = data.draw(histories(specs))
+    floor = latest(events, policy.effective_from)
+    rights = rights_at(policy, events, [], floor)
+    state = MaintainedEvaluation(policy, rights.kept, floor, rights.opt_ins)
+    first = max(floor, moment_of(state.horizon)) if state.horizon > floor.timestamp() else floor
+    at = first + timedelta(hours=data.draw(st.integers(0, 24 * 400)))
+    assume(state.serves(at))
+    assessment = assessed(policy, "alice", events, rights, state.evaluation(at), at)
+    decided = Decided(at, _whole_view(assessment.evaluation), (), assessment)
+
+    def probe(moment: datetime) -> tuple[Any, ...] | None:
+        return signature(_whole_view(evaluate(policy, rights.kept, moment,
+                                              opt_ins=rights.opt_ins)))
+
+    built = next_change(decided, at, probe)
+    assert next_change(decided, at, probe, history=state.history) == built

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 import orjson
 import pytest
@@ -33,7 +32,7 @@ from tests.test_api_live import serving
 from trustledger.api import Settings, create_app
 from trustledger.api.limits import FailureLimiter, client_of
 from trustledger.api.problems import RateLimitedError
-from trustledger.cascades.egress import Egress, GuardedBackend, embedded_ipv4, kind_of
+from trustledger.cascades.egress import Egress, EgressRefusedError, embedded_ipv4, kind_of
 from trustledger.cli import app as cli
 from trustledger.errors import ConfigError, InputError, PolicyError
 from trustledger.policy import parse_policy
@@ -403,8 +402,8 @@ def test_ipv6_forms_of_private_ipv4_addresses_are_refused(
     assert kind is not None and kind.startswith(f"{form} address of {inner}, a "), kind
     with pytest.raises(InputError, match=rf"^url: .*{re.escape(inner)}.* address; webhooks"):
         Egress().check_url(f"http://[{address}]:8080/hook")
-    with pytest.raises(httpcore.ConnectError, match="refused"):
-        GuardedBackend(Egress()).connect_tcp(address, 8080)
+    with pytest.raises(EgressRefusedError, match=re.escape(inner)):
+        Egress().connect(address, 8080, timeout=1.0)
 
 
 def test_ipv4_mapped_private_addresses_stay_refused() -> None:

@@ -41,6 +41,12 @@ def run(
         min=0.001, help="First retry delay in seconds (doubling, with jitter).")] = 1.0,
     timeout: Annotated[float, typer.Option(
         min=0.01, help="Seconds to wait for a receiver's answer.")] = 10.0,
+    senders: Annotated[int, typer.Option(
+        min=1, max=256, help="Webhook requests in flight at once (sender threads).")] = 16,
+    only: Annotated[str | None, typer.Option(
+        "--only", metavar="derive|deliver",
+        help="Only derive notifications, or only deliver them (one process of each; "
+             "on SQLite one process doing both is faster); default both.")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Derive and deliver notifications until interrupted (Ctrl-C stops after the round)."""
@@ -49,9 +55,11 @@ def run(
     from trustledger.cascades.worker import Worker
     from trustledger.principals import ServiceLedger
 
+    if only not in (None, "derive", "deliver"):
+        raise typer.BadParameter("derive or deliver", param_hint="--only")
     retry = RetryPolicy(max_attempts=max_attempts, base=backoff, timeout=timeout)
     with ServiceLedger.open(database_url) as ledger:
-        deliverer = Deliverer(ledger, retry=retry)
+        deliverer = Deliverer(ledger, retry=retry, concurrency=senders)
         worker = Worker(Deriver(ledger), deliverer)
         try:
             if once:
@@ -64,7 +72,8 @@ def run(
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
-                delivered = worker.run(stop, interval)
+                delivered = worker.run(stop, interval, derive=only != "deliver",
+                                       deliver=only != "derive")
             except KeyboardInterrupt:
                 stop.set()
                 delivered = 0

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from trustledger.engine import Event
+from trustledger.engine.history import History
 from trustledger.engine.maintained import MaintainedEvaluation, Standing, maintainable
 from trustledger.errors import ErasedError, NotFoundError
 from trustledger.ledger import Entry
@@ -144,6 +145,7 @@ class Decisions:
         self._assessed: dict[tuple[str, datetime], Assessment | str] = {}
         self._maintained: tuple[tuple[object, ...], MaintainedEvaluation] | None = None
         self._standings: dict[tuple[str, datetime], Standing] = {}
+        self._histories: dict[int, History] = {}
         self.evaluated = {"maintained": 0, "reference": 0, "standing": 0}
         """Moments evaluated, by which engine (each once, however many ask); ``standing``:
         tiers and states only (:meth:`signature`)."""
@@ -177,6 +179,19 @@ class Decisions:
                 found = _NONE
             self._assessed[key] = found
         return found
+
+    def history_of(self, decided: Decided) -> History | None:
+        """The history behind ``decided``'s assessment if it was read from a maintained one.
+
+        It is the history :func:`~trustledger.engine.history.build_history` gives for the
+        assessment's scored events and opt-ins at ``decided.at``: the maintained
+        evaluation served that moment, so every event had occurred by the moment it
+        was built, and the history depends on the moment only through which events
+        had occurred. ``None`` when the assessment came from the reference.
+        """
+        if decided.assessment is None:
+            return None
+        return self._histories.get(id(decided.assessment))
 
     def signature(self, purpose: str, at: datetime) -> tuple[Any, ...] | None:
         """:func:`signature` of :meth:`decide`'s view at ``at``, reading only what it needs.
@@ -231,7 +246,10 @@ class Decisions:
         if prepared is None:
             return None
         maintained, rights = prepared
-        return assessed(policy, self.subject, self.events, rights, maintained.evaluation(at), at)
+        assessment = assessed(policy, self.subject, self.events, rights,
+                              maintained.evaluation(at), at)
+        self._histories[id(assessment)] = maintained.history
+        return assessment
 
 
 def signature(view: View | None) -> tuple[Any, ...] | None:

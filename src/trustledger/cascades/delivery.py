@@ -24,12 +24,21 @@ relying party's key that subscribed is revoked (withheld too).
 Connections go only to addresses the operator allows
 (:mod:`trustledger.cascades.egress`: public ones, unless allow-listed), checked when
 each connection is opened; a refused address is a failed attempt like any other.
+Each sender thread keeps its connections alive (:class:`~trustledger.cascades.egress.Sender`).
 
 Every notification that reaches a final state is also recorded in the ledger about
 its subject (:data:`~trustledger.cascades.records.NOTIFIED`), in the same
 transaction as its outbox row: the subject's report lists them all. An attempt is
 *claimed* first (its next attempt moved past the request's timeout), so two
 workers do not send it at the same moment.
+
+The guarantee is **at least once, in order per subscription**: an attempt whose
+answer is lost (the receiver crashed after processing it, a timeout) is sent again
+with the same ``webhook-id`` and body, so a receiver that de-duplicates by the id
+processes each notification exactly once. :meth:`Deliverer.pump` delivers
+continuously (the worker's way): up to ``limit`` attempts in flight on the sender
+threads, and one short transaction per turn that records what finished and claims
+what is due. :meth:`Deliverer.pass_` does one such turn and waits for its attempts.
 """
 
 from __future__ import annotations
@@ -37,18 +46,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import random
+import socket
+import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
 from trustledger.cascades.derive import CHANGED, DEAD, DELIVERED, PENDING
-from trustledger.cascades.egress import Egress, guarded_client
+from trustledger.cascades.egress import Egress, EgressRefusedError, Sender
 from trustledger.cascades.records import NOTIFIED
 from trustledger.cascades.schema import notifications, subscriptions
 from trustledger.cascades.store import secret_key
@@ -63,6 +75,15 @@ ENDED_WITHHELD = "withheld: the subscription ended before delivery"
 REVOKED_WITHHELD = "withheld: the relying party's key was revoked"
 """Why a notification was not sent: the key that subscribed was revoked first."""
 _SCAN = 1_000
+_GATHER_S = 0.005
+_GATHER_COUNT = 64
+
+
+def _error_kind(err: Exception) -> str:
+    """A failed attempt's kind in words: connecting, or the exchange after it."""
+    if isinstance(err, ConnectionRefusedError | socket.gaierror):
+        return "ConnectError"
+    return type(err).__name__
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
@@ -119,7 +140,7 @@ class Deliverer:
 
     def __init__(self, ledger: ServiceLedger, *, retry: RetryPolicy | None = None,
                  egress: Egress | None = None, clock: Clock | None = None,
-                 rng: random.Random | None = None, concurrency: int = 8) -> None:
+                 rng: random.Random | None = None, concurrency: int = 16) -> None:
         """Deliver from ``ledger``'s outbox to the addresses ``egress`` allows.
 
         ``egress`` defaults to ``$TRUSTLEDGER_WEBHOOK_ALLOW`` (public addresses only
@@ -130,14 +151,32 @@ class Deliverer:
         self.clock = clock or system_clock
         self.rng = rng or random.Random()
         self.egress = egress or Egress.from_env()
-        self.client = guarded_client(self.egress, self.retry.timeout)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency),
+        self.concurrency = max(1, concurrency)
+        # One keep-alive sender per thread: no connection pool shared (and locked)
+        # between threads.
+        self._local = threading.local()
+        self._senders: list[Sender] = []
+        self._senders_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
                                         thread_name_prefix="cascade-delivery")
 
+    @property
+    def sender(self) -> Sender:
+        """The calling thread's webhook sender (guarded by :attr:`egress`, keep-alive)."""
+        sender: Sender | None = getattr(self._local, "sender", None)
+        if sender is None:
+            sender = self._local.sender = Sender(self.egress, self.retry.timeout)
+            with self._senders_lock:
+                self._senders.append(sender)
+        return sender
+
     def close(self) -> None:
-        """Stop the sender threads and close the HTTP client."""
+        """Stop the sender threads and close their connections."""
         self._pool.shutdown(wait=True)
-        self.client.close()
+        with self._senders_lock:
+            for sender in self._senders:
+                sender.close()
+            self._senders.clear()
 
     def pass_(self, limit: int = 100) -> Delivered:
         """Send every due notification (at most ``limit``, one per subscription), once."""
@@ -148,6 +187,64 @@ class Deliverer:
         outcomes = list(self._pool.map(self._send, claimed))
         return self._finish(claimed, outcomes)
 
+    def pump(self, stop: threading.Event, wake: threading.Event, interval: float,
+             limit: int = 500) -> int:
+        """Deliver continuously until ``stop`` is set; returns how many were delivered.
+
+        Up to ``limit`` attempts are in flight at once on the sender threads. Each
+        turn is **one** transaction that records the attempts finished since the
+        last turn and claims the next due ones (one per subscription, in order), so a
+        slow receiver holds up only its own subscription and the database sees one
+        short write per turn, whatever the number of notifications. ``wake`` (set by
+        the derivation, and by every finished attempt) ends a wait early; with nothing
+        in flight and nothing due a turn waits ``interval`` s, and when only a few
+        attempts finished while more are in flight it waits 5 ms for them (one commit
+        for many). Attempts still in flight when ``stop`` is set are awaited and
+        recorded.
+        """
+        inflight: dict[int, tuple[Any, Future[Outcome]]] = {}
+        delivered = 0
+        gathered = False
+
+        def done_callback(_: Future[Outcome]) -> None:
+            wake.set()
+
+        while True:
+            wake.clear()
+            stopping = stop.is_set()
+            if stopping:
+                for _, future in inflight.values():
+                    future.result()
+            finished = [(row, future.result()) for row, future in inflight.values()
+                        if future.done()]
+            if (not (stopping or gathered) and finished and len(finished) < len(inflight)
+                    and len(finished) < _GATHER_COUNT):
+                # A few finished and more are on their way: let them finish too, so one
+                # transaction (one commit) records them all.
+                gathered = True
+                time.sleep(_GATHER_S)
+                continue
+            gathered = False
+            for row, _ in finished:
+                del inflight[row.serial]
+            room = 0 if stopping else max(0, limit - len(inflight))
+            if not finished and room == 0:
+                if stopping:
+                    return delivered
+                wake.wait(interval)
+                continue
+            claimed, done = self._turn([row for row, _ in finished],
+                                       [outcome for _, outcome in finished], room)
+            delivered += done.delivered
+            if stopping:
+                return delivered
+            for row in claimed:
+                future = self._pool.submit(self._send, row)
+                inflight[row.serial] = (row, future)
+                future.add_done_callback(done_callback)
+            if not claimed and not finished:
+                wake.wait(interval)
+
     def next_due(self) -> datetime | None:
         """When the earliest pending notification is due (``None``: none is pending)."""
         with self.ledger.reading() as conn:
@@ -156,45 +253,51 @@ class Deliverer:
         return None if value is None else from_us(int(value))
 
     def _claim(self, now_us: int, limit: int) -> list[Any]:
-        lease_us = int((self.retry.timeout + 30.0) * 1e6)
 
         def work(conn: sa.Connection, _: int) -> tuple[list[Any], list[Record]]:
-            rows = conn.execute(
-                sa.select(_n.serial, _n.id, _n.subscription_id, _n.subject, _n.type, _n.cause,
-                          _n.body, _n.attempts, _n.next_attempt_us, _n.created_at_us,
-                          _s.url, _s.secret, _s.party, _s.purpose, _s.ended_at_us,
-                          _s.end_reason, principals.c.revoked_at_us)
-                .join(subscriptions, _s.id == _n.subscription_id)
-                .join(principals, principals.c.id == _s.principal_id)
-                .where(_n.status == PENDING).order_by(_n.serial).limit(_SCAN)).all()
-            # The party's key was revoked: nothing more about the subject reaches it.
-            revoked = [r.serial for r in rows if r.revoked_at_us is not None]
-            # Consent ended (or the party cancelled) before these went out: a decision
-            # is not disclosed without it. The subscription.ended notice still goes.
-            ended = [r.serial for r in rows if r.ended_at_us is not None and r.type == CHANGED
-                     and r.revoked_at_us is None]
-            for serials, why in ((revoked, REVOKED_WITHHELD), (ended, ENDED_WITHHELD)):
-                if serials:
-                    conn.execute(sa.update(notifications).where(_n.serial.in_(serials))
-                                 .values(status=DEAD, finished_at_us=now_us, last_error=why))
-            withheld = {*revoked, *ended}
-            seen: set[str] = set()
-            chosen = []
-            for row in rows:
-                if row.subscription_id in seen or row.serial in withheld:
-                    continue
-                seen.add(row.subscription_id)
-                if row.next_attempt_us <= now_us:
-                    chosen.append(row)
-                if len(chosen) >= limit:
-                    break
-            if chosen:
-                conn.execute(sa.update(notifications)
-                             .where(_n.serial.in_([r.serial for r in chosen]))
-                             .values(next_attempt_us=now_us + lease_us))
-            return chosen, []
+            return self._claim_in(conn, now_us, limit), []
 
         return self.ledger.write(work)[0]
+
+    def _claim_in(self, conn: sa.Connection, now_us: int, limit: int) -> list[Any]:
+        """Claim up to ``limit`` due notifications, the first pending of each subscription.
+
+        A notification is due when its next attempt has come and no earlier one of its
+        subscription is pending (a subscription's notifications go in order): an
+        indexed range query on ``(status, next_attempt_us)``, never a scan of every
+        pending row. The claim moves the next attempt past the request's timeout.
+        """
+        lease_us = int((self.retry.timeout + 30.0) * 1e6)
+        earlier = notifications.alias("earlier")
+        rows = conn.execute(
+            sa.select(_n.serial, _n.id, _n.subscription_id, _n.subject, _n.type, _n.cause,
+                      _n.body, _n.attempts, _n.next_attempt_us, _n.created_at_us,
+                      _s.url, _s.secret, _s.party, _s.purpose, _s.ended_at_us,
+                      _s.end_reason, principals.c.revoked_at_us)
+            .join(subscriptions, _s.id == _n.subscription_id)
+            .join(principals, principals.c.id == _s.principal_id)
+            .where(_n.status == PENDING, _n.next_attempt_us <= now_us,
+                   ~sa.exists().where(earlier.c.subscription_id == _n.subscription_id,
+                                      earlier.c.status == PENDING,
+                                      earlier.c.serial < _n.serial))
+            .order_by(_n.serial).limit(min(limit, _SCAN))).all()
+        # The party's key was revoked: nothing more about the subject reaches it.
+        revoked = [r.serial for r in rows if r.revoked_at_us is not None]
+        # Consent ended (or the party cancelled) before these went out: a decision
+        # is not disclosed without it. The subscription.ended notice still goes.
+        ended = [r.serial for r in rows if r.ended_at_us is not None and r.type == CHANGED
+                 and r.revoked_at_us is None]
+        for serials, why in ((revoked, REVOKED_WITHHELD), (ended, ENDED_WITHHELD)):
+            if serials:
+                conn.execute(sa.update(notifications).where(_n.serial.in_(serials))
+                             .values(status=DEAD, finished_at_us=now_us, last_error=why))
+        withheld = {*revoked, *ended}
+        chosen = [row for row in rows if row.serial not in withheld]
+        if chosen:
+            conn.execute(sa.update(notifications)
+                         .where(_n.serial.in_([r.serial for r in chosen]))
+                         .values(next_attempt_us=now_us + lease_us))
+        return chosen
 
     def _send(self, row: Any) -> Outcome:
         timestamp = int(self.clock().timestamp())
@@ -206,23 +309,29 @@ class Deliverer:
             "user-agent": "trustledger-cascades/1",
         }
         try:
-            response = self.client.post(row.url, content=row.body.encode(), headers=headers,
-                                        timeout=self.retry.timeout)
-        except httpx.TimeoutException:
+            status = self.sender.post(row.url, row.body.encode(), headers)
+        except EgressRefusedError as err:
+            return Outcome(row.serial, False, f"ConnectError: refused: {err}")
+        except TimeoutError:
             return Outcome(row.serial, False, f"timed out after {self.retry.timeout:g} s")
-        except httpx.HTTPError as err:
-            return Outcome(row.serial, False, f"{type(err).__name__}: {err}"[:500])
-        if 200 <= response.status_code < 300:
+        except (OSError, http.client.HTTPException) as err:
+            return Outcome(row.serial, False, f"{_error_kind(err)}: {err}"[:500])
+        if 200 <= status < 300:
             return Outcome(row.serial, True, None)
-        return Outcome(row.serial, False, f"HTTP {response.status_code}")
+        return Outcome(row.serial, False, f"HTTP {status}")
 
     def _finish(self, claimed: Sequence[Any], outcomes: Sequence[Outcome]) -> Delivered:
+        return self._turn(claimed, outcomes, 0)[1]
+
+    def _turn(self, finished: Sequence[Any], outcomes: Sequence[Outcome],
+              room: int) -> tuple[list[Any], Delivered]:
+        """One transaction: record ``finished`` attempts, then claim up to ``room`` more."""
         now = self.clock()
         now_us = to_us(now)
         delivered = retrying = dead = 0
         updates: list[dict[str, Any]] = []
         records: list[Record] = []
-        for row, outcome in zip(claimed, outcomes, strict=True):
+        for row, outcome in zip(finished, outcomes, strict=True):
             attempts = row.attempts + 1
             if outcome.ok:
                 status, next_us = DELIVERED, row.next_attempt_us
@@ -243,16 +352,18 @@ class Deliverer:
                     "purpose": row.purpose, "type": row.type, "cause": row.cause,
                     "status": status, "attempts": attempts, "at": iso(now)}, row.subject))
 
-        def work(conn: sa.Connection, _: int) -> tuple[None, list[Record]]:
-            # One executemany, not a statement per notification.
-            conn.execute(
-                sa.update(notifications).where(_n.serial == sa.bindparam("b_serial"))
-                .values(status=sa.bindparam("b_status"), attempts=sa.bindparam("b_attempts"),
-                        next_attempt_us=sa.bindparam("b_next_attempt_us"),
-                        last_error=sa.bindparam("b_last_error"),
-                        finished_at_us=sa.bindparam("b_finished_at_us")),
-                [{f"b_{k}": v for k, v in values.items()} for values in updates])
-            return None, records
+        def work(conn: sa.Connection, _: int) -> tuple[list[Any], list[Record]]:
+            if updates:  # one executemany, not a statement per notification
+                conn.execute(
+                    sa.update(notifications).where(_n.serial == sa.bindparam("b_serial"))
+                    .values(status=sa.bindparam("b_status"),
+                            attempts=sa.bindparam("b_attempts"),
+                            next_attempt_us=sa.bindparam("b_next_attempt_us"),
+                            last_error=sa.bindparam("b_last_error"),
+                            finished_at_us=sa.bindparam("b_finished_at_us")),
+                    [{f"b_{k}": v for k, v in values.items()} for values in updates])
+            claimed = self._claim_in(conn, now_us, room) if room > 0 else []
+            return claimed, records
 
-        self.ledger.write(work)
-        return Delivered(len(claimed), delivered, retrying, dead)
+        claimed = self.ledger.write(work)[0]
+        return claimed, Delivered(len(finished), delivered, retrying, dead)

@@ -168,6 +168,10 @@ class Deriver:
                 work[sub.id] = (sub, Cause("time", None, now))
         for sub, _ in revoked:
             work.pop(sub.id, None)
+        if not work and not revoked and upto == start:
+            # Nothing new and nothing due: no write transaction (an idle worker polls).
+            self._revocations_swept = True
+            return start, True, 0, 0
         plan = self._plan(list(work.values()), upto, now)
         # The party's key is revoked: the subscription ends, and nothing more about the
         # subject reaches the party, not even the notice that it ended.

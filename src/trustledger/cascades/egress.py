@@ -22,24 +22,26 @@ they are not public. The check runs twice:
 * when a party subscribes (:meth:`Egress.check_url`): an address in the URL, or
   one its host name resolves to now, that is refused gives a 422 naming ``url``
   (a name that does not resolve yet is accepted: delivery checks again);
-* when delivering (:class:`GuardedBackend`), at the moment of connecting: the
-  host name is resolved, **every** address it resolves to must be allowed, and
-  the connection goes to an address just checked — a name whose DNS answer
-  changed since (DNS rebinding) is refused then. Redirects are never followed.
+* when delivering (:meth:`Egress.connect`, under every connection a
+  :class:`Sender` opens), at the moment of connecting: the host name is resolved,
+  **every** address it resolves to must be allowed, and the connection goes to an
+  address just checked — a name whose DNS answer changed since (DNS rebinding) is
+  refused then. Redirects are never followed and no proxy is used.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import os
 import re
 import socket
+import ssl
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
 from trustledger.errors import ConfigError, InputError
@@ -180,6 +182,26 @@ class Egress:
             raise EgressRefusedError(refused)
         return addresses
 
+    def connect(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        """A TCP connection to ``host`` (``TCP_NODELAY``), only if every address is allowed.
+
+        The name is resolved now (:meth:`resolve`) and the connection goes to one of
+        the addresses just checked, so a DNS answer changed since subscribing (DNS
+        rebinding) is caught. :class:`EgressRefusedError` if refused, :class:`OSError`
+        if it does not resolve or no address accepts the connection.
+        """
+        failure: OSError | None = None
+        for address in self.resolve(host, port):
+            try:
+                sock = socket.create_connection((str(address), port), timeout)
+            except OSError as err:
+                failure = err
+                continue
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        assert failure is not None  # resolve() never returns an empty list without raising
+        raise failure
+
     def check_url(self, url: str) -> None:
         """Refuse (:class:`InputError` naming ``url``) a webhook URL reaching a refused address.
 
@@ -204,48 +226,117 @@ def _literal(host: str) -> Address | None:
         return None
 
 
-class GuardedBackend(httpcore.SyncBackend):
-    """httpcore's network backend, connecting only to addresses the :class:`Egress` allows.
+class _Plain(http.client.HTTPConnection):
+    """A keep-alive HTTP connection opened through :meth:`Egress.connect`."""
 
-    The check is made when a connection is opened, on the addresses the name
-    resolves to at that moment, and the connection goes to one of them.
-    """
-
-    def __init__(self, egress: Egress) -> None:
-        """Guard connections with ``egress``."""
+    def __init__(self, egress: Egress, host: str, port: int, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
         self.egress = egress
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                    local_address: str | None = None,
-                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
-        """Resolve ``host``, refuse it unless every address is allowed, connect to one."""
-        try:
-            addresses = self.egress.resolve(host, port)
-        except EgressRefusedError as err:
-            raise httpcore.ConnectError(f"refused: {err}") from err
-        except OSError as err:
-            raise httpcore.ConnectError(f"{host} does not resolve: {err}") from err
-        failure: httpcore.ConnectError | None = None
-        for address in addresses:
-            try:
-                return super().connect_tcp(str(address), port, timeout, local_address,
-                                           socket_options)
-            except httpcore.ConnectError as err:
-                failure = err
-        assert failure is not None  # resolve() never returns an empty list without raising
-        raise failure
+    def connect(self) -> None:
+        self.sock = self.egress.connect(self.host, self.port, self.timeout)
 
 
-def guarded_client(egress: Egress, timeout: float) -> httpx.Client:
-    """An HTTP client that connects only where ``egress`` allows, never follows redirects.
+class _Tls(http.client.HTTPSConnection):
+    """A keep-alive HTTPS connection opened through :meth:`Egress.connect`.
 
-    Proxies from the environment are not used: a proxy would connect on the
-    worker's behalf, past the check.
+    TLS verifies the certificate for the URL's host name (not the address connected to).
     """
-    transport = httpx.HTTPTransport(trust_env=False)
-    transport._pool = httpcore.ConnectionPool(  # the same pool httpx builds, guarded
-        ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=100,
-        max_keepalive_connections=20, keepalive_expiry=5.0,
-        network_backend=GuardedBackend(egress))
-    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False,
-                        trust_env=False)
+
+    def __init__(self, egress: Egress, host: str, port: int, timeout: float,
+                 context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.egress = egress
+        self.context = context
+
+    def connect(self) -> None:
+        sock = self.egress.connect(self.host, self.port, self.timeout)
+        self.sock = self.context.wrap_socket(sock, server_hostname=self.host)
+
+
+_CONTEXT: list[ssl.SSLContext] = []
+_CONTEXT_LOCK = threading.Lock()
+
+
+def tls_context() -> ssl.SSLContext:
+    """The one TLS client context (httpx's: certifi's roots, certificates and names verified).
+
+    Loading the roots costs tens of milliseconds, so every sender shares it (an
+    :class:`ssl.SSLContext` may be used from several threads).
+    """
+    with _CONTEXT_LOCK:
+        if not _CONTEXT:
+            _CONTEXT.append(httpx.create_ssl_context(trust_env=False))
+        return _CONTEXT[0]
+
+
+class Sender:
+    """One sender thread's webhook client: keep-alive connections, each opened by the guard.
+
+    A request goes over the connection kept for its ``(scheme, host, port)``, opened
+    through :meth:`Egress.connect` (so the address is checked at every connection);
+    redirects are never followed, no proxy is used, and at most :data:`MAX_BODY`
+    bytes of an answer are read. A kept connection the receiver closed meanwhile is
+    replaced once, at once (delivery is at least once: the receiver de-duplicates
+    by ``webhook-id``). Not thread-safe: one per thread.
+    """
+
+    MAX_BODY = 65_536
+    """The most of an answer's body read; a longer answer closes the connection."""
+    MAX_CONNECTIONS = 64
+    """Connections kept open by one sender (the oldest is closed beyond this)."""
+
+    def __init__(self, egress: Egress, timeout: float) -> None:
+        """Connect where ``egress`` allows; ``timeout`` s for connecting and each read/write."""
+        self.egress = egress
+        self.timeout = timeout
+        self._kept: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST ``body`` to ``url``; the answer's status.
+
+        Raises :class:`EgressRefusedError` for an address not allowed, :class:`OSError`
+        (:class:`TimeoutError` included) for a connection or an answer that fails.
+        """
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        key = (parts.scheme, host, port)
+        for fresh in (False, True):
+            conn = None if fresh else self._kept.pop(key, None)
+            reused = conn is not None
+            if conn is None:
+                conn = (_Tls(self.egress, host, port, self.timeout, tls_context()) if tls
+                        else _Plain(self.egress, host, port, self.timeout))
+            try:
+                conn.request("POST", target, body=body, headers=dict(headers))
+                response = conn.getresponse()
+                response.read(self.MAX_BODY)
+            except (http.client.RemoteDisconnected, ConnectionResetError,
+                    BrokenPipeError) as err:
+                conn.close()
+                if reused:
+                    continue  # the receiver closed the kept connection: once more, anew
+                raise ConnectionError(f"{type(err).__name__}: {err}") from err
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                raise
+            if response.will_close or not response.isclosed():
+                conn.close()
+            else:
+                self._keep(key, conn)
+            return response.status
+        raise AssertionError("unreachable: the second try is on a fresh connection")
+
+    def _keep(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        self._kept[key] = conn
+        while len(self._kept) > self.MAX_CONNECTIONS:
+            self._kept.pop(next(iter(self._kept))).close()
+
+    def close(self) -> None:
+        """Close every kept connection."""
+        for conn in self._kept.values():
+            conn.close()
+        self._kept.clear()

@@ -182,7 +182,7 @@ def schedule(decisions: Decisions, purpose: str, decided: Decided,
     def probe(moment: datetime) -> tuple[Any, ...] | None:
         return decisions.signature(purpose, moment)
 
-    return next_change(decided, decided.at, probe, extra)
+    return next_change(decided, decided.at, probe, extra, decisions.history_of(decided))
 
 
 def subscribe(ledger: ServiceLedger, party: Principal, subject: str, purpose: str, url: str,

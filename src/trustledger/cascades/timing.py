@@ -48,18 +48,22 @@ _HORIZON_HALF_LIVES = 10.0
 
 
 def next_change(decided: Decided, after: datetime, probe: Probe,
-                extra: Iterable[datetime] = ()) -> datetime | None:
+                extra: Iterable[datetime] = (), history: History | None = None) -> datetime | None:
     """The first moment after ``after`` at which time alone may change ``decided``'s view.
 
     ``extra`` adds known dates from outside the evaluation (a consent's expiry, a
     policy version's ``effective_from``). ``None``: nothing can change by time alone.
+    ``history``: the history of ``decided``'s scored events at ``after``, when the
+    caller has it (the maintained evaluation's: the same entries, since no event
+    occurs after the moment it serves); otherwise it is built here.
     """
     candidates = [ts(moment) for moment in extra if moment > after]
     now = ts(after)
     assessment = decided.assessment
     if assessment is not None:
-        history = build_history(assessment.policy, list(assessment.scored), after, None,
-                                assessment.opt_ins)
+        if history is None:
+            history = build_history(assessment.policy, list(assessment.scored), after, None,
+                                    assessment.opt_ins)
         candidates.extend(_known_dates(assessment, history, after))
         candidates.extend(_tier_crossings(assessment, history, after, decided.view))
     candidates = [t for t in candidates if t > now and math.isfinite(t)]

@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from trustledger.cascades.delivery import Delivered, Deliverer
 from trustledger.cascades.derive import Derived, Deriver
 from trustledger.cascades.egress import Egress
+from trustledger.errors import InputError
 from trustledger.principals import ServiceLedger
 
 BACKGROUND_ENV = "TRUSTLEDGER_CASCADES"
 """Set to ``1`` (``trustledger serve --cascades`` does) to run the worker in the server."""
 RESTART_S = 5.0
 """A background worker that failed (the database unreachable, say) starts again after this."""
+PASS_LIMIT = 500
+"""At most this many attempts in flight (one per subscription) in :meth:`Worker.run`."""
 log = logging.getLogger("trustledger.cascades")
 
 
@@ -47,18 +50,48 @@ class Worker:
         """Derive everything pending, then send what is due (at most ``limit``)."""
         return Round(self.deriver.run(), self.deliverer.pass_(limit))
 
-    def run(self, stop: threading.Event, interval: float = 0.05) -> int:
-        """Rounds until ``stop`` is set; waits ``interval`` s when a round found nothing.
+    def run(self, stop: threading.Event, interval: float = 0.05, *, derive: bool = True,
+            deliver: bool = True) -> int:
+        """Derive and deliver concurrently until ``stop`` is set; returns how many were delivered.
 
-        Returns how many notifications were delivered.
+        Derivation runs in the calling thread and delivery in a second one
+        (:meth:`Deliverer.pump`), so a step's evaluation and a receiver's round trip
+        overlap (a receiver never slows the derivation, nor a derivation step the
+        sending). Each waits ``interval`` s when it found nothing to do; derivation
+        wakes delivery as soon as it wrote notifications. The two share nothing but
+        the database, so they may also run in two processes (``derive=False`` in one,
+        ``deliver=False`` in the other: ``trustledger cascades run --only``).
         """
-        delivered = 0
-        while not stop.is_set():
-            done = self.round()
-            delivered += done.delivered.delivered
-            if done.delivered.attempted == 0 and done.derived.notifications == 0:
-                stop.wait(interval)
-        return delivered
+        if not (derive or deliver):
+            raise InputError("only: a worker derives, delivers, or both")
+        wake, halt = threading.Event(), threading.Event()
+        delivered = [0]
+        failure: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                delivered[0] = self.deliverer.pump(halt, wake, interval, PASS_LIMIT)
+            except BaseException as err:  # re-raised in the calling thread below
+                failure.append(err)
+                halt.set()
+
+        sender = threading.Thread(target=send, name="cascades-delivery", daemon=True)
+        if deliver:
+            sender.start()
+        try:
+            while not (stop.is_set() or halt.is_set()):
+                if derive and self.deriver.run().notifications:
+                    wake.set()
+                else:
+                    stop.wait(interval)
+        finally:
+            halt.set()
+            wake.set()
+            if deliver:
+                sender.join()
+        if failure:
+            raise failure[0]
+        return delivered[0]
 
 
 class Background:

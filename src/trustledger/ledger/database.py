@@ -10,10 +10,13 @@ PostgreSQL runs them REPEATABLE READ).
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -112,14 +115,42 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+_WRITERS: weakref.WeakKeyDictionary[sa.Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer(engine: sa.Engine) -> threading.RLock:
+    """The lock this process's SQLite writers on ``engine`` queue on (see :func:`writing`)."""
+    with _WRITERS_LOCK:
+        lock = _WRITERS.get(engine)
+        if lock is None:
+            lock = _WRITERS[engine] = threading.RLock()
+        return lock
+
+
+def _fresh_writers() -> None:
+    """A forked child starts with no writer locks (a parent's thread may have held one)."""
+    global _WRITERS_LOCK
+    _WRITERS_LOCK = threading.Lock()
+    _WRITERS.clear()
+
+
+os.register_at_fork(after_in_child=_fresh_writers)
+
+
 @contextmanager
 def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
     """A write transaction, committed when the block ends without an exception.
 
     The caller must lock the head row first thing (see :mod:`.schema`); on SQLite
-    the transaction already holds the write lock.
+    the transaction already holds the write lock. On SQLite the writers of one
+    process also queue on a lock first: they hand over as each commits, instead of
+    polling the database's lock in the driver's busy handler (sleeps of 1 to
+    100 ms, which turn a few concurrent writers into long stalls).
     """
-    with engine.connect() as conn:
+    queue: AbstractContextManager[object] = (
+        _writer(engine) if engine.dialect.name == "sqlite" else nullcontext())
+    with queue, engine.connect() as conn:
         conn.execution_options(**{_WRITE: True})
         with conn.begin():
             yield conn
