@@ -179,13 +179,13 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
         wall, cpu, _ = timed([sys.executable, "-c", IMPORTS], environment(SRC, scratch))
         starts.append((wall, cpu))
     print(f"load after: {uptime()}")
-    medians = {name: [statistics.median(r[i] for r in rows) for i in range(3)]
+    medians = {name: [statistics.median([float(r[i]) for r in rows]) for i in range(3)]
                for name, rows in runs.items()}
     for name, (wall, cpu, job) in medians.items():
         print(f"{name:9s} median: wall {wall:6.2f} s, cpu {cpu:6.2f} s, job {job:6.2f} s")
     print(f"imports alone (this tree) median: wall "
-          f"{statistics.median(w for w, _ in starts):.2f} s, cpu "
-          f"{statistics.median(c for _, c in starts):.2f} s")
+          f"{statistics.median([w for w, _ in starts]):.2f} s, cpu "
+          f"{statistics.median([c for _, c in starts]):.2f} s")
     if "before" in medians:
         ours, theirs = medians["this tree"], medians["before"]
         print(f"before / this tree: wall {theirs[0] / ours[0]:.1f}x, cpu "

@@ -110,3 +110,67 @@ def test_a_payload_s_attributes_read_as_the_stored_json(tmp_path: Path) -> None:
     assert got["b"]["attributes"] is None and got["b"]["supersedes"] == "a"
     assert got["b"]["occurred_us"] == 1767319445_000_000  # 02:04:05 UTC
     assert got["c"]["attributes"] == '{"k":[1,{"v":"é"}],"n":1.5}'
+
+
+def test_a_policy_that_fails_to_load_while_the_ledger_is_read_stops_the_job(
+        tmp_path: Path, database_url: str) -> None:
+    # `rescore` reads the ledger in a second thread while the policy loads: a policy the
+    # loader refuses fails the command with the loader's message naming the formula,
+    # writes nothing, leaves the ledger as it was, and leaves no thread reading it.
+    import threading
+
+    from typer.testing import CliRunner
+
+    from trustledger.cli import app
+    from trustledger.errors import PolicyError
+
+    with Ledger.open(database_url, clock=lambda: NOW) as ledger:
+        ledger.append_events([
+            EventIn(source="bank", source_event_id=f"e{i}", subject=f"s{i % 7}",
+                    type="bill_paid", occurred_at=datetime(2026, 1, 1 + i % 28, tzinfo=UTC))
+            for i in range(40)])
+        head = ledger.head()
+    policies = Path(__file__).resolve().parent.parent / "policies"
+    sesame = (policies / "sesame.yaml").read_text()
+    (tmp_path / "register.yaml").write_text((policies / "register.yaml").read_text())
+    broken = tmp_path / "broken.yaml"
+    formula = '"2.0 + attrs.amount / 500.0"'
+    assert formula in sesame
+    broken.write_text(sesame.replace(formula, '"2.0 + attrs.amount /"'))
+    out = tmp_path / "scores.parquet"
+    before = threading.active_count()
+    result = CliRunner().invoke(app, ["rescore", "--database-url", database_url, "--policy",
+                                      str(broken), "--at", "2026-06-01", "--output", str(out)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, PolicyError)
+    message = str(result.exception)
+    assert "broken.yaml:24" in message and "repayment_on_time" in message, message
+    assert not out.exists()
+    assert threading.active_count() == before
+    with Ledger.open(database_url, clock=lambda: NOW) as ledger:
+        assert ledger.head() == head
+
+
+def test_the_ledger_reaches_duckdb_without_ibis(tmp_path: Path) -> None:
+    # What lets the command read the ledger while Ibis loads: the read (ledger pages into
+    # a DuckDB connection) imports no Ibis, in a fresh interpreter.
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger.open(url, clock=lambda: NOW) as ledger:
+        ledger.append_events([EventIn(source="s", source_event_id="1", subject="x",
+                                      type="bill_paid", occurred_at=NOW)])
+    code = ("import sys\n"
+            "from trustledger.batch.sources import duckdb_connection, load_ledger\n"
+            "from trustledger.ledger import Ledger\n"
+            "con = duckdb_connection(memory_limit='256MB')\n"
+            "with Ledger.open(sys.argv[1]) as ledger:\n"
+            "    name, records = load_ledger(con, ledger.batch_columns(('event',)))\n"
+            "rows = con.execute(f'SELECT subject, type FROM {name}').fetchall()\n"
+            "ibis = sorted(m for m in sys.modules if m.startswith('ibis'))\n"
+            "print(rows, records.num_rows, ibis)\n")
+    done = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[('x', 'bill_paid')] 0 []"
+

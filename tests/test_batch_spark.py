@@ -163,3 +163,42 @@ def test_spark_reads_the_ledger_as_duckdb_streams_it(spark: Any, folder: Path) -
     got = spark._session.sql(f"SELECT * FROM {on_spark.get_name()}").toArrow()
     assert got.sort_by("source_event_id").to_pylist() == expected
     assert spark_records.equals(duck_records) and spark_records.num_rows == 1
+
+
+def test_rescore_command_on_spark_from_the_ledger_equals_duckdb(tmp_path: Path) -> None:
+    # The command's own Spark path (its own session, stopped at the end: so a fresh
+    # interpreter, not this module's session): the ledger read through a Parquet file
+    # gives the table DuckDB's threaded read gives.
+    import os
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    import pyarrow.parquet as pq
+
+    from trustledger.ledger import EventIn, Ledger
+    from trustledger.rights import grant_opt_in
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger.open(url, clock=lambda: now) as ledger:
+        ledger.append_events([
+            EventIn(source="bank", source_event_id=f"{s}-{i}", subject=s,
+                    type="repayment_on_time", occurred_at=datetime(2026, 1 + i, 3, tzinfo=UTC),
+                    attributes={"amount": 300.0 * (i + 1)})
+            for s in ("ann", "bo", "cy") for i in range(4)])
+        grant_opt_in(ledger, "ann", "sesame")
+    sesame = Path(__file__).resolve().parent.parent / "policies" / "sesame.yaml"
+    cli = "import sys; from trustledger.cli import main; sys.argv[0] = 'trustledger'; main()"
+    outputs = {}
+    for engine in ("duckdb", "spark"):
+        outputs[engine] = tmp_path / f"{engine}.parquet"
+        subprocess.run([sys.executable, "-c", cli, "rescore", "--database-url", url,
+                        "--policy", str(sesame), "--at", "2026-06-01", "--engine", engine,
+                        "--output", str(outputs[engine]), "--sample", "0"],
+                       check=True, capture_output=True, text=True,
+                       env=dict(os.environ, TRUSTLEDGER_DATA=str(tmp_path / "data")))
+    spark_rows = pq.read_table(outputs["spark"]).to_pylist()
+    assert spark_rows == pq.read_table(outputs["duckdb"]).to_pylist()
+    assert {r["subject"] for r in spark_rows} == {"ann", "bo", "cy"}
+    assert [r["score__sesame"] is None for r in spark_rows] == [False, True, True]

@@ -4,9 +4,10 @@ Events come from an events Parquet file (``trustledger synth`` writes one), a le
 export (``trustledger export``: its events and opt-in consents), a keyed export (a
 folder, :func:`trustledger.batch.sources.write_keyed`: integer subject and type keys)
 or, without a file, from the ledger itself (its events and opt-in consents, read as an
-export is: on DuckDB streamed into the job while they are read, on Spark through a
-temporary Parquet file). The policy is a file, or the published version in force at
-``--at``. Progress goes to standard error (the per-subject stage with a bar).
+export is: on DuckDB streamed into the job while they are read, by a second thread
+while the policy and Ibis load; on Spark through a temporary Parquet file). The
+policy is a file, or the published version in force at ``--at``. Progress goes to
+standard error (the per-subject stage with a bar).
 
 What it shows and writes, and safeguard 4 (no interface returns named subjects ranked
 or filtered by score or tier):
@@ -31,9 +32,13 @@ import importlib.abc
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
@@ -101,60 +106,56 @@ def rescore(
 ) -> None:
     """Re-evaluate every subject as one columnar job (DuckDB or Spark); show a sample, write all."""
     arrow_without_pandas()
-    from trustledger.batch.run import rescore as run
     from trustledger.options import parse_moment
-    from trustledger.policy import load_policy
 
     # Standard output carries the summary (or the JSON alone); progress goes to standard error.
     console = Console()
     valid = parse_moment(at, "--at")
     known = parse_moment(known_at, "--known-at") if known_at else None
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as scratch, _progress(Console(stderr=True)) as bar:
+    with (tempfile.TemporaryDirectory() as scratch, _progress(Console(stderr=True)) as bar,
+          ExitStack() as closing):
         task = bar.add_task("preparing", total=None)
         consents: dict[str, frozenset[str]] | None = None
-        from trustledger.batch.sources import (
-            export_consents,
-            is_export,
-            is_keyed,
-            ledger_consents,
-            read_events,
-            read_keyed,
-        )
-
         if events is not None and policy is None:
             raise InputError("--policy: give a policy file with an events file")
-        backend, session = _backend(engine, memory_limit, scratch)
-        try:
-            keys = None
-            if events is None:
-                table, records, compiled = _from_ledger(database_url, policy, valid, backend,
-                                                        Path(scratch), bar, task)
-                if not consent_all:
-                    consents = ledger_consents(records, known or valid, compiled.scorecards)
-            else:
-                assert policy is not None
-                compiled = load_policy(policy)
-                if is_keyed(events):
-                    table, keys = read_keyed(backend, events)
-                else:
-                    if is_export(events) and not consent_all:
-                        consents = export_consents(events, known or valid,
-                                                   compiled.scorecards)
-                    table = read_events(backend, events)
+        keys = None
+        if events is None:
+            backend, table, records, compiled = _from_ledger(
+                database_url, policy, valid, _Job(engine, memory_limit, Path(scratch), closing),
+                bar, task)
+            if not consent_all:
+                from trustledger.batch.sources import ledger_consents
 
-            def progress(stage: str, done: int, total: int | None) -> None:
-                bar.update(task, description=f"{stage} ({done:,} subjects)", completed=done,
-                           total=total)
+                consents = ledger_consents(records, known or valid, compiled.scorecards)
+        else:
+            from trustledger.batch.sources import (
+                export_consents,
+                is_export,
+                is_keyed,
+                read_events,
+                read_keyed,
+            )
+            from trustledger.policy import load_policy
 
-            job = run(compiled, table, valid, known, consents=consents,
-                      consent_all=consent_all, measures=measures, progress=progress,
-                      keys=keys)
-        finally:
-            if session is not None:
-                session.stop()
+            assert policy is not None
+            backend = _Job(engine, memory_limit, Path(scratch), closing).backend()
+            compiled = load_policy(policy)
+            if is_keyed(events):
+                table, keys = read_keyed(backend, events)
             else:
-                backend.disconnect()
+                if is_export(events) and not consent_all:
+                    consents = export_consents(events, known or valid, compiled.scorecards)
+                table = read_events(backend, events)
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            bar.update(task, description=f"{stage} ({done:,} subjects)", completed=done,
+                       total=total)
+
+        from trustledger.batch.run import rescore as run
+
+        job = run(compiled, table, valid, known, consents=consents, consent_all=consent_all,
+                  measures=measures, progress=progress, keys=keys)
     results = job.table.sort_by("subject")
     if output is not None:
         write_results(results, output, compiled.hash, valid)
@@ -293,61 +294,123 @@ def _progress(console: Console) -> Progress:
                     console=console, transient=True)
 
 
-def _backend(engine: Engine, memory_limit: str, scratch: str) -> tuple[Any, Any]:
-    from trustledger.batch.sources import (
-        duckdb_backend,
-        spark_backend,
-        spark_session,
-    )
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Where the job runs, and what closes its backend when the job is done.
 
-    if engine is Engine.SPARK:
-        session = spark_session()
-        session.sparkContext.setLogLevel("ERROR")
-        return spark_backend(session), session
-    return duckdb_backend(memory_limit=memory_limit, temp_directory=scratch), None
+    The engine, DuckDB's memory limit, a scratch folder, and the stack that closes the
+    backend (DuckDB's connection, Spark's session).
+    """
+
+    engine: Engine
+    memory_limit: str
+    scratch: Path
+    closing: ExitStack
+
+    def connection(self) -> Any:
+        """A DuckDB connection, closed with the job (no Ibis yet)."""
+        from trustledger.batch.sources import duckdb_connection
+
+        con = duckdb_connection(memory_limit=self.memory_limit,
+                                temp_directory=str(self.scratch))
+        self.closing.callback(con.close)
+        return con
+
+    def backend(self, connection: Any = None) -> Any:
+        """The job's Ibis backend (on ``connection``, a DuckDB connection, if given)."""
+        from trustledger.batch.sources import duckdb_backend, spark_backend, spark_session
+
+        if self.engine is Engine.SPARK:
+            session = spark_session()
+            self.closing.callback(session.stop)
+            session.sparkContext.setLogLevel("ERROR")
+            return spark_backend(session)
+        return duckdb_backend(connection=connection or self.connection())
 
 
-def _from_ledger(url: str | None, policy: Path | None, valid: Any, backend: Any,
-                 scratch: Path, bar: Progress, task: Any) -> tuple[Any, pa.Table, Any]:
-    """The ledger's events as the job's table, its other records (consents), the policy.
+def _from_ledger(url: str | None, policy: Path | None, valid: Any, job: _Job, bar: Progress,
+                 task: Any) -> tuple[Any, Any, pa.Table, CompiledPolicy]:
+    """The job's backend, the ledger's events as its table, the other records, the policy.
 
     The entries are read by columns (:meth:`Ledger.batch_columns`) and go to the job as
     a ledger export does (:func:`~trustledger.batch.sources.read_ledger`): no engine
     event is built from the database, and the opt-ins come from the same records.
+
+    On DuckDB the entries are read and parsed into DuckDB by a second thread while this
+    one loads the policy (its linter included) and Ibis; both hold Python's lock only in
+    part (the database driver's reads and DuckDB's parse release it). A policy that fails
+    to load stops the read at its next page.
     """
-    from trustledger.batch.sources import read_ledger
     from trustledger.ledger import Ledger
     from trustledger.ledger.chain import EVENT_KIND
-    from trustledger.policy import load_policy
     from trustledger.rights.consent import GRANTED, WITHDRAWN
 
-    with Ledger.open(url) as ledger:
-        if policy is not None:
-            compiled = load_policy(policy)
-        else:
-            from trustledger.scoring import policy_in_force
+    stop = threading.Event()
+    done = 0
 
-            compiled = policy_in_force(ledger, valid).compile()
-        bar.update(task, description="reading the ledger")
-        done = 0
+    def entries(ledger: Ledger) -> Iterator[pa.RecordBatch]:
+        nonlocal done
+        for batch in ledger.batch_columns((EVENT_KIND, GRANTED, WITHDRAWN), rows=5_000):
+            if stop.is_set():
+                raise InputError("the ledger read was stopped")
+            done += batch.num_rows
+            bar.update(task, description=f"reading the ledger ({done:,} entries)")
+            yield batch
 
-        def entries() -> Iterator[pa.RecordBatch]:
-            nonlocal done
-            for batch in ledger.batch_columns((EVENT_KIND, GRANTED, WITHDRAWN), rows=5_000):
-                done += batch.num_rows
-                bar.update(task, description=f"reading the ledger ({done:,} entries)")
-                yield batch
+    # The driver builds a tuple per entry: acyclic, so the cycle collector, which would
+    # otherwise walk every live object again and again, is paused meanwhile (and while
+    # the modules load, which make no garbage worth collecting either).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        with Ledger.open(url) as ledger:
+            bar.update(task, description="reading the ledger")
+            if job.engine is Engine.SPARK:
+                from trustledger.batch.sources import read_ledger
 
-        # The driver builds a tuple per entry: acyclic, so the cycle collector, which
-        # would otherwise walk every live object again and again, is paused meanwhile.
-        paused = gc.isenabled()
-        gc.disable()
-        try:
-            table, records = read_ledger(backend, entries(), scratch)
-        finally:
-            if paused:
-                gc.enable()
-    return table, records, compiled
+                backend = job.backend()
+                table, records = read_ledger(backend, entries(ledger), job.scratch)
+                return backend, table, records, _policy(ledger, policy, valid)
+            from trustledger.batch.sources import load_ledger
+
+            con = job.connection()
+            with ThreadPoolExecutor(1, thread_name_prefix="trustledger-read") as reader:
+                reading = reader.submit(load_ledger, con, entries(ledger))
+                try:
+                    compiled = _policy(ledger, policy, valid)
+                    _load_ibis()
+                    name, records = reading.result()
+                except BaseException:
+                    stop.set()  # a failed policy, an interrupt: the read stops at a page
+                    raise
+        # Only now: DuckDB's connection serves one statement at a time, and the read's
+        # statement calls back into Python for each page.
+        backend = job.backend(con)
+        return backend, backend.table(name), records, compiled
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _load_ibis() -> None:
+    """Import what the DuckDB job needs (Ibis, its DuckDB backend, the planner) ahead."""
+    from trustledger.batch.sources import compilers_on_demand
+
+    compilers_on_demand()
+    import ibis.backends.duckdb  # noqa: F401
+
+    import trustledger.batch.run  # noqa: F401
+
+
+def _policy(ledger: Any, policy: Path | None, valid: Any) -> CompiledPolicy:
+    """The policy file, or the version published in ``ledger`` in force at ``valid``."""
+    from trustledger.policy import load_policy
+
+    if policy is not None:
+        return load_policy(policy)
+    from trustledger.scoring import policy_in_force
+
+    return policy_in_force(ledger, valid).compile()
 
 
 def register(app: typer.Typer) -> None:

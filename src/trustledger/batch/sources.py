@@ -29,20 +29,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis
-import ibis.expr.types as ir
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from trustledger.batch.expression import EVENT_COLUMNS
-from trustledger.engine import Event
 from trustledger.errors import InputError
 from trustledger.ledger.chain import EVENT_KIND
+
+if TYPE_CHECKING:
+    import duckdb
+    import ibis.expr.types as ir
+
+    from trustledger.engine import Event
+
+# Ibis is imported where a backend is made, not with this module: the command reads the
+# ledger into DuckDB while Ibis loads (trustledger.batch.commands).
 
 EVENTS_SCHEMA = pa.schema([
     ("subject", pa.string()),
@@ -96,15 +100,37 @@ def compilers_on_demand() -> None:
     setattr(sys.modules[parent], child, package)
 
 
-def duckdb_backend(memory_limit: str = "6GB", threads: int = 2,
-                   temp_directory: str | None = None) -> Any:
-    """An embedded DuckDB connection that spills to disk beyond ``memory_limit``."""
-    compilers_on_demand()
-    con = ibis.duckdb.connect(threads=threads, memory_limit=memory_limit,
-                              temp_directory=temp_directory or tempfile.gettempdir(),
-                              preserve_insertion_order=False)
-    con.raw_sql("SET enable_progress_bar = false")  # the caller shows its own progress
+def duckdb_connection(memory_limit: str = "6GB", threads: int = 2,
+                      temp_directory: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An embedded DuckDB connection that spills to disk beyond ``memory_limit`` (no Ibis).
+
+    Set up as Ibis sets up its own (UTC session time zone, no lookup of Python variables
+    as tables), without DuckDB's progress bar (the caller shows its own).
+    """
+    import duckdb
+
+    con = duckdb.connect(config={
+        "threads": threads, "memory_limit": memory_limit,
+        "temp_directory": temp_directory or tempfile.gettempdir(),
+        "preserve_insertion_order": False})
+    for setting in ("TimeZone = 'UTC'", "python_enable_replacements = false",
+                    "enable_progress_bar = false"):
+        con.execute(f"SET {setting}")
     return con
+
+
+def duckdb_backend(memory_limit: str = "6GB", threads: int = 2,
+                   temp_directory: str | None = None,
+                   connection: duckdb.DuckDBPyConnection | None = None) -> Any:
+    """An Ibis backend over an embedded DuckDB connection (:func:`duckdb_connection`).
+
+    ``connection``: one already open (the other arguments are then not used).
+    """
+    compilers_on_demand()
+    import ibis
+
+    return ibis.duckdb.from_connection(
+        connection or duckdb_connection(memory_limit, threads, temp_directory))
 
 
 def spark_session(memory: str = "4g", cores: int = 2, partitions: int = 4) -> Any:
@@ -125,6 +151,8 @@ def spark_session(memory: str = "4g", cores: int = 2, partitions: int = 4) -> An
 def spark_backend(session: Any) -> Any:
     """An Ibis backend over a Spark session."""
     compilers_on_demand()
+    import ibis
+
     return ibis.pyspark.connect(session)
 
 
@@ -184,6 +212,11 @@ def _read_export(backend: Any, file: Path, name: str) -> ir.Table:
 
 def _parsed(backend: Any, source: str, name: str) -> ir.Table:
     """The events of ledger entries (DuckDB ``source``: a relation) in a temporary table."""
+    return backend.table(_parse_entries(backend.con, source, name))
+
+
+def _parse_entries(con: duckdb.DuckDBPyConnection, source: str, name: str) -> str:
+    """:func:`_parsed` on a DuckDB connection; the temporary table's name."""
     # One parse of each payload into a struct of its fields, the attributes kept as JSON
     # text. A JSON null there comes out as SQL NULL, as a missing key does: the payload
     # is looked at again for those rows only, so that it stays the text "null".
@@ -191,7 +224,7 @@ def _parsed(backend: Any, source: str, name: str) -> ir.Table:
     fields = ", ".join(f'"{f}": "{kind}"' for f, kind in (
         ("source", "VARCHAR"), ("source_event_id", "VARCHAR"), ("type", "VARCHAR"),
         ("occurred_at", "VARCHAR"), ("attributes", "JSON"), ("supersedes", "VARCHAR")))
-    backend.raw_sql(
+    con.execute(
         f"CREATE TEMP TABLE {table} AS SELECT subject, f.source, f.source_event_id, "
         "f.type, epoch_us(CAST(f.occurred_at AS TIMESTAMPTZ)) AS occurred_us, "
         "epoch_us(recorded_at) AS recorded_us, "
@@ -200,7 +233,7 @@ def _parsed(backend: Any, source: str, name: str) -> ir.Table:
         "f.supersedes FROM (SELECT subject, recorded_at, payload, "
         f"json_transform(payload, '{{{fields}}}') AS f "
         f"FROM {source} WHERE kind = '{EVENT_KIND}' AND payload IS NOT NULL)")
-    return backend.table(table)
+    return table
 
 
 LEDGER_SCHEMA = pa.schema([
@@ -223,30 +256,43 @@ def read_ledger(backend: Any, entries: Iterable[pa.RecordBatch], folder: str | P
     Elsewhere (Spark) they are written to a Parquet file in ``folder`` first and read as
     an export.
     """
-    others: list[pa.RecordBatch] = []
-
-    def events() -> Iterator[pa.RecordBatch]:
-        for batch in entries:
-            rest = batch.filter(pc.not_equal(batch.column("kind"), EVENT_KIND))
-            if rest.num_rows:
-                others.append(rest)
-            yield batch
-
     if backend.name == "duckdb":
-        stream = f"{name}_{uuid.uuid4().hex}_entries"
-        backend.con.register(stream, pa.RecordBatchReader.from_batches(LEDGER_SCHEMA,
-                                                                       events()))
-        try:
-            table = _parsed(backend, stream, name)
-        finally:
-            backend.con.unregister(stream)
-    else:
-        path = Path(folder) / f"{name}_{uuid.uuid4().hex}.parquet"
-        with pq.ParquetWriter(path, LEDGER_SCHEMA, compression="none") as writer:
-            for batch in events():
-                writer.write_batch(batch)
-        table = read_events(backend, path, name)
+        loaded, records = load_ledger(backend.con, entries, name)
+        return backend.table(loaded), records
+    others: list[pa.RecordBatch] = []
+    path = Path(folder) / f"{name}_{uuid.uuid4().hex}.parquet"
+    with pq.ParquetWriter(path, LEDGER_SCHEMA, compression="none") as writer:
+        for batch in _split(entries, others):
+            writer.write_batch(batch)
+    return read_events(backend, path, name), pa.Table.from_batches(others, LEDGER_SCHEMA)
+
+
+def load_ledger(con: duckdb.DuckDBPyConnection, entries: Iterable[pa.RecordBatch],
+                name: str = "events") -> tuple[str, pa.Table]:
+    """:func:`read_ledger` on a DuckDB connection (no Ibis): the table's name, the others.
+
+    The batches stream into a temporary table as they are read: DuckDB's threads parse
+    the payloads of one batch while the next is read.
+    """
+    others: list[pa.RecordBatch] = []
+    stream = f"{name}_{uuid.uuid4().hex}_entries"
+    con.register(stream, pa.RecordBatchReader.from_batches(LEDGER_SCHEMA,
+                                                          _split(entries, others)))
+    try:
+        table = _parse_entries(con, stream, name)
+    finally:
+        con.unregister(stream)
     return table, pa.Table.from_batches(others, LEDGER_SCHEMA)
+
+
+def _split(entries: Iterable[pa.RecordBatch],
+           others: list[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The batches as they come, the entries that are not events also put in ``others``."""
+    for batch in entries:
+        rest = batch.filter(pc.not_equal(batch.column("kind"), EVENT_KIND))
+        if rest.num_rows:
+            others.append(rest)
+        yield batch
 
 
 def ledger_consents(records: pa.Table, at: datetime,
@@ -431,6 +477,10 @@ def read_keyed(backend: Any, folder: str | Path, name: str = "events") -> tuple[
     if not is_keyed(path):
         raise InputError(f"{path}: not a keyed export (a folder with "
                          f"{', '.join(KEYED_FILES)})")
+    import numpy as np
+
+    from trustledger.batch.expression import EVENT_COLUMNS
+
     types = pq.read_table(path / "types.parquet")
     keys = pq.read_table(path / "subjects.parquet", columns=["key"]).column("key").to_numpy()
     if not np.array_equal(keys, np.arange(len(keys))):
