@@ -297,8 +297,10 @@ main()
 @contextmanager
 def server(url: str, port: int, work: Path, workers: int, *,
            baseline: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    # A PYTHONPATH given to the bench comes first (an A/B run against a copy of the source).
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
     env = {**os.environ, "TRUSTLEDGER_DATA": str(work), "TRUSTLEDGER_MAX_IN_FLIGHT": "1000",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": path}
     command = [sys.executable, "-c", _SERVE_WITH_GC_SIGNALS, "serve", "--host", HOST,
                "--port", str(port), "--database-url", url, "--workers", str(workers)]
     if baseline:

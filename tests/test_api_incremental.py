@@ -300,17 +300,3 @@ def test_an_event_not_yet_occurred_is_answered_by_the_reference(fresh_world: Wor
     assert decided(w, clock) == "reference"
     clock.now += timedelta(days=4)
     assert decided(w, clock) == "maintained"
-
-
-@pytest.mark.parametrize(("done", "total", "elapsed", "wait"), [
-    (0, 0, 0.0, 5),  # the ledger is still being read: 1,000 subjects at the assumed rate
-    (0, 10_000, 3.0, 30),  # none scored yet: 50 s at the assumed rate, said as 30
-    (100, 10_000, 10.0, 30),  # 10 subjects/s measured: 990 s left, said as 30
-    (5_000, 10_000, 10.0, 10),  # 500 subjects/s: 10 s left
-    (9_990, 10_000, 10.0, 1),  # almost done: ask again in a second
-])
-def test_the_statistics_retry_after_is_the_time_left_at_the_measured_rate(
-        done: int, total: int, elapsed: float, wait: int) -> None:
-    from trustledger.api.statistics import retry_after
-
-    assert retry_after(done, total, elapsed) == wait

@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     failures = FailureLimiter(settings.auth_failure_rate, settings.auth_failure_burst,
                               settings.auth_failure_clients)
     app.add_middleware(ServiceMiddleware, settings=settings, metrics=metrics,
-                       failures=failures, portal_gate=before_body)
+                       failures=failures, portal_gate=before_body,
+                       direct=relying_parties.DIRECT)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

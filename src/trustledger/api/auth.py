@@ -71,7 +71,8 @@ def admit(service: Service, state: dict[str, Any], found: tuple[int, Principal])
     state["release"] = lambda: service.limiter.release(principal)
 
 
-async def _caller(request: Request) -> Caller:
+async def caller_of(request: Request) -> Caller:
+    """The request's authenticated, rate-limited caller (admitted here if no middleware did)."""
     service = service_of(request)
     state = request.scope.setdefault("state", {})
     found = state.get("authenticated")
@@ -83,7 +84,7 @@ async def _caller(request: Request) -> Caller:
                   state.get("arrived", time.monotonic()))
 
 
-CallerDep = Annotated[Caller, Depends(_caller)]
+CallerDep = Annotated[Caller, Depends(caller_of)]
 """The authenticated, rate-limited caller of a request."""
 
 

@@ -15,7 +15,9 @@ For every HTTP request it
   408 if the client does not send it within ``body_timeout`` — so a slow or huge
   upload cannot hold a worker;
 * gives the app ``request_timeout`` seconds to start its response (503 with
-  ``Retry-After`` after that);
+  ``Retry-After`` after that); a *direct* route (the decision hot path) is called
+  straight from here, past the framework's routing and dependency solving, its errors
+  answered by the app's exception handlers as a routed request's are;
 * writes one JSON log line (request id, method, route, status, duration, principal)
   and updates the Prometheus metrics.
 """
@@ -28,10 +30,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
@@ -134,13 +137,19 @@ class ServiceMiddleware:
 
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics,
                  failures: FailureLimiter | None = None,
-                 portal_gate: PortalGate | None = None) -> None:
+                 portal_gate: PortalGate | None = None,
+                 direct: Mapping[tuple[str, str], APIRoute] | None = None) -> None:
         """Wrap ``app``.
 
         ``failures`` counts failed authentications (one from the settings if not given);
-        ``portal_gate`` checks portal form posts before their body is read.
+        ``portal_gate`` checks portal form posts before their body is read; ``direct``
+        maps ``(method, path)`` to a route whose endpoint (taking only the request) is
+        called directly once the request is admitted and its body read: no routing, no
+        dependency solving; its errors go to the app's exception handlers as a routed
+        request's do.
         """
         self.app = app
+        self.direct = dict(direct or {})
         self.settings = settings
         self.metrics = metrics
         self.failures = failures or FailureLimiter(
@@ -181,9 +190,13 @@ class ServiceMiddleware:
             except (PayloadTooLargeError, RequestTimeoutError) as exc:
                 await self._problem(scope, send_wrapper, exc)
                 return
+            direct = self.direct.get((scope["method"], scope["path"]))
             try:
                 async with asyncio.timeout(self.settings.request_timeout):
-                    await self.app(scope, body_receive, send_wrapper)
+                    if direct is None:
+                        await self.app(scope, body_receive, send_wrapper)
+                    else:
+                        await _call_direct(direct, scope, body_receive, send_wrapper)
             except TimeoutError:
                 if not sent[0]:
                     await self._problem(scope, send_wrapper, UnavailableError(
@@ -295,6 +308,26 @@ class ServiceMiddleware:
     async def _problem(self, scope: Scope, send: Send, exc: Any) -> None:
         response = error_response(Request(scope), exc)
         await response(scope, _no_body, send)
+
+
+async def _call_direct(route: APIRoute, scope: Scope, receive: Receive, send: Send) -> None:
+    """Call ``route``'s endpoint with the request; an error goes to the app's handlers.
+
+    The same handler the framework's exception middleware would pick (the nearest class
+    in the exception's MRO); an error no handler takes propagates, as from a route.
+    """
+    scope["route"] = route
+    scope["endpoint"] = route.endpoint
+    request = Request(scope, receive, send)
+    try:
+        response: Response = await route.endpoint(request)
+    except Exception as exc:
+        handlers = scope["app"].exception_handlers
+        handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
+        if handler is None:
+            raise
+        response = await handler(request, exc)
+    await response(scope, receive, send)
 
 
 async def _no_body() -> Message:

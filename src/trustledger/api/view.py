@@ -45,7 +45,7 @@ from trustledger.api.access import ACCESS_READ
 from trustledger.engine import Event
 from trustledger.engine.compact import pack, unpack
 from trustledger.engine.incremental import SubjectState, stateless_measures
-from trustledger.engine.maintained import MaintainedEvaluation, maintainable
+from trustledger.engine.maintained import Declared, MaintainedEvaluation, maintainable
 from trustledger.errors import ErasedError, InputError, NotFoundError
 from trustledger.ledger import Entry, event_of
 from trustledger.ledger.chain import EVENT_KIND, PURGE_KIND
@@ -63,7 +63,7 @@ from trustledger.registry import (
     in_force,
     registers,
 )
-from trustledger.rights.consent import Consent, active_consents
+from trustledger.rights.consent import Consent, active_consents, fold_consents
 from trustledger.rights.dispute import fold_disputes, split_disputed
 from trustledger.rights.erasure import ERASED, erased_at
 from trustledger.rights.review import fold_reviews
@@ -121,6 +121,10 @@ class SubjectRecord:
     assessment_partial: bool = False
     """Whether :attr:`assessment` came from a persisted state (decisions only: its
     contributions and event outcomes list only the events still counting)."""
+    assessment_parts: frozenset[str] | None = None
+    """What :attr:`assessment` holds when it was read for a decision only
+    (:func:`decision_parts` of the purpose: its scorecards and measures; no metrics, no
+    event outcomes); ``None``: the whole evaluation."""
     persisted: PersistedStates | None = field(default=None, repr=False, compare=False)
     """Where the subject's states are stored (``None``: not stored)."""
     light_basis: int | None = None
@@ -156,8 +160,22 @@ class SubjectRecord:
         """When the subject's latest event occurred (``None``: no events)."""
         return max((e.occurred_at for e in self.events), default=None)
 
+    @cached_property
+    def _consents_folded(self) -> tuple[datetime | None, list[Consent]]:
+        """Every consent of the records (folded once) and the latest record's time."""
+        latest = max((r.recorded_at for r in self.records), default=None)
+        return latest, fold_consents(self.records)
+
     def consents(self, at: datetime) -> list[Consent]:
-        """The consents in force at ``at``."""
+        """The consents in force at ``at``: :func:`active_consents` of the records.
+
+        Folded once per record (a decision asks on every request): at or after the
+        latest record, the records recorded by ``at`` are all of them; before it, folded
+        again as of ``at``.
+        """
+        latest, folded = self._consents_folded
+        if latest is None or at >= latest:
+            return [c for c in folded if c.active_at(at)]
         return active_consents(self.records, at)
 
     def opt_ins(self, at: datetime, policy: CompiledPolicy) -> frozenset[str]:
@@ -345,8 +363,14 @@ def current_scores(record: SubjectRecord, policy: CompiledPolicy,
                          dict(reading.tiers), dict(reading.measures), "incremental")
 
 
+def decision_parts(declared: Declared) -> frozenset[str]:
+    """The parts a decision for a purpose reads: ``scorecard:NAME`` and ``measure:NAME``."""
+    return frozenset((*(f"scorecard:{n}" for n in declared.scorecards),
+                      *(f"measure:{n}" for n in declared.measures)))
+
+
 def decision_assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
-                        max_age: float) -> Assessment:
+                        max_age: float, *, declared: Declared | None = None) -> Assessment:
     """The subject's assessment for a decision: :func:`current_assessment`, or a persisted state.
 
     A decision shows the declared scorecards (score, tier, reasons) and measures
@@ -356,9 +380,15 @@ def decision_assessment(state: SubjectRecord, policy: CompiledPolicy, now: datet
     not in memory. Those parts equal :func:`trustledger.scoring.assess`'s exactly; the
     per-event derivation (contributions of events that stopped counting, event outcomes)
     is left out (:attr:`SubjectRecord.assessment_partial`): never show it but as a
-    decision. Raises as :func:`current_assessment` does.
+    decision.
+
+    With ``declared`` (the purpose: ``policy.purposes[name]``), a maintained read holds
+    only the purpose's scorecards and measures, each equal to ``assess``'s (no metrics,
+    no other part, no event outcomes: :attr:`SubjectRecord.assessment_parts`); it is
+    reused only for a decision whose parts it holds. Raises as
+    :func:`current_assessment` does.
     """
-    return _assessment(state, policy, now, max_age, decision=True)
+    return _assessment(state, policy, now, max_age, decision=True, declared=declared)
 
 
 def current_assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
@@ -378,29 +408,33 @@ def current_assessment(state: SubjectRecord, policy: CompiledPolicy, now: dateti
 
 
 def _assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime, max_age: float,
-                decision: bool) -> Assessment:
-    cached = reusable(state, policy, now, max_age, partial=decision)
+                decision: bool, declared: Declared | None = None) -> Assessment:
+    cached = reusable(state, policy, now, max_age, partial=decision, declared=declared)
     if cached is not None:
         return cached
+    parts = None if declared is None else decision_parts(declared)
     if state.light:
-        result = _light_assessment(state, policy, now) if decision else None
+        result = _light_assessment(state, policy, now, declared) if decision else None
         if result is None:
             # Its state cannot answer (or the caller needs the derivation): in full.
             assert state.loader is not None
-            return _assessment(state.loader(), policy, now, max_age, decision)
+            return _assessment(state.loader(), policy, now, max_age, decision, declared)
         state.assessment, state.assessment_partial = result, True
+        state.assessment_parts = parts
         return result
-    result = maintained_assessment(state, policy, now, decision=decision)
+    result = maintained_assessment(state, policy, now, decision=decision, declared=declared)
     if result is None:
         result = assess(policy, state.subject, state.events, state.records, now, None)
         state.answered_by = "reference"
+        parts = None
     state.assessment = result
     state.assessment_partial = state.answered_by == "persisted"
+    state.assessment_parts = parts
     return result
 
 
-def _light_assessment(record: SubjectRecord, policy: CompiledPolicy,
-                      now: datetime) -> Assessment | None:
+def _light_assessment(record: SubjectRecord, policy: CompiledPolicy, now: datetime,
+                      declared: Declared | None = None) -> Assessment | None:
     """A decision of a record loaded without its events, from its restored state; or ``None``.
 
     ``None`` when a dispute is open (what it leaves out depends on the events), the
@@ -414,13 +448,14 @@ def _light_assessment(record: SubjectRecord, policy: CompiledPolicy,
         built = record.maintained
         if built is None or built.key != key or not built.evaluation.serves(now):
             return None
-        engine = built.evaluation.evaluation(now)
+        engine = built.evaluation.evaluation(now, declared=declared)
         record.answered_by = "persisted"
     return assessed(policy, record.subject, (), rights, engine, now)
 
 
 def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
-                          now: datetime, *, decision: bool = False) -> Assessment | None:
+                          now: datetime, *, decision: bool = False,
+                          declared: Declared | None = None) -> Assessment | None:
     """The subject's assessment now from its maintained evaluation; ``None`` if it cannot.
 
     Equal to :func:`trustledger.scoring.assess` at ``now`` (tests check it, and a
@@ -438,8 +473,11 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
     restore its state from the database (:meth:`PersistedStates.restore`) instead of
     building it; a state built here is written there (after this read, in a group
     commit: :class:`~trustledger.ledger.states.StateWriter`). Sets
-    :attr:`SubjectRecord.answered_by` (``maintained`` or ``persisted``).
+    :attr:`SubjectRecord.answered_by` (``maintained`` or ``persisted``). ``declared``
+    (decisions only) reads only a purpose's parts (see :func:`decision_assessment`).
     """
+    if declared is not None and not decision:
+        raise ValueError("declared parts are read for a decision only")
     if not maintainable(policy) or record.erased or not record.events or record.light:
         return None
     rights = rights_at(policy, record.events, record.records, now)
@@ -461,26 +499,32 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
                 if not fresh.serves(now):
                     return None
             built = record.maintained = Maintained(key, fresh)
-            engine = fresh.evaluation(now)
+            engine = fresh.evaluation(now, declared=declared)
             if persisted is not None and not restored:
                 persisted.save(record, policy, inputs, fresh)
         else:
-            engine = built.evaluation.evaluation(now)
+            engine = built.evaluation.evaluation(now, declared=declared)
         record.answered_by = "persisted" if built.evaluation.partial else "maintained"
     return assessed(policy, record.subject, record.events, rights, engine, now)
 
 
 def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
-             max_age: float, *, partial: bool = False) -> Assessment | None:
+             max_age: float, *, partial: bool = False,
+             declared: Declared | None = None) -> Assessment | None:
     """The subject's cached assessment if :func:`current_assessment` may return it now.
 
     With ``partial``, also one from a persisted state (:func:`decision_assessment` may
-    return it; nothing else may).
+    return it; nothing else may); with ``declared`` as well, one read for a decision
+    that holds at least the purpose's parts (:attr:`SubjectRecord.assessment_parts`).
     """
     cached = state.assessment
     if cached is None or max_age <= 0 or cached.policy.hash != policy.hash:
         return None
     if state.assessment_partial and not partial:
+        return None
+    held = state.assessment_parts
+    if held is not None and (declared is None or not partial
+                             or not decision_parts(declared) <= held):
         return None
     age = (now - cached.valid_at).total_seconds()
     if 0 <= age <= max_age and cached.opt_ins == state.opt_ins(now, policy):

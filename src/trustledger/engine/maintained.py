@@ -37,6 +37,7 @@ import heapq
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
 # The reference's own steps, so that a read is the reference's computation (one way to do
 # each thing); they are private to evaluate and measures today.
@@ -60,6 +61,18 @@ class Standing:
 
     tiers: dict[str, str | None]
     states: dict[str, MeasureState]
+
+
+class Declared(Protocol):
+    """What a decision discloses: a purpose's scorecards and measures (``CompiledPurpose``)."""
+
+    @property
+    def scorecards(self) -> tuple[str, ...]:
+        """The scorecards disclosed."""
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """The measures disclosed."""
 
 
 def maintainable(policy: CompiledPolicy) -> bool:
@@ -135,36 +148,61 @@ class MaintainedEvaluation:
         v = ts(valid_at)
         return self._complete and v >= self.horizon and v >= self._read
 
-    def evaluation(self, valid_at: datetime) -> Evaluation:
+    def evaluation(self, valid_at: datetime, *, declared: Declared | None = None) -> Evaluation:
         """The evaluation at ``valid_at``: equal to :func:`evaluate` of the same events.
+
+        With ``declared`` (a decision: a purpose's scorecards and measures), only those
+        parts are read — each equal to :func:`evaluate`'s — and nothing else: no other
+        scorecard or measure, no metric values and no event outcomes (the scorecards a
+        declared measure's reasons cite are read, not returned). The measures' replay
+        moves forward as for a full read, so later reads of either kind go on equal.
 
         Raises :class:`~trustledger.errors.InputError` when the read is not
         :meth:`serves` (evaluate that moment with :func:`evaluate`).
         """
         policy = self.policy
+        if declared is None:
+            wanted_cards: Collection[str] = policy.scorecards
+            wanted_measures: Collection[str] = policy.measures
+        else:
+            unknown = sorted({*declared.scorecards} - set(policy.scorecards)
+                             | {*declared.measures} - set(policy.measures))
+            if unknown:
+                raise InputError(f"declared parts name nothing in policy {policy.name}: "
+                                 f"{', '.join(unknown)}")
+            wanted_measures = frozenset(declared.measures)
+            wanted_cards = frozenset(declared.scorecards).union(
+                *(policy.measures[m].scorecards for m in wanted_measures))
         v, tracks = self._advance(valid_at)
         history = self.history
-        scorecards = {name: _scorecard(history, card, v)
-                      for name, card in policy.scorecards.items()}
-        metrics: dict[str, float | None] = {
+        read = {name: _scorecard(history, card, v)
+                for name, card in policy.scorecards.items() if name in wanted_cards}
+        metrics: dict[str, float | None] = {} if declared is not None else {
             name: (history.metric(metric, v) if history.available(name) else None)
             for name, metric in policy.metrics.items()
         }
         labels = {name: m.label for name, m in policy.measures.items()}
-        context = history.context(self._inputs, v)
+        names = self._inputs if declared is None else sorted(
+            {n for m in wanted_measures for n in (*policy.measures[m].metrics,
+                                                  *policy.measures[m].scorecards)})
+        context = history.context(names, v)
         for name, track in tracks.items():
             context[name] = track.effective
-        contributions = {name: result.contributions for name, result in scorecards.items()}
+        contributions = {name: result.contributions for name, result in read.items()}
         measures = {
             name: _measure(m, tracks[name], measure_reasons(
                 m, tracks[name], history, context, labels, contributions, v, {}))
-            for name, m in policy.measures.items()
+            for name, m in policy.measures.items() if name in wanted_measures
         }
+        scorecards = read if declared is None else {
+            name: result for name, result in read.items() if name in declared.scorecards}
         return Evaluation(
             policy=policy.name, policy_hash=policy.hash, subject=self._subject,
             valid_at=valid_at, known_at=None, ledger_seq=self._ledger_seq,
             scorecards=scorecards, metrics=metrics, measures=measures,
-            events=tuple(_outcome(entry, v) for entry in history.entries), attributes={},
+            events=() if declared is not None else tuple(
+                _outcome(entry, v) for entry in history.entries),
+            attributes={},
         )
 
     def _advance(self, valid_at: datetime) -> tuple[float, dict[str, Track]]:
@@ -252,4 +290,4 @@ def _fork(runner: _Runner, valid_at: float) -> _Runner:
     return fork
 
 
-__all__ = ["MaintainedEvaluation", "Standing", "maintainable"]
+__all__ = ["Declared", "MaintainedEvaluation", "Standing", "maintainable"]

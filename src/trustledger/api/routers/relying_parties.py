@@ -12,16 +12,17 @@ from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from trustledger.api import render
 from trustledger.api.access import access_record
-from trustledger.api.auth import CallerDep, json_response, service_of
+from trustledger.api.auth import caller_of, json_response, service_of
 from trustledger.api.problems import MissingConsentError, responses
 from trustledger.api.schemas import Decision, DecisionRequest
-from trustledger.api.view import decision_assessment, reusable
+from trustledger.api.view import SubjectRecord, decision_assessment, reusable
 from trustledger.errors import InputError
 from trustledger.ledger.chain import iso
 from trustledger.principals import PermissionDeniedError, Role
@@ -34,7 +35,7 @@ router = APIRouter(prefix="/v1", tags=["relying parties"])
              responses=responses(401, 403, 404, 413, 422, 429, 503),
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": {"$ref": "#/components/schemas/DecisionRequest"}}}}})
-async def decide(request: Request, caller: CallerDep) -> Response:
+async def decide(request: Request) -> Response:
     """The subject's decision for a purpose: its measures (and scorecards), with reasons.
 
     403 if the party is not accredited for the purpose or the subject's consent for
@@ -46,7 +47,10 @@ async def decide(request: Request, caller: CallerDep) -> Response:
     """
     # The hot path (subject in memory, assessment still fresh) runs on the event loop:
     # one short read of what was appended, then the access-log commit is awaited.
-    # Loading or evaluating a subject goes to a worker thread.
+    # Loading or evaluating a subject goes to a worker thread. The service middleware
+    # calls this endpoint directly (:data:`DIRECT`): the caller it admitted is taken from
+    # the request's state, with no dependency to solve.
+    caller = await caller_of(request)
     caller.require(Role.RELYING_PARTY)
     # Parsed by pydantic-core straight from the bytes (FastAPI's body handling costs as
     # much again); errors become the same 422 problem as everywhere else.
@@ -74,36 +78,51 @@ async def decide(request: Request, caller: CallerDep) -> Response:
     # Without decision-time attributes, the subject's stored state may answer (its events
     # unread); with them, the evaluation is the request's own and needs the events.
     light = body.attributes is None
-    state = service.view.cached(body.subject, light=light)
-    if state is None:
-        state = await run_in_threadpool(partial(service.view.decision_subject, policy=policy,
-                                                now=now) if light else service.view.subject,
-                                        body.subject)
+    max_age = service.settings.decision_max_age
+
     # Consent is checked before anything else about the subject, and an erased subject
     # has none (erasure purged it; nothing is granted after it): whoever has no consent
     # gets the same problem, and the same counter moves, whether the subject exists, was
     # erased or was never heard of. Erasure must not be observable (docs/api.md).
-    if state.erased or not any(
+    def consenting(record: SubjectRecord) -> bool:
+        return not record.erased and any(
             c.scope == "decision" and c.party == party.name and c.purpose == body.purpose
-            for c in state.consents(now)):
+            for c in record.consents(now))
+
+    def first_read(subject: str) -> tuple[SubjectRecord, Assessment | None]:
+        # A subject not in memory: loaded and, if consenting, read for this purpose in
+        # one trip to a worker thread.
+        record = service.view.decision_subject(subject, policy, now)
+        if not consenting(record):
+            return record, None
+        return record, decision_assessment(record, policy, now, max_age, declared=declared)
+
+    assessment: Assessment | None = None
+    cached = service.view.cached(body.subject, light=light)
+    if cached is not None:
+        state = cached
+    elif light:
+        state, assessment = await run_in_threadpool(first_read, body.subject)
+    else:
+        state = await run_in_threadpool(service.view.subject, body.subject)
+    if not consenting(state):
         metrics.decisions.labels(body.purpose, "no-consent").inc()
         raise MissingConsentError(
             f"missing consent: subject {body.subject!r} has no active consent for party "
             f"{party.name!r} and purpose {body.purpose!r} ({declared.label}); the subject "
             f"can grant it (POST /v1/subjects/{{subject}}/consents)")
-    max_age = service.settings.decision_max_age
-    assessment: Assessment | None
     if body.attributes is not None:
         # Decision-time attributes (statistical scorecards) make this evaluation the
         # request's own: the same scoring.assess, never cached for another request.
         assessment = await run_in_threadpool(
             partial(assess, policy, state.subject, state.events, state.records, now, None,
                     attributes=body.attributes))
-    else:
-        assessment = reusable(state, policy, now, max_age, partial=True)
+    elif assessment is None:
+        # The purpose's parts only (its scorecards and measures), reused while fresh.
+        assessment = reusable(state, policy, now, max_age, partial=True, declared=declared)
         if assessment is None:
-            assessment = await run_in_threadpool(decision_assessment, state, policy, now,
-                                                 max_age)
+            assessment = await run_in_threadpool(partial(
+                decision_assessment, state, policy, now, max_age, declared=declared))
     result = assessment.evaluation
     entry = await service.access_log.append_async(access_record(
         party, body.subject, body.purpose, "decision", caller.request_id,
@@ -114,3 +133,11 @@ async def decide(request: Request, caller: CallerDep) -> Response:
     metrics.decisions.labels(body.purpose, "answered").inc()
     return json_response(render.decision(result, policy, body.purpose, party.name,
                                          body.subject, entry.seq))
+
+
+DIRECT: dict[tuple[str, str], APIRoute] = {("POST", "/v1/decisions"): next(
+    route for route in router.routes
+    if isinstance(route, APIRoute) and route.endpoint is decide)}
+"""Routes the service middleware calls directly, past the framework's routing and
+dependency solving (the decision hot path): ``(method, path)`` to the route, whose
+endpoint takes only the request. The route stays registered (OpenAPI, other methods)."""
