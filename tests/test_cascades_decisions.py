@@ -161,7 +161,7 @@ def test_an_erased_subject_and_an_event_not_yet_occurred_are_the_reference_answe
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
-def test_standing_equals_the_tiers_and_states_of_evaluate(data: st.DataObject) -> None:
+def test_standing_equals_the_tiers_scores_and_states_of_evaluate(data: st.DataObject) -> None:
     """Random policies and histories (tests/test_incremental_strategies), reads moving on."""
     policy, specs = data.draw(policies(reported_dates=True))
     events = data.draw(histories(specs))
@@ -175,6 +175,7 @@ def test_standing_equals_the_tiers_and_states_of_evaluate(data: st.DataObject) -
         expected = evaluate(policy, events, moment, opt_ins=opt_ins)
         assert got.tiers == {n: c.tier for n, c in expected.scorecards.items()}
         assert got.states == {n: m.state for n, m in expected.measures.items()}
+        assert got.scores == {n: c.score for n, c in expected.scorecards.items()}
         moment += timedelta(seconds=data.draw(st.sampled_from(
             [0, 1, 3_600, 86_400 * 30, 86_400 * 200, 86_400 * 900])))
 

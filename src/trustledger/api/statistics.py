@@ -430,26 +430,14 @@ def _nothing(policy: CompiledPolicy) -> SubjectFigures:
 def read_state(state: MaintainedEvaluation, at: datetime) -> SubjectFigures:
     """Scores, tiers and measures in force of a maintained evaluation at ``at``.
 
-    The tiers and measure states are :meth:`~MaintainedEvaluation.standing`'s; the score
-    is the scorecard's base plus each counted entry's capped points decayed to ``at``,
-    clamped — the sum ``standing`` takes for the tier, in the same order, so
-    the score is the reference's (no set-back: the evaluation is of a maintainable policy).
+    All three are :meth:`~MaintainedEvaluation.standing`'s: the score is the clamped sum
+    its tier is read from, the reference's score (no set-back: the evaluation is of a
+    maintainable policy).
     """
-    policy, history = state.policy, state.history
     standing = state.standing(at)
-    v = at.timestamp()
-    scores: dict[str, float | None] = {}
-    for name, card in policy.scorecards.items():
-        if not history.available(name):
-            scores[name] = None
-            continue
-        total = card.base + sum(
-            (entry.capped.get(name, 0.0) * entry.decay(v) if entry.live_at(v) else 0.0)
-            for entry in history.entries if entry.event.type in card.events)
-        scores[name] = card.clamp(total)
     in_force = {name: state_ in (MeasureState.GRANTED, MeasureState.ACTIVE)
                 for name, state_ in standing.states.items()}
-    return SubjectFigures(scores, standing.tiers, in_force)
+    return SubjectFigures(standing.scores, standing.tiers, in_force)
 
 
 RightsKey = tuple[frozenset[str], frozenset[tuple[str, str]]]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -56,11 +56,14 @@ class Standing:
     """A subject's tiers and measure states at one moment: what a decision change is.
 
     ``tiers`` per scorecard (``None``: unavailable, or below every tier); ``states``
-    per measure.
+    per measure. ``scores``, the clamped score each tier was read from (``None``:
+    unavailable), is carried along but is not part of the comparison: a score that moves
+    within its tier is no decision change.
     """
 
     tiers: dict[str, str | None]
     states: dict[str, MeasureState]
+    scores: dict[str, float | None] = field(compare=False)
 
 
 class Declared(Protocol):
@@ -217,10 +220,10 @@ class MaintainedEvaluation:
         return v, self._decide(v)
 
     def standing(self, valid_at: datetime) -> Standing:
-        """Only the tiers and the measures' states at ``valid_at``, as :meth:`evaluation`.
+        """Only the tiers, scores and measures' states at ``valid_at``, as :meth:`evaluation`.
 
-        Equal to the ``tier`` of each scorecard and the ``state`` of each measure of
-        :meth:`evaluation` (and so of :func:`evaluate`) at ``valid_at``, without the
+        Equal to the ``tier`` and ``score`` of each scorecard and the ``state`` of each
+        measure of :meth:`evaluation` (and so of :func:`evaluate`) at ``valid_at``, without the
         contributions, reasons and outcomes; the read moves forward as
         :meth:`evaluation`'s does. Raises :class:`~trustledger.errors.InputError` as
         :meth:`evaluation` does.
@@ -229,19 +232,20 @@ class MaintainedEvaluation:
         v, tracks = self._advance(valid_at)
         history = self.history
         tiers: dict[str, str | None] = {}
+        scores: dict[str, float | None] = {}
         for name, card in policy.scorecards.items():
             if not history.available(name):
-                tiers[name] = None
+                tiers[name] = scores[name] = None
                 continue
             # The sum of _scorecard's contributions' points_now, in the same order.
-            total = card.base + sum(
+            score = card.clamp(card.base + sum(
                 (entry.capped.get(name, 0.0) * entry.decay(v) if entry.live_at(v) else 0.0)
-                for entry in history.entries if entry.event.type in card.events)
-            tier = card.tier_at(card.clamp(total), v)
-            tiers[name] = tier[1].name if tier else None
+                for entry in history.entries if entry.event.type in card.events))
+            tier = card.tier_at(score, v)
+            tiers[name], scores[name] = (tier[1].name if tier else None), score
         states = {name: _measure(m, tracks[name], ()).state
                   for name, m in policy.measures.items()}
-        return Standing(tiers, states)
+        return Standing(tiers, states, scores)
 
     def _decide(self, v: float) -> dict[str, Track]:
         """The measures' tracks at ``v``: the replay moved to just before ``v``, then ``v``.
