@@ -170,7 +170,8 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
                "Ledger.open(sys.argv[1]).close()", urls[name]], environment(src, scratch))
     for name, (src, policy) in trees.items():  # untimed: migrations done, bytecode written
         timed([sys.executable, "-c", CLI, "rescore", "--database-url", urls[name],
-               "--policy", str(policy), "--at", AT], environment(src, scratch))
+               "--policy", str(policy), "--at", AT, "--output", str(scratch / "warm.parquet")],
+              environment(src, scratch))
     runs: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in trees}
     starts: list[tuple[float, float]] = []
     print(f"load before: {uptime()}", flush=True)

@@ -5,7 +5,8 @@ export (``trustledger export``: its events and opt-in consents), a keyed export 
 folder, :func:`trustledger.batch.sources.write_keyed`: integer subject and type keys)
 or, without a file, from the ledger itself (its events and opt-in consents, read as an
 export is: on DuckDB streamed into the job while they are read, by a second thread
-while the policy and Ibis load; on Spark through a temporary Parquet file). The
+(fed on SQLite by a forked reading process) while the policy and Ibis load; on Spark
+through a temporary Parquet file). The
 policy is a file, or the published version in force at ``--at``. Progress goes to
 standard error (the per-subject stage with a bar).
 
@@ -35,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -336,26 +337,52 @@ def _from_ledger(url: str | None, policy: Path | None, valid: Any, job: _Job, ba
     a ledger export does (:func:`~trustledger.batch.sources.read_ledger`): no engine
     event is built from the database, and the opt-ins come from the same records.
 
-    On DuckDB the entries are read and parsed into DuckDB by a second thread while this
-    one loads the policy (its linter included) and Ibis; both hold Python's lock only in
-    part (the database driver's reads and DuckDB's parse release it). A policy that fails
-    to load stops the read at its next page.
+    On DuckDB the entries are parsed into DuckDB by a second thread while this one loads
+    the policy (its linter included) and Ibis. On SQLite (where the platform forks) a
+    forked process reads them (:class:`~trustledger.batch.reader.ReaderProcess`): Python's
+    ``sqlite3`` driver holds the interpreter's lock while it reads, so a thread reading
+    would mostly take turns with this one. On PostgreSQL the second thread reads them
+    too (the server does the work). A policy that fails to load stops the read (the
+    thread at its next page, the process at once); an error of the read is raised as it
+    was raised in the reader.
     """
+    from trustledger.batch.reader import ReaderProcess, forks
+    from trustledger.config import database_url
     from trustledger.ledger import Ledger
     from trustledger.ledger.chain import EVENT_KIND
     from trustledger.rights.consent import GRANTED, WITHDRAWN
 
+    kinds = (EVENT_KIND, GRANTED, WITHDRAWN)
     stop = threading.Event()
     done = 0
+    failure: BaseException | None = None
 
-    def entries(ledger: Ledger) -> Iterator[pa.RecordBatch]:
-        nonlocal done
-        for batch in ledger.batch_columns((EVENT_KIND, GRANTED, WITHDRAWN), rows=5_000):
-            if stop.is_set():
-                raise InputError("the ledger read was stopped")
-            done += batch.num_rows
-            bar.update(task, description=f"reading the ledger ({done:,} entries)")
-            yield batch
+    def entries(read: Callable[[], Iterable[pa.RecordBatch]]) -> Iterator[pa.RecordBatch]:
+        # The reading iterator is made here, so that it is closed (its database connection
+        # given back) as soon as this ends, however it ends.
+        nonlocal done, failure
+        try:
+            for batch in read():
+                if stop.is_set():
+                    raise InputError("the ledger read was stopped")
+                done += batch.num_rows
+                bar.update(task, description=f"reading the ledger ({done:,} entries)")
+                yield batch
+        except Exception as err:  # kept, to be raised as it is, not as DuckDB wraps it
+            failure = err
+            raise
+
+    def load(con: Any, read: Callable[[], Iterable[pa.RecordBatch]]) -> tuple[str, pa.Table]:
+        import duckdb
+
+        from trustledger.batch.sources import load_ledger
+
+        try:
+            return load_ledger(con, entries(read))
+        except duckdb.Error:
+            if failure is not None:
+                raise failure from None
+            raise
 
     # The driver builds a tuple per entry: acyclic, so the cycle collector, which would
     # otherwise walk every live object again and again, is paused meanwhile (and while
@@ -363,25 +390,37 @@ def _from_ledger(url: str | None, policy: Path | None, valid: Any, job: _Job, ba
     paused = gc.isenabled()
     gc.disable()
     try:
-        with Ledger.open(url) as ledger:
+        with ExitStack() as reading:
+            child: ReaderProcess | None = None
+            address = url or database_url()
+            if job.engine is Engine.DUCKDB and forks(address):
+                # Forked first, before this process opens the ledger (the child opens it
+                # itself: no SQLite state is shared) and before DuckDB's threads exist.
+                child = reading.enter_context(ReaderProcess(address, kinds, rows=5_000))
+            ledger = reading.enter_context(Ledger.open(url))
             bar.update(task, description="reading the ledger")
             if job.engine is Engine.SPARK:
                 from trustledger.batch.sources import read_ledger
 
                 backend = job.backend()
-                table, records = read_ledger(backend, entries(ledger), job.scratch)
+                table, records = read_ledger(
+                    backend, entries(lambda: ledger.batch_columns(kinds, rows=5_000)),
+                    job.scratch)
                 return backend, table, records, _policy(ledger, policy, valid)
-            from trustledger.batch.sources import load_ledger
-
+            read: Callable[[], Iterable[pa.RecordBatch]] = (
+                child.batches if child is not None
+                else lambda: ledger.batch_columns(kinds, rows=5_000))
             con = job.connection()
             with ThreadPoolExecutor(1, thread_name_prefix="trustledger-read") as reader:
-                reading = reader.submit(load_ledger, con, entries(ledger))
+                loading = reader.submit(load, con, read)
                 try:
                     compiled = _policy(ledger, policy, valid)
                     _load_ibis()
-                    name, records = reading.result()
+                    name, records = loading.result()
                 except BaseException:
-                    stop.set()  # a failed policy, an interrupt: the read stops at a page
+                    stop.set()  # a failed policy, an interrupt: the read stops
+                    if child is not None:
+                        child.stop()
                     raise
         # Only now: DuckDB's connection serves one statement at a time, and the read's
         # statement calls back into Python for each page.
