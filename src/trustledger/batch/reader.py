@@ -75,7 +75,12 @@ class ReaderProcess:
     """
 
     def __init__(self, url: str, kinds: Sequence[str], rows: int) -> None:
-        """Fork the child; ``url`` is the ledger's (already opened, so its schema is current)."""
+        """Fork the child, which opens the ledger at ``url`` itself.
+
+        Forked before the caller opens the ledger: a migration the two openings might both
+        find due runs once, in the database's write transaction
+        (:func:`trustledger.ledger.database.migrate`).
+        """
         import fcntl  # POSIX, as fork is
 
         data_in, data_out = os.pipe()
