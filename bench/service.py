@@ -22,7 +22,8 @@ server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.
    open loop (requests are sent on schedule whatever the answers; latency is measured from
    the scheduled time, so a stall counts against every request it delays; offering stops,
    marked `overloaded`, once 2,000 requests wait), subjects drawn at random from the
-   consenting ones;
+   consenting ones; then once more at half the capacity measured in step 2
+   (`decisions_half_capacity`);
 4. **events, single**: `--single` events, one per request, 16 in flight;
 5. **events, batched**: `--batches` batches of `--batch-size` events;
 6. **decision reads, in process** (no HTTP): assessments/s under `policies/sesame.yaml`
@@ -420,6 +421,10 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
         result["decisions"] = [asyncio.run(open_loop(
             port, keys["party"], "/v1/decisions", decision_body, rate, args.duration,
             args.connections)) for rate in args.rates]
+        # The latency figure: open loop at half the capacity just measured.
+        result["decisions_half_capacity"] = asyncio.run(open_loop(
+            port, keys["party"], "/v1/decisions", decision_body, round(warm / 2),
+            args.duration, args.connections))
         if args.gc_freeze_rate and args.workers == 1:
             result["gc_freeze"] = gc_freeze(proc, port, keys["party"], decision_body, args)
         base = datetime(2026, 6, 1, tzinfo=UTC)
