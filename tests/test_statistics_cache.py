@@ -94,6 +94,10 @@ def test_the_first_answer_is_progress_with_a_measured_wait(world: World) -> None
     assert status == 202, body
     assert body["status"] == "computing"
     assert isinstance(body["retry_after"], int) and 1 <= body["retry_after"] <= 30
+    # Where it is: the stage, and the entries read of the ledger's position when it began.
+    assert body["stage"] in {READING, QUERY, SCORING, "measures"}
+    assert body["entries"] == service(world).ledger.position()
+    assert 0 <= body["entries_read"] <= body["entries"]
 
 
 def test_reading_the_ledger_estimates_from_the_read_rate() -> None:
@@ -104,7 +108,8 @@ def test_reading_the_ledger_estimates_from_the_read_rate() -> None:
     # 8,000 entries left at 2,000/s, then about 500 subjects at the assumed 200/s.
     assert progress.seconds_left() == pytest.approx(4.0 + 500 / ASSUMED_RATES[SCORING])
     body = progress.body()
-    assert body == {"status": "computing", "done": 0, "total": None, "retry_after": 7}
+    assert body == {"status": "computing", "stage": READING, "entries_read": 2_000,
+                    "entries": 10_000, "done": 0, "total": None, "retry_after": 7}
 
 
 def test_scoring_estimates_from_the_subjects_scored_so_far() -> None:
@@ -117,7 +122,8 @@ def test_scoring_estimates_from_the_subjects_scored_so_far() -> None:
     assert progress.seconds_left() == pytest.approx(1_000 / ASSUMED_RATES[SCORING])
     ticks.now, progress.done = 4.0, 100  # 50 subjects a second
     assert progress.seconds_left() == pytest.approx(18.0)
-    assert progress.body() == {"status": "computing", "done": 100, "total": 1_000,
+    assert progress.body() == {"status": "computing", "stage": SCORING, "entries_read": 4_000,
+                               "entries": 4_000, "done": 100, "total": 1_000,
                                "retry_after": 18}
     ticks.now, progress.done = 22.0, 1_000
     rates = progress.finish()
@@ -136,7 +142,8 @@ def test_subjects_that_cost_nothing_do_not_speed_up_the_estimate() -> None:
     progress.cost_total = 2_000
     ticks.now, progress.done, progress.cost_done = 2.0, 5_000, 500  # 250 a second
     assert progress.seconds_left() == pytest.approx(6.0)
-    assert progress.body() == {"status": "computing", "done": 5_000, "total": 10_000,
+    assert progress.body() == {"status": "computing", "stage": SCORING, "entries_read": 0,
+                               "entries": None, "done": 5_000, "total": 10_000,
                                "retry_after": 6}
 
 

@@ -847,8 +847,17 @@ class StatisticsPending(_Out):
     """Statistics are being computed; ask again after ``retry_after`` seconds."""
 
     status: Literal["computing"]
+    stage: Literal["reading", "query", "scoring", "measures"]
+    """What the computation is doing: reading the ledger, the columnar query, scoring
+    subjects one by one, or deciding the columnar path's measures."""
+    entries_read: int
+    """Ledger entries read so far."""
+    entries: int | None
+    """The ledger's position when the computation began (``None`` until known)."""
     done: int
+    """Subjects scored so far."""
     total: int | None
+    """Subjects to score (``None`` while the ledger is being read)."""
     retry_after: int
 
 

@@ -294,9 +294,10 @@ class Progress:
         return self.done if self.cost_total is None else self.cost_done
 
     def body(self) -> dict[str, Any]:
-        """The HTTP 202 body: subjects scored so far and when to ask again."""
-        return {"status": "computing", "done": self.done, "total": self.total or None,
-                "retry_after": retry_after(self.seconds_left())}
+        """The HTTP 202 body: the stage, entries read, subjects scored and when to ask again."""
+        return {"status": "computing", "stage": self.stage, "entries_read": self.read,
+                "entries": self.entries or None, "done": self.done,
+                "total": self.total or None, "retry_after": retry_after(self.seconds_left())}
 
 
 def retry_after(seconds_left: float) -> int:
