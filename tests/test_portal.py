@@ -607,3 +607,65 @@ def test_the_operators_page_says_how_far_the_statistics_are(world: World) -> Non
     assert re.search(r"reload the page</a> in about \d+ s to see how far it got", text)
     service = world.client.app.state.service  # type: ignore[attr-defined]
     service.statistics.wait(60)  # not left running against a ledger being closed
+
+
+# -- a new key ------------------------------------------------------------------------------
+
+def new_key_from_page(reply: Reply) -> str:
+    found = re.search(r'data-testid="new-key" type="text" readonly value="([^"]+)"', reply.text)
+    assert found, "no new key on the page"
+    return found.group(1)
+
+
+def test_a_subject_replaces_their_key_and_stays_signed_in(world: World) -> None:
+    page = sign_in(world.client, world.keys["bob"])
+    assert 'id="new-key-button"' in page.text
+    old = world.keys["bob"]
+    r = world.client.post("/portal/subjects/bob/key", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 200, shown(r)
+    assert r.headers["cache-control"] == "no-store"
+    key = new_key_from_page(r)
+    assert key != old and "shown <strong>only on this page</strong>" in shown(r)
+    # The old key stops at once; the new one speaks for bob through the API.
+    assert world.client.get("/v1/subjects/bob/scores",
+                            headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    assert world.client.get("/v1/subjects/bob/scores",
+                            headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    # The session moved to the new key: the portal still opens bob's page, and its forms work.
+    again = world.client.get("/portal/subjects/bob")
+    assert again.status_code == 200 and "Your trust record: bob" in shown(again)
+    assert csrf_of(again.text) == csrf_of(r.text)
+    # A session started with the old key elsewhere has ended.
+    with TestClient(world.client.app) as other:
+        assert sign_in(other, old).status_code == 401
+
+
+def test_a_new_key_without_the_sessions_token_changes_nothing(world: World) -> None:
+    sign_in(world.client, world.keys["bob"])
+    before = world.ledger.head()
+    for token in (None, "wrong"):
+        data = {} if token is None else {"csrf_token": token}
+        r = world.client.post("/portal/subjects/bob/key", data=data)
+        assert r.status_code == 403 and "csrf_token: missing or wrong" in shown(r)
+    assert_unchanged(world, before)
+    assert world.call("bob", "GET", "/v1/subjects/bob/scores").status_code == 200
+
+
+def test_nobody_replaces_another_subjects_key(world: World) -> None:
+    page = sign_in(world.client, world.keys["alice"])
+    before = world.ledger.head()
+    r = world.client.post("/portal/subjects/bob/key", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 403
+    assert 'data-testid="new-key"' not in r.text
+    assert_unchanged(world, before)
+    assert world.call("bob", "GET", "/v1/subjects/bob/scores").status_code == 200
+
+
+def test_an_erased_subject_gets_no_new_key_from_the_portal(world: World) -> None:
+    page = sign_in(world.client, world.keys["bob"])
+    assert world.call("bob", "POST", "/v1/subjects/bob/erasure").status_code == 201
+    before = world.ledger.head()
+    r = world.client.post("/portal/subjects/bob/key", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 422 and "no new key" in shown(r)
+    assert 'data-testid="new-key"' not in r.text
+    assert_unchanged(world, before)

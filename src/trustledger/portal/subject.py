@@ -34,12 +34,13 @@ from trustledger.engine import Evaluation, Event
 from trustledger.errors import InputError, NotFoundError, TrustLedgerError
 from trustledger.policy import CompiledPolicy
 from trustledger.portal.charts import Mark, score_chart
-from trustledger.portal.session import Session
+from trustledger.portal.session import Session, new_session
 from trustledger.portal.web import (
     Form,
     field_problems,
     page,
     redirect,
+    sessions_of,
     signed_in_form,
     signed_in_page,
 )
@@ -341,3 +342,31 @@ async def withdraw(request: Request, subject: SubjectPath,
         subjects_api.withdraw(request, caller, subject, consent_seq)
 
     return await _act(request, subject, action, "withdrawn", "consents")
+
+
+@router.post("/key")
+async def new_key(request: Request, subject: SubjectPath) -> Response:
+    """Replace your API key: the new one is shown on this page only, the old one stops at once.
+
+    The API's own handler issues it (:func:`trustledger.api.routers.subjects.replace_key`).
+    Revoking the old key ends its sessions, so this answer starts a session for the new
+    key (a new CSRF token). The page is never cached (``Cache-Control: no-store``).
+    """
+
+    def work(caller: Caller, session: Session, form: Form) -> Response:
+        caller.require_subject(subject)
+        try:
+            issued = subjects_api.replace_key(request, caller, subject)
+        except TrustLedgerError as exc:
+            status, _ = classify(exc)
+            return subject_view(request, caller, session, subject, error=str(exc),
+                                status=status, form=form)
+        fresh = new_session(issued.principal.id)
+        holder = Caller(issued.principal, caller.epoch, None, 0.0)
+        response = page("new_key.html.j2", title="Your new API key", caller=holder,
+                        csrf=fresh.csrf, key=issued.key, base=_page_of(subject))
+        response.headers["Cache-Control"] = "no-store"
+        sessions_of(request).write(request, response, fresh)
+        return response
+
+    return await signed_in_form(request, work)

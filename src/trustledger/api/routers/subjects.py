@@ -45,7 +45,7 @@ from trustledger.api.view import current_assessment
 from trustledger.errors import InputError
 from trustledger.ledger import event_of
 from trustledger.ledger.chain import EVENT_KIND
-from trustledger.principals import Role, list_principals, rotate_key
+from trustledger.principals import Issued, Role, list_principals, rotate_key
 from trustledger.rights import (
     add_dispute_information,
     consents,
@@ -295,12 +295,21 @@ def new_key(request: Request, caller: CallerDep, subject: SubjectPath) -> Respon
     speaks for you. The new key is in this response only. 422 once you were erased
     (nothing new is recorded about an erased subject).
     """
+    issued = replace_key(request, caller, subject)
+    return json_response({"principal": render.principal(issued.principal),
+                          "key": issued.key}, 201)
+
+
+def replace_key(request: Request, caller: Caller, subject: str) -> Issued:
+    """Issue the calling subject a new key and revoke the one they hold (API and portal).
+
+    :class:`~trustledger.errors.InputError` (422) once the subject was erased.
+    """
     service = _own(request, caller, subject)
     refuse_if_erased(service.ledger, subject, "no new key")
     issued = rotate_key(service.ledger, caller.principal.id)
     service.view.sync()
-    return json_response({"principal": render.principal(issued.principal),
-                          "key": issued.key}, 201)
+    return issued
 
 
 @router.post("/erasure", status_code=201, response_model=ErasureOut, responses=_WRITE)
