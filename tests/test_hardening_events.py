@@ -477,9 +477,13 @@ def test_events_at_the_ends_of_the_calendar_evaluate() -> None:
 def test_the_ingest_command_checks_events_as_the_api_does(tmp_path: Path) -> None:
     """Once a policy is published, `trustledger ingest` refuses what the HTTP API refuses."""
     url = f"sqlite:///{tmp_path / 'l.db'}"
-    with Ledger.open(url, clock=FixedClock(NOW)) as ledger:
+    with ServiceLedger.open(url, clock=FixedClock(NOW)) as ledger:
         put_in_force(ledger)
         publish_policy(ledger, SESAME)
+        add_principal(ledger, "rentals", Role.SOURCE, accreditations=("rental_returned",),
+                      domains=("rental",))
+        add_principal(ledger, "bank", Role.SOURCE, accreditations=("bill_paid",),
+                      domains=("finance",))
         before = ledger.head()
     rows = [{"source": "rentals", "source_event_id": "r1", "subject": "alice",
              "type": "rental_returned", "occurred_at": "2026-05-01T00:00:00Z",

@@ -102,8 +102,8 @@ def ingest(
     offset), optional attributes (a JSON object) and supersedes; docs/ingest.md has the
     formats. Each row gets the checks of the HTTP batch endpoint, with the same messages:
     once a policy is published, its event types, attribute schemas and bounds; once
-    source principals are registered, each row's source must be one, accredited for
-    the row's type.
+    an event-type register is in force (or source principals are registered), each
+    row's source must be a source principal accredited for the row's type.
     """
     from trustledger.principals import ServiceLedger  # the principals: only when ingesting
 
@@ -137,11 +137,17 @@ def _rules(ledger: ServiceLedger) -> EventRules:
     The policy in force (none before one is published: only the ledger's own rules
     apply then) and, per registered source principal, the event types it may report:
     its accreditations whose domain in the event-type register in force is one of its
-    domains (:func:`trustledger.registry.source_types`). A ledger without source
-    principals takes any source; one with source principals needs a register in force.
+    domains (:func:`trustledger.registry.source_types`). Checked once per file, before
+    a row is read.
+
+    Once a register is in force the ledger's events are typed and scored, so every row
+    must come from a source accredited for its type: a ledger with a register and no
+    active source principal is refused outright (:class:`InputError` on ``source``,
+    nothing appended), and one with source principals but no register needs one. Only
+    a ledger with neither (a plain store: a first bulk load, a restore) takes any source.
     """
     from trustledger.principals import Role, list_principals
-    from trustledger.registry import register_in_force, source_types
+    from trustledger.registry import NoRegisterError, register_in_force, source_types
     from trustledger.scoring import policy_in_force  # the policy stack, only when ingesting
 
     now = ledger.now()
@@ -150,8 +156,20 @@ def _rules(ledger: ServiceLedger) -> EventRules:
     except NotFoundError:
         policy = None
     sources = [p for p in list_principals(ledger) if p.role is Role.SOURCE]
-    accredited = source_types(register_in_force(ledger), sources) if sources else None
-    return EventRules(policy=policy, sources=accredited, recorded_at=now)
+    try:
+        register = register_in_force(ledger)
+    except NoRegisterError:
+        if sources:
+            raise  # accreditations name the register's types and domains
+        return EventRules(policy=policy, sources=None, recorded_at=now)
+    if not sources:
+        raise InputError(
+            f"source: the event-type register {register.name} ({register.hash[:19]}…) is in "
+            "force in this ledger, so every event must come from a source accredited for "
+            "its type, and no source principal is registered (or every one is revoked); "
+            "register each source of the file with `trustledger principal add NAME --role "
+            "source --accredit TYPE --domain DOMAIN`, then ingest again; nothing was appended")
+    return EventRules(policy=policy, sources=source_types(register, sources), recorded_at=now)
 
 
 def import_(

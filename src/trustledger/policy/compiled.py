@@ -134,6 +134,9 @@ class CompiledEventType:
     """Numbers the ``when`` condition or points formula compares each numeric attribute
     with (and one either side): probing tries them, so an event that counts only at
     ``attrs.days == 13`` is not hidden from the proportionality probe."""
+    formality: bool = False
+    """The register declares the type a formality (``formality: true``): the probe counts
+    it as neutral whatever its points."""
 
     def normalise(self, attributes: Mapping[str, Any], *, occurred_at: datetime | None = None,
                   recorded_at: datetime | None = None) -> dict[str, Any] | str:

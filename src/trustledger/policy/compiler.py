@@ -47,6 +47,7 @@ from trustledger.policy.conditions import (
     attribute_reads,
     compile_expression,
 )
+from trustledger.policy.literals import literal_probe_values
 from trustledger.policy.loader import Locator, PathPart
 from trustledger.policy.models import (
     Anchor,
@@ -132,28 +133,6 @@ def _inside(spec: CompiledAttribute, values: Sequence[float]) -> list[Any]:
         if spec.low <= v <= spec.high:
             out.append(v)
     return sorted(set(out))
-
-
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w])")
-
-
-def literal_probe_values(sources: Sequence[str],
-                         attributes: Mapping[str, CompiledAttribute],
-                         ) -> dict[str, tuple[float, ...]]:
-    """The numbers expressions compare attributes with, and one either side, per attribute read."""
-    out: dict[str, set[float]] = {}
-    for source in sources:
-        names, _ = attribute_reads(source)
-        # numbers in texts too: `string(attrs.days) == '13'` singles out 13
-        numbers = {float(n) for n in _NUMBER.findall(source)}
-        if len(numbers) <= 8:  # a constant written as arithmetic (`1300 / 100`)
-            numbers |= {v for a in list(numbers) for b in list(numbers)
-                        for v in (a * b, a + b, a - b, a / b if b else a)}
-        values = {x for n in numbers for x in (n - 1, n, n + 1, -n)}
-        for name in names:
-            if name in attributes:
-                out.setdefault(name, set()).update(values)
-    return {k: tuple(sorted(v)) for k, v in out.items()}
 
 
 def _candidates(spec: CompiledAttribute) -> list[Any]:
@@ -315,6 +294,7 @@ class _Compiler:
                 by_name),
             scorecards=tuple(s for s, card in self.model.scorecards.items()
                              if isinstance(card, Scorecard) and name in card.events),
+            formality=declared.formality,
         )
         for attrs in probe_attributes(compiled):
             try:

@@ -41,6 +41,10 @@ structural, which run on the register, and what a word check cannot catch.
     a purpose discloses a measure of another domain, or a scorecard whose events are
     not of its domain (an opt-in scorecard may span domains if one of them is the
     purpose's: the subject's opt-in covers the crossing).
+``set-back`` (safeguard 3)
+    a measure's ``requires.set_back.to`` is a score at which its condition still holds
+    (:func:`_set_backs`): the set-back would lift nothing, and the measure would apply at
+    its next decision although it reads as set back.
 ``proportionality`` (safeguard 3)
     a restriction is in force for a subject with no events, or the worst history of
     lesser events around a single one brings it into force
@@ -54,14 +58,17 @@ to restrictions applies to it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from typing import Any
 
 from trustledger.errors import LintError, PolicyError, PolicyProblem
 from trustledger.policy.compiled import CompiledMeasure, CompiledPolicy
 from trustledger.policy.conditions import string_literals
+from trustledger.policy.literals import folded_constants
 from trustledger.policy.loader import Locator
-from trustledger.policy.models import FormulaPoints, MeasureKind
+from trustledger.policy.models import Aggregate, FormulaPoints, MeasureKind
 from trustledger.policy.proportionality import ProbeBudgetExceeded, Prober, Restricting
 from trustledger.policy.reach import Reach, Reached
 from trustledger.policy.register import Register
@@ -83,7 +90,8 @@ def lint(policy: CompiledPolicy) -> None:
     register was read (:func:`lint_register`); this checks what the policy does with it.
     """
     reach = Reach(policy)
-    problems = [*_bounds(policy), *_firewall(policy, reach), *_purposes(policy)]
+    problems = [*_bounds(policy), *_firewall(policy, reach), *_purposes(policy),
+                *_set_backs(policy)]
     prober = Prober(policy, reach)
     try:
         inverted = prober.inverted()
@@ -567,3 +575,87 @@ def _proportionality(policy: CompiledPolicy, prober: Prober,
                             "proportionality", finding.message))
     return out
 
+
+
+# --- set-backs -----------------------------------------------------------------------------
+
+SET_BACK_CONTEXTS = 256
+"""At most this many values of a condition's other inputs are tried per set-back."""
+
+
+def _set_backs(policy: CompiledPolicy) -> list[PolicyProblem]:
+    """Rule ``set-back``: a ``requires.set_back.to`` at which the measure's condition holds.
+
+    A set-back lowers the scorecard's points to ``to`` when a step is reached without its
+    prerequisite (a driver at 8 points never warned is set back to 7); if the condition
+    still holds at ``to``, nothing is lifted: the prerequisite is put in force and the
+    measure applies at its next decision. The condition is evaluated with the scorecard
+    at ``to`` and at the numbers the condition names (and either side of them), and its
+    other inputs (metrics, other scorecards, measures) at every combination of 0, the
+    numbers it names and either side (measures true and false), up to
+    :data:`SET_BACK_CONTEXTS`: refused if, for some inputs, the condition depends on the
+    score, holds at a score worse than ``to`` and still holds at ``to``.
+    """
+    out = []
+    at = policy.effective_from.timestamp()
+    for name, measure in policy.measures.items():
+        if measure.set_back is None:
+            continue
+        card_name, to = measure.set_back
+        card = policy.scorecards[card_name]
+        condition = measure.condition
+        numbers = {x for v in folded_constants(condition.source) for x in (v - 1, v, v + 1)}
+        scores = sorted({card.clamp(v) for v in {*numbers, to, card.base, to - 1e6, to + 1e6}})
+        worse = [v for v in scores if (v - to) * card.adverse_sign > 0]
+        others = sorted(condition.names - {card_name})
+        choices = [_input_values(policy, other, numbers, at) for other in others]
+        for combo in itertools.islice(itertools.product(*choices), SET_BACK_CONTEXTS):
+            inputs = dict(zip(others, combo, strict=True))
+            holds = {v: _holds(policy, measure, inputs, card_name, v, at) for v in scores}
+            if holds[to] and any(holds[v] for v in worse) and not all(holds.values()):
+                given = ", ".join(f"{k} = {_shown(v)}" for k, v in inputs.items())
+                out.append(_problem(
+                    policy, ("measures", name, "requires", "set_back", "to"), "set-back",
+                    f"`{name}`'s condition `{condition.source}` still holds with "
+                    f"`{card_name}` at {to:g}{f' (and {given})' if given else ''}: setting "
+                    f"the points back to {to:g} lifts nothing, and `{name}` applies at its "
+                    f"next decision after `{measure.requires}` is put in force, as without "
+                    "a set-back; set back to a score at which the condition fails"))
+                break
+    return out
+
+
+def _input_values(policy: CompiledPolicy, name: str, numbers: set[float],
+                  at: float) -> list[Any]:
+    """The values a condition's input is tried at (see :func:`_set_backs`)."""
+    if name in policy.measures:
+        return [False, True]
+    values = sorted({0.0, *numbers})
+    if name in policy.scorecards:
+        card = policy.scorecards[name]
+        return [_card_value(policy, name, card.clamp(v), at)
+                for v in sorted({card.base, *values})]
+    metric = policy.metrics[name]
+    if metric.aggregate is Aggregate.COUNT:
+        return sorted({int(v) for v in values if v >= 0})
+    return values
+
+
+def _card_value(policy: CompiledPolicy, name: str, score: float, at: float) -> dict[str, Any]:
+    tier = policy.scorecards[name].tier_at(score, at)
+    return {"score": score, "tier": tier[1].name if tier else "",
+            "rank": tier[0] if tier else -1}
+
+
+def _holds(policy: CompiledPolicy, measure: CompiledMeasure, inputs: dict[str, Any],
+           card: str, score: float, at: float) -> bool:
+    context = {**inputs, card: _card_value(policy, card, score, at)}
+    try:
+        return measure.condition.run_bool(context)
+    except PolicyError:  # inputs no subject can have (a type the condition does not take)
+        return False
+
+
+def _shown(value: Any) -> str:
+    return f"{value['score']:g}" if isinstance(value, dict) else \
+        str(value).lower() if isinstance(value, bool) else f"{value:g}"

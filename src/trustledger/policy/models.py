@@ -246,7 +246,8 @@ class Expiry(_Model):
     overhang: DurationField | None = None
 
 
-DECLARED_KEYS = ("label", "description", "domain", "category", "gravity", "attributes")
+DECLARED_KEYS = ("label", "description", "domain", "category", "gravity", "attributes",
+                 "formality")
 """What the event-type register declares of a type; a policy writing one is refused
 (rule ``register-declares``)."""
 

@@ -47,6 +47,7 @@ from trustledger.engine.events import Event
 from trustledger.policy.compiled import CompiledPolicy, reported_text
 from trustledger.policy.compiler import probe_attributes
 from trustledger.policy.durations import Duration
+from trustledger.policy.literals import folded_constants
 from trustledger.policy.models import AttributeType, MeasureKind
 from trustledger.policy.reach import Reach
 from trustledger.policy.taxonomy import Gravity
@@ -70,6 +71,14 @@ MANY_COMPANIONS = 100
 """Copies of each harmless type always tried as well: a condition's threshold need not be
 written as a whole number (``rides >= 10.0``, ``rides > 3 * 3``, ``double(rides) / 10.0
 >= 1.0``), and a threshold up to this many is found however it is written."""
+
+EXACT_COMPANIONS = 200
+"""Exact counts of each harmless type tried as well, up to this many: every whole number a
+condition singles out (``rides == 3 * 17`` needs exactly 51, ``rides >= 5 && rides < 8``
+one of 5 to 7), however its arithmetic is written."""
+
+MAX_EXACT_COUNTS = 16
+"""At most this many exact counts per policy (the smallest, after the usual ones)."""
 
 MAX_MOMENTS = 32
 """At most this many evaluation instants per probe history."""
@@ -234,9 +243,9 @@ class Prober:
         starts: list[tuple[str, list[_Probe]]] = [("", [])]
         if neutral:
             first = {t: probe_attributes(self.policy.event_types[t])[0] for t in neutral}
-            starts += [(f" after {_list(neutral)} (0 points)",
+            starts += [(f" after {_list(neutral)} (formalities)",
                         [_Probe(t, first[t]) for t in neutral]),
-                       (f" after {count} of each of {_list(neutral)} (0 points)",
+                       (f" after {count} of each of {_list(neutral)} (formalities)",
                         [_Probe(t, first[t]) for t in neutral for _ in range(count)])]
         out: dict[str, str] = {}
         for name, measure in self.policy.measures.items():
@@ -254,13 +263,14 @@ class Prober:
         return out
 
     def neutral(self, type_name: str) -> bool:
-        """Whether the type is a formality (0 points, or a category of formalities).
+        """Whether the type is a formality (0 points, registered as one, or its category).
 
-        A formality is an identity verification whatever its points, or a type every
-        probing attribute set gives 0 points.
+        A formality is a type the register declares ``formality: true``, an identity
+        verification, whatever its points; or a type every probing attribute set gives
+        0 points.
         """
         et = self.policy.event_types[type_name]
-        if et.category in FORMALITY_CATEGORIES:
+        if et.formality or et.category in FORMALITY_CATEGORIES:
             return True
         for attrs in probe_attributes(et):
             fitted = et.fit(attrs)
@@ -315,6 +325,22 @@ class Prober:
         found = [math.floor(float(n)) for s in sources
                  for n in re.findall(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])", s)]
         return max(MIN_COMPANIONS, min(MAX_COMPANIONS, max(found, default=0) + 1))
+
+    def exact_counts(self) -> list[int]:
+        """Further copies of each harmless type: the whole numbers conditions single out.
+
+        The values of the literal-only arithmetic of every measure and ``when`` condition
+        (:func:`~trustledger.policy.literals.folded_constants`), from 2 to
+        :data:`EXACT_COMPANIONS`, besides :meth:`companion_count` and
+        :data:`MANY_COMPANIONS`; at most :data:`MAX_EXACT_COUNTS` of them.
+        """
+        sources = [m.condition.source for m in self.policy.measures.values()]
+        sources += [et.when.source for et in self.policy.event_types.values()
+                    if et.when is not None]
+        usual = {1, self.companion_count(), MANY_COMPANIONS}
+        found = {int(v) for s in sources for v in folded_constants(s)
+                 if v == int(v) and 2 <= v <= EXACT_COMPANIONS and int(v) not in usual}
+        return sorted(found)[:MAX_EXACT_COUNTS]
 
     def harmless(self, type_name: str) -> bool:
         """Whether no attribute values give the type adverse points on a scorecard counting it."""
@@ -400,7 +426,7 @@ class Prober:
                     yield _History(_Probe(t, attrs))
         if not harmless:
             return
-        count = self.companion_count()
+        count, exact = self.companion_count(), self.exact_counts()
         sets = {h: _subset(probe_attributes(policy.event_types[h])) for h in harmless}
         groups = [harmless] + ([[h] for h in harmless] if 1 < len(harmless) <= 6 else [])
         hour = timedelta(hours=1)
@@ -424,7 +450,8 @@ class Prober:
             for label, start, step in placements:
                 after = step > timedelta(0)
                 # a later event completes a set-back: one is enough, and needs a decisive one
-                for copies in [1] if after else sorted({1, count, MANY_COMPANIONS}):
+                for copies in [1] if after else sorted({1, count, MANY_COMPANIONS,
+                                                        *exact}):
                     companions = [(_Probe(h, sets[h][i % len(sets[h])]),
                                    start + step * (i * len(group) + k))
                                   for i in range(copies) for k, h in enumerate(group)]

@@ -51,6 +51,12 @@ class RegisteredType(_Model):
     category: Category
     gravity: Gravity
     attributes: dict[Name, Attribute] = Field(default_factory=dict)
+    formality: bool = False
+    """The type records a formality that starts an entitlement (an identity verified, a
+    card issued, an account opened), not conduct: the proportionality probe counts it as
+    neutral whatever points a policy gives it, so a privilege everyone holds once it is
+    done and one lesser event takes away is weighed as a restriction (safeguard 3). The
+    register's two operators declare it; a policy cannot."""
 
     def display_label(self, name: str) -> str:
         """The label used in reasons: ``label`` or the name with spaces."""
@@ -112,8 +118,16 @@ def register_json_schema() -> dict[str, Any]:
 
 
 def register_hash(document: RegisterDocument) -> str:
-    """``sha256:<hex>`` of the register's canonical JSON (comments and layout do not count)."""
-    canonical = json.dumps(document.model_dump(mode="json", by_alias=True), sort_keys=True,
+    """``sha256:<hex>`` of the register's canonical JSON (comments and layout do not count).
+
+    ``formality: false`` (the default) is left out, so a register that declares no
+    formality keeps the hash it had before the flag existed.
+    """
+    data = document.model_dump(mode="json", by_alias=True)
+    for declared in data["event_types"].values():
+        if not declared.get("formality"):
+            declared.pop("formality", None)
+    canonical = json.dumps(data, sort_keys=True,
                            separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
