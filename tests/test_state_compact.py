@@ -27,6 +27,7 @@ from trustledger.engine import Evaluation, Event, evaluate
 from trustledger.engine.compact import FORMAT, header, pack, unpack
 from trustledger.engine.history import at
 from trustledger.engine.maintained import MaintainedEvaluation, maintainable
+from trustledger.engine.packed import PackedState
 from trustledger.errors import InputError
 from trustledger.policy import CompiledPolicy
 
@@ -160,3 +161,31 @@ def test_unreadable_or_foreign_states_are_refused() -> None:
     early = MaintainedEvaluation(SESAME, [e, future], start, {"sesame"})
     with pytest.raises(InputError, match="before one of its events occurred"):
         pack(early)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_packed_states_held_in_memory_read_as_evaluate(data: st.DataObject) -> None:
+    """:class:`PackedState` (what the service holds per subject): each read, from the
+    state the previous read left, equals ``evaluate``; a read that processed no decision
+    instant keeps the same bytes, one that did gives a state packed after it."""
+    policy, specs = data.draw(policies(reported_dates=True))
+    events = data.draw(histories(specs))
+    opt_ins = set(data.draw(st.sets(st.sampled_from(sorted(policy.scorecards)))))
+    floor = latest(events, policy.effective_from)
+    built = MaintainedEvaluation(policy, events, floor, opt_ins)
+    moment = max(floor, at(built.horizon)) if built.horizon > floor.timestamp() else floor
+    held = PackedState.of(built)
+    assert held.data == pack(built) and held.serves(moment)
+    for _ in range(data.draw(st.integers(1, 4))):
+        moment += timedelta(seconds=data.draw(st.sampled_from(STEPS)))
+        got, kept = held.evaluation(moment)
+        want = evaluate(policy, events, moment, opt_ins=opt_ins)
+        assert decision_parts(got) == decision_parts(want)
+        assert kept is held or kept.data != held.data
+        assert kept.serves(moment)
+        held = kept
+    assert PackedState.restore(policy, held.data).data == held.data
+    with pytest.raises(InputError):
+        PackedState.restore(policy, b"not a state")

@@ -42,10 +42,10 @@ from functools import cached_property
 from typing import Literal
 
 from trustledger.api.access import ACCESS_READ
-from trustledger.engine import Event
-from trustledger.engine.compact import pack, unpack
+from trustledger.engine import Evaluation, Event
 from trustledger.engine.incremental import SubjectState, stateless_measures
 from trustledger.engine.maintained import Declared, MaintainedEvaluation, maintainable
+from trustledger.engine.packed import PackedState
 from trustledger.errors import ErasedError, InputError, NotFoundError
 from trustledger.ledger import Entry, event_of
 from trustledger.ledger.chain import EVENT_KIND, PURGE_KIND
@@ -71,6 +71,7 @@ from trustledger.scoring import (
     PUBLISHED,
     Assessment,
     PublishedPolicy,
+    Rights,
     assess,
     assessed,
     published_policies,
@@ -114,12 +115,18 @@ class SubjectRecord:
     incremental: Incremental | None = field(default=None, repr=False)
     """The incremental engine state of the subject's scored events (:func:`current_scores`)."""
     maintained: Maintained | None = field(default=None, repr=False)
-    """The subject's maintained evaluation (:func:`maintained_assessment`)."""
+    """The subject's maintained evaluation built from its events, for full reads
+    (:func:`maintained_assessment`); decisions read :attr:`packed`."""
+    packed: Packed | None = field(default=None, repr=False)
+    """The subject's maintained evaluation for decisions, kept packed (a few hundred
+    bytes, not tens of KB of objects): built from its events or read from the database."""
     answered_by: Literal["maintained", "persisted", "reference"] | None = None
     """Which engine gave the last assessment (``None``: none yet): ``persisted`` is a
     maintained evaluation read from the database (:class:`PersistedStates`), not built."""
+    read_packed: bool = False
+    """Whether the last maintained read came from :attr:`packed` (not a fresh build)."""
     assessment_partial: bool = False
-    """Whether :attr:`assessment` came from a persisted state (decisions only: its
+    """Whether :attr:`assessment` came from a packed state (decisions only: its
     contributions and event outcomes list only the events still counting)."""
     assessment_parts: frozenset[str] | None = None
     """What :attr:`assessment` holds when it was read for a decision only
@@ -236,6 +243,19 @@ class Maintained:
 
 
 @dataclass(frozen=True, slots=True)
+class Packed:
+    """A :class:`~trustledger.engine.packed.PackedState` and what it was built for.
+
+    ``key`` as :class:`Maintained`'s; ``restored``: read from the database
+    (:class:`PersistedStates`), not built in this process.
+    """
+
+    key: tuple[str, frozenset[str], frozenset[tuple[str, str]]]
+    state: PackedState
+    restored: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PersistedStates:
     """The database's subject states (:mod:`trustledger.ledger.states`) and their writer."""
 
@@ -243,7 +263,7 @@ class PersistedStates:
     writer: StateWriter
 
     def restore(self, record: SubjectRecord, policy: CompiledPolicy, inputs: str,
-                now: datetime) -> MaintainedEvaluation | None:
+                now: datetime) -> PackedState | None:
         """The subject's stored state if it is current and serves ``now``; else ``None``.
 
         Current: stored for this policy version (the key), reflecting the subject's last
@@ -256,21 +276,21 @@ class PersistedStates:
 
     @staticmethod
     def current(row: StoredState | None, record: SubjectRecord, policy: CompiledPolicy,
-                inputs: str, now: datetime) -> MaintainedEvaluation | None:
-        """``row`` unpacked if it is current for ``record`` and serves ``now``; else ``None``."""
+                inputs: str, now: datetime) -> PackedState | None:
+        """``row``'s state if it is current for ``record`` and serves ``now``; else ``None``."""
         if row is None or row.basis_seq != record.basis_seq or row.inputs != inputs:
             return None
         try:
-            state = unpack(policy, row.state)
+            state = PackedState.restore(policy, row.state)
         except InputError:
             return None  # another format or policy: stale
         return state if state.serves(now) else None
 
     def save(self, record: SubjectRecord, policy: CompiledPolicy, inputs: str,
-             state: MaintainedEvaluation) -> None:
-        """Queue ``state`` (just read) for writing, reflecting the record as loaded."""
+             state: PackedState) -> None:
+        """Queue ``state`` (packed after a read) for writing, reflecting the record as loaded."""
         self.writer.submit(StoredState(record.subject, policy.hash, record.basis_seq, inputs,
-                                       pack(state)))
+                                       state.data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +448,8 @@ def _assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime, max
         state.answered_by = "reference"
         parts = None
     state.assessment = result
-    state.assessment_partial = state.answered_by == "persisted"
+    # A decision read from a packed state lists only the events still counting.
+    state.assessment_partial = state.answered_by != "reference" and state.read_packed
     state.assessment_parts = parts
     return result
 
@@ -445,11 +466,12 @@ def _light_assessment(record: SubjectRecord, policy: CompiledPolicy, now: dateti
         return None
     key = (policy.hash, rights.opt_ins, frozenset[tuple[str, str]]())
     with record.lock:
-        built = record.maintained
-        if built is None or built.key != key or not built.evaluation.serves(now):
+        held = record.packed
+        if held is None or held.key != key or not held.state.serves(now):
             return None
-        engine = built.evaluation.evaluation(now, declared=declared)
-        record.answered_by = "persisted"
+        engine, kept = held.state.evaluation(now, declared=declared)
+        record.packed = Packed(key, kept, held.restored)
+        record.answered_by = "persisted" if held.restored else "maintained"
     return assessed(policy, record.subject, (), rights, engine, now)
 
 
@@ -485,27 +507,64 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
     persisted = record.persisted
     with record.lock:
         built = record.maintained
-        restored = False
-        if built is None or built.key != key or not built.evaluation.serves(now) or (
-                built.evaluation.partial and not decision):
-            inputs = "" if persisted is None else fingerprint(
-                policy.hash, rights.opt_ins, (e.key for e, _ in rights.left))
-            fresh = None
-            if persisted is not None and decision:
-                fresh = persisted.restore(record, policy, inputs, now)
-                restored = fresh is not None
-            if fresh is None:
+        if built is not None and (built.key != key or not built.evaluation.serves(now)):
+            built = record.maintained = None
+        if built is not None or not decision:
+            # A full read (or a decision on a subject whose pages built it): in objects.
+            if built is None:
                 fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
                 if not fresh.serves(now):
                     return None
-            built = record.maintained = Maintained(key, fresh)
-            engine = fresh.evaluation(now, declared=declared)
-            if persisted is not None and not restored:
-                persisted.save(record, policy, inputs, fresh)
+                built = record.maintained = Maintained(key, fresh)
+                engine = fresh.evaluation(now)
+                if persisted is not None:
+                    persisted.save(record, policy, _inputs(policy, rights),
+                                   PackedState.of(fresh))
+            else:
+                engine = built.evaluation.evaluation(now, declared=declared)
+            record.answered_by, record.read_packed = "maintained", False
+            return assessed(policy, record.subject, record.events, rights, engine, now)
+        decided = _decision_read(record, policy, rights, key, now, declared)
+        if decided is None:
+            return None
+    return assessed(policy, record.subject, record.events, rights, decided, now)
+
+
+def _inputs(policy: CompiledPolicy, rights: Rights) -> str:
+    return fingerprint(policy.hash, rights.opt_ins, (e.key for e, _ in rights.left))
+
+
+def _decision_read(record: SubjectRecord, policy: CompiledPolicy, rights: Rights,
+                   key: tuple[str, frozenset[str], frozenset[tuple[str, str]]], now: datetime,
+                   declared: Declared | None) -> Evaluation | None:
+    """A decision read of a full record from its packed state (held, stored or built).
+
+    Called with the record's lock held. Sets :attr:`SubjectRecord.packed` and
+    :attr:`SubjectRecord.answered_by`; ``None`` when no maintained state serves ``now``.
+    """
+    persisted = record.persisted
+    held = record.packed
+    record.read_packed = True
+    if held is not None and held.key == key and held.state.serves(now):
+        engine, kept = held.state.evaluation(now, declared=declared)
+        record.packed = Packed(key, kept, held.restored)
+    else:
+        inputs = "" if persisted is None else _inputs(policy, rights)
+        stored = None if persisted is None else persisted.restore(record, policy, inputs, now)
+        if stored is not None:
+            engine, kept = stored.evaluation(now, declared=declared)
+            record.packed = held = Packed(key, kept, True)
         else:
-            engine = built.evaluation.evaluation(now, declared=declared)
-        record.answered_by = "persisted" if built.evaluation.partial else "maintained"
-    return assessed(policy, record.subject, record.events, rights, engine, now)
+            fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
+            if not fresh.serves(now):
+                return None
+            engine = fresh.evaluation(now, declared=declared)
+            record.read_packed = False
+            record.packed = held = Packed(key, PackedState.of(fresh), False)
+            if persisted is not None:
+                persisted.save(record, policy, inputs, held.state)
+    record.answered_by = "persisted" if held.restored else "maintained"
+    return engine
 
 
 def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
@@ -778,7 +837,7 @@ class LedgerView:
             policy.hash, rights.opt_ins, ()), now)
         if restored is None:
             return self.subject(subject)
-        light.maintained = Maintained((policy.hash, rights.opt_ins, frozenset()), restored)
+        light.packed = Packed((policy.hash, rights.opt_ins, frozenset()), restored, True)
         self._keep(light)
         return light
 

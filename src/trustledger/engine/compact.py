@@ -160,6 +160,11 @@ def _load(data: bytes) -> list[Any]:
 def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
     """The maintained evaluation :func:`pack` packed, for ``policy``; no events needed.
 
+    Lean: one :class:`~trustledger.engine.history.Entry` per entry still counting, the
+    inputs' sums and the tracks as packed, and not the measures' list of input changes
+    still to come (:meth:`MaintainedEvaluation.complete_changes` makes it when a read
+    passes a decision instant).
+
     Raises :class:`~trustledger.errors.InputError` when ``data`` cannot be read, is of
     another :data:`FORMAT`, or was packed for another policy version (build again).
     """
@@ -171,39 +176,41 @@ def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
     if policy_hash != policy.hash:
         raise InputError(f"a packed subject state is for policy {policy_hash[:19]}, "
                          f"not {policy.hash[:19]}")
-    types = sorted(policy.event_types)
-    cards = list(policy.scorecards)
-    windowed = [(name, m) for name, m in policy.metrics.items() if m.window]
+    layout = _layout(policy)
+    event_types = policy.event_types
     entries: list[Entry] = []
     windows: list[dict[str, float]] = []
     for (source, sid, ti, occurred_us, known, points, end, why, expiry, witness, capped,
          notes, ends, seq) in entries_data:
-        type_name = types[ti]
-        etype = policy.event_types[type_name]
+        type_name = layout.types[ti]
+        etype = event_types[type_name]
         occurred = _EPOCH + timedelta(microseconds=occurred_us)
-        event = Event(source, sid, subject, type_name, occurred, occurred, seq=seq)
-        x = Entry(event, etype, occurred_us / 1_000_000, occurred_us / 1_000_000,
-                  known=_moment(known), base_points=points, points=points, counted=True,
-                  end=_moment(end), end_reason=_END_REASONS[why], expiry=_maybe(expiry))
+        o = occurred_us / 1_000_000
+        x = Entry(Event(source, sid, subject, type_name, occurred, occurred, seq=seq), etype,
+                  o, o, known=known / 1_000_000 if type(known) is int else _moment(known),
+                  base_points=points, points=points, counted=True,
+                  end=end / 1_000_000 if type(end) is int else _moment(end),
+                  end_reason=_END_REASONS[why], expiry=_maybe(expiry))
         if witness is not None:
             w_source, w_sid, w_ti, w_o = witness
-            w_type = types[w_ti]
-            o = _moment(w_o)
-            w_event = Event(w_source, w_sid, subject, w_type, _EPOCH, _EPOCH)
-            x.overhang_by = Entry(w_event, policy.event_types[w_type], o, o, known=o)
+            w_type = layout.types[w_ti]
+            wo = _moment(w_o)
+            x.overhang_by = Entry(Event(w_source, w_sid, subject, w_type, _EPOCH, _EPOCH),
+                                  event_types[w_type], wo, wo, known=wo)
         x.capped = dict(zip(etype.scorecards, capped, strict=True))
-        x.cap_notes = {cards[ci]: text for ci, text in notes}
-        names = [name for name, m in windowed if type_name in m.types]
-        windows.append(dict(zip(names, map(_moment, ends), strict=True)))
+        if notes:
+            x.cap_notes = {layout.cards[ci]: text for ci, text in notes}
+        names = layout.windowed.get(type_name, ())
+        windows.append(dict(zip(names, map(_moment, ends), strict=True)) if names else {})
         entries.append(x)
     consented = frozenset(opt_ins)
     history = History(policy, entries, consented, {}, {})
-    for name, card in policy.scorecards.items():
-        history.by_scorecard[name] = [x for x in entries if x.event.type in card.events]
-    for name, metric in policy.metrics.items():
+    for name, card_events in layout.card_events:
+        history.by_scorecard[name] = [x for x in entries if x.event.type in card_events]
+    for name, metric_types in layout.metric_types:
         history.by_metric[name] = [(x, w.get(name, INF)) for x, w in zip(entries, windows,
                                                                           strict=True)
-                                   if x.event.type in metric.types]
+                                   if x.event.type in metric_types]
     state = object.__new__(MaintainedEvaluation)
     state.policy = policy
     state.opt_ins = consented
@@ -214,15 +221,15 @@ def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
     state.horizon = _moment(horizon)
     state._complete = True
     state.partial = True
-    measures = list(policy.measures.values())
-    state._inputs = sorted({n for m in measures for n in (*m.metrics, *m.scorecards)})
+    measures = layout.measures
+    state._inputs = layout.inputs
     tracks = {}
     for m, row in zip(measures, tracks_data, strict=True):
         track = Track()
         for f, v in zip(_TRACK_FIELDS, row, strict=True):
             if f == "blocked":
                 v = tuple(v)
-            elif f in ("hold_end", "set_back_since", "notice_end", "effective_since"):
+            elif f in _TRACK_MOMENTS:
                 v = _maybe(v)
             setattr(track, f, v)
         tracks[m.name] = track
@@ -232,17 +239,55 @@ def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
     state._previous = _moment(previous)
     state._read = _moment(read)
     state._runner = None
+    state._changes_left_out = False
     if measures:
-        runner = _Runner(history, measures, tracks, state._inputs, INF)
-        _restore_inputs(runner.state, inputs, entries, state._previous)
+        # The replay's inputs without their changes still to come (complete_changes):
+        # made on a history with no entries, then given the real one.
+        runner = _Runner(History(policy, [], consented, layout.no_cards, layout.no_metrics),
+                         measures, tracks, state._inputs, INF)
+        runner.history = runner.state.history = history
+        _restore_inputs(runner.state, inputs, entries)
         runner.last_raw = tuple(inputs[5])
         state._runner = runner
+        state._changes_left_out = True
     return state
 
 
-def _restore_inputs(s: _Inputs, inputs: list[Any], entries: list[Entry],
-                    previous: float) -> None:
-    """Put the measures' inputs back where the packed replay left them (after ``previous``)."""
+_TRACK_MOMENTS = frozenset({"hold_end", "set_back_since", "notice_end", "effective_since"})
+
+
+class _Layout:
+    """What unpacking reads of a policy, worked out once per compiled policy."""
+
+    def __init__(self, policy: CompiledPolicy) -> None:
+        self.types = sorted(policy.event_types)
+        self.cards = list(policy.scorecards)
+        self.windowed: dict[str, tuple[str, ...]] = {
+            t: tuple(name for name, m in policy.metrics.items() if m.window and t in m.types)
+            for t in self.types}
+        self.card_events = [(name, card.events) for name, card in policy.scorecards.items()]
+        self.metric_types = [(name, m.types) for name, m in policy.metrics.items()]
+        self.measures = list(policy.measures.values())
+        self.inputs = sorted({n for m in self.measures for n in (*m.metrics, *m.scorecards)})
+        self.no_cards: dict[str, list[Entry]] = {name: [] for name in policy.scorecards}
+        self.no_metrics: dict[str, list[tuple[Entry, float]]] = {
+            name: [] for name in policy.metrics}
+
+
+_LAYOUTS: dict[str, tuple[CompiledPolicy, _Layout]] = {}
+
+
+def _layout(policy: CompiledPolicy) -> _Layout:
+    found = _LAYOUTS.get(policy.hash)
+    if found is None or found[0] is not policy:
+        if len(_LAYOUTS) > 64:
+            _LAYOUTS.clear()
+        found = _LAYOUTS[policy.hash] = (policy, _Layout(policy))
+    return found[1]
+
+
+def _restore_inputs(s: _Inputs, inputs: list[Any], entries: list[Entry]) -> None:
+    """Put the measures' inputs' sums back where the packed replay left them."""
     landmark, static, count, forward, live, _ = inputs
     s.landmark = landmark
     s.static = dict(zip(s.names, static, strict=True))
@@ -251,9 +296,6 @@ def _restore_inputs(s: _Inputs, inputs: list[Any], entries: list[Entry],
                  for n, group in zip(s.names, forward, strict=True)}
     s.live = {n: {id(entries[i]): (entries[i], value) for i, value in group}
               for n, group in zip(s.names, live, strict=True)}
-    # Every change at or before the instant processed last was applied (its entries'
-    # effect is in the sums above); the rest are still to come.
-    s.position = sum(1 for c in s.changes if c[0] <= previous)
 
 
 __all__ = ["FORMAT", "header", "pack", "unpack"]

@@ -41,14 +41,20 @@ from typing import Protocol
 
 # The reference's own steps, so that a read is the reference's computation (one way to do
 # each thing); they are private to evaluate and measures today.
-from trustledger.engine.evaluate import _measure, _outcome, _scorecard, check_moments
+from trustledger.engine.evaluate import (
+    _contribution,
+    _measure,
+    _outcome,
+    _scorecard,
+    check_moments,
+)
 from trustledger.engine.events import Event
-from trustledger.engine.history import INF, History, build_history, check_events, ts
-from trustledger.engine.measures import _START, Track, _instants, _Runner
-from trustledger.engine.reasons import measure_reasons
-from trustledger.engine.result import Evaluation, MeasureState
+from trustledger.engine.history import INF, Entry, History, build_history, check_events, ts
+from trustledger.engine.measures import _START, Track, _Inputs, _instants, _Runner
+from trustledger.engine.reasons import measure_reasons, score_reasons
+from trustledger.engine.result import MAX_REASONS, Evaluation, MeasureState, ScorecardResult
 from trustledger.errors import InputError
-from trustledger.policy.compiled import CompiledPolicy
+from trustledger.policy.compiled import CompiledPolicy, CompiledScorecard
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,7 @@ class MaintainedEvaluation:
         self._inputs = sorted({n for m in measures for n in (*m.metrics, *m.scorecards)})
         tracks = {m.name: Track() for m in measures}
         self._runner: _Runner | None = None
+        self._changes_left_out = False
         self._heap: list[float] = []
         self._continuous = False
         self._previous = _START
@@ -145,6 +152,16 @@ class MaintainedEvaluation:
             self._runner = _Runner(history, measures, tracks, self._inputs, INF)
             self._runner.process(_START)
         self._tracks = tracks
+
+    @property
+    def last_read(self) -> float:
+        """POSIX seconds of the latest read (``-inf``: none yet); reads go forward from it."""
+        return self._read
+
+    @property
+    def position(self) -> float:
+        """POSIX seconds of the last decision instant the measures' replay processed for good."""
+        return self._previous
 
     def serves(self, valid_at: datetime) -> bool:
         """Whether a read at ``valid_at`` equals :func:`evaluate` (see the module docstring)."""
@@ -178,7 +195,10 @@ class MaintainedEvaluation:
                 *(policy.measures[m].scorecards for m in wanted_measures))
         v, tracks = self._advance(valid_at)
         history = self.history
-        read = {name: _scorecard(history, card, v)
+        # A decision shows each scorecard's score, tier and reasons: only the contributions
+        # its reasons (and its measures' evidence) may cite are made (decision_scorecard).
+        score = _scorecard if declared is None else decision_scorecard
+        read = {name: score(history, card, v)
                 for name, card in policy.scorecards.items() if name in wanted_cards}
         metrics: dict[str, float | None] = {} if declared is not None else {
             name: (history.metric(metric, v) if history.available(name) else None)
@@ -218,6 +238,24 @@ class MaintainedEvaluation:
         v = ts(valid_at)
         self._read = v
         return v, self._decide(v)
+
+    def complete_changes(self) -> None:
+        """Make the measures' input changes a restored state was left without.
+
+        :func:`trustledger.engine.compact.unpack` restores the inputs' sums but not the
+        list of changes still to come (every counted entry's start and end): a read with
+        no decision instant between the last one processed and itself needs none. A read
+        past one calls this first: the changes as the replay's own ``_Inputs`` makes
+        them, those at or before the instant processed last already applied.
+        """
+        runner = self._runner
+        if runner is None or not self._changes_left_out:
+            return
+        built = _Inputs(self.history, self._inputs, runner.full, INF)
+        state = runner.state
+        state.changes, state.starts = built.changes, built.starts
+        state.position = sum(1 for c in built.changes if c[0] <= self._previous)
+        self._changes_left_out = False
 
     def standing(self, valid_at: datetime) -> Standing:
         """Only the tiers, scores and measures' states at ``valid_at``, as :meth:`evaluation`.
@@ -259,6 +297,8 @@ class MaintainedEvaluation:
         if runner is None:
             return self._tracks
         heap = self._heap
+        if self._changes_left_out and any(self._previous < t <= v for t in heap):
+            self.complete_changes()
         while heap and heap[0] < v:
             t = heapq.heappop(heap)
             if t <= self._previous:
@@ -275,6 +315,51 @@ class MaintainedEvaluation:
         if v > previous:
             fork.process(v)
         return fork.tracks
+
+
+def decision_scorecard(history: History, card: CompiledScorecard, v: float) -> ScorecardResult:
+    """A scorecard at ``v`` for a decision: :func:`evaluate`'s score, total, tier and reasons.
+
+    Equal to the reference's ``_scorecard`` in everything a decision shows, but its
+    ``contributions`` are only those a reason may cite: on each side (adverse,
+    favourable), the counting ones at least as large (in absolute points now) as the
+    :data:`~trustledger.engine.result.MAX_REASONS`-th largest, ties included. The
+    reference's reasons (:func:`~trustledger.engine.reasons.score_reasons`, and a
+    measure's evidence) take at most that many per side, largest first, so they pick
+    from these exactly what they pick from all. The total adds the same points now in
+    the same order, leaving out only exact zeros (which change no sum). Not for a policy
+    that is not :func:`maintainable` (no statistical scorecard, no set-back).
+    """
+    name = card.name
+    if not history.available(name):
+        return ScorecardResult(name, False, None, None, None, (), ())
+    nows: list[float] = []
+    sides: tuple[list[tuple[float, Entry]], list[tuple[float, Entry]]] = ([], [])
+    events = card.events
+    for entry in history.entries:
+        if entry.event.type not in events or not entry.live_at(v):
+            continue
+        # _contribution's points now, the same expression.
+        now = entry.capped.get(name, 0.0) * entry.decay(v)
+        if now != 0.0:
+            nows.append(now)
+            sides[0 if card.is_adverse(now) else 1].append((abs(now), entry))
+    total = card.base + sum(nows)
+    score = card.clamp(total)
+    tier = card.tier_at(score, v)
+    cited: set[int] = set()
+    for side in sides:
+        if len(side) > MAX_REASONS:
+            least = sorted((size for size, _ in side), reverse=True)[MAX_REASONS - 1]
+            cited.update(id(entry) for size, entry in side if size >= least)
+        else:
+            cited.update(id(entry) for _, entry in side)
+    chosen = [x for x in history.entries if id(x) in cited]
+    contributions = tuple(_contribution(x, name, v) for x in chosen)
+    reasons = score_reasons(card, score, total, contributions,
+                            {x.event.key: x for x in chosen}, v)
+    return ScorecardResult(name, True, score, tier[1].name if tier else None, total,
+                           contributions, reasons)
 
 
 def _fork(runner: _Runner, valid_at: float) -> _Runner:
