@@ -80,6 +80,7 @@ sys.path.insert(0, str(ROOT))
 
 from pydantic import BaseModel  # noqa: E402
 
+from trustledger.api.pauses import PAUSES_ENV  # noqa: E402
 from trustledger.demo import DEMO_POPULATION  # noqa: E402
 from trustledger.ledger import ingest_file  # noqa: E402
 from trustledger.principals import Record, Role, ServiceLedger, add_principal  # noqa: E402
@@ -301,7 +302,7 @@ def server(url: str, port: int, work: Path, workers: int, *,
     # A PYTHONPATH given to the bench comes first (an A/B run against a copy of the source).
     path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
     env = {**os.environ, "TRUSTLEDGER_DATA": str(work), "TRUSTLEDGER_MAX_IN_FLIGHT": "1000",
-           "PYTHONPATH": path}
+           "PYTHONPATH": path, PAUSES_ENV: str(work / "pauses")}
     command = [sys.executable, "-c", _SERVE_WITH_GC_SIGNALS, "serve", "--host", HOST,
                "--port", str(port), "--database-url", url, "--workers", str(workers)]
     if baseline:
@@ -418,13 +419,11 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
         warm = result["decisions_capacity"]["per_s"]
         for name in ("decisions_cold", "decisions_restart"):
             result[name]["ratio_to_warm"] = round(result[name]["per_s"] / warm, 3)
-        result["decisions"] = [asyncio.run(open_loop(
-            port, keys["party"], "/v1/decisions", decision_body, rate, args.duration,
-            args.connections)) for rate in args.rates]
+        result["decisions"] = [offered(port, keys["party"], decision_body, rate, args, work)
+                               for rate in args.rates]
         # The issue's latency figure: open loop at half the capacity just measured.
-        result["decisions_half_capacity"] = asyncio.run(open_loop(
-            port, keys["party"], "/v1/decisions", decision_body, round(warm / 2),
-            args.duration, args.connections))
+        result["decisions_half_capacity"] = offered(port, keys["party"], decision_body,
+                                                    round(warm / 2), args, work)
         if args.gc_freeze_rate and args.workers == 1:
             result["gc_freeze"] = gc_freeze(proc, port, keys["party"], decision_body, args)
         base = datetime(2026, 6, 1, tzinfo=UTC)
@@ -453,11 +452,76 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
                                         "per_s": round(events / seconds, 1),
                                         "p50_batch_ms": round(1000 * statistics.median(lat), 1),
                                         "statuses": statuses}
-    if args.in_process:
-        result["decision_reads"] = decision_reads(url, subjects)
-        result["score_reads"] = score_reads(url, subjects)
-    if args.statistics and args.in_process:
-        result["statistics"] = statistics_runs(url, subjects)
+    return result
+
+
+def pauses(work: Path, start: float, end: float) -> dict[str, Any]:
+    """What stalled the server's processes between ``start`` and ``end`` (wall clock).
+
+    Read from the records the server writes when ``TRUSTLEDGER_PAUSES`` is set
+    (:mod:`trustledger.api.pauses`), every worker process together: garbage collections
+    (count and milliseconds per generation; each generation-2 one), event-loop stalls
+    (and how many of them overlap a generation-2 collection, an access-log commit of
+    10 ms or more, a WAL checkpoint), the access log's group commits, WAL checkpoints.
+    """
+    time.sleep(1.0)  # the server appends its records every half second
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((work / "pauses").glob("pauses-*.jsonl")):
+        for line in path.read_text().splitlines():
+            item = json.loads(line)
+            if start <= item["t"] <= end:
+                found.setdefault(item["kind"], []).append(item)
+    counts, gc_ms, collected = [0, 0, 0], [0.0, 0.0, 0.0], [0, 0, 0]
+    for item in found.get("gc-counts", []):
+        for gen in range(3):
+            counts[gen] += item["counts"][gen]
+            gc_ms[gen] += item["ms"][gen]
+            collected[gen] += item["collected"][gen]
+    full = sorted((g for g in found.get("gc", []) if g["gen"] == 2), key=lambda g: g["t"])
+    commits = sorted(c["ms"] for c in found.get("commit", []))
+    checkpoints = found.get("checkpoint", [])
+    stalls = found.get("stall", [])
+
+    def overlapping(stall: dict[str, Any], others: list[dict[str, Any]]) -> bool:
+        return any(o["t"] < stall["t"] + stall["ms"] / 1000 and stall["t"] < o["t"]
+                   + o["ms"] / 1000 for o in others)
+
+    slow_commits = [c for c in found.get("commit", []) if c["ms"] >= 10]
+
+    def quantile(values: list[float], q: float) -> float | None:
+        return round(values[min(len(values) - 1, int(len(values) * q))], 2) if values else None
+
+    return {
+        "seconds": round(end - start, 1),
+        "gc": {"collections": counts, "ms": [round(m, 1) for m in gc_ms],
+               "collected": collected, "gen2_ms": [round(g["ms"], 1) for g in full],
+               "gen2_threads": sorted({g["thread"] for g in full}),
+               "slowest_young_ms": max((g["ms"] for g in found.get("gc", [])
+                                        if g["gen"] < 2), default=0.0)},
+        "stalls": {"count": len(stalls), "ms": round(sum(x["ms"] for x in stalls), 1),
+                   "max_ms": max((x["ms"] for x in stalls), default=0.0),
+                   "during_gen2": sum(overlapping(x, full) for x in stalls),
+                   "during_slow_commit": sum(overlapping(x, slow_commits) for x in stalls),
+                   "during_checkpoint": sum(overlapping(x, checkpoints) for x in stalls)},
+        "commits": {"count": len(commits),
+                    "records": sum(c["records"] for c in found.get("commit", [])),
+                    "p50_ms": quantile(commits, 0.5), "p99_ms": quantile(commits, 0.99),
+                    "max_ms": commits[-1] if commits else None,
+                    "over_10_ms": len(slow_commits)},
+        "checkpoints": {"count": len(checkpoints),
+                        "ms": round(sum(c["ms"] for c in checkpoints), 1),
+                        "max_ms": max((c["ms"] for c in checkpoints), default=0.0),
+                        "pages": sum(c.get("pages", 0) for c in checkpoints)},
+    }
+
+
+def offered(port: int, key: str, make_body: Any, rate: float, args: argparse.Namespace,
+            work: Path) -> dict[str, Any]:
+    """:func:`open_loop` at ``rate`` on the decisions, with the server's pauses meanwhile."""
+    start = time.time()
+    result = asyncio.run(open_loop(port, key, "/v1/decisions", make_body, rate,
+                                   args.duration, args.connections))
+    result["pauses"] = pauses(work, start, time.time())
     return result
 
 
@@ -507,120 +571,6 @@ def gc_freeze(proc: subprocess.Popen[bytes], port: int, key: str, decision_body:
     return out
 
 
-def statistics_runs(url: str, subjects: list[str]) -> dict[str, Any]:
-    """Seconds of the statistics computation: reference, incremental first and next run."""
-    from trustledger.api.statistics import population
-    from trustledger.api.view import NOT_SUBJECT_STATE, Incremental
-    from trustledger.ledger import EventIn
-    from trustledger.ledger.chain import EVENT_KIND
-    from trustledger.policy import load_register, parse_policy
-    from trustledger.policy.register import find_register
-    from trustledger.scoring import assess
-
-    policy = parse_policy(POLICY.read_text().replace("    hold: P90D\n", ""), "no-hold",
-                          register=load_register(find_register(POLICY)))
-    out: dict[str, Any] = {}
-    with ServiceLedger.open(url) as ledger:
-        at = datetime.now(UTC)
-        t = time.perf_counter()
-        by_subject: dict[str, list[Any]] = {}
-        for event in ledger.events():
-            by_subject.setdefault(event.subject, []).append(event)
-        records: dict[str, list[Any]] = {}
-        for entry in ledger.records():
-            if entry.subject is not None and entry.kind != EVENT_KIND \
-                    and entry.kind not in NOT_SUBJECT_STATE:
-                records.setdefault(entry.subject, []).append(entry)
-        reference = {s: assess(policy, s, events, records.get(s, []), at).evaluation
-                     for s, events in by_subject.items()}
-        out["subjects"] = len(reference)
-        out["reference_s"] = round(time.perf_counter() - t, 2)
-        states: dict[str, Incremental] = {}
-        t = time.perf_counter()
-        first = population(ledger, policy, at, [0, 0], states, keep_up_to=10**9)
-        out["incremental_first_s"] = round(time.perf_counter() - t, 2)
-        for subject, result in zip(sorted(by_subject), first, strict=True):
-            want = reference[subject].scorecards["sesame"].score
-            have = result.scores["sesame"]
-            assert (want is None) == (have is None)
-            assert want is None or have is None or abs(want - have) < 1e-9
-        base = datetime(2026, 6, 1, tzinfo=UTC)
-        ledger.append_events([EventIn.model_validate({
-            "source": "bench-source", "source_event_id": f"stats-{i}",
-            "subject": subjects[i % len(subjects)], "type": "bill_paid",
-            "occurred_at": (base + timedelta(seconds=i)).isoformat()}) for i in range(2_000)])
-        t = time.perf_counter()
-        population(ledger, policy, at + timedelta(seconds=1), [0, 0], states,
-                   keep_up_to=10**9)
-        out["incremental_next_s"] = round(time.perf_counter() - t, 2)
-        out["new_events"] = 2_000
-    return out
-
-
-def decision_reads(url: str, subjects: list[str]) -> dict[str, Any]:
-    """Assessments/s in process under `policies/sesame.yaml`: reference vs maintained.
-
-    The reference is `scoring.assess` (what every decision ran before the maintained
-    state); the maintained evaluation's first read builds the subject's history, later
-    reads (a day later each, so the measures' replay moves forward) only resume it.
-    Every maintained read is checked equal to the reference at the same moment.
-    """
-    from trustledger.api.view import LedgerView, maintained_assessment
-    from trustledger.scoring import assess
-
-    out: dict[str, Any] = {"subjects": len(subjects)}
-    with ServiceLedger.open(url) as ledger:
-        view = LedgerView(ledger, subject_cache=len(subjects) + 1)
-        now = datetime.now(UTC)
-        policy = view.policy_in_force(now)
-        records = [r for s in subjects if (r := view.subject(s)).events]  # not timed
-        t = time.perf_counter()
-        reference = [assess(policy, r.subject, r.events, r.records, now) for r in records]
-        out["reference_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
-        t = time.perf_counter()
-        first = [maintained_assessment(r, policy, now) for r in records]
-        out["maintained_first_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
-        for days in (1, 2, 3):
-            t = time.perf_counter()
-            for r in records:
-                maintained_assessment(r, policy, now + timedelta(days=days))
-            out[f"maintained_next_per_s_{days}"] = round(
-                len(records) / (time.perf_counter() - t), 1)
-        for want, got in zip(reference, first, strict=True):
-            assert got is not None and got.evaluation == want.evaluation
-    return out
-
-
-def score_reads(url: str, subjects: list[str]) -> dict[str, Any]:
-    """Reads/s of the reference assessment and of the incremental state, in process."""
-    from trustledger.api.view import LedgerView, current_assessment, current_scores
-    from trustledger.policy import load_register, parse_policy
-    from trustledger.policy.register import find_register
-
-    policy = parse_policy(POLICY.read_text().replace("    hold: P90D\n", ""), "no-hold",
-                          register=load_register(find_register(POLICY)))
-    out: dict[str, Any] = {"subjects": len(subjects)}
-    with ServiceLedger.open(url) as ledger:
-        view = LedgerView(ledger, subject_cache=len(subjects) + 1)
-        records = [r for s in subjects if (r := view.subject(s)).events]  # not timed
-        now = datetime.now(UTC)
-        t = time.perf_counter()
-        reference = [current_assessment(r, policy, now, 0.0).evaluation for r in records]
-        out["reference_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
-        t = time.perf_counter()
-        first = [current_scores(r, policy, now) for r in records]
-        out["incremental_first_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
-        t = time.perf_counter()
-        for r in records:
-            current_scores(r, policy, now + timedelta(seconds=1))
-        out["incremental_next_per_s"] = round(len(records) / (time.perf_counter() - t), 1)
-        for ref, got in zip(reference, first, strict=True):
-            want = ref.scorecards["sesame"].score
-            assert got.path == "incremental"
-            assert want is not None and abs(want - (got.scores["sesame"] or 0.0)) < 1e-9
-    return out
-
-
 @contextmanager
 def database(kind: str, work: Path) -> Iterator[str]:
     if kind == "sqlite":
@@ -653,10 +603,6 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=5_000)
-    parser.add_argument("--statistics", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the statistics computation, reference vs incremental")
-    parser.add_argument("--in-process", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the in-process score reads and statistics")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "out" / "service.json")
     args = parser.parse_args()
     if args.serve_baseline is not None:

@@ -17,10 +17,12 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from trustledger.api import pauses
 from trustledger.api.problems import UnavailableError
 from trustledger.ledger import Entry
 from trustledger.principals import Principal, Record, ServiceLedger
@@ -142,6 +144,7 @@ class AccessLog:
                 return
 
     def _commit(self, group: list[tuple[Record, Deliver]]) -> None:
+        started = time.perf_counter()
         try:
             entries = self._ledger.append_records([record for record, _ in group])
         except Exception as exc:
@@ -156,5 +159,9 @@ class AccessLog:
             return
         self.commits += 1
         self.records += len(entries)
+        recorder = pauses.recorder()
+        if recorder is not None:
+            took = time.perf_counter() - started
+            recorder.note("commit", time.time() - took, 1000 * took, records=len(entries))
         for (_, deliver), entry in zip(group, entries, strict=True):
             deliver(entry, None)

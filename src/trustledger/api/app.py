@@ -18,7 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from trustledger import __version__
-from trustledger.api import problems
+from trustledger.api import pauses, problems
 from trustledger.api.auth import SECURITY_SCHEME
 from trustledger.api.limits import FailureLimiter
 from trustledger.api.middleware import Metrics, ServiceMiddleware
@@ -75,6 +75,9 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         if freeze_after_startup:
             gc.collect()
             gc.freeze()
+        recorder = pauses.recorder()  # the bench's diagnostics (TRUSTLEDGER_PAUSES)
+        if recorder is not None:
+            recorder.start_probe()
         try:
             yield
         finally:
@@ -82,6 +85,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
                 cascades.stop()
             if own:
                 app.state.service.close()
+            if recorder is not None:
+                recorder.close()
 
     app = FastAPI(title="trustledger", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, docs_url="/docs", redoc_url=None)
@@ -137,6 +142,7 @@ def create_app_from_env() -> FastAPI:
     """
     settings = Settings.from_env()
     sys.setswitchinterval(settings.switch_interval)
+    pauses.install_from_env()
     return create_app(settings, freeze_after_startup=True)
 
 
