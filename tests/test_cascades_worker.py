@@ -72,6 +72,7 @@ class Receiver:
         self.processed: dict[str, str] = {}   # webhook-id -> body, once (de-duplicated)
         self.drop = 0
         self.crash_at = 0
+        self.crashed = False
         self.peers: list[tuple[str, int]] = []
         self.connections: list[socket.socket] = []
         self.lock = threading.Lock()
@@ -81,6 +82,7 @@ class Receiver:
 
     def start(self) -> None:
         receiver = self
+        self.crashed = False
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do
@@ -94,6 +96,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["content-length"])).decode()
                 msg_id = self.headers["webhook-id"]
                 with receiver.lock:
+                    if receiver.crashed:
+                        # Crashed: a dead process processes nothing more, even on a
+                        # connection still open while the listener shuts down.
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
                     receiver.requests.append({"headers": dict(self.headers.items()),
                                               "body": body})
                     receiver.peers.append(self.client_address)
@@ -101,6 +109,7 @@ class Receiver:
                     dropping = receiver.drop > 0
                     receiver.drop -= dropping
                     crashing = len(receiver.requests) == receiver.crash_at
+                    receiver.crashed = receiver.crashed or crashing
                 if crashing:  # processed, and the receiver dies before answering
                     receiver.stop()
                     return

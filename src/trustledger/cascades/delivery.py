@@ -75,8 +75,37 @@ ENDED_WITHHELD = "withheld: the subscription ended before delivery"
 REVOKED_WITHHELD = "withheld: the relying party's key was revoked"
 """Why a notification was not sent: the key that subscribed was revoked first."""
 _SCAN = 1_000
-_GATHER_S = 0.005
-_GATHER_COUNT = 64
+_GATHER_S = 0.02
+_GATHER_COUNT = 128
+
+
+def _claim_query() -> sa.Select[Any]:
+    """Due notifications, the first pending of each subscription, oldest first.
+
+    Built once (bound parameters ``now_us`` and ``most``): building a statement costs
+    more than running it, and a busy worker claims many times a second.
+    """
+    earlier = notifications.alias("earlier")
+    return (
+        sa.select(_n.serial, _n.id, _n.subscription_id, _n.subject, _n.type, _n.cause,
+                  _n.body, _n.attempts, _n.next_attempt_us, _n.created_at_us,
+                  _s.url, _s.secret, _s.party, _s.purpose, _s.ended_at_us,
+                  _s.end_reason, principals.c.revoked_at_us)
+        .join(subscriptions, _s.id == _n.subscription_id)
+        .join(principals, principals.c.id == _s.principal_id)
+        .where(_n.status == PENDING, _n.next_attempt_us <= sa.bindparam("now_us"),
+               ~sa.exists().where(earlier.c.subscription_id == _n.subscription_id,
+                                  earlier.c.status == PENDING,
+                                  earlier.c.serial < _n.serial))
+        .order_by(_n.serial).limit(sa.bindparam("most", type_=sa.Integer)))
+
+
+_CLAIM = _claim_query()
+_RECORD = (sa.update(notifications).where(_n.serial == sa.bindparam("b_serial"))
+           .values(status=sa.bindparam("b_status"), attempts=sa.bindparam("b_attempts"),
+                   next_attempt_us=sa.bindparam("b_next_attempt_us"),
+                   last_error=sa.bindparam("b_last_error"),
+                   finished_at_us=sa.bindparam("b_finished_at_us")))
 
 
 def _error_kind(err: Exception) -> str:
@@ -195,46 +224,56 @@ class Deliverer:
         turn is **one** transaction that records the attempts finished since the
         last turn and claims the next due ones (one per subscription, in order), so a
         slow receiver holds up only its own subscription and the database sees one
-        short write per turn, whatever the number of notifications. ``wake`` (set by
-        the derivation, and by every finished attempt) ends a wait early; with nothing
-        in flight and nothing due a turn waits ``interval`` s, and when only a few
-        attempts finished while more are in flight it waits 5 ms for them (one commit
-        for many). Attempts still in flight when ``stop`` is set are awaited and
-        recorded.
+        short write per turn, whatever the number of notifications. A turn comes when
+        ``wake`` is set (by the derivation: new notifications), when the senders run
+        short of work (fewer attempts still running than sender threads), when
+        :data:`_GATHER_COUNT` attempts have finished, or :data:`_GATHER_S` after the
+        last turn if any finished meanwhile: while the senders are busy, one commit
+        records many attempts (what finished is already with its receiver; recording
+        it later delays nothing the receiver sees). With nothing in flight and nothing
+        due a turn waits ``interval`` s. Attempts still in flight when ``stop`` is set
+        are awaited and recorded.
         """
         inflight: dict[int, tuple[Any, Future[Outcome]]] = {}
         delivered = 0
-        gathered = False
+        finishing = [0]  # attempts finished since the last turn (the senders count them)
+        concurrency = self.concurrency
 
         def done_callback(_: Future[Outcome]) -> None:
-            wake.set()
+            finishing[0] += 1
+            done = finishing[0]
+            if done >= _GATHER_COUNT or len(inflight) - done < concurrency:
+                wake.set()  # a turn is worth it: many to record, or senders running short
 
+        last_turn = time.monotonic()
         while True:
-            wake.clear()
             stopping = stop.is_set()
             if stopping:
                 for _, future in inflight.values():
                     future.result()
-            finished = [(row, future.result()) for row, future in inflight.values()
+            if inflight and not stopping and not wake.is_set():
+                # Busy senders: gather finished attempts for one turn, or look for
+                # new due ones now and then.
+                waited = time.monotonic() - last_turn
+                wait = (_GATHER_S if finishing[0] else interval) - waited
+                if wait > 0:
+                    wake.wait(wait)
+                    continue
+            wake.clear()
+            finishing[0] = 0
+            finished = [(row, future.result()) for row, future in list(inflight.values())
                         if future.done()]
-            if (not (stopping or gathered) and finished and len(finished) < len(inflight)
-                    and len(finished) < _GATHER_COUNT):
-                # A few finished and more are on their way: let them finish too, so one
-                # transaction (one commit) records them all.
-                gathered = True
-                time.sleep(_GATHER_S)
-                continue
-            gathered = False
             for row, _ in finished:
                 del inflight[row.serial]
             room = 0 if stopping else max(0, limit - len(inflight))
             if not finished and room == 0:
                 if stopping:
                     return delivered
-                wake.wait(interval)
+                last_turn = time.monotonic()
                 continue
             claimed, done = self._turn([row for row, _ in finished],
                                        [outcome for _, outcome in finished], room)
+            last_turn = time.monotonic()
             delivered += done.delivered
             if stopping:
                 return delivered
@@ -242,7 +281,7 @@ class Deliverer:
                 future = self._pool.submit(self._send, row)
                 inflight[row.serial] = (row, future)
                 future.add_done_callback(done_callback)
-            if not claimed and not finished:
+            if not inflight:
                 wake.wait(interval)
 
     def next_due(self) -> datetime | None:
@@ -268,19 +307,7 @@ class Deliverer:
         pending row. The claim moves the next attempt past the request's timeout.
         """
         lease_us = int((self.retry.timeout + 30.0) * 1e6)
-        earlier = notifications.alias("earlier")
-        rows = conn.execute(
-            sa.select(_n.serial, _n.id, _n.subscription_id, _n.subject, _n.type, _n.cause,
-                      _n.body, _n.attempts, _n.next_attempt_us, _n.created_at_us,
-                      _s.url, _s.secret, _s.party, _s.purpose, _s.ended_at_us,
-                      _s.end_reason, principals.c.revoked_at_us)
-            .join(subscriptions, _s.id == _n.subscription_id)
-            .join(principals, principals.c.id == _s.principal_id)
-            .where(_n.status == PENDING, _n.next_attempt_us <= now_us,
-                   ~sa.exists().where(earlier.c.subscription_id == _n.subscription_id,
-                                      earlier.c.status == PENDING,
-                                      earlier.c.serial < _n.serial))
-            .order_by(_n.serial).limit(min(limit, _SCAN))).all()
+        rows = conn.execute(_CLAIM, {"now_us": now_us, "most": min(limit, _SCAN)}).all()
         # The party's key was revoked: nothing more about the subject reaches it.
         revoked = [r.serial for r in rows if r.revoked_at_us is not None]
         # Consent ended (or the party cancelled) before these went out: a decision
@@ -354,14 +381,8 @@ class Deliverer:
 
         def work(conn: sa.Connection, _: int) -> tuple[list[Any], list[Record]]:
             if updates:  # one executemany, not a statement per notification
-                conn.execute(
-                    sa.update(notifications).where(_n.serial == sa.bindparam("b_serial"))
-                    .values(status=sa.bindparam("b_status"),
-                            attempts=sa.bindparam("b_attempts"),
-                            next_attempt_us=sa.bindparam("b_next_attempt_us"),
-                            last_error=sa.bindparam("b_last_error"),
-                            finished_at_us=sa.bindparam("b_finished_at_us")),
-                    [{f"b_{k}": v for k, v in values.items()} for values in updates])
+                conn.execute(_RECORD, [{f"b_{k}": v for k, v in values.items()}
+                                       for values in updates])
             claimed = self._claim_in(conn, now_us, room) if room > 0 else []
             return claimed, records
 

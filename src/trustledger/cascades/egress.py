@@ -42,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import h11
 import httpx
 
 from trustledger.errors import ConfigError, InputError
@@ -226,34 +227,6 @@ def _literal(host: str) -> Address | None:
         return None
 
 
-class _Plain(http.client.HTTPConnection):
-    """A keep-alive HTTP connection opened through :meth:`Egress.connect`."""
-
-    def __init__(self, egress: Egress, host: str, port: int, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.egress = egress
-
-    def connect(self) -> None:
-        self.sock = self.egress.connect(self.host, self.port, self.timeout)
-
-
-class _Tls(http.client.HTTPSConnection):
-    """A keep-alive HTTPS connection opened through :meth:`Egress.connect`.
-
-    TLS verifies the certificate for the URL's host name (not the address connected to).
-    """
-
-    def __init__(self, egress: Egress, host: str, port: int, timeout: float,
-                 context: ssl.SSLContext) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self.egress = egress
-        self.context = context
-
-    def connect(self) -> None:
-        sock = self.egress.connect(self.host, self.port, self.timeout)
-        self.sock = self.context.wrap_socket(sock, server_hostname=self.host)
-
-
 _CONTEXT: list[ssl.SSLContext] = []
 _CONTEXT_LOCK = threading.Lock()
 
@@ -270,6 +243,50 @@ def tls_context() -> ssl.SSLContext:
         return _CONTEXT[0]
 
 
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+_RECEIVE = 65_536
+
+
+class ProtocolError(http.client.HTTPException):
+    """The receiver's answer is not HTTP/1.1 the client can read (h11 says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A webhook URL taken apart once: where to connect and what the request line says."""
+
+    key: tuple[str, str, int]
+    host_header: str
+    path: str
+
+    @classmethod
+    def of(cls, url: str) -> _Target:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if _FORBIDDEN.search(path) or _FORBIDDEN.search(host):
+            raise http.client.InvalidURL(f"URL can't contain control characters: {url!r}")
+        shown = f"[{host}]" if ":" in host else host
+        default = 443 if tls else 80
+        return cls((parts.scheme, host, port), shown if port == default else f"{shown}:{port}",
+                   path)
+
+
+class _Connection:
+    """One kept-alive connection (TLS-wrapped for https) and its HTTP/1.1 state (h11)."""
+
+    __slots__ = ("http", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.http = h11.Connection(h11.CLIENT)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Sender:
     """One sender thread's webhook client: keep-alive connections, each opened by the guard.
 
@@ -279,6 +296,11 @@ class Sender:
     bytes of an answer are read. A kept connection the receiver closed meanwhile is
     replaced once, at once (delivery is at least once: the receiver de-duplicates
     by ``webhook-id``). Not thread-safe: one per thread.
+
+    HTTP/1.1 is h11's (the protocol state machine httpx is built on) over the guarded
+    socket: a request in one write, the answer read until its end, the connection kept
+    when both sides may go on. The standard library's client parses every answer's
+    headers as an e-mail message, which cost more than the rest of a delivery.
     """
 
     MAX_BODY = 65_536
@@ -290,47 +312,100 @@ class Sender:
         """Connect where ``egress`` allows; ``timeout`` s for connecting and each read/write."""
         self.egress = egress
         self.timeout = timeout
-        self._kept: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+        self._kept: dict[tuple[str, str, int], _Connection] = {}
+        self._targets: dict[str, _Target] = {}
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
         """POST ``body`` to ``url``; the answer's status.
 
         Raises :class:`EgressRefusedError` for an address not allowed, :class:`OSError`
-        (:class:`TimeoutError` included) for a connection or an answer that fails.
+        (:class:`TimeoutError` included) for a connection or an answer that fails,
+        :class:`ProtocolError` (an :class:`http.client.HTTPException`) for an answer
+        that is not HTTP/1.1, and :class:`ValueError` for a header h11 will not send.
         """
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        tls = parts.scheme == "https"
-        port = parts.port or (443 if tls else 80)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        key = (parts.scheme, host, port)
+        target = self._targets.get(url)
+        if target is None:
+            target = _Target.of(url)
+            if len(self._targets) >= 4 * self.MAX_CONNECTIONS:
+                self._targets.clear()
+            self._targets[url] = target
+        try:
+            request = h11.Request(method="POST", target=target.path, headers=[
+                ("Host", target.host_header), ("Accept-Encoding", "identity"),
+                ("Content-Length", str(len(body))), *headers.items()])
+        except h11.LocalProtocolError as err:
+            raise ValueError(f"a request h11 will not send: {err}") from err
+        key = target.key
         for fresh in (False, True):
             conn = None if fresh else self._kept.pop(key, None)
             reused = conn is not None
             if conn is None:
-                conn = (_Tls(self.egress, host, port, self.timeout, tls_context()) if tls
-                        else _Plain(self.egress, host, port, self.timeout))
+                conn = self._open(key)
             try:
-                conn.request("POST", target, body=body, headers=dict(headers))
-                response = conn.getresponse()
-                response.read(self.MAX_BODY)
+                machine = conn.http
+                conn.sock.sendall(b"".join(machine.send(part) or b"" for part in (
+                    request, h11.Data(data=body), h11.EndOfMessage())))
+                status, keep = self._answer(conn)
             except (http.client.RemoteDisconnected, ConnectionResetError,
                     BrokenPipeError) as err:
                 conn.close()
                 if reused:
                     continue  # the receiver closed the kept connection: once more, anew
                 raise ConnectionError(f"{type(err).__name__}: {err}") from err
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException, ValueError):
                 conn.close()
                 raise
-            if response.will_close or not response.isclosed():
-                conn.close()
-            else:
+            if keep:
                 self._keep(key, conn)
-            return response.status
+            else:
+                conn.close()
+            return status
         raise AssertionError("unreachable: the second try is on a fresh connection")
 
-    def _keep(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+    def _open(self, key: tuple[str, str, int]) -> _Connection:
+        scheme, host, port = key
+        sock = self.egress.connect(host, port, self.timeout)
+        if scheme == "https":
+            try:
+                sock = tls_context().wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+        return _Connection(sock)
+
+    def _answer(self, conn: _Connection) -> tuple[int, bool]:
+        """Read one answer: its status, and whether the connection may be kept."""
+        machine = conn.http
+        status: int | None = None
+        read = 0
+        while True:
+            try:
+                event = machine.next_event()
+            except h11.RemoteProtocolError as err:
+                raise ProtocolError(str(err)) from err
+            if event is h11.NEED_DATA:
+                chunk = conn.sock.recv(_RECEIVE)
+                if not chunk and status is None:
+                    raise http.client.RemoteDisconnected(
+                        "Remote end closed connection without response")
+                machine.receive_data(chunk)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                read += len(event.data)
+                if read > self.MAX_BODY:
+                    assert status is not None
+                    return status, False
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                assert status is not None
+                break
+            # an h11.InformationalResponse: the final answer follows
+        if machine.our_state is h11.DONE and machine.their_state is h11.DONE:
+            machine.start_next_cycle()
+            return status, True
+        return status, False
+
+    def _keep(self, key: tuple[str, str, int], conn: _Connection) -> None:
         self._kept[key] = conn
         while len(self._kept) > self.MAX_CONNECTIONS:
             self._kept.pop(next(iter(self._kept))).close()
