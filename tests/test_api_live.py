@@ -202,6 +202,8 @@ def test_make_run_as_a_new_user_would(tmp_path: Path) -> None:
     (["--database-url", "mysql://x@localhost/db"], {}, "only sqlite:/// and postgresql"),
     ([], {"TRUSTLEDGER_RATE_LIMIT": "fast"}, "TRUSTLEDGER_RATE_LIMIT='fast'"),
     ([], {"TRUSTLEDGER_MAX_IN_FLIGHT": "0"}, "must be greater than 0"),
+    ([], {"TRUSTLEDGER_GC_YOUNG_THRESHOLD": "0"},
+     "TRUSTLEDGER_GC_YOUNG_THRESHOLD: must be greater than 0"),
     # The small-cell safeguard may be raised, never switched off by a setting.
     ([], {"TRUSTLEDGER_SUPPRESS_BELOW": "1"}, "TRUSTLEDGER_SUPPRESS_BELOW: must be at least 10"),
 ])

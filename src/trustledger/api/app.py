@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
     collected and moved out of the garbage collector's generations (``gc.freeze``), so
     the full collections a busy server runs no longer walk them (bench/service.py
     measured gen-2 pauses of 300 to 430 ms as the p99 at capacity). Never in a process
-    that creates many apps (tests): frozen objects are never collected.
+    that creates many apps (tests): frozen objects are never collected. Then the young
+    generation's threshold becomes :attr:`Settings.gc_young_threshold`.
     """
     settings = settings or (service.settings if service else Settings.from_env())
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, service: Service | None = No
         if freeze_after_startup:
             gc.collect()
             gc.freeze()
+            gc.set_threshold(settings.gc_young_threshold, *gc.get_threshold()[1:])
         recorder = pauses.recorder()  # the bench's diagnostics (TRUSTLEDGER_PAUSES)
         if recorder is not None:
             recorder.start_probe()

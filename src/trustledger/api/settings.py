@@ -55,6 +55,13 @@ class Settings:
     0.005). Short, so the threads that talk to the database between requests (the ledger
     follower, the access-log writer) get the interpreter back quickly after each round
     trip, rather than up to 5 ms for the busy event loop each time."""
+    gc_young_threshold: int = 50_000
+    """The garbage collector's first threshold in the server process (Python's default is
+    700): how many container objects a server allocates, net, between two young
+    collections. A decision unpacks a subject's state into a few thousand short-lived
+    objects, so at Python's default the young collections run hundreds of times a
+    second and push the full ones (each a walk of every subject cached since startup,
+    75-105 ms with 2,000 subjects: bench/service.py's pause records) to every 1-2 s."""
     auth_failure_rate: float = 0.5
     """Failed authentications per second a client address earns back (a token bucket)."""
     auth_failure_burst: int = 20
@@ -98,7 +105,8 @@ class Settings:
         positive = ("rate_limit", "burst_seconds", "max_in_flight", "max_body_bytes",
                     "max_batch_bytes", "max_batch_items", "body_timeout", "request_timeout",
                     "subject_cache", "histogram_width", "switch_interval",
-                    "auth_failure_rate", "auth_failure_burst", "auth_failure_clients")
+                    "gc_young_threshold", "auth_failure_rate", "auth_failure_burst",
+                    "auth_failure_clients")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TRUSTLEDGER_{name.upper()}: must be greater than 0")
