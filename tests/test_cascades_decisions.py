@@ -19,13 +19,18 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.test_cascades import T0, URL, Setting, make_setting
-from tests.test_incremental_strategies import histories, latest, policies
+from tests.test_incremental_strategies import (
+    first_served,
+    histories,
+    latest,
+    maintained_case,
+    policies,
+)
 from trustledger.cascades import ALLOW_ENV, Deriver, subscribe
 from trustledger.cascades.decision import Decided, Decisions, signature, view_of
 from trustledger.cascades.store import subject_data
 from trustledger.cascades.timing import next_change
 from trustledger.engine import evaluate
-from trustledger.engine.history import at as moment_of
 from trustledger.engine.maintained import MaintainedEvaluation
 from trustledger.rights import (
     erase,
@@ -163,12 +168,7 @@ def test_an_erased_subject_and_an_event_not_yet_occurred_are_the_reference_answe
 @given(data=st.data())
 def test_standing_equals_the_tiers_scores_and_states_of_evaluate(data: st.DataObject) -> None:
     """Random policies and histories (tests/test_incremental_strategies), reads moving on."""
-    policy, specs = data.draw(policies(reported_dates=True))
-    events = data.draw(histories(specs))
-    opt_ins = set(data.draw(st.sets(st.sampled_from(sorted(policy.scorecards)))))
-    floor = latest(events, policy.effective_from)
-    state = MaintainedEvaluation(policy, events, floor, opt_ins)
-    first = max(floor, moment_of(state.horizon)) if state.horizon > floor.timestamp() else floor
+    policy, events, opt_ins, state, first = maintained_case(data)
     moment = first + timedelta(hours=data.draw(st.integers(0, 24 * 400)))
     for _ in range(data.draw(st.integers(1, 4))):
         got = state.standing(moment)
@@ -205,8 +205,7 @@ def test_the_schedule_from_the_maintained_history_equals_the_schedule_built_anew
     floor = latest(events, policy.effective_from)
     rights = rights_at(policy, events, [], floor)
     state = MaintainedEvaluation(policy, rights.kept, floor, rights.opt_ins)
-    first = max(floor, moment_of(state.horizon)) if state.horizon > floor.timestamp() else floor
-    at = first + timedelta(hours=data.draw(st.integers(0, 24 * 400)))
+    at = first_served(state, floor) + timedelta(hours=data.draw(st.integers(0, 24 * 400)))
     assume(state.serves(at))
     assessment = assessed(policy, "alice", events, rights, state.evaluation(at), at)
     decided = Decided(at, _whole_view(assessment.evaluation), (), assessment)

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from tests.policies.support import parse_declared
 from trustledger.engine import RETRACTION, Event, evaluate
+from trustledger.engine.history import at
+from trustledger.engine.maintained import MaintainedEvaluation
 from trustledger.policy import CompiledPolicy
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
@@ -243,6 +245,23 @@ def histories(draw: st.DrawFn, specs: list[TypeSpec], subject: str = "alice",
 def latest(events: list[Event], floor: datetime = START) -> datetime:
     """The latest ``occurred_at``, at least ``floor``."""
     return max([floor, *(e.occurred_at for e in events)])
+
+
+def first_served(state: MaintainedEvaluation, floor: datetime) -> datetime:
+    """The first moment ``state`` (built at ``floor``) serves: its horizon, if later."""
+    return max(floor, at(state.horizon)) if state.horizon > floor.timestamp() else floor
+
+
+def maintained_case(data: st.DataObject) -> tuple[
+        CompiledPolicy, list[Event], set[str], MaintainedEvaluation, datetime]:
+    """A random policy, history and opt-ins, a maintained evaluation built at the latest
+    event, and the first moment it serves."""
+    policy, specs = data.draw(policies(reported_dates=True))
+    events = data.draw(histories(specs))
+    opt_ins = set(data.draw(st.sets(st.sampled_from(sorted(policy.scorecards)))))
+    floor = latest(events, policy.effective_from)
+    state = MaintainedEvaluation(policy, events, floor, opt_ins)
+    return policy, events, opt_ins, state, first_served(state, floor)
 
 
 def close(a: float | None, b: float | None, tol: float = 1e-9) -> bool:

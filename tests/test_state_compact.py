@@ -22,10 +22,15 @@ from hypothesis import strategies as st
 from tests.policies.support import example, policy_file
 from tests.test_engine_properties import DRIVING_TYPES, SESAME_TYPES
 from tests.test_engine_properties import histories as example_histories
-from tests.test_incremental_strategies import histories, latest, policies
+from tests.test_incremental_strategies import (
+    first_served,
+    histories,
+    latest,
+    maintained_case,
+    policies,
+)
 from trustledger.engine import Evaluation, Event, evaluate
 from trustledger.engine.compact import FORMAT, header, pack, unpack
-from trustledger.engine.history import at
 from trustledger.engine.maintained import MaintainedEvaluation, maintainable
 from trustledger.engine.packed import PackedState
 from trustledger.errors import InputError
@@ -51,8 +56,7 @@ def restored_reads(data: st.DataObject, policy: CompiledPolicy, events: list[Eve
     """Build, read once, pack; restore and read 1-4 later moments, each equal to ``evaluate``."""
     floor = latest(events, policy.effective_from)
     built = MaintainedEvaluation(policy, events, floor, opt_ins)
-    first = max(floor, at(built.horizon)) if built.horizon > floor.timestamp() else floor
-    moment = first + timedelta(hours=data.draw(st.integers(0, 24 * 400)))
+    moment = first_served(built, floor) + timedelta(hours=data.draw(st.integers(0, 24 * 400)))
     assert built.serves(moment)
     built.evaluation(moment)
     state = unpack(policy, pack(built))
@@ -170,12 +174,7 @@ def test_packed_states_held_in_memory_read_as_evaluate(data: st.DataObject) -> N
     """:class:`PackedState` (what the service holds per subject): each read, from the
     state the previous read left, equals ``evaluate``; a read that processed no decision
     instant keeps the same bytes, one that did gives a state packed after it."""
-    policy, specs = data.draw(policies(reported_dates=True))
-    events = data.draw(histories(specs))
-    opt_ins = set(data.draw(st.sets(st.sampled_from(sorted(policy.scorecards)))))
-    floor = latest(events, policy.effective_from)
-    built = MaintainedEvaluation(policy, events, floor, opt_ins)
-    moment = max(floor, at(built.horizon)) if built.horizon > floor.timestamp() else floor
+    policy, events, opt_ins, built, moment = maintained_case(data)
     held = PackedState.of(built)
     assert held.data == pack(built) and held.serves(moment)
     for _ in range(data.draw(st.integers(1, 4))):
