@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def url(tmp_path: Path) -> str:
     return found
 
 
-def _file(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
+def _file(tmp_path: Path, rows: Sequence[Mapping[str, object]]) -> Path:
     path = tmp_path / "events.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path

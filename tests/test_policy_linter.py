@@ -557,7 +557,7 @@ def test_a_condition_on_numbers_and_enums_is_accepted() -> None:
 
 def test_probing_tries_the_numbers_an_expression_singles_out() -> None:
     from trustledger.policy.compiled import CompiledAttribute
-    from trustledger.policy.compiler import literal_probe_values
+    from trustledger.policy.literals import literal_probe_values
     from trustledger.policy.models import AttributeType
 
     days = {"days": CompiledAttribute("days", AttributeType.INTEGER, True, 0, None, None)}
