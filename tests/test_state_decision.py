@@ -36,6 +36,7 @@ from trustledger.api.view import (
     decision_assessment,
     decision_parts,
     reusable,
+    reuse_limit,
 )
 from trustledger.engine import Evaluation, Event, evaluate
 from trustledger.engine.compact import pack, unpack
@@ -197,6 +198,12 @@ def test_decisions_per_purpose_across_restarts_and_workers(
         assert reusable(record, SESAME, clock.now, 60.0, partial=True,
                         declared=other) is None
         assert reusable(record, SESAME, clock.now, 60.0) is None
+        # Reused up to the subject's share of the maximum age, not after.
+        limit = timedelta(seconds=reuse_limit("alice", 60.0))
+        assert reusable(record, SESAME, clock.now + limit - timedelta(milliseconds=1), 60.0,
+                        partial=True, declared=declared) is got
+        assert reusable(record, SESAME, clock.now + limit + timedelta(milliseconds=1), 60.0,
+                        partial=True, declared=declared) is None
         assert view.persisted is not None and view.persisted.writer.flush()
         # A full read of the same view: the whole evaluation, equal to the reference.
         full = current_assessment(view.subject("alice"), SESAME, clock.now, 60.0)
@@ -235,3 +242,13 @@ def test_consents_folded_once_equal_the_fold_at_each_moment(
     # The case exercises a grant, a withdrawal and an expiry.
     assert seen[2] == {first.seq} and seen[3] == {first.seq, second.seq}
     assert seen[4] == {first.seq} and seen[6] == frozenset()
+
+
+def test_reuse_limits_spread_subjects_over_the_second_half_of_the_maximum_age() -> None:
+    """Subjects first read together are read again spread over 30 s, never after 60 s."""
+    limits = [reuse_limit(f"subject-{i}", 60.0) for i in range(1_000)]
+    assert all(30.0 <= limit <= 60.0 for limit in limits)
+    assert max(limits) - min(limits) > 29.0  # spread, not one burst
+    assert sum(limit < 45.0 for limit in limits) in range(400, 600)  # evenly
+    assert reuse_limit("alice", 60.0) == reuse_limit("alice", 60.0)  # the same every time
+    assert reuse_limit("alice", 0.0) == 0.0

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -572,6 +573,8 @@ def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
              declared: Declared | None = None) -> Assessment | None:
     """The subject's cached assessment if :func:`current_assessment` may return it now.
 
+    It may be as old as the subject's :func:`reuse_limit` (at most ``max_age`` seconds).
+
     With ``partial``, also one from a persisted state (:func:`decision_assessment` may
     return it; nothing else may); with ``declared`` as well, one read for a decision
     that holds at least the purpose's parts (:attr:`SubjectRecord.assessment_parts`).
@@ -586,9 +589,22 @@ def reusable(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
                              or not decision_parts(declared) <= held):
         return None
     age = (now - cached.valid_at).total_seconds()
-    if 0 <= age <= max_age and cached.opt_ins == state.opt_ins(now, policy):
+    if 0 <= age <= reuse_limit(state.subject, max_age) \
+            and cached.opt_ins == state.opt_ins(now, policy):
         return cached
     return None
+
+
+def reuse_limit(subject: str, max_age: float) -> float:
+    """How long the subject's assessment may be reused: from half ``max_age`` to all of it.
+
+    A fixed share per subject (a CRC-32 of its name), so subjects first read together (a
+    restart, a burst) are not all read again together ``max_age`` later: the refreshes
+    spread over half the period instead of landing as one burst that holds up every
+    request queued behind it (bench/service.py's open-loop phases). Never more than
+    ``max_age``.
+    """
+    return max_age * (0.5 + 0.5 * zlib.crc32(subject.encode()) / 0xFFFF_FFFF)
 
 
 class LedgerView:
