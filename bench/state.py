@@ -21,7 +21,8 @@ process** (a restart: nothing in memory), at one fixed moment:
 
 Reported: decisions/s of each, `cold_with / warm` and `cold_with / cold_without` ratios
 (same run), how many answers came from stored states, and the memory of a restored state
-vs a built one (tracemalloc, `--memory-sample` subjects). Every decision of phase 2 is
+vs a built one and of the packed state the service holds between reads (tracemalloc,
+`--memory-sample` subjects). Every decision of phase 2 is
 checked equal (decision parts) to phase 3's. Prints one JSON document; `uptime` is
 in it.
 """
@@ -98,10 +99,12 @@ def phase(url: str, now: datetime, subjects: int, kind: str, out: Path) -> dict[
 
 
 def memory(url: str, now: datetime, sample: int) -> dict[str, Any]:
-    """Bytes of Python objects per subject: a built maintained evaluation vs a restored one."""
+    """Bytes of Python objects per subject: a built maintained evaluation, a restored one,
+    and the packed state the service holds between reads."""
     from trustledger.api.view import LedgerView
     from trustledger.engine.compact import unpack
     from trustledger.engine.maintained import MaintainedEvaluation
+    from trustledger.engine.packed import PackedState
     from trustledger.ledger.states import SubjectStates
     from trustledger.scoring import rights_at
 
@@ -125,10 +128,18 @@ def memory(url: str, now: datetime, sample: int) -> dict[str, Any]:
         for s in restored:
             s.evaluation(now)
         restored_bytes = tracemalloc.get_traced_memory()[0] - base
+        del restored
+        # What the service holds per cached subject: the packed state (its own copy of the
+        # bytes) as a decision read leaves it; the read's unpacked objects are freed.
+        base = tracemalloc.get_traced_memory()[0]
+        held = [PackedState.restore(policy, bytes(bytearray(data))) for data in rows]
+        held = [state.evaluation(now)[1] for state in held]
+        held_bytes = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
         view.close()
     return {"subjects": len(records), "built_bytes_per_subject": built_bytes // len(records),
-            "restored_bytes_per_subject": restored_bytes // max(1, len(rows))}
+            "restored_bytes_per_subject": restored_bytes // max(1, len(rows)),
+            "held_bytes_per_subject": held_bytes // max(1, len(held))}
 
 
 def sizes(url: str) -> dict[str, Any]:
