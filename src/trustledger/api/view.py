@@ -505,7 +505,6 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
         return None
     rights = rights_at(policy, record.events, record.records, now)
     key = (policy.hash, rights.opt_ins, frozenset(e.key for e, _ in rights.left))
-    persisted = record.persisted
     with record.lock:
         built = record.maintained
         if built is not None and (built.key != key or not built.evaluation.serves(now)):
@@ -513,14 +512,11 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
         if built is not None or not decision:
             # A full read (or a decision on a subject whose pages built it): in objects.
             if built is None:
-                fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
-                if not fresh.serves(now):
+                made = _build(record, policy, rights, now, declared)
+                if made is None:
                     return None
+                fresh, engine, _ = made
                 built = record.maintained = Maintained(key, fresh)
-                engine = fresh.evaluation(now)
-                if persisted is not None:
-                    persisted.save(record, policy, _inputs(policy, rights),
-                                   PackedState.of(fresh))
             else:
                 engine = built.evaluation.evaluation(now, declared=declared)
             record.answered_by, record.read_packed = "maintained", False
@@ -533,6 +529,25 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
 
 def _inputs(policy: CompiledPolicy, rights: Rights) -> str:
     return fingerprint(policy.hash, rights.opt_ins, (e.key for e, _ in rights.left))
+
+
+def _build(record: SubjectRecord, policy: CompiledPolicy, rights: Rights, now: datetime,
+           declared: Declared | None,
+           ) -> tuple[MaintainedEvaluation, Evaluation, PackedState | None] | None:
+    """The record's maintained evaluation built from its events and read at ``now``.
+
+    Its packed state (after the read) is queued for writing when the view persists
+    states, and returned; ``None`` when no maintained evaluation serves ``now``.
+    """
+    fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
+    if not fresh.serves(now):
+        return None
+    engine = fresh.evaluation(now, declared=declared)
+    packed = None
+    if record.persisted is not None:
+        packed = PackedState.of(fresh)
+        record.persisted.save(record, policy, _inputs(policy, rights), packed)
+    return fresh, engine, packed
 
 
 def _decision_read(record: SubjectRecord, policy: CompiledPolicy, rights: Rights,
@@ -550,20 +565,18 @@ def _decision_read(record: SubjectRecord, policy: CompiledPolicy, rights: Rights
         engine, kept = held.state.evaluation(now, declared=declared)
         record.packed = Packed(key, kept, held.restored)
     else:
-        inputs = "" if persisted is None else _inputs(policy, rights)
-        stored = None if persisted is None else persisted.restore(record, policy, inputs, now)
+        stored = None if persisted is None else persisted.restore(
+            record, policy, _inputs(policy, rights), now)
         if stored is not None:
             engine, kept = stored.evaluation(now, declared=declared)
             record.packed = held = Packed(key, kept, True)
         else:
-            fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
-            if not fresh.serves(now):
+            made = _build(record, policy, rights, now, declared)
+            if made is None:
                 return None
-            engine = fresh.evaluation(now, declared=declared)
+            fresh, engine, packed = made
             record.read_packed = False
-            record.packed = held = Packed(key, PackedState.of(fresh), False)
-            if persisted is not None:
-                persisted.save(record, policy, inputs, held.state)
+            record.packed = held = Packed(key, packed or PackedState.of(fresh), False)
     record.answered_by = "persisted" if held.restored else "maintained"
     return engine
 
