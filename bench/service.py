@@ -11,8 +11,10 @@ server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.
 1. **decisions, cold**: one decision per consenting subject, 16 in flight (each subject's
    first decision loads and evaluates it, and writes its state to `subject_states`);
    **decisions, restart**: the server stopped and started again, the same decisions (each
-   subject's first touch reads its stored state, its events unread: no rebuild), and
-   the states' count and sizes;
+   subject's first touch reuses the decision stored with its state by the cold phase,
+   seconds old and so still fresh: neither events nor state read; bench/state.py
+   measures first touches from the stored state itself), and the states' count and
+   sizes;
 2. **decision capacity**: 64 requests always in flight for `--duration` s (closed loop),
    against trustledger and, alternately, against a **bare FastAPI endpoint** (the ceiling:
    a pydantic body, a small JSON answer, the same uvicorn flags and worker count, the same

@@ -44,6 +44,7 @@ from typing import Literal
 
 from trustledger.api.access import ACCESS_READ
 from trustledger.engine import Evaluation, Event
+from trustledger.engine.decided import pack_evaluation, unpack_evaluation
 from trustledger.engine.incremental import SubjectState, stateless_measures
 from trustledger.engine.maintained import Declared, MaintainedEvaluation, maintainable
 from trustledger.engine.packed import PackedState
@@ -138,6 +139,9 @@ class SubjectRecord:
     light_basis: int | None = None
     """Set on a record loaded without its events (:meth:`LedgerView.decision_subject`):
     the seq of the subject's last entry, which its restored state reflects."""
+    stored: StoredState | None = field(default=None, repr=False, compare=False)
+    """A light record's stored row, when its stored decision answered first: the state
+    is restored from it (into :attr:`packed`) only once a read needs it."""
     loader: Callable[[], SubjectRecord] | None = field(default=None, repr=False,
                                                         compare=False)
     """For a record without its events: loads the subject in full."""
@@ -288,10 +292,39 @@ class PersistedStates:
         return state if state.serves(now) else None
 
     def save(self, record: SubjectRecord, policy: CompiledPolicy, inputs: str,
-             state: PackedState) -> None:
-        """Queue ``state`` (packed after a read) for writing, reflecting the record as loaded."""
+             state: PackedState, decision: bytes | None = None) -> None:
+        """Queue ``state`` (packed after a read) for writing, reflecting the record as loaded.
+
+        ``decision``: the decision read from it (:func:`pack_evaluation`), kept with it
+        for reuse by a restart or another worker (:meth:`stored_decision`).
+        """
         self.writer.submit(StoredState(record.subject, policy.hash, record.basis_seq, inputs,
-                                       state.data))
+                                       state.data, decision))
+
+    @staticmethod
+    def stored_decision(row: StoredState, record: SubjectRecord, policy: CompiledPolicy,
+                        inputs: str, now: datetime) -> Assessment | None:
+        """The decision stored with ``row``'s state, as an assessment; ``None`` if none serves.
+
+        It serves when the row is current for ``record`` (as :meth:`current`), was read
+        for this policy version and subject at or before ``now``, and the subject's
+        rights then had the opt-ins they have now (``inputs``). The assessment is
+        rebuilt as the reading worker made it (the rights as of its ``valid_at`` laid
+        over it); whether it is still fresh enough to reuse is :func:`reusable`'s to say.
+        """
+        if row.decision is None or row.basis_seq != record.basis_seq or row.inputs != inputs:
+            return None
+        try:
+            engine = unpack_evaluation(row.decision)
+        except InputError:
+            return None
+        if engine.policy_hash != policy.hash or engine.subject != record.subject \
+                or engine.valid_at > now:
+            return None
+        rights = rights_at(policy, (), record.records, engine.valid_at)
+        if rights.disputes or fingerprint(policy.hash, rights.opt_ins, ()) != inputs:
+            return None
+        return assessed(policy, record.subject, (), rights, engine, engine.valid_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +475,8 @@ def _assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime, max
             return _assessment(state.loader(), policy, now, max_age, decision, declared)
         state.assessment, state.assessment_partial = result, True
         state.assessment_parts = parts
+        if parts is not None and max_age > 0:
+            _store_decision(state, policy, result)
         return result
     result = maintained_assessment(state, policy, now, decision=decision, declared=declared)
     if result is None:
@@ -452,7 +487,30 @@ def _assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime, max
     # A decision read from a packed state lists only the events still counting.
     state.assessment_partial = state.answered_by != "reference" and state.read_packed
     state.assessment_parts = parts
+    if parts is not None and state.answered_by != "reference" and max_age > 0:
+        _store_decision(state, policy, result)
     return result
+
+
+def _parts_of(evaluation: Evaluation) -> frozenset[str]:
+    """The decision parts an evaluation read for a purpose holds (:func:`decision_parts`)."""
+    return frozenset((*(f"scorecard:{n}" for n in evaluation.scorecards),
+                      *(f"measure:{n}" for n in evaluation.measures)))
+
+
+def _store_decision(record: SubjectRecord, policy: CompiledPolicy,
+                    assessment: Assessment) -> None:
+    """Queue the record's packed state with the decision just read from it (if it persists).
+
+    Another worker, or this one after a restart, then reuses the decision while it is
+    fresh (:meth:`PersistedStates.stored_decision`) instead of reading the state again.
+    """
+    held, persisted = record.packed, record.persisted
+    if held is None or persisted is None:
+        return
+    decision = pack_evaluation(assessment.engine)
+    if decision is not None:
+        persisted.save(record, policy, fingerprint(*held.key), held.state, decision)
 
 
 def _light_assessment(record: SubjectRecord, policy: CompiledPolicy, now: datetime,
@@ -468,6 +526,13 @@ def _light_assessment(record: SubjectRecord, policy: CompiledPolicy, now: dateti
     key = (policy.hash, rights.opt_ins, frozenset[tuple[str, str]]())
     with record.lock:
         held = record.packed
+        if held is None and record.stored is not None and record.persisted is not None:
+            # Its stored decision answered first: its state, restored now.
+            restored = record.persisted.current(record.stored, record, policy,
+                                                fingerprint(*key), now)
+            record.stored = None
+            if restored is not None:
+                held = record.packed = Packed(key, restored, True)
         if held is None or held.key != key or not held.state.serves(now):
             return None
         engine, kept = held.state.evaluation(now, declared=declared)
@@ -862,11 +927,20 @@ class LedgerView:
         rights = rights_at(policy, (), light.records, now)
         if rights.disputes:
             return self.subject(subject)
-        restored = persisted.current(row, light, policy, fingerprint(
-            policy.hash, rights.opt_ins, ()), now)
-        if restored is None:
-            return self.subject(subject)
-        light.packed = Packed((policy.hash, rights.opt_ins, frozenset()), restored, True)
+        inputs = fingerprint(policy.hash, rights.opt_ins, ())
+        decided = persisted.stored_decision(row, light, policy, inputs, now)
+        if decided is not None:
+            # The decision a worker read from this state, reused while fresh (reusable);
+            # the state itself is restored only when a read needs it (_light_assessment).
+            light.assessment, light.assessment_partial = decided, True
+            light.assessment_parts = _parts_of(decided.engine)
+            light.answered_by = "persisted"
+            light.stored = row
+        else:
+            restored = persisted.current(row, light, policy, inputs, now)
+            if restored is None:
+                return self.subject(subject)
+            light.packed = Packed((policy.hash, rights.opt_ins, frozenset()), restored, True)
         self._keep(light)
         return light
 

@@ -147,6 +147,26 @@ def header(data: bytes) -> tuple[int, str]:
     return body[0], body[1]
 
 
+def moments(policy: CompiledPolicy, data: bytes) -> tuple[float, float]:
+    """The horizon and latest read of a state packed for ``policy``, without unpacking it.
+
+    Raises :class:`~trustledger.errors.InputError` as :func:`unpack` does for bytes that
+    cannot be read, of another :data:`FORMAT` or packed for another policy version.
+    """
+    body = _load(data)
+    _check(body, policy)
+    return _moment(body[5]), _moment(body[6])
+
+
+def _check(body: list[Any], policy: CompiledPolicy) -> None:
+    version, policy_hash = body[0], body[1]
+    if version != FORMAT:
+        raise InputError(f"a packed subject state is of format {version}, not {FORMAT}")
+    if policy_hash != policy.hash:
+        raise InputError(f"a packed subject state is for policy {str(policy_hash)[:19]}, "
+                         f"not {policy.hash[:19]}")
+
+
 def _load(data: bytes) -> list[Any]:
     try:
         body = orjson.loads(zlib.decompress(data))
@@ -169,13 +189,9 @@ def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
     another :data:`FORMAT`, or was packed for another policy version (build again).
     """
     body = _load(data)
-    (version, policy_hash, subject, ledger_seq, opt_ins, horizon, read, previous,
+    _check(body, policy)
+    (_, _, subject, ledger_seq, opt_ins, horizon, read, previous,
      continuous, heap, tracks_data, inputs, entries_data) = body
-    if version != FORMAT:
-        raise InputError(f"a packed subject state is of format {version}, not {FORMAT}")
-    if policy_hash != policy.hash:
-        raise InputError(f"a packed subject state is for policy {policy_hash[:19]}, "
-                         f"not {policy.hash[:19]}")
     layout = _layout(policy)
     event_types = policy.event_types
     entries: list[Entry] = []
@@ -298,4 +314,4 @@ def _restore_inputs(s: _Inputs, inputs: list[Any], entries: list[Entry]) -> None
               for n, group in zip(s.names, live, strict=True)}
 
 
-__all__ = ["FORMAT", "header", "pack", "unpack"]
+__all__ = ["FORMAT", "header", "moments", "pack", "unpack"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from trustledger.engine.compact import pack, unpack
+from trustledger.engine.compact import moments, pack, unpack
 from trustledger.engine.history import ts
 from trustledger.engine.maintained import Declared, MaintainedEvaluation
 from trustledger.engine.result import Evaluation
@@ -48,12 +48,14 @@ class PackedState:
     def restore(cls, policy: CompiledPolicy, data: bytes) -> PackedState:
         """Packed bytes (from the database) checked readable for ``policy``.
 
-        Raises :class:`~trustledger.errors.InputError` as
+        Only the header is read (:func:`~trustledger.engine.compact.moments`): a
+        decision reused from the database never unpacks the state. Raises
+        :class:`~trustledger.errors.InputError` as
         :func:`~trustledger.engine.compact.unpack` does (another format or policy
         version, unreadable bytes).
         """
-        state = unpack(policy, data)
-        return cls(policy, data, state.horizon, state.last_read)
+        horizon, read = moments(policy, data)
+        return cls(policy, data, horizon, read)
 
     def serves(self, valid_at: datetime) -> bool:
         """Whether a read at ``valid_at`` equals :func:`~trustledger.engine.evaluate`'s."""

@@ -64,7 +64,11 @@ subject_states = sa.Table(
     sa.Column("inputs", sa.String(64), nullable=False),
     sa.Column("state", sa.LargeBinary, nullable=False),
     sa.Column("written_at_us", sa.BigInteger, nullable=False),
+    sa.Column("decision", sa.LargeBinary, nullable=True),
 )
 """Derived, not the record: one packed maintained evaluation per subject and policy version
 (:mod:`trustledger.ledger.states`), with the subject's last entry it reflects and a
-fingerprint of its inputs; a stale row is built again, never served."""
+fingerprint of its inputs; a stale row is built again, never served. ``decision``: the
+latest decision read from that state (:mod:`trustledger.engine.decided`), reused by any
+worker while it is fresh (``decision_max_age``), cleared whenever the state is written
+without one."""

@@ -9,7 +9,10 @@ policy version, with
   events and rights records, not the access log);
 * ``inputs``: a fingerprint of what the state was built from (:func:`fingerprint`: the
   policy, the opt-ins, the events disputes left out, the events kept);
-* ``written_at_us``: when it was written.
+* ``written_at_us``: when it was written;
+* ``decision`` (revision ``0006``): the latest decision read from that state, packed
+  (:mod:`trustledger.engine.decided`), so a restart or another worker reuses it while
+  it is fresh; a row written without one clears it.
 
 A reader serves a row only when both still match the subject as the ledger has it now;
 otherwise it builds the state again (and writes it). So a lost or late write costs one
@@ -44,13 +47,18 @@ _MAX_GROUP = 500
 
 @dataclass(frozen=True, slots=True)
 class StoredState:
-    """One row of ``subject_states``: a packed state and what it reflects."""
+    """One row of ``subject_states``: a packed state and what it reflects.
+
+    ``decision``: the packed evaluation of the latest decision read from ``state``
+    (:func:`trustledger.engine.decided.pack_evaluation`), if any.
+    """
 
     subject: str
     policy_hash: str
     basis_seq: int
     inputs: str
     state: bytes
+    decision: bytes | None = None
 
 
 def fingerprint(policy_hash: str, opt_ins: Iterable[str],
@@ -79,7 +87,7 @@ class SubjectStates:
         self._engine = engine
         self._snapshot: tuple[frozenset[str], _Raw] | None = None
         self._select = (sa.select(subject_states.c.basis_seq, subject_states.c.inputs,
-                                  subject_states.c.state)
+                                  subject_states.c.state, subject_states.c.decision)
                         .where(subject_states.c.subject == sa.bindparam("subject"),
                                subject_states.c.policy_hash == sa.bindparam("policy_hash")))
         insert = (postgresql.insert(subject_states) if engine.dialect.name == "postgresql"
@@ -87,7 +95,7 @@ class SubjectStates:
         self._upsert = insert.on_conflict_do_update(
             index_elements=[subject_states.c.subject, subject_states.c.policy_hash],
             set_={"basis_seq": insert.excluded.basis_seq, "inputs": insert.excluded.inputs,
-                  "state": insert.excluded.state,
+                  "state": insert.excluded.state, "decision": insert.excluded.decision,
                   "written_at_us": insert.excluded.written_at_us},
             where=insert.excluded.basis_seq >= subject_states.c.basis_seq)
 
@@ -99,7 +107,8 @@ class SubjectStates:
         if row is None:
             return None
         return StoredState(subject, policy_hash, int(row.basis_seq), str(row.inputs),
-                           bytes(row.state))
+                           bytes(row.state),
+                           None if row.decision is None else bytes(row.decision))
 
     def snapshot(self, subject: str, policy_hash: str, exclude: Collection[str]
                  ) -> tuple[int, list[Entry], int, StoredState | None]:
@@ -125,10 +134,8 @@ class SubjectStates:
             elif kind == _BASIS:
                 basis = int(row[0] or 0)
             elif kind == _STATE:
-                data = row[6]
                 stored = StoredState(subject, policy_hash, int(row[0]), str(row[2]),
-                                     base64.b64decode(data) if isinstance(data, str)
-                                     else bytes(data))
+                                     _blob(row[6]), None if row[9] is None else _blob(row[9]))
             else:
                 found.append(entry_of(StoredEntry(*row)))
         found.sort(key=lambda e: e.seq)
@@ -139,7 +146,8 @@ class SubjectStates:
         if not states:
             return
         rows = [{"subject": s.subject, "policy_hash": s.policy_hash, "basis_seq": s.basis_seq,
-                 "inputs": s.inputs, "state": s.state, "written_at_us": written_at_us}
+                 "inputs": s.inputs, "state": s.state, "decision": s.decision,
+                 "written_at_us": written_at_us}
                 for s in states]
         with database.writing(self._engine) as conn:
             conn.execute(self._upsert, rows)
@@ -148,6 +156,11 @@ class SubjectStates:
         """Delete every stored state of a subject (erasure: no derived data stays)."""
         with database.writing(self._engine) as conn:
             conn.execute(sa.delete(subject_states).where(subject_states.c.subject == subject))
+
+
+def _blob(data: str | bytes) -> bytes:
+    """A blob of the snapshot: base64 text on PostgreSQL (see :func:`_snapshot_sql`)."""
+    return base64.b64decode(data) if isinstance(data, str) else bytes(data)
 
 
 _HEAD = "~head"
@@ -159,9 +172,9 @@ _STATE = "~state"
 def _snapshot_sql(exclude: frozenset[str], dialect: str) -> str:
     """The statement of :meth:`SubjectStates.snapshot`: records, basis, head and state.
 
-    The stored state comes in the ``payload`` column (base64 text on PostgreSQL, whose
-    union cannot mix text and bytes; the blob itself on SQLite), its inputs digest in
-    ``subject``.
+    The stored state comes in the ``payload`` column and its decision in ``hash``
+    (base64 text on PostgreSQL, whose union cannot mix text and bytes; the blobs
+    themselves on SQLite), its inputs digest in ``subject``.
     """
     for kind in exclude:
         if not _KIND.fullmatch(kind):  # inlined below: ledger kinds are plain names
@@ -169,14 +182,16 @@ def _snapshot_sql(exclude: frozenset[str], dialect: str) -> str:
     excluded = ", ".join(f"'{k}'" for k in sorted(exclude))
     records = ", ".join(f"'{k}'" for k in sorted({*exclude, EVENT_KIND}))
     columns = ", ".join(COLUMNS)
-    state = "encode(state, 'base64')" if dialect == "postgresql" else "state"
+    state, decision = (("encode(state, 'base64')", "encode(decision, 'base64')")
+                       if dialect == "postgresql" else ("state", "decision"))
     return (f"SELECT {columns} FROM entries WHERE subject = :subject "
             f"AND kind NOT IN ({records}) "
             f"UNION ALL SELECT max(seq), '{_BASIS}', NULL, NULL, NULL, 0, NULL, '', '', '' "
             f"FROM entries WHERE subject = :subject AND kind NOT IN ({excluded}) "
             f"UNION ALL SELECT seq, '{_HEAD}', NULL, NULL, NULL, 0, NULL, '', '', '' "
             "FROM ledger_head WHERE id = 1 "
-            f"UNION ALL SELECT basis_seq, '{_STATE}', inputs, NULL, NULL, 0, {state}, '', '', '' "
+            f"UNION ALL SELECT basis_seq, '{_STATE}', inputs, NULL, NULL, 0, {state}, '', '', "
+            f"{decision} "
             "FROM subject_states WHERE subject = :subject AND policy_hash = :policy_hash")
 
 
