@@ -30,6 +30,14 @@ from trustledger.errors import ConfigError
 SQLITE_BUSY_TIMEOUT_S = 60.0
 """How long a SQLite writer waits for another writer's transaction before giving up."""
 
+POOL_SIZE = 16
+"""Connections a ledger's engine keeps open (SQLAlchemy's default is 5). The service reads
+from up to 40 worker threads at once, besides its writer threads; a connection taken
+past the pool's size is opened for that one use and closed after it — on SQLite a
+fresh page cache and three pragmas each time, on PostgreSQL a new server process — so
+the pool holds what a busy server keeps using. ``max_overflow`` stays SQLAlchemy's 10:
+with ``--workers N`` PostgreSQL sees at most ``26 * N`` connections."""
+
 _WRITE = "trustledger_write"
 # Any 64-bit number unique to this purpose: serialises migrations across processes.
 _MIGRATION_LOCK = 0x7472_7573_746C_6564
@@ -85,14 +93,15 @@ def create_engine(url: str) -> sa.Engine:
                 f"database URL {describe(url)}: use the psycopg 3 driver "
                 "(postgresql+psycopg://...)"
             )
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=POOL_SIZE)
     raise ConfigError(
         f"database URL {describe(url)}: only sqlite:/// and postgresql+psycopg:// are supported"
     )
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
+                              pool_size=POOL_SIZE)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
