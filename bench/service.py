@@ -25,7 +25,8 @@ server (`trustledger serve`, `--workers` uvicorn processes) is started on 127.0.
    the scheduled time, so a stall counts against every request it delays; offering stops,
    marked `overloaded`, once 2,000 requests wait), subjects drawn at random from the
    consenting ones; then once more at half the capacity measured in step 2
-   (`decisions_half_capacity`);
+   (`decisions_half_capacity`), and the bare-FastAPI ceiling at that same rate right after
+   (its `ceiling`: what the machine gives any FastAPI endpoint at that rate then);
 4. **events, single**: `--single` events, one per request, 16 in flight;
 5. **events, batched**: `--batches` batches of `--batch-size` events;
 6. **decision reads, in process** (no HTTP): assessments/s under `policies/sesame.yaml`
@@ -423,9 +424,14 @@ def run(database: str, url: str, args: argparse.Namespace, work: Path) -> dict[s
             result[name]["ratio_to_warm"] = round(result[name]["per_s"] / warm, 3)
         result["decisions"] = [offered(port, keys["party"], decision_body, rate, args, work)
                                for rate in args.rates]
-        # The issue's latency figure: open loop at half the capacity just measured.
+        # The issue's latency figure: open loop at half the capacity just measured; then
+        # the bare-FastAPI ceiling at the same offered rate (what this machine gives any
+        # FastAPI service at that rate, in the same minute).
+        half = round(warm / 2)
         result["decisions_half_capacity"] = offered(port, keys["party"], decision_body,
-                                                    round(warm / 2), args, work)
+                                                    half, args, work)
+        result["decisions_half_capacity"]["ceiling"] = ceiling_offered(
+            keys["party"], decision_body, half, args, work)
         if args.gc_freeze_rate and args.workers == 1:
             result["gc_freeze"] = gc_freeze(proc, port, keys["party"], decision_body, args)
         base = datetime(2026, 6, 1, tzinfo=UTC)
@@ -515,6 +521,15 @@ def pauses(work: Path, start: float, end: float) -> dict[str, Any]:
                         "max_ms": max((c["ms"] for c in checkpoints), default=0.0),
                         "pages": sum(c.get("pages", 0) for c in checkpoints)},
     }
+
+
+def ceiling_offered(key: str, make_body: Any, rate: float, args: argparse.Namespace,
+                    work: Path) -> dict[str, Any]:
+    """:func:`open_loop` at ``rate`` against the bare-FastAPI ceiling (started for it)."""
+    ceiling_port = free_port()
+    with server("", ceiling_port, work, args.workers, baseline=True):
+        return asyncio.run(open_loop(ceiling_port, key, "/v1/decisions", make_body, rate,
+                                     args.duration, args.connections))
 
 
 def offered(port: int, key: str, make_body: Any, rate: float, args: argparse.Namespace,
