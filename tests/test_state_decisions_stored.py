@@ -118,6 +118,23 @@ def close(*views: LedgerView) -> None:
         view.persisted.writer.close()
 
 
+def decided_once(ledger: ServiceLedger, clock: FixedClock, max_age: float = 60.0
+                 ) -> Assessment:
+    """Alice seeded and decided once by a worker, which then stops (its writes done)."""
+    seed(ledger)
+    a = LedgerView(ledger)
+    _, first = decide(a, clock, max_age)
+    close(a)
+    return first
+
+
+def assert_read_now(ledger: ServiceLedger, clock: FixedClock, got: Assessment) -> None:
+    """``got`` was read now (not reused), and equals the reference's parts."""
+    assert got.valid_at == clock.now
+    want = assess_subject(ledger, "alice", SESAME, clock.now)
+    assert parts_of(got.evaluation, PARTS) == parts_of(want.evaluation, PARTS)
+
+
 def stored_decision(ledger: ServiceLedger) -> bytes | None:
     with ledger._engine.connect() as conn:
         value = conn.execute(sa.select(subject_states.c.decision).where(
@@ -127,10 +144,7 @@ def stored_decision(ledger: ServiceLedger) -> bytes | None:
 
 def test_another_worker_answers_from_the_decision_one_worker_stored(
         ledger: ServiceLedger, clock: FixedClock) -> None:
-    seed(ledger)
-    a = LedgerView(ledger)
-    _, first = decide(a, clock)
-    close(a)
+    first = decided_once(ledger, clock)
     assert stored_decision(ledger) is not None
     clock.advance(seconds=5.0)
     b = LedgerView(ledger)  # another worker, or a restart
@@ -145,38 +159,29 @@ def test_another_worker_answers_from_the_decision_one_worker_stored(
     # then), equal to the reference at the new moment.
     clock.advance(seconds=reuse_limit("alice", 60.0))
     record, later = decide(b, clock)
-    assert later.valid_at == clock.now and record.packed is not None
-    assert record.answered_by == "persisted"
-    want = assess_subject(ledger, "alice", SESAME, clock.now)
-    assert parts_of(later.evaluation, PARTS) == parts_of(want.evaluation, PARTS)
+    assert record.packed is not None and record.answered_by == "persisted"
+    assert_read_now(ledger, clock, later)
     close(b)
 
 
 def test_a_stored_decision_is_not_reused_once_the_subject_changed(
         ledger: ServiceLedger, clock: FixedClock) -> None:
-    seed(ledger)
-    a = LedgerView(ledger)
-    decide(a, clock)
-    close(a)
+    decided_once(ledger, clock)
     clock.advance(seconds=1.0)
     ledger.append_event(EventIn(source="bank", source_event_id="late", subject="alice",
                                 type="debt_default", attributes={"amount": 5000.0},
                                 occurred_at=START - timedelta(days=1)))
     b = LedgerView(ledger)
     _, got = decide(b, clock)
-    assert got.valid_at == clock.now  # read again, with the new event
-    want = assess_subject(ledger, "alice", SESAME, clock.now)
-    assert parts_of(got.evaluation, PARTS) == parts_of(want.evaluation, PARTS)
-    assert any(e.source_event_id == "late" for e in want.scored)
+    assert_read_now(ledger, clock, got)  # read again, with the new event
+    assert any(e.source_event_id == "late"
+               for e in assess_subject(ledger, "alice", SESAME, clock.now).scored)
     close(b)
 
 
 def test_a_stored_decision_is_not_reused_once_the_opt_in_is_withdrawn(
         ledger: ServiceLedger, clock: FixedClock) -> None:
-    seed(ledger)
-    a = LedgerView(ledger)
-    decide(a, clock)
-    close(a)
+    decided_once(ledger, clock)
     clock.advance(seconds=1.0)
     b = LedgerView(ledger)
     opt_in = next(c for c in active_consents(b.subject("alice").records, clock.now)
@@ -184,34 +189,25 @@ def test_a_stored_decision_is_not_reused_once_the_opt_in_is_withdrawn(
     withdraw_consent(ledger, "alice", opt_in.seq)
     c = LedgerView(ledger)
     _, got = decide(c, clock)
-    assert got.valid_at == clock.now and got.opt_ins == frozenset()
-    assert not got.evaluation.scorecards["sesame"].consented
-    want = assess_subject(ledger, "alice", SESAME, clock.now)
-    assert parts_of(got.evaluation, PARTS) == parts_of(want.evaluation, PARTS)
+    assert got.opt_ins == frozenset() and not got.evaluation.scorecards["sesame"].consented
+    assert_read_now(ledger, clock, got)
     close(b, c)
 
 
 def test_an_unreadable_stored_decision_is_not_reused(
         ledger: ServiceLedger, clock: FixedClock) -> None:
-    seed(ledger)
-    a = LedgerView(ledger)
-    decide(a, clock)
-    close(a)
+    decided_once(ledger, clock)
     with ledger._engine.begin() as conn:
         conn.execute(sa.update(subject_states).values(decision=b"not a decision"))
     clock.advance(seconds=1.0)
     b = LedgerView(ledger)
     record, got = decide(b, clock)
-    assert got.valid_at == clock.now and record.answered_by == "persisted"
-    want = assess_subject(ledger, "alice", SESAME, clock.now)
-    assert parts_of(got.evaluation, PARTS) == parts_of(want.evaluation, PARTS)
+    assert record.answered_by == "persisted"
+    assert_read_now(ledger, clock, got)
     close(b)
 
 
 def test_no_decision_is_stored_when_none_may_be_reused(
         ledger: ServiceLedger, clock: FixedClock) -> None:
-    seed(ledger)
-    a = LedgerView(ledger)
-    decide(a, clock, max_age=0.0)
-    close(a)
+    decided_once(ledger, clock, max_age=0.0)
     assert stored_decision(ledger) is None
