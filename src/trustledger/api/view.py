@@ -419,8 +419,12 @@ def current_scores(record: SubjectRecord, policy: CompiledPolicy,
 
 def decision_parts(declared: Declared) -> frozenset[str]:
     """The parts a decision for a purpose reads: ``scorecard:NAME`` and ``measure:NAME``."""
-    return frozenset((*(f"scorecard:{n}" for n in declared.scorecards),
-                      *(f"measure:{n}" for n in declared.measures)))
+    return _part_names(declared.scorecards, declared.measures)
+
+
+def _part_names(scorecards: Iterable[str], measures: Iterable[str]) -> frozenset[str]:
+    return frozenset((*(f"scorecard:{n}" for n in scorecards),
+                      *(f"measure:{n}" for n in measures)))
 
 
 def decision_assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime,
@@ -494,8 +498,7 @@ def _assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime, max
 
 def _parts_of(evaluation: Evaluation) -> frozenset[str]:
     """The decision parts an evaluation read for a purpose holds (:func:`decision_parts`)."""
-    return frozenset((*(f"scorecard:{n}" for n in evaluation.scorecards),
-                      *(f"measure:{n}" for n in evaluation.measures)))
+    return _part_names(evaluation.scorecards, evaluation.measures)
 
 
 def _store_decision(record: SubjectRecord, policy: CompiledPolicy,
