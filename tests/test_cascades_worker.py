@@ -40,7 +40,8 @@ from trustledger.cascades import (
     subscribe,
 )
 from trustledger.cascades.egress import EgressRefusedError, Sender
-from trustledger.cascades.schema import notifications
+from trustledger.cascades.schema import cursor, notifications
+from trustledger.ledger import database
 from trustledger.rights import grant_decision_consent
 
 SUBJECTS = ("alice", "bob", "carol")
@@ -258,6 +259,59 @@ def test_the_worker_derives_and_delivers_what_arrives_while_it_runs(setting: Set
     (row,) = outbox(s)
     assert receiver.processed == {row.id: row.body}
     assert '"tier":"high"' in row.body
+
+
+def test_a_caught_up_worker_derives_an_append_of_its_process_at_once(setting: Setting) -> None:
+    """Idle, the derivation waits its interval (here 120 s) unless this process appends."""
+    s = setting
+    receiver = Receiver()
+    s.event("late_fee")
+    subscribe(s.ledger, s.party, "alice", "lending", receiver.url, s.clock(), egress=LOOPBACK)
+    deliverer = Deliverer(s.ledger, retry=RetryPolicy(base=0.02, timeout=2.0),
+                          egress=LOOPBACK)
+    worker = Worker(s.deriver, deliverer)
+    appends = s.ledger.appends()
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop, 120.0), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: derived_to(s) == s.ledger.position(), 30.0)
+        seen = appends.count
+        s.clock.set(T0 + timedelta(minutes=1))
+        s.event("bonus")  # low -> high: derived and delivered long before 120 s
+        assert appends.count == seen + 1
+        wait_for(lambda: [r.status for r in outbox(s)] == [DELIVERED], 30.0)
+    finally:
+        stop.set()
+        thread.join(timeout=30)  # a stop is seen within STOP_CHECK_S, not the interval
+        deliverer.close()
+        receiver.stop()
+    assert not thread.is_alive()
+    assert len(receiver.processed) == 1
+
+
+def derived_to(s: Setting) -> int:
+    """The derivation's cursor, in a snapshot of its own."""
+    with s.ledger.reading() as conn:
+        return int(conn.execute(sa.select(cursor.c.seq)).scalar_one())
+
+
+def test_only_committed_appends_are_counted(setting: Setting) -> None:
+    s = setting
+    appends = s.ledger.appends()
+    seen = appends.count
+    with pytest.raises(RuntimeError, match="rolled back"), \
+            database.writing(s.ledger._engine) as conn:
+        database.head_moved(conn)
+        raise RuntimeError("rolled back")
+    assert appends.count == seen  # nothing was appended
+    with database.writing(s.ledger._engine):
+        pass  # a write that appends nothing (a cursor, a state)
+    assert appends.count == seen
+    s.event("bonus")
+    assert appends.count == seen + 1
+    # A wait for a count already passed returns at once with the count.
+    assert appends.wait(seen, 60.0) == seen + 1
 
 
 def test_a_sender_keeps_its_connection_and_replaces_one_the_receiver_closed() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ BACKGROUND_ENV = "TRUSTLEDGER_CASCADES"
 """Set to ``1`` (``trustledger serve --cascades`` does) to run the worker in the server."""
 RESTART_S = 5.0
 """A background worker that failed (the database unreachable, say) starts again after this."""
+STOP_CHECK_S = 0.1
+"""An idle derivation waiting for appends looks at its stop event at least this often."""
 PASS_LIMIT = 500
 """At most this many attempts in flight (one per subscription) in :meth:`Worker.run`."""
 log = logging.getLogger("trustledger.cascades")
@@ -57,8 +60,9 @@ class Worker:
         Derivation runs in the calling thread and delivery in a second one
         (:meth:`Deliverer.pump`), so a step's evaluation and a receiver's round trip
         overlap (a receiver never slows the derivation, nor a derivation step the
-        sending). Each waits ``interval`` s when it found nothing to do; derivation
-        wakes delivery as soon as it wrote notifications. The two share nothing but
+        sending). Each waits ``interval`` s when it found nothing to do — derivation less
+        when this process appends to the ledger meanwhile (:meth:`ServiceLedger.appends`);
+        derivation wakes delivery as soon as it wrote notifications. The two share nothing but
         the database, so they may also run in two processes (``derive=False`` in one,
         ``deliver=False`` in the other: ``trustledger cascades run --only``).
         """
@@ -78,10 +82,21 @@ class Worker:
         sender = threading.Thread(target=send, name="cascades-delivery", daemon=True)
         if deliver:
             sender.start()
+        appends = self.deriver.ledger.appends()
         try:
             while not (stop.is_set() or halt.is_set()):
+                seen = appends.count  # before the step: an append during it is not missed
                 if derive and self.deriver.run().notifications:
                     wake.set()
+                elif derive:
+                    # Caught up: until this process appends (derived at once) or the
+                    # interval passes (appends by other processes, time-driven changes).
+                    deadline = time.monotonic() + interval
+                    while appends.count == seen and not (stop.is_set() or halt.is_set()):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        appends.wait(seen, min(left, STOP_CHECK_S))
                 else:
                     stop.wait(interval)
         finally:

@@ -39,6 +39,7 @@ the pool holds what a busy server keeps using. ``max_overflow`` stays SQLAlchemy
 with ``--workers N`` PostgreSQL sees at most ``26 * N`` connections."""
 
 _WRITE = "trustledger_write"
+_HEAD_MOVED = "trustledger_head_moved"
 # Any 64-bit number unique to this purpose: serialises migrations across processes.
 _MIGRATION_LOCK = 0x7472_7573_746C_6564
 
@@ -142,6 +143,7 @@ def _fresh_writers() -> None:
     global _WRITERS_LOCK
     _WRITERS_LOCK = threading.Lock()
     _WRITERS.clear()
+    _APPENDS.clear()
 
 
 os.register_at_fork(after_in_child=_fresh_writers)
@@ -161,8 +163,59 @@ def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
         _writer(engine) if engine.dialect.name == "sqlite" else nullcontext())
     with queue, engine.connect() as conn:
         conn.execution_options(**{_WRITE: True})
-        with conn.begin():
-            yield conn
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            conn.info.pop(_HEAD_MOVED, None)  # rolled back: nothing was appended
+            raise
+        if conn.info.pop(_HEAD_MOVED, False):
+            appends(engine).note()
+
+
+def head_moved(conn: sa.Connection) -> None:
+    """Say that ``conn``'s write transaction appends entries (:func:`appends` counts its commit)."""
+    conn.info[_HEAD_MOVED] = True
+
+
+class Appends:
+    """How many commits of this process appended to a ledger, and a wait for the next one.
+
+    The cascades' derivation waits here when it has caught up, so an entry appended
+    in this process (``trustledger serve --cascades``: the events the API takes) is
+    derived at once instead of at the next poll; appends by other processes are still
+    found by polling.
+    """
+
+    def __init__(self) -> None:
+        """Start at 0 commits."""
+        self._changed = threading.Condition()
+        self.count = 0
+        """Commits that appended entries so far (read it before the work you wait after)."""
+
+    def note(self) -> None:
+        """Count one commit that appended entries and wake every waiter."""
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> int:
+        """Until :attr:`count` is no longer ``seen``, at most ``timeout`` s; the count then."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.count != seen, timeout)
+            return self.count
+
+
+_APPENDS: weakref.WeakKeyDictionary[sa.Engine, Appends] = weakref.WeakKeyDictionary()
+
+
+def appends(engine: sa.Engine) -> Appends:
+    """The :class:`Appends` of this process's writers on ``engine``."""
+    with _WRITERS_LOCK:
+        found = _APPENDS.get(engine)
+        if found is None:
+            found = _APPENDS[engine] = Appends()
+        return found
 
 
 @contextmanager

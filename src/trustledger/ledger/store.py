@@ -455,6 +455,7 @@ class Ledger:
         return _Head(row.seq, row.hash, row.recorded_at_us)
 
     def _save(self, conn: sa.Connection, tip: _Head) -> None:
+        database.head_moved(conn)
         conn.execute(
             sa.update(head)
             .where(head.c.id == 1)

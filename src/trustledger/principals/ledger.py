@@ -269,6 +269,10 @@ class ServiceLedger(Ledger):
             self._changes = _Prepared(query, self._engine.dialect)
         return [Change(*row) for row in self._changes.run(self._engine, after=seq)]
 
+    def appends(self) -> _database.Appends:
+        """The count of commits this process made that append to the ledger, and a wait for more."""
+        return _database.appends(self._engine)
+
     def position(self) -> int:
         """The head's ``seq`` (0 for an empty ledger)."""
         with _database.reading(self._engine) as conn:
