@@ -234,35 +234,11 @@ def test_a_receiver_that_loses_answers_goes_down_and_recovers_misses_nothing(
     assert all(r.attempts >= 1 for r in final)
 
 
-def test_the_worker_derives_and_delivers_what_arrives_while_it_runs(setting: Setting) -> None:
-    s = setting
-    receiver = Receiver()
-    s.event("late_fee")
-    subscribe(s.ledger, s.party, "alice", "lending", receiver.url, s.clock(), egress=LOOPBACK)
-    deliverer = Deliverer(s.ledger, retry=RetryPolicy(base=0.02, timeout=2.0),
-                          egress=LOOPBACK)
-    worker = Worker(s.deriver, deliverer)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop, 0.01), daemon=True)
-    thread.start()
-    try:
-        s.clock.set(T0 + timedelta(minutes=1))
-        s.event("bonus")  # low -> high, while the worker runs
-        wait_for(lambda: len(receiver.processed) == 1)
-        wait_for(lambda: [r.status for r in outbox(s)] == [DELIVERED])
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-        deliverer.close()
-        receiver.stop()
-    assert not thread.is_alive()
-    (row,) = outbox(s)
-    assert receiver.processed == {row.id: row.body}
-    assert '"tier":"high"' in row.body
-
-
-def test_a_caught_up_worker_derives_an_append_of_its_process_at_once(setting: Setting) -> None:
-    """Idle, the derivation waits its interval (here 120 s) unless this process appends."""
+@pytest.mark.parametrize("interval", [0.01, 120.0])
+def test_the_worker_derives_and_delivers_what_arrives_while_it_runs(
+        setting: Setting, interval: float) -> None:
+    """Polling every 10 ms, or caught up and waiting 120 s: an append of this process
+    wakes the derivation (:meth:`ServiceLedger.appends`), long before the interval."""
     s = setting
     receiver = Receiver()
     s.event("late_fee")
@@ -272,14 +248,15 @@ def test_a_caught_up_worker_derives_an_append_of_its_process_at_once(setting: Se
     worker = Worker(s.deriver, deliverer)
     appends = s.ledger.appends()
     stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop, 120.0), daemon=True)
+    thread = threading.Thread(target=worker.run, args=(stop, interval), daemon=True)
     thread.start()
     try:
         wait_for(lambda: derived_to(s) == s.ledger.position(), 30.0)
         seen = appends.count
         s.clock.set(T0 + timedelta(minutes=1))
-        s.event("bonus")  # low -> high: derived and delivered long before 120 s
+        s.event("bonus")  # low -> high, while the worker runs
         assert appends.count == seen + 1
+        wait_for(lambda: len(receiver.processed) == 1, 30.0)
         wait_for(lambda: [r.status for r in outbox(s)] == [DELIVERED], 30.0)
     finally:
         stop.set()
@@ -287,7 +264,9 @@ def test_a_caught_up_worker_derives_an_append_of_its_process_at_once(setting: Se
         deliverer.close()
         receiver.stop()
     assert not thread.is_alive()
-    assert len(receiver.processed) == 1
+    (row,) = outbox(s)
+    assert receiver.processed == {row.id: row.body}
+    assert '"tier":"high"' in row.body
 
 
 def derived_to(s: Setting) -> int:
