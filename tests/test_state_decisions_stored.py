@@ -211,3 +211,40 @@ def test_no_decision_is_stored_when_none_may_be_reused(
         ledger: ServiceLedger, clock: FixedClock) -> None:
     decided_once(ledger, clock, max_age=0.0)
     assert stored_decision(ledger) is None
+
+
+def test_migration_0006_adds_the_decision_column_and_downgrades(
+        ledger: ServiceLedger, clock: FixedClock) -> None:
+    """Rows written before it keep their states (no decision); a downgrade drops only it."""
+    from importlib import resources
+
+    from alembic import command
+    from alembic.config import Config
+
+    from trustledger.ledger import database
+
+    config = Config()
+    config.set_main_option("script_location",
+                           str(resources.files("trustledger.ledger") / "migrations"))
+    engine = ledger._engine
+
+    def migrate(target: str, down: bool = False) -> None:
+        with database.writing(engine) as conn:
+            config.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(config, target)
+
+    def columns() -> set[str]:
+        return {c["name"] for c in sa.inspect(engine).get_columns("subject_states")}
+
+    decided_once(ledger, clock)
+    migrate("0005", down=True)
+    assert "decision" not in columns() and "state" in columns()
+    migrate("0006")
+    assert "decision" in columns()
+    assert stored_decision(ledger) is None  # the row is kept, its decision is not
+    clock.advance(seconds=1.0)
+    b = LedgerView(ledger)
+    record, got = decide(b, clock)
+    assert record.answered_by == "persisted"  # read from the state the row kept
+    assert_read_now(ledger, clock, got)
+    close(b)
