@@ -30,7 +30,7 @@ from tests.test_incremental_strategies import (
     policies,
 )
 from trustledger.engine import Evaluation, Event, evaluate
-from trustledger.engine.compact import FORMAT, header, pack, unpack
+from trustledger.engine.compact import FORMAT, dictionary, header, pack, unpack
 from trustledger.engine.maintained import MaintainedEvaluation, maintainable
 from trustledger.engine.packed import PackedState
 from trustledger.errors import InputError
@@ -140,7 +140,7 @@ def test_a_packed_state_is_small_and_forgets_what_stopped_counting() -> None:
     assert decision_parts(got) == decision_parts(want)
     counting = sum(1 for o in want.events if o.counted)
     assert len(state.history.entries) == counting < len(events)
-    assert header(data) == (FORMAT, SESAME.hash)
+    assert header(SESAME, data) == (FORMAT, SESAME.hash)
 
 
 def test_unreadable_or_foreign_states_are_refused() -> None:
@@ -150,11 +150,16 @@ def test_unreadable_or_foreign_states_are_refused() -> None:
     built = MaintainedEvaluation(SESAME, [e], start, {"sesame"})
     built.evaluation(start)
     data = pack(built)
-    with pytest.raises(InputError, match="is for policy"):
+    with pytest.raises(InputError, match="is for another policy version, not sha256:"):
         unpack(DRIVING, data)
-    body = orjson.loads(zlib.decompress(data))
+    with pytest.raises(InputError, match="is for another policy version"):
+        header(DRIVING, data)
+    body = orjson.loads(zlib.decompressobj(zdict=dictionary(SESAME)).decompress(data))
     body[0] = FORMAT + 1
     with pytest.raises(InputError, match=f"of format {FORMAT + 1}"):
+        unpack(SESAME, zlib.compress(orjson.dumps(body)))
+    body[0], body[1] = FORMAT, DRIVING.hash  # no dictionary: the hash in the body decides
+    with pytest.raises(InputError, match="is for policy"):
         unpack(SESAME, zlib.compress(orjson.dumps(body)))
     with pytest.raises(InputError, match="cannot be read"):
         unpack(SESAME, b"not a state")

@@ -26,9 +26,13 @@ measures with ``since``, ``held_until`` and their reasons) equal
 contributions and event outcomes list only the entries still counting
 (:attr:`MaintainedEvaluation.partial`): the full per-event derivation needs the events.
 
-Encoding: orjson (already a dependency) of lists, zlib-compressed; moments that are
-whole microseconds (every moment derived from a datetime) are stored as integers.
-Pure: no I/O, no clock.
+Encoding: orjson (already a dependency) of lists, zlib-compressed with a preset
+dictionary made from the policy (its hash and the measures' initial tracks: what every
+state of the policy repeats). Moments that are whole microseconds (every moment derived
+from a datetime) are stored as integers; an entry's end, expiry and window exits as
+microseconds after its occurrence (a retention or window is the same for every event
+of a type, so they repeat), and the pending decision instants that are entries' ends
+(nearly all of them) as those entries' positions. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -48,8 +52,11 @@ from trustledger.engine.measures import Track, _Inputs, _Runner
 from trustledger.errors import InputError
 from trustledger.policy.compiled import CompiledPolicy
 
-FORMAT = 1
-"""The packed layout's version: a state of another version is rebuilt, never read."""
+FORMAT = 2
+"""The packed layout's version: a state of another version is rebuilt, never read.
+
+2: moments relative to the entry's occurrence, pending instants as entries' ends, and
+the policy's preset dictionary (1: absolute moments, no dictionary)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _END_REASONS = ("retention", "expiry", "overhang", "")
@@ -80,6 +87,17 @@ def _maybe(v: Any) -> float | None:
     return None if v is None else _moment(v)
 
 
+def _after(x: float | None, occurred_us: int) -> int | float | str | None:
+    """A moment of an entry: whole microseconds after its occurrence, else as :func:`_t`."""
+    v = _t(x)
+    return v - occurred_us if type(v) is int else v
+
+
+def _since(v: Any, occurred_us: int) -> float:
+    """The moment :func:`_after` stored."""
+    return (occurred_us + v) / 1_000_000 if type(v) is int else _moment(v)
+
+
 def pack(state: MaintainedEvaluation) -> bytes:
     """``state`` packed (see the module docstring); read it back with :func:`unpack`.
 
@@ -95,28 +113,42 @@ def pack(state: MaintainedEvaluation) -> bytes:
     history = state.history
     kept = [x for x in history.entries if x.counted and x.end > previous]
     index = {id(x): i for i, x in enumerate(kept)}
-    types = sorted(policy.event_types)
-    type_index = {name: i for i, name in enumerate(types)}
-    cards = list(policy.scorecards)
+    layout = _layout(policy)
+    type_index = layout.type_index
+    cards = layout.cards
     windowed = [(m.types, m.window) for m in policy.metrics.values() if m.window]
     entries = []
-    for x in kept:
+    position_of_end: dict[float, int] = {}
+    for i, x in enumerate(kept):
         etype = x.type
         assert etype is not None  # counted
         e = x.event
         witness = x.overhang_by
+        occurred_us = (e.occurred_at - _EPOCH) // timedelta(microseconds=1)
+        position_of_end.setdefault(x.end, i)
         entries.append([
             e.source, e.source_event_id, type_index[e.type],
-            (e.occurred_at - _EPOCH) // timedelta(microseconds=1), _t(x.known), x.points,
-            _t(x.end), _END_REASONS.index(x.end_reason), _t(x.expiry),
+            occurred_us, _t(x.known), x.points,
+            _after(x.end, occurred_us), _END_REASONS.index(x.end_reason),
+            True if x.expiry is not None and x.expiry == x.end
+            else _after(x.expiry, occurred_us),
             None if witness is None else [witness.event.source, witness.event.source_event_id,
                                           type_index[witness.event.type], _t(witness.o)],
             [x.capped[name] for name in etype.scorecards],
             [[cards.index(name), text] for name, text in x.cap_notes.items()],
-            [_t(after(window, e.occurred_at)) for types_, window in windowed
+            [_after(after(window, e.occurred_at), occurred_us) for types_, window in windowed
              if e.type in types_],
             e.seq,
         ])
+    # The pending decision instants, in order: an entry's end as the entry's position.
+    at_ends: list[int] = []
+    others: list[int | float | str | None] = []
+    for t in sorted(state._heap):
+        i = position_of_end.get(t, -1)
+        if i >= 0:
+            at_ends.append(i)
+        else:
+            others.append(_t(t))
     inputs: list[Any] = []
     if runner is not None:
         s = runner.state
@@ -136,15 +168,25 @@ def pack(state: MaintainedEvaluation) -> bytes:
     body = [
         FORMAT, policy.hash, state._subject, state._ledger_seq, sorted(state.opt_ins),
         _t(state.horizon), _t(state._read), _t(previous), state._continuous,
-        [_t(t) for t in state._heap], tracks, inputs, entries,
+        [at_ends, others], tracks, inputs, entries,
     ]
-    return zlib.compress(orjson.dumps(body), 6)
+    packer = zlib.compressobj(6, zdict=layout.zdict)
+    return packer.compress(orjson.dumps(body)) + packer.flush()
 
 
-def header(data: bytes) -> tuple[int, str]:
-    """The format version and policy hash of a packed state (:class:`InputError` if unreadable)."""
-    body = _load(data)
+def header(policy: CompiledPolicy, data: bytes) -> tuple[int, str]:
+    """The format version and policy hash of a state packed for ``policy``.
+
+    Raises :class:`InputError` for bytes that cannot be read, or were packed with
+    another policy version's dictionary.
+    """
+    body = _load(policy, data)
     return body[0], body[1]
+
+
+def dictionary(policy: CompiledPolicy) -> bytes:
+    """The preset zlib dictionary every state packed for ``policy`` is compressed with."""
+    return _layout(policy).zdict
 
 
 def moments(policy: CompiledPolicy, data: bytes) -> tuple[float, float]:
@@ -153,7 +195,7 @@ def moments(policy: CompiledPolicy, data: bytes) -> tuple[float, float]:
     Raises :class:`~trustledger.errors.InputError` as :func:`unpack` does for bytes that
     cannot be read, of another :data:`FORMAT` or packed for another policy version.
     """
-    body = _load(data)
+    body = _load(policy, data)
     _check(body, policy)
     return _moment(body[5]), _moment(body[6])
 
@@ -167,9 +209,17 @@ def _check(body: list[Any], policy: CompiledPolicy) -> None:
                          f"not {policy.hash[:19]}")
 
 
-def _load(data: bytes) -> list[Any]:
+def _load(policy: CompiledPolicy, data: bytes) -> list[Any]:
+    zdict = dictionary(policy)
+    # A zlib stream (deflate, its header checksum right) compressed with a preset
+    # dictionary names it (FDICT, then its Adler-32): another dictionary is another
+    # policy version's.
+    if len(data) >= 6 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0 \
+            and data[1] & 0x20 and int.from_bytes(data[2:6], "big") != zlib.adler32(zdict):
+        raise InputError("a packed subject state is for another policy version, "
+                         f"not {policy.hash[:19]}")
     try:
-        body = orjson.loads(zlib.decompress(data))
+        body = orjson.loads(zlib.decompressobj(zdict=zdict).decompress(data))
     except (zlib.error, orjson.JSONDecodeError) as exc:
         raise InputError(f"a packed subject state cannot be read: {exc}") from None
     if not isinstance(body, list) or len(body) != 13:
@@ -188,7 +238,7 @@ def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
     Raises :class:`~trustledger.errors.InputError` when ``data`` cannot be read, is of
     another :data:`FORMAT`, or was packed for another policy version (build again).
     """
-    body = _load(data)
+    body = _load(policy, data)
     _check(body, policy)
     (_, _, subject, ledger_seq, opt_ins, horizon, read, previous,
      continuous, heap, tracks_data, inputs, entries_data) = body
@@ -202,11 +252,13 @@ def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
         etype = event_types[type_name]
         occurred = _EPOCH + timedelta(microseconds=occurred_us)
         o = occurred_us / 1_000_000
+        until = _since(end, occurred_us)
         x = Entry(Event(source, sid, subject, type_name, occurred, occurred, seq=seq), etype,
                   o, o, known=known / 1_000_000 if type(known) is int else _moment(known),
                   base_points=points, points=points, counted=True,
-                  end=end / 1_000_000 if type(end) is int else _moment(end),
-                  end_reason=_END_REASONS[why], expiry=_maybe(expiry))
+                  end=until, end_reason=_END_REASONS[why],
+                  expiry=until if expiry is True else
+                  None if expiry is None else _since(expiry, occurred_us))
         if witness is not None:
             w_source, w_sid, w_ti, w_o = witness
             w_type = layout.types[w_ti]
@@ -217,7 +269,8 @@ def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
         if notes:
             x.cap_notes = {layout.cards[ci]: text for ci, text in notes}
         names = layout.windowed.get(type_name, ())
-        windows.append(dict(zip(names, map(_moment, ends), strict=True)) if names else {})
+        windows.append({name: _since(v, occurred_us)
+                        for name, v in zip(names, ends, strict=True)} if names else {})
         entries.append(x)
     consented = frozenset(opt_ins)
     history = History(policy, entries, consented, {}, {})
@@ -250,7 +303,8 @@ def unpack(policy: CompiledPolicy, data: bytes) -> MaintainedEvaluation:
             setattr(track, f, v)
         tracks[m.name] = track
     state._tracks = tracks
-    state._heap = [_moment(t) for t in heap]
+    at_ends, others = heap
+    state._heap = sorted([*(entries[i].end for i in at_ends), *map(_moment, others)])
     state._continuous = continuous
     state._previous = _moment(previous)
     state._read = _moment(read)
@@ -277,6 +331,7 @@ class _Layout:
 
     def __init__(self, policy: CompiledPolicy) -> None:
         self.types = sorted(policy.event_types)
+        self.type_index = {name: i for i, name in enumerate(self.types)}
         self.cards = list(policy.scorecards)
         self.windowed: dict[str, tuple[str, ...]] = {
             t: tuple(name for name, m in policy.metrics.items() if m.window and t in m.types)
@@ -288,6 +343,12 @@ class _Layout:
         self.no_cards: dict[str, list[Entry]] = {name: [] for name in policy.scorecards}
         self.no_metrics: dict[str, list[tuple[Entry, float]]] = {
             name: [] for name in policy.metrics}
+        untouched = [[_t(v) if isinstance(v, float) else v
+                      for v in (getattr(Track(), f) for f in _TRACK_FIELDS)]]
+        self.zdict = orjson.dumps([untouched * len(self.measures)]) \
+            + orjson.dumps([FORMAT, policy.hash])[:-1] + b","
+        """The preset dictionary: what every state of the policy repeats (its hash, and
+        each measure's track as it starts)."""
 
 
 _LAYOUTS: dict[str, tuple[CompiledPolicy, _Layout]] = {}
@@ -314,4 +375,4 @@ def _restore_inputs(s: _Inputs, inputs: list[Any], entries: list[Entry]) -> None
               for n, group in zip(s.names, live, strict=True)}
 
 
-__all__ = ["FORMAT", "header", "moments", "pack", "unpack"]
+__all__ = ["FORMAT", "dictionary", "header", "moments", "pack", "unpack"]
