@@ -213,6 +213,31 @@ def test_no_decision_is_stored_when_none_may_be_reused(
     assert stored_decision(ledger) is None
 
 
+@pytest.mark.parametrize("max_age", [60.0, 0.0])
+def test_a_state_built_for_a_decision_is_written_once(
+        ledger: ServiceLedger, clock: FixedClock, max_age: float) -> None:
+    """Built from the events: one write, of the state with the decision (or alone)."""
+    seed(ledger)
+    a = LedgerView(ledger)
+    assert a.persisted is not None
+    writer = a.persisted.writer
+    before = writer.submitted
+    record, got = decide(a, clock, max_age)
+    assert record.answered_by == "maintained" and not record.read_packed
+    assert writer.submitted == before + 1
+    close(a)
+    assert (stored_decision(ledger) is not None) is (max_age > 0)
+    clock.advance(seconds=1.0)
+    b = LedgerView(ledger)  # a restart: the row written is read
+    record, again = decide(b, clock, max_age)
+    if max_age > 0:  # the stored decision answers
+        assert record.light and again.valid_at == got.valid_at
+    else:  # the stored state answers, read now
+        assert record.answered_by == "persisted"
+        assert_read_now(ledger, clock, again)
+    close(b)
+
+
 def test_migration_0006_adds_the_decision_column_and_downgrades(
         ledger: ServiceLedger, clock: FixedClock) -> None:
     """Rows written before it keep their states (no decision); a downgrade drops only it."""

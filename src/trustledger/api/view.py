@@ -482,7 +482,9 @@ def _assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime, max
         if parts is not None and max_age > 0:
             _store_decision(state, policy, result)
         return result
-    result = maintained_assessment(state, policy, now, decision=decision, declared=declared)
+    stores = parts is not None and max_age > 0
+    result = maintained_assessment(state, policy, now, decision=decision, declared=declared,
+                                   stores_decision=stores)
     if result is None:
         result = assess(policy, state.subject, state.events, state.records, now, None)
         state.answered_by = "reference"
@@ -491,7 +493,7 @@ def _assessment(state: SubjectRecord, policy: CompiledPolicy, now: datetime, max
     # A decision read from a packed state lists only the events still counting.
     state.assessment_partial = state.answered_by != "reference" and state.read_packed
     state.assessment_parts = parts
-    if parts is not None and state.answered_by != "reference" and max_age > 0:
+    if stores and state.answered_by != "reference":
         _store_decision(state, policy, result)
     return result
 
@@ -507,13 +509,15 @@ def _store_decision(record: SubjectRecord, policy: CompiledPolicy,
 
     Another worker, or this one after a restart, then reuses the decision while it is
     fresh (:meth:`PersistedStates.stored_decision`) instead of reading the state again.
+    A state just built for the decision is written here, once (``stores_decision`` of
+    :func:`maintained_assessment`): with the decision, or alone when the decision
+    cannot be packed.
     """
     held, persisted = record.packed, record.persisted
     if held is None or persisted is None:
         return
-    decision = pack_evaluation(assessment.engine)
-    if decision is not None:
-        persisted.save(record, policy, fingerprint(*held.key), held.state, decision)
+    persisted.save(record, policy, fingerprint(*held.key), held.state,
+                   pack_evaluation(assessment.engine))
 
 
 def _light_assessment(record: SubjectRecord, policy: CompiledPolicy, now: datetime,
@@ -546,7 +550,8 @@ def _light_assessment(record: SubjectRecord, policy: CompiledPolicy, now: dateti
 
 def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
                           now: datetime, *, decision: bool = False,
-                          declared: Declared | None = None) -> Assessment | None:
+                          declared: Declared | None = None,
+                          stores_decision: bool = False) -> Assessment | None:
     """The subject's assessment now from its maintained evaluation; ``None`` if it cannot.
 
     Equal to :func:`trustledger.scoring.assess` at ``now`` (tests check it, and a
@@ -563,9 +568,11 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
     With ``decision`` (see :func:`decision_assessment`), a subject's first read may
     restore its state from the database (:meth:`PersistedStates.restore`) instead of
     building it; a state built here is written there (after this read, in a group
-    commit: :class:`~trustledger.ledger.states.StateWriter`). Sets
-    :attr:`SubjectRecord.answered_by` (``maintained`` or ``persisted``). ``declared``
-    (decisions only) reads only a purpose's parts (see :func:`decision_assessment`).
+    commit: :class:`~trustledger.ledger.states.StateWriter`) — unless
+    ``stores_decision``: the caller then writes it once, with the decision read from it
+    (:func:`_store_decision`). Sets :attr:`SubjectRecord.answered_by` (``maintained`` or
+    ``persisted``). ``declared`` (decisions only) reads only a purpose's parts (see
+    :func:`decision_assessment`).
     """
     if declared is not None and not decision:
         raise ValueError("declared parts are read for a decision only")
@@ -580,7 +587,7 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
         if built is not None or not decision:
             # A full read (or a decision on a subject whose pages built it): in objects.
             if built is None:
-                made = _build(record, policy, rights, now, declared)
+                made = _build(record, policy, rights, now, declared, save=True)
                 if made is None:
                     return None
                 fresh, engine, _ = made
@@ -589,7 +596,8 @@ def maintained_assessment(record: SubjectRecord, policy: CompiledPolicy,
                 engine = built.evaluation.evaluation(now, declared=declared)
             record.answered_by, record.read_packed = "maintained", False
             return assessed(policy, record.subject, record.events, rights, engine, now)
-        decided = _decision_read(record, policy, rights, key, now, declared)
+        decided = _decision_read(record, policy, rights, key, now, declared,
+                                 save=not stores_decision)
         if decided is None:
             return None
     return assessed(policy, record.subject, record.events, rights, decided, now)
@@ -600,12 +608,13 @@ def _inputs(policy: CompiledPolicy, rights: Rights) -> str:
 
 
 def _build(record: SubjectRecord, policy: CompiledPolicy, rights: Rights, now: datetime,
-           declared: Declared | None,
+           declared: Declared | None, *, save: bool,
            ) -> tuple[MaintainedEvaluation, Evaluation, PackedState | None] | None:
     """The record's maintained evaluation built from its events and read at ``now``.
 
-    Its packed state (after the read) is queued for writing when the view persists
-    states, and returned; ``None`` when no maintained evaluation serves ``now``.
+    Its packed state (after the read) is made when the view persists states, queued for
+    writing if ``save``, and returned; ``None`` when no maintained evaluation serves
+    ``now``.
     """
     fresh = MaintainedEvaluation(policy, rights.kept, now, rights.opt_ins)
     if not fresh.serves(now):
@@ -614,17 +623,19 @@ def _build(record: SubjectRecord, policy: CompiledPolicy, rights: Rights, now: d
     packed = None
     if record.persisted is not None:
         packed = PackedState.of(fresh)
-        record.persisted.save(record, policy, _inputs(policy, rights), packed)
+        if save:
+            record.persisted.save(record, policy, _inputs(policy, rights), packed)
     return fresh, engine, packed
 
 
 def _decision_read(record: SubjectRecord, policy: CompiledPolicy, rights: Rights,
                    key: tuple[str, frozenset[str], frozenset[tuple[str, str]]], now: datetime,
-                   declared: Declared | None) -> Evaluation | None:
+                   declared: Declared | None, *, save: bool) -> Evaluation | None:
     """A decision read of a full record from its packed state (held, stored or built).
 
     Called with the record's lock held. Sets :attr:`SubjectRecord.packed` and
     :attr:`SubjectRecord.answered_by`; ``None`` when no maintained state serves ``now``.
+    A state built here is queued for writing if ``save`` (:func:`_build`).
     """
     persisted = record.persisted
     held = record.packed
@@ -639,7 +650,7 @@ def _decision_read(record: SubjectRecord, policy: CompiledPolicy, rights: Rights
             engine, kept = stored.evaluation(now, declared=declared)
             record.packed = held = Packed(key, kept, True)
         else:
-            made = _build(record, policy, rights, now, declared)
+            made = _build(record, policy, rights, now, declared, save=save)
             if made is None:
                 return None
             fresh, engine, packed = made

@@ -229,6 +229,9 @@ class StateWriter:
         self._queue: queue.SimpleQueue[StoredState | None] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._pending = 0
+        self.submitted = 0
+        """How many states were submitted (one subject's, written once in a group, may be
+        submitted more than once)."""
         self.written = 0
         """How many states were written."""
         self._thread = threading.Thread(target=self._run, name="subject-states", daemon=True)
@@ -238,6 +241,7 @@ class StateWriter:
         """Queue ``state`` for the next group commit."""
         with self._idle:
             self._pending += 1
+            self.submitted += 1
         self._queue.put(state)
 
     def flush(self, timeout: float = 30.0) -> bool:
