@@ -26,9 +26,10 @@ test: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 ## test-clock: the test suite again, on two workers, with the clock moved to CLOCK (default: five years from today)
+## (but the Spark tests: Spark runs in a JVM, whose clock time-machine does not move)
 CLOCK ?= $(shell date -u -d '+5 years' +%F)
 test-clock: $(STAMP)
-	$(BIN)/pytest -q -n 2 --dist loadfile --system-clock $(CLOCK); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	$(BIN)/pytest -q -n 2 --dist loadfile --system-clock $(CLOCK) --ignore tests/test_batch_spark.py; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
