@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Literal
+from typing import Literal, overload
 
 from trustledger.api.access import ACCESS_READ
 from trustledger.engine import Evaluation, Event
@@ -913,8 +913,27 @@ class LedgerView:
             self._subjects.move_to_end(subject)
             return state
 
-    def decision_subject(self, subject: str, policy: CompiledPolicy,
-                         now: datetime) -> SubjectRecord:
+    @property
+    def reads_inline(self) -> bool:
+        """Whether a decision's first read of a stored subject may run on the event loop.
+
+        On an embedded database (SQLite) whose states persist: the read is one local
+        statement (:meth:`decision_subject` with ``load=False``), cheaper than the
+        hand-over to a worker thread and back, whose interpreter-lock hand-offs cost
+        more than the read when the loop is busy.
+        """
+        return self.persisted is not None and self.persisted.store.embedded
+
+    @overload
+    def decision_subject(self, subject: str, policy: CompiledPolicy, now: datetime,
+                         *, load: Literal[True] = ...) -> SubjectRecord: ...
+
+    @overload
+    def decision_subject(self, subject: str, policy: CompiledPolicy, now: datetime,
+                         *, load: bool) -> SubjectRecord | None: ...
+
+    def decision_subject(self, subject: str, policy: CompiledPolicy, now: datetime,
+                         *, load: bool = True) -> SubjectRecord | None:
         """The subject for a decision: without its events when its stored state is current.
 
         A subject in memory is returned as it is. Otherwise its rights records, the seq
@@ -924,23 +943,24 @@ class LedgerView:
         not erased, the record holds that state and no events
         (:attr:`SubjectRecord.light`): :func:`decision_assessment` answers from it, and
         loads the subject in full if it cannot. Else the subject is loaded in full
-        (:meth:`subject`).
+        (:meth:`subject`) — or, with ``load=False``, ``None`` is returned: the caller
+        loads it where reading every event may block (a worker thread).
         """
         state = self.cached(subject, light=True)
         if state is not None:
             return state
         persisted = self.persisted
         if persisted is None:
-            return self.subject(subject)
+            return self.subject(subject) if load else None
         loaded_at, records, basis, row = persisted.store.snapshot(
             subject, policy.hash, NOT_SUBJECT_STATE)
         light = SubjectRecord(subject, loaded_at, (), tuple(records), persisted=persisted,
                               light_basis=basis, loader=lambda: self.subject(subject))
         if row is None or light.erased:
-            return self.subject(subject)
+            return self.subject(subject) if load else None
         rights = rights_at(policy, (), light.records, now)
         if rights.disputes:
-            return self.subject(subject)
+            return self.subject(subject) if load else None
         inputs = fingerprint(policy.hash, rights.opt_ins, ())
         decided = persisted.stored_decision(row, light, policy, inputs, now)
         if decided is not None:
@@ -953,7 +973,7 @@ class LedgerView:
         else:
             restored = persisted.current(row, light, policy, inputs, now)
             if restored is None:
-                return self.subject(subject)
+                return self.subject(subject) if load else None
             light.packed = Packed((policy.hash, rights.opt_ins, frozenset()), restored, True)
         self._keep(light)
         return light

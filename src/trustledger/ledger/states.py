@@ -85,6 +85,9 @@ class SubjectStates:
     def __init__(self, engine: sa.Engine) -> None:
         """Use the ledger's engine (the table exists once the ledger is migrated)."""
         self._engine = engine
+        self.embedded = engine.dialect.name == "sqlite"
+        """Whether the database is embedded (SQLite: a read is local I/O, never a round
+        trip, and in WAL mode never waits for a writer)."""
         self._snapshot: tuple[frozenset[str], _Raw] | None = None
         self._select = (sa.select(subject_states.c.basis_seq, subject_states.c.inputs,
                                   subject_states.c.state, subject_states.c.decision)

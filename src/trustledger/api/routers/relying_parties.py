@@ -47,7 +47,10 @@ async def decide(request: Request) -> Response:
     """
     # The hot path (subject in memory, assessment still fresh) runs on the event loop:
     # one short read of what was appended, then the access-log commit is awaited.
-    # Loading or evaluating a subject goes to a worker thread. The service middleware
+    # Loading or evaluating a subject goes to a worker thread. On an embedded ledger
+    # (SQLite: LedgerView.reads_inline) so does a first read only when it needs the
+    # subject's events: the snapshot of a stored subject, and the decision stored with
+    # it, are read on the loop. The service middleware
     # calls this endpoint directly (:data:`DIRECT`): the caller it admitted is taken from
     # the request's state, with no dependency to solve.
     caller = await caller_of(request)
@@ -99,6 +102,8 @@ async def decide(request: Request) -> Response:
 
     assessment: Assessment | None = None
     cached = service.view.cached(body.subject, light=light)
+    if cached is None and light and service.view.reads_inline:
+        cached = service.view.decision_subject(body.subject, policy, now, load=False)
     if cached is not None:
         state = cached
     elif light:
