@@ -48,9 +48,9 @@ async def decide(request: Request) -> Response:
     # The hot path (subject in memory, assessment still fresh) runs on the event loop:
     # one short read of what was appended, then the access-log commit is awaited.
     # Loading or evaluating a subject goes to a worker thread. On an embedded ledger
-    # (SQLite: LedgerView.reads_inline) so does a first read only when it needs the
-    # subject's events: the snapshot of a stored subject, and the decision stored with
-    # it, are read on the loop. The service middleware
+    # (SQLite: LedgerView.reads_inline) a first read starts on the loop: the snapshot
+    # of a stored subject and the decision stored with it; reading its events, or
+    # restoring and reading its state, still goes to a thread. The service middleware
     # calls this endpoint directly (:data:`DIRECT`): the caller it admitted is taken from
     # the request's state, with no dependency to solve.
     caller = await caller_of(request)
