@@ -12,7 +12,8 @@ the reads). A new server on the same ledger — a restart — then answers:
 On SQLite a stored subject is read on the event loop (``LedgerView.reads_inline``); on
 PostgreSQL in a worker thread. Both must answer the same. Then the view's own
 ``decision_subject(load=False)``: the stored record when its state or decision can
-answer, ``None`` when the subject must be loaded with its events.
+answer, the snapshot's record without a state when the subject must be loaded with its
+events (a decision then loads it), ``None`` when no states persist.
 """
 
 from __future__ import annotations
@@ -125,16 +126,24 @@ def test_decision_subject_without_loading(database_url: str, clock: FixedClock,
     with ServiceLedger.open(database_url, clock=clock) as ledger:
         policy = LedgerView(ledger).policy_in_force(clock.now)
         a = LedgerView(ledger)
-        assert a.decision_subject("alice", policy, clock.now, load=False) is None  # not stored
-        record = a.decision_subject("alice", policy, clock.now)  # loaded in full
-        assert not record.light and record.events
-        decision_assessment(record, policy, clock.now, 60.0, declared=policy.purposes[ASK])
+        # Never stored: the snapshot's record, without a state, not kept; a decision
+        # loads the subject in full from it.
+        fresh = a.decision_subject("alice", policy, clock.now, load=False)
+        assert fresh is not None and fresh.light and not fresh.events
+        assert fresh.packed is None and fresh.stored is None and fresh.assessment is None
+        assert a.cached("alice", light=True) is None
+        first = decision_assessment(fresh, policy, clock.now, 60.0,
+                                    declared=policy.purposes[ASK])
+        record = a.cached("alice")
+        assert record is not None and not record.light and record.events
+        assert record.answered_by == "maintained" and record.assessment is first
         assert a.persisted is not None
         a.persisted.writer.close()
         b = LedgerView(ledger)  # a restart
         stored = b.decision_subject("alice", policy, clock.now, load=False)
         assert stored is not None and stored.light and stored.assessment is not None
-        assert b.decision_subject("bob", policy, clock.now, load=False) is None
+        bob = b.decision_subject("bob", policy, clock.now, load=False)
+        assert bob is not None and bob.packed is None and bob.stored is None
         assert b.reads_inline is database_url.startswith("sqlite")
         assert b.persisted is not None
         b.persisted.writer.close()

@@ -943,8 +943,10 @@ class LedgerView:
         not erased, the record holds that state and no events
         (:attr:`SubjectRecord.light`): :func:`decision_assessment` answers from it, and
         loads the subject in full if it cannot. Else the subject is loaded in full
-        (:meth:`subject`) — or, with ``load=False``, ``None`` is returned: the caller
-        loads it where reading every event may block (a worker thread).
+        (:meth:`subject`) — or, with ``load=False``, the snapshot's record is returned
+        without a state (and not kept): :func:`decision_assessment` loads the subject in
+        full from it (its ``loader``), where reading every event may block (a worker
+        thread); ``None`` when the view persists no states (there is no snapshot).
         """
         state = self.cached(subject, light=True)
         if state is not None:
@@ -957,10 +959,10 @@ class LedgerView:
         light = SubjectRecord(subject, loaded_at, (), tuple(records), persisted=persisted,
                               light_basis=basis, loader=lambda: self.subject(subject))
         if row is None or light.erased:
-            return self.subject(subject) if load else None
+            return self.subject(subject) if load else light
         rights = rights_at(policy, (), light.records, now)
         if rights.disputes:
-            return self.subject(subject) if load else None
+            return self.subject(subject) if load else light
         inputs = fingerprint(policy.hash, rights.opt_ins, ())
         decided = persisted.stored_decision(row, light, policy, inputs, now)
         if decided is not None:
@@ -973,7 +975,7 @@ class LedgerView:
         else:
             restored = persisted.current(row, light, policy, inputs, now)
             if restored is None:
-                return self.subject(subject) if load else None
+                return self.subject(subject) if load else light
             light.packed = Packed((policy.hash, rights.opt_ins, frozenset()), restored, True)
         self._keep(light)
         return light
