@@ -7,7 +7,9 @@ the reads). A new server on the same ledger — a restart — then answers:
   same ``valid_at`` and reasons: the same answer, but its own access-log entry);
 * a subject with a new event since: read now from its events, equal to the reference;
 * a subject never decided: read from its events;
-* a subject without the party's consent: refused, as before the restart.
+* a subject without the party's consent: refused, as before the restart — also one
+  whose stored decision is still current but who withdrew the consent meanwhile (the
+  consent is checked against the records now, never taken from what was stored).
 
 On SQLite a stored subject is read on the event loop (``LedgerView.reads_inline``); on
 PostgreSQL in a worker thread. Both must answer the same. Then the view's own
@@ -34,7 +36,12 @@ from trustledger.api.view import LedgerView, decision_assessment
 from trustledger.ledger import EventIn
 from trustledger.policy import load_policy
 from trustledger.principals import Role, ServiceLedger, add_principal
-from trustledger.rights.consent import grant_decision_consent, grant_opt_in
+from trustledger.rights.consent import (
+    consents,
+    grant_decision_consent,
+    grant_opt_in,
+    withdraw_consent,
+)
 from trustledger.scoring import assess_subject, publish_policy
 
 SESAME_PATH = ROOT / "policies" / "sesame.yaml"
@@ -43,10 +50,10 @@ ASK = "rental_deposit"
 
 
 def seeded(url: str, clock: FixedClock) -> dict[str, dict[str, str]]:
-    """Sesame in force, a relying party, and alice, bob and carol with events; the party's
-    and alice's keys' headers.
+    """Sesame in force, a relying party, and alice, bob, carol and dora with events; the
+    party's and alice's keys' headers.
 
-    Alice and bob consent to the party's rental-deposit decisions; carol does not.
+    Alice, bob and dora consent to the party's rental-deposit decisions; carol does not.
     """
     with ServiceLedger.open(url, clock=clock) as ledger:
         put_in_force(ledger)
@@ -54,7 +61,7 @@ def seeded(url: str, clock: FixedClock) -> dict[str, dict[str, str]]:
         keys = {"party": add_principal(ledger, "rentals", Role.RELYING_PARTY,
                                        accreditations=(ASK,)).key,
                 "alice": add_principal(ledger, "alice", Role.SUBJECT, subject="alice").key}
-        for subject in ("alice", "bob", "carol"):
+        for subject in ("alice", "bob", "carol", "dora"):
             for i, (kind, attributes) in enumerate([
                     ("bill_paid", {}), ("repayment_on_time", {"amount": 900.0}),
                     ("bill_overdue", {"days_overdue": 35})]):
@@ -92,10 +99,16 @@ def test_a_restart_answers_from_stored_decisions_and_reads_the_rest(
     with serving(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as http:
         before = decide(http, party, "alice")
         first = {"alice": answer(before), "bob": answer(decide(http, party, "bob"))}
+        answer(decide(http, party, "dora"))
         assert decide(http, party, "carol").status_code == 403
     # Bob has a new event before the restart; alice has none.
     clock.advance(seconds=5.0)
     with ServiceLedger.open(database_url, clock=clock) as ledger:
+        # Dora withdraws her consent to the party (a rights record: her stored state and
+        # decision stay current).
+        granted = next(c for c in consents(ledger, "dora", clock.now)
+                       if c.scope == "decision")
+        withdraw_consent(ledger, "dora", granted.seq)
         ledger.append_event(EventIn(source="bank", source_event_id="bob-late", subject="bob",
                                     type="debt_default", attributes={"amount": 5000.0},
                                     occurred_at=clock.now - timedelta(days=1)))
@@ -113,6 +126,7 @@ def test_a_restart_answers_from_stored_decisions_and_reads_the_rest(
         assert bob["scorecards"]["sesame"]["score"] == want.scorecards["sesame"].score
         assert bob["scorecards"]["sesame"]["tier"] == want.scorecards["sesame"].tier
         assert decide(http, party, "carol").status_code == 403  # never consented
+        assert decide(http, party, "dora").status_code == 403  # withdrew, decision stored
         assert decide(http, party, "dave").status_code == 403  # never heard of
         # Each answer has its own access-log entry, the reused one too.
         log = http.get("/v1/subjects/alice/access-log", headers=keys["alice"])
