@@ -8,8 +8,9 @@ the reads). A new server on the same ledger — a restart — then answers:
 * a subject with a new event since: read now from its events, equal to the reference;
 * a subject never decided: read from its events;
 * a subject without the party's consent: refused, as before the restart — also one
-  whose stored decision is still current but who withdrew the consent meanwhile (the
-  consent is checked against the records now, never taken from what was stored).
+  whose consent lapsed meanwhile while her stored state and decision stayed current (a
+  lapse appends nothing: the consent is checked against the records now, never taken
+  from what was stored).
 
 On SQLite a stored subject is read on the event loop (``LedgerView.reads_inline``); on
 PostgreSQL in a worker thread. Both must answer the same. Then the view's own
@@ -36,12 +37,7 @@ from trustledger.api.view import LedgerView, decision_assessment
 from trustledger.ledger import EventIn
 from trustledger.policy import load_policy
 from trustledger.principals import Role, ServiceLedger, add_principal
-from trustledger.rights.consent import (
-    consents,
-    grant_decision_consent,
-    grant_opt_in,
-    withdraw_consent,
-)
+from trustledger.rights.consent import grant_decision_consent, grant_opt_in
 from trustledger.scoring import assess_subject, publish_policy
 
 SESAME_PATH = ROOT / "policies" / "sesame.yaml"
@@ -53,7 +49,8 @@ def seeded(url: str, clock: FixedClock) -> dict[str, dict[str, str]]:
     """Sesame in force, a relying party, and alice, bob, carol and dora with events; the
     party's and alice's keys' headers.
 
-    Alice, bob and dora consent to the party's rental-deposit decisions; carol does not.
+    Alice, bob and dora consent to the party's rental-deposit decisions (dora's for three
+    seconds); carol does not.
     """
     with ServiceLedger.open(url, clock=clock) as ledger:
         put_in_force(ledger)
@@ -71,7 +68,8 @@ def seeded(url: str, clock: FixedClock) -> dict[str, dict[str, str]]:
                     occurred_at=clock.now - timedelta(days=20 * i + 3)))
             grant_opt_in(ledger, subject, "sesame")
             if subject != "carol":
-                grant_decision_consent(ledger, subject, "rentals", ASK)
+                grant_decision_consent(ledger, subject, "rentals", ASK, expires_at=(
+                    clock.now + timedelta(seconds=3) if subject == "dora" else None))
     return {role: {"Authorization": f"Bearer {secret}"} for role, secret in keys.items()}
 
 
@@ -104,11 +102,6 @@ def test_a_restart_answers_from_stored_decisions_and_reads_the_rest(
     # Bob has a new event before the restart; alice has none.
     clock.advance(seconds=5.0)
     with ServiceLedger.open(database_url, clock=clock) as ledger:
-        # Dora withdraws her consent to the party (a rights record: her stored state and
-        # decision stay current).
-        granted = next(c for c in consents(ledger, "dora", clock.now)
-                       if c.scope == "decision")
-        withdraw_consent(ledger, "dora", granted.seq)
         ledger.append_event(EventIn(source="bank", source_event_id="bob-late", subject="bob",
                                     type="debt_default", attributes={"amount": 5000.0},
                                     occurred_at=clock.now - timedelta(days=1)))
@@ -126,7 +119,9 @@ def test_a_restart_answers_from_stored_decisions_and_reads_the_rest(
         assert bob["scorecards"]["sesame"]["score"] == want.scorecards["sesame"].score
         assert bob["scorecards"]["sesame"]["tier"] == want.scorecards["sesame"].tier
         assert decide(http, party, "carol").status_code == 403  # never consented
-        assert decide(http, party, "dora").status_code == 403  # withdrew, decision stored
+        assert decide(http, party, "dora").status_code == 403  # lapsed, decision stored
+        dora = view.cached("dora", light=True)  # read from her stored row, then refused
+        assert dora is not None and dora.light and dora.assessment is not None
         assert decide(http, party, "dave").status_code == 403  # never heard of
         # Each answer has its own access-log entry, the reused one too.
         log = http.get("/v1/subjects/alice/access-log", headers=keys["alice"])
