@@ -40,6 +40,10 @@ entries = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     sa.UniqueConstraint("source", "source_event_id"),
     sa.Index(None, "subject", "seq"),
+    # A subject's entries of some kinds, found in the index alone: its rights records
+    # among its events and its last entry of the kinds that change its state
+    # (SubjectStates.snapshot, a decision's first read), without reading every row.
+    sa.Index(None, "subject", "kind", "seq"),
 )
 """The chain: one row per entry (see :mod:`trustledger.ledger.chain` for the hashes)."""
 
