@@ -12,8 +12,9 @@ the reads). A new server on the same ledger — a restart — then answers:
   lapse appends nothing: the consent is checked against the records now, never taken
   from what was stored).
 
-On SQLite a stored subject is read on the event loop (``LedgerView.reads_inline``); on
-PostgreSQL in a worker thread. Both must answer the same. Then the view's own
+On both databases a first read starts with the subject's snapshot, read by the view's
+snapshot reader for every request waiting (``LedgerView.decision_subject_async``). Then
+the view's own
 ``decision_subject(load=False)``: the stored record when its state or decision can
 answer, the snapshot's record without a state when the subject must be loaded with its
 events (a decision then loads it), ``None`` when no states persist.
@@ -21,6 +22,7 @@ events (a decision then loads it), ``None`` when no states persist.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -109,9 +111,11 @@ def test_a_restart_answers_from_stored_decisions_and_reads_the_rest(
     restarted = create_app(settings)
     with serving(restarted) as base, httpx.Client(base_url=base, timeout=30) as http:
         view = restarted.state.service.view
-        assert view.reads_inline is database_url.startswith("sqlite")
+        assert view.persisted is not None
+        reads = view.persisted.store.snapshots_read
         alice = decide(http, party, "alice")
         assert answer(alice) == first["alice"]  # the stored decision: same moment, reasons
+        assert view.persisted.store.snapshots_read == reads + 1  # by the snapshot reader
         bob = answer(decide(http, party, "bob"))
         assert bob["valid_at"] != first["bob"]["valid_at"]  # read again, with the new event
         with ServiceLedger.open(database_url, clock=clock) as ledger:
@@ -153,7 +157,6 @@ def test_decision_subject_without_loading(database_url: str, clock: FixedClock,
         assert stored is not None and stored.light and stored.assessment is not None
         bob = b.decision_subject("bob", policy, clock.now, load=False)
         assert bob is not None and bob.packed is None and bob.stored is None
-        assert b.reads_inline is database_url.startswith("sqlite")
         assert b.persisted is not None
         b.persisted.writer.close()
         clock.advance(seconds=61.0)  # past the stored decision's reuse: its state answers
@@ -167,5 +170,5 @@ def test_decision_subject_without_loading(database_url: str, clock: FixedClock,
         assert later.persisted is not None
         later.persisted.writer.close()
         c = LedgerView(ledger, persist_states=False)
-        assert not c.reads_inline
         assert c.decision_subject("alice", policy, clock.now, load=False) is None
+        assert asyncio.run(c.decision_subject_async("alice", policy, clock.now)) is None

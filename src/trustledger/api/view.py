@@ -51,7 +51,13 @@ from trustledger.engine.packed import PackedState
 from trustledger.errors import ErasedError, InputError, NotFoundError
 from trustledger.ledger import Entry, event_of
 from trustledger.ledger.chain import EVENT_KIND, PURGE_KIND
-from trustledger.ledger.states import StateWriter, StoredState, SubjectStates, fingerprint
+from trustledger.ledger.states import (
+    Snapshot,
+    StateWriter,
+    StoredState,
+    SubjectStates,
+    fingerprint,
+)
 from trustledger.policy import CompiledPolicy
 from trustledger.policy.register import Register
 from trustledger.principals import KINDS as PRINCIPAL_KINDS
@@ -699,6 +705,99 @@ def reuse_limit(subject: str, max_age: float) -> float:
     return max_age * (0.5 + 0.5 * zlib.crc32(subject.encode()) / 0xFFFF_FFFF)
 
 
+_MAX_SNAPSHOTS = 256
+"""At most this many subjects' snapshots are read in one statement (:class:`_SnapshotReader`)."""
+
+
+class _SnapshotReader:
+    """Subjects' snapshots asked for by decisions, read by one thread in group reads.
+
+    :meth:`read` queues the subject and awaits; the reader thread takes every subject
+    queued while its last statement ran into the next one (at most
+    :data:`_MAX_SNAPSHOTS` a statement), as the access log's writer does with rows. So
+    a busy event loop hands each group to the thread once, not each request, and keeps
+    serving while the statement runs. A failed read fails every request waiting on it,
+    as a failed sync does (a 503).
+    """
+
+    def __init__(self, store: SubjectStates) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[str, str, asyncio.AbstractEventLoop,
+                                  asyncio.Future[Snapshot]]] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def read(self, subject: str, policy_hash: str) -> Snapshot:
+        """The subject's snapshot (:meth:`SubjectStates.snapshots`) under a policy version."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Snapshot] = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the ledger view is closed")
+            self._waiting.append((subject, policy_hash, loop, future))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="decision-snapshots",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return await future
+
+    def close(self) -> None:
+        """Stop the reader thread once the reads queued are answered."""
+        with self._lock:
+            self._closed, thread = True, self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                waiting, self._waiting = self._waiting, []
+                closed = self._closed
+            groups: dict[str, list[tuple[str, asyncio.AbstractEventLoop,
+                                         asyncio.Future[Snapshot]]]] = {}
+            for subject, policy_hash, loop, future in waiting:
+                groups.setdefault(policy_hash, []).append((subject, loop, future))
+            for policy_hash, asked in groups.items():
+                for start in range(0, len(asked), _MAX_SNAPSHOTS):
+                    self._answer(policy_hash, asked[start:start + _MAX_SNAPSHOTS])
+            if closed:
+                return
+
+    def _answer(self, policy_hash: str, asked: list[tuple[
+            str, asyncio.AbstractEventLoop, asyncio.Future[Snapshot]]]) -> None:
+        found: dict[str, Snapshot] = {}
+        failure: BaseException | None = None
+        try:
+            found = self._store.snapshots({s for s, _, _ in asked}, policy_hash,
+                                          NOT_SUBJECT_STATE)
+        except Exception as exc:
+            failure = exc  # not hidden: every waiting request raises it (a 503)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Snapshot],
+                                                            Snapshot | None]]] = {}
+        for subject, loop, future in asked:
+            by_loop.setdefault(loop, []).append((future, found.get(subject)))
+        for loop, answers in by_loop.items():  # one wake-up of each loop for the group
+            loop.call_soon_threadsafe(_deliver, answers, failure)
+
+
+def _deliver(answers: list[tuple[asyncio.Future[Snapshot], Snapshot | None]],
+             failure: BaseException | None) -> None:
+    for future, snapshot in answers:
+        if future.done():  # abandoned meanwhile (a timeout)
+            continue
+        if failure is not None:
+            future.set_exception(failure)
+        else:
+            assert snapshot is not None
+            future.set_result(snapshot)
+
+
 class LedgerView:
     """The service's cache of the ledger: policies, subjects, and change tracking."""
 
@@ -717,6 +816,8 @@ class LedgerView:
             clock = ledger._clock
             self.persisted = PersistedStates(store, StateWriter(
                 store, lambda: round(clock().timestamp() * 1_000_000)))
+        self._snapshots = None if self.persisted is None else _SnapshotReader(
+            self.persisted.store)
         self._capacity = subject_cache
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -741,7 +842,9 @@ class LedgerView:
         self._reload_policies()
 
     def close(self) -> None:
-        """Write the subject states still queued and stop their writer."""
+        """Write the subject states still queued and stop their writer and snapshot reader."""
+        if self._snapshots is not None:
+            self._snapshots.close()
         if self.persisted is not None:
             self.persisted.writer.close()
 
@@ -913,17 +1016,6 @@ class LedgerView:
             self._subjects.move_to_end(subject)
             return state
 
-    @property
-    def reads_inline(self) -> bool:
-        """Whether a decision's first read of a stored subject may run on the event loop.
-
-        On an embedded database (SQLite) whose states persist: the read is one local
-        statement (:meth:`decision_subject` with ``load=False``), cheaper than the
-        hand-over to a worker thread and back, whose interpreter-lock hand-offs cost
-        more than the read when the loop is busy.
-        """
-        return self.persisted is not None and self.persisted.store.embedded
-
     @overload
     def decision_subject(self, subject: str, policy: CompiledPolicy, now: datetime,
                          *, load: Literal[True] = ...) -> SubjectRecord: ...
@@ -938,7 +1030,7 @@ class LedgerView:
 
         A subject in memory is returned as it is. Otherwise its rights records, the seq
         of its last entry and its stored state under ``policy`` are read in one snapshot
-        (:meth:`SubjectStates.snapshot`, no event is read or parsed); when the state is
+        (:meth:`SubjectStates.snapshots`, no event is read or parsed); when the state is
         current (:meth:`PersistedStates.current`), no dispute is open and the subject is
         not erased, the record holds that state and no events
         (:attr:`SubjectRecord.light`): :func:`decision_assessment` answers from it, and
@@ -954,10 +1046,36 @@ class LedgerView:
         persisted = self.persisted
         if persisted is None:
             return self.subject(subject) if load else None
-        loaded_at, records, basis, row = persisted.store.snapshot(
-            subject, policy.hash, NOT_SUBJECT_STATE)
-        light = SubjectRecord(subject, loaded_at, (), tuple(records), persisted=persisted,
-                              light_basis=basis, loader=lambda: self.subject(subject))
+        snapshot = persisted.store.snapshots((subject,), policy.hash, NOT_SUBJECT_STATE)
+        return self._decision_record(subject, policy, now, snapshot[subject], load=load)
+
+    async def decision_subject_async(self, subject: str, policy: CompiledPolicy,
+                                     now: datetime) -> SubjectRecord | None:
+        """:meth:`decision_subject` with ``load=False``, for the event loop.
+
+        The snapshot is read by one thread for every subject waiting (:class:`_SnapshotReader`:
+        one statement for the group, one hand-over of the group to the thread and back),
+        so a busy loop neither blocks on the database nor pays a worker-thread trip per
+        request; the record is then made on the loop. ``None`` when the view persists no
+        states (there is no snapshot).
+        """
+        state = self.cached(subject, light=True)
+        if state is not None:
+            return state
+        if self._snapshots is None:
+            return None
+        snapshot = await self._snapshots.read(subject, policy.hash)
+        return self._decision_record(subject, policy, now, snapshot, load=False)
+
+    def _decision_record(self, subject: str, policy: CompiledPolicy, now: datetime,
+                         snapshot: Snapshot, *, load: bool) -> SubjectRecord:
+        """The record :meth:`decision_subject` makes of a subject's snapshot."""
+        persisted = self.persisted
+        assert persisted is not None
+        row = snapshot.stored
+        light = SubjectRecord(subject, snapshot.at, (), tuple(snapshot.records),
+                              persisted=persisted, light_basis=snapshot.basis,
+                              loader=lambda: self.subject(subject))
         if row is None or light.erased:
             return self.subject(subject) if load else light
         rights = rights_at(policy, (), light.records, now)

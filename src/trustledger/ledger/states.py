@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import queue
 import re
 import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -43,6 +44,27 @@ from trustledger.ledger.schema import subject_states
 
 log = logging.getLogger("trustledger.ledger")
 _MAX_GROUP = 500
+
+
+class Snapshot(NamedTuple):
+    """A subject as a decision first needs it, without its events.
+
+    Read by :meth:`SubjectStates.snapshots`.
+    """
+
+    at: int
+    """The ledger's head when it was read."""
+    records: list[Entry]
+    """The subject's rights records (its entries but its events and excluded kinds), in
+    seq order."""
+    basis: int
+    """The seq of the subject's last entry of a kind not excluded (0: none)."""
+    stored: StoredState | None
+    """Its stored state under the policy asked for, if any (stale or not)."""
+
+
+def _seq(entry: Entry) -> int:
+    return entry.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +107,9 @@ class SubjectStates:
     def __init__(self, engine: sa.Engine) -> None:
         """Use the ledger's engine (the table exists once the ledger is migrated)."""
         self._engine = engine
-        self.embedded = engine.dialect.name == "sqlite"
-        """Whether the database is embedded (SQLite: a read is local I/O, never a round
-        trip, and in WAL mode never waits for a writer)."""
         self._snapshot: tuple[frozenset[str], _Raw] | None = None
+        self.snapshots_read = 0
+        """How many :meth:`snapshots` statements ran (each for any number of subjects)."""
         self._select = (sa.select(subject_states.c.basis_seq, subject_states.c.inputs,
                                   subject_states.c.state, subject_states.c.decision)
                         .where(subject_states.c.subject == sa.bindparam("subject"),
@@ -113,36 +134,44 @@ class SubjectStates:
                            bytes(row.state),
                            None if row.decision is None else bytes(row.decision))
 
-    def snapshot(self, subject: str, policy_hash: str, exclude: Collection[str]
-                 ) -> tuple[int, list[Entry], int, StoredState | None]:
-        """What a decision needs of a subject without its events, in one statement.
+    def snapshots(self, subjects: Collection[str], policy_hash: str,
+                  exclude: Collection[str]) -> dict[str, Snapshot]:
+        """What decisions need of some subjects without their events, in one statement.
 
-        The ledger's head; the subject's entries but its events and the ``exclude``
-        kinds (its rights records: consents, disputes, reviews, purges, erasure), in seq
-        order; the seq of its last entry of any kind but ``exclude`` (the basis a stored
-        state must reflect); and its stored state under ``policy_hash``, if any (stale
-        or not). One statement (one snapshot, one round trip), compiled once and run
-        straight through the driver.
+        For each of ``subjects`` (each once, whatever the order), its :class:`Snapshot`:
+        the ledger's head; the subject's entries but its events and the ``exclude`` kinds
+        (its rights records: consents, disputes, reviews, purges, erasure), in seq order;
+        the seq of its last entry of any kind but ``exclude`` (the basis a stored state
+        must reflect); and its stored state under ``policy_hash``, if any (stale or
+        not). One statement (one snapshot, one round trip, whatever the number of
+        subjects: the database's pages are read once for all of them), compiled once and
+        run straight through the driver.
         """
         kinds = frozenset(exclude)
         if self._snapshot is None or self._snapshot[0] != kinds:
             dialect = self._engine.dialect
             self._snapshot = (kinds, _Raw(_snapshot_sql(kinds, dialect.name), dialect))
-        rows = self._snapshot[1].run(self._engine, subject=subject, policy_hash=policy_hash)
-        at, basis, found, stored = 0, 0, [], None
+        wanted = sorted(set(subjects))
+        given = wanted if self._engine.dialect.name == "postgresql" else json.dumps(wanted)
+        rows = self._snapshot[1].run(self._engine, subjects=given, policy_hash=policy_hash)
+        self.snapshots_read += 1
+        at, basis = 0, dict.fromkeys(wanted, 0)
+        found: dict[str, list[Entry]] = {s: [] for s in wanted}
+        stored: dict[str, StoredState] = {}
         for row in rows:
-            kind = row[1]
+            kind, subject = row[1], row[2]
             if kind == _HEAD:
                 at = int(row[0])
             elif kind == _BASIS:
-                basis = int(row[0] or 0)
+                basis[subject] = int(row[0] or 0)
             elif kind == _STATE:
-                stored = StoredState(subject, policy_hash, int(row[0]), str(row[2]),
-                                     _blob(row[6]), None if row[9] is None else _blob(row[9]))
+                stored[subject] = StoredState(
+                    subject, policy_hash, int(row[0]), str(row[3]), _blob(row[6]),
+                    None if row[9] is None else _blob(row[9]))
             else:
-                found.append(entry_of(StoredEntry(*row)))
-        found.sort(key=lambda e: e.seq)
-        return at, found, basis, stored
+                found[subject].append(entry_of(StoredEntry(*row)))
+        return {s: Snapshot(at, sorted(found[s], key=_seq), basis[s], stored.get(s))
+                for s in wanted}
 
     def save(self, states: Sequence[StoredState], written_at_us: int) -> None:
         """Write ``states`` in one transaction; a row with a later ``basis_seq`` is kept."""
@@ -173,11 +202,13 @@ _STATE = "~state"
 
 
 def _snapshot_sql(exclude: frozenset[str], dialect: str) -> str:
-    """The statement of :meth:`SubjectStates.snapshot`: records, basis, head and state.
+    """The statement of :meth:`SubjectStates.snapshots`: records, basis, head and states.
 
-    The stored state comes in the ``payload`` column and its decision in ``hash``
-    (base64 text on PostgreSQL, whose union cannot mix text and bytes; the blobs
-    themselves on SQLite), its inputs digest in ``subject``.
+    ``:subjects`` is a JSON array on SQLite (read with ``json_each``), an array on
+    PostgreSQL. Every row but the head's names its subject in the ``subject`` column; a
+    stored state comes in the ``payload`` column and its decision in ``hash`` (base64
+    text on PostgreSQL, whose union cannot mix text and bytes; the blobs themselves on
+    SQLite), its inputs digest in ``source``.
     """
     for kind in exclude:
         if not _KIND.fullmatch(kind):  # inlined below: ledger kinds are plain names
@@ -185,17 +216,21 @@ def _snapshot_sql(exclude: frozenset[str], dialect: str) -> str:
     excluded = ", ".join(f"'{k}'" for k in sorted(exclude))
     records = ", ".join(f"'{k}'" for k in sorted({*exclude, EVENT_KIND}))
     columns = ", ".join(COLUMNS)
-    state, decision = (("encode(state, 'base64')", "encode(decision, 'base64')")
-                       if dialect == "postgresql" else ("state", "decision"))
-    return (f"SELECT {columns} FROM entries WHERE subject = :subject "
+    if dialect == "postgresql":
+        state, decision = "encode(state, 'base64')", "encode(decision, 'base64')"
+        among = "subject = ANY(:subjects)"
+    else:
+        state, decision = "state", "decision"
+        among = "subject IN (SELECT value FROM json_each(:subjects))"
+    return (f"SELECT {columns} FROM entries WHERE {among} "
             f"AND kind NOT IN ({records}) "
-            f"UNION ALL SELECT max(seq), '{_BASIS}', NULL, NULL, NULL, 0, NULL, '', '', '' "
-            f"FROM entries WHERE subject = :subject AND kind NOT IN ({excluded}) "
+            f"UNION ALL SELECT max(seq), '{_BASIS}', subject, NULL, NULL, 0, NULL, '', '', '' "
+            f"FROM entries WHERE {among} AND kind NOT IN ({excluded}) GROUP BY subject "
             f"UNION ALL SELECT seq, '{_HEAD}', NULL, NULL, NULL, 0, NULL, '', '', '' "
             "FROM ledger_head WHERE id = 1 "
-            f"UNION ALL SELECT basis_seq, '{_STATE}', inputs, NULL, NULL, 0, {state}, '', '', "
-            f"{decision} "
-            "FROM subject_states WHERE subject = :subject AND policy_hash = :policy_hash")
+            f"UNION ALL SELECT basis_seq, '{_STATE}', subject, inputs, NULL, 0, {state}, '', "
+            f"'', {decision} "
+            f"FROM subject_states WHERE {among} AND policy_hash = :policy_hash")
 
 
 class _Raw:
@@ -289,4 +324,4 @@ class StateWriter:
                 self._idle.notify_all()
 
 
-__all__ = ["StateWriter", "StoredState", "SubjectStates", "fingerprint"]
+__all__ = ["Snapshot", "StateWriter", "StoredState", "SubjectStates", "fingerprint"]

@@ -47,12 +47,13 @@ async def decide(request: Request) -> Response:
     """
     # The hot path (subject in memory, assessment still fresh) runs on the event loop:
     # one short read of what was appended, then the access-log commit is awaited.
-    # Loading or evaluating a subject goes to a worker thread. On an embedded ledger
-    # (SQLite: LedgerView.reads_inline) a first read starts on the loop: the snapshot
-    # of a stored subject and the decision stored with it; reading its events, or
-    # restoring and reading its state, still goes to a thread. The service middleware
-    # calls this endpoint directly (:data:`DIRECT`): the caller it admitted is taken from
-    # the request's state, with no dependency to solve.
+    # Loading or evaluating a subject goes to a worker thread. Where states persist, a
+    # first read starts with the subject's snapshot (its rights records, last seq,
+    # stored state and decision), read by one thread for every request waiting
+    # (LedgerView.decision_subject_async); a stored decision then answers on the loop,
+    # while reading its events, or restoring and reading its state, goes to a thread.
+    # The service middleware calls this endpoint directly (:data:`DIRECT`): the caller
+    # it admitted is taken from the request's state, with no dependency to solve.
     caller = await caller_of(request)
     caller.require(Role.RELYING_PARTY)
     # Parsed by pydantic-core straight from the bytes (FastAPI's body handling costs as
@@ -102,8 +103,8 @@ async def decide(request: Request) -> Response:
 
     assessment: Assessment | None = None
     cached = service.view.cached(body.subject, light=light)
-    if cached is None and light and service.view.reads_inline:
-        cached = service.view.decision_subject(body.subject, policy, now, load=False)
+    if cached is None and light:
+        cached = await service.view.decision_subject_async(body.subject, policy, now)
     if cached is not None:
         state = cached
     elif light:
