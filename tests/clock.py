@@ -32,6 +32,23 @@ the suite's fixed dates were written against, when tests still read the real clo
 """The folder whose ``sitecustomize.py`` moves the clock of processes the tests start."""
 
 
+MOVED_EXAMPLES_SHARE = 5
+"""Under ``--system-clock`` a property test draws one in this many of its examples."""
+
+
+def examples(count: int) -> int:
+    """How many examples a property test draws: ``count``, or a share of it when moved.
+
+    Under ``--system-clock`` (:data:`SHIFT_ENV` set, in the session and in every worker)
+    it is ``count // MOVED_EXAMPLES_SHARE``, at least 5 (never more than ``count``): the
+    clock is moved by the same amount for every example, so a hidden dependency on
+    today's date shows in the first few, and the ordinary run has drawn them all.
+    """
+    if SHIFT_ENV not in os.environ:
+        return count
+    return min(count, max(5, count // MOVED_EXAMPLES_SHARE))
+
+
 class FixedClock:
     """A clock that stands still until a test moves it: inject it wherever a clock is taken."""
 

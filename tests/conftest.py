@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.postgres import create_database, postgres_server
+from trustledger.ledger import Ledger
 
 pytest_plugins = ["tests.clock"]
 
@@ -19,9 +21,43 @@ def postgres_server_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite ledger at the newest schema, migrated once per session (and never written)."""
+    path = tmp_path_factory.mktemp("migrated") / "ledger.db"
+    Ledger.open(f"sqlite:///{path}").close()
+    if path.with_name(path.name + "-wal").exists():  # closing the last connection folds it in
+        raise RuntimeError("the migrated SQLite template kept a write-ahead log")
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(postgres_server_url: str) -> str:
+    """Name of a PostgreSQL database at the newest schema, the template of each test's copy."""
+    url = create_database(postgres_server_url)
+    Ledger.open(url).close()
+    return url.rsplit("/", 1)[1]
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty ledger database: once on SQLite, once on PostgreSQL."""
+    """A fresh ledger database at the newest schema: once on SQLite, once on PostgreSQL.
+
+    A copy of a database migrated once per session (``Ledger.open`` then finds nothing to
+    migrate), as every test would otherwise run the migrations anew; a test of the
+    migrations themselves asks for :func:`empty_database_url`.
+    """
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        return f"sqlite:///{path}"
+    server: str = request.getfixturevalue("postgres_server_url")
+    return create_database(server, template=request.getfixturevalue("migrated_postgres"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database (no schema): once on SQLite, once on PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     server: str = request.getfixturevalue("postgres_server_url")

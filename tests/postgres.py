@@ -60,21 +60,34 @@ def postgres_server() -> Iterator[str]:
                      "start"),
         check=True, capture_output=True,
     )
+    url = f"postgresql+psycopg://app@127.0.0.1:{port}/postgres"
     try:
-        yield f"postgresql+psycopg://app@127.0.0.1:{port}/postgres"
+        yield url
     finally:
+        admin = _ADMIN.pop(url, None)
+        if admin is not None:
+            admin.dispose()
         subprocess.run(_as_postgres(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"),
                        check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def create_database(server_url: str) -> str:
-    """Create a fresh, empty database on the server and return its URL."""
+def create_database(server_url: str, template: str | None = None) -> str:
+    """Create a fresh database on the server and return its URL.
+
+    Empty, or a copy of the database ``template`` names (which nobody may be connected
+    to meanwhile: PostgreSQL copies its files).
+    """
     name = f"tl_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
+    copied = "" if template is None else f' TEMPLATE "{template}"'
+    engine = _ADMIN.get(server_url)
+    if engine is None:  # one pooled connection per server, not a connect per database
+        engine = _ADMIN[server_url] = sa.create_engine(
+            server_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.SingletonThreadPool,
+            pool_pre_ping=True)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{copied}'))
     return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+_ADMIN: dict[str, sa.Engine] = {}

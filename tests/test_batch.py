@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.governance import put_in_force
 from tests.policies.support import d, ev, example, policy_file, split_declarations
 from tests.test_incremental_strategies import (
@@ -38,7 +39,7 @@ from trustledger.engine import Event, evaluate
 from trustledger.errors import InputError
 from trustledger.policy import CompiledPolicy
 
-SETTINGS = settings(max_examples=40, deadline=None,
+SETTINGS = settings(max_examples=examples(40), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.policies.support import POLICIES
 from tests.test_batch import check_population
 from trustledger.batch import (
@@ -43,7 +44,7 @@ from trustledger.policy.models import AttributeType
 
 SHIPPED = sorted(p for p in POLICIES.glob("*.yaml") if p.name != "register.yaml") + \
     sorted((POLICIES / "examples").glob("*.yaml"))
-SETTINGS = settings(max_examples=10, deadline=None,
+SETTINGS = settings(max_examples=examples(10), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture])
 

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.policies.support import d, ev, policy_file
 from tests.test_batch import check_population, populations, run
 from trustledger.batch import (
@@ -55,7 +56,7 @@ def test_spark_session_really_runs(spark: Any) -> None:
     assert spark._session.range(3).count() == 3
 
 
-@settings(max_examples=8, deadline=None,
+@settings(max_examples=examples(8), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_spark_equals_evaluate(spark: Any, folder: Path, data: st.DataObject) -> None:

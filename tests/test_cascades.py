@@ -547,7 +547,7 @@ def test_migration_0003_creates_exactly_the_cascade_tables(database_url: str) ->
 
 
 def test_migration_0003_starts_the_cursor_at_an_existing_ledgers_end_and_downgrades(
-        database_url: str) -> None:
+        empty_database_url: str) -> None:
     from importlib import resources
 
     from alembic import command
@@ -558,7 +558,7 @@ def test_migration_0003_starts_the_cursor_at_an_existing_ledgers_end_and_downgra
     config = Config()
     config.set_main_option("script_location",
                            str(resources.files("trustledger.ledger") / "migrations"))
-    engine = database.create_engine(database_url)
+    engine = database.create_engine(empty_database_url)
 
     def upgrade(target: str, down: bool = False) -> None:
         with database.writing(engine) as conn:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.test_cascades import T0, URL, Setting, make_setting
 from tests.test_incremental_strategies import (
     first_served,
@@ -163,7 +164,7 @@ def test_an_erased_subject_and_an_event_not_yet_occurred_are_the_reference_answe
     assert gone.evaluated == {"maintained": 0, "reference": 0, "standing": 0}
 
 
-@settings(max_examples=80, deadline=None,
+@settings(max_examples=examples(80), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_standing_equals_the_tiers_scores_and_states_of_evaluate(data: st.DataObject) -> None:
@@ -189,7 +190,7 @@ def _whole_view(evaluation: Any) -> dict[str, Any]:
                          for n, m in evaluation.measures.items()}}
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=examples(40), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_the_schedule_from_the_maintained_history_equals_the_schedule_built_anew(

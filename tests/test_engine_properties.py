@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.policies.support import POLICIES, example, policy_file
 from trustledger.engine import RETRACTION, Event, evaluate
 from trustledger.policy import CompiledPolicy, load_policy
@@ -75,7 +76,7 @@ def histories(draw: st.DrawFn, types: dict[str, Any]) -> list[Event]:
 
 
 moments = st.integers(0, 4 * 365).map(lambda days: START + timedelta(days=days))
-SETTINGS = settings(max_examples=40, deadline=None,
+SETTINGS = settings(max_examples=examples(40), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 CASES = st.sampled_from([(SESAME, SESAME_TYPES), (DRIVING, DRIVING_TYPES),
                          (FLENSBURG, FLENSBURG_TYPES)])

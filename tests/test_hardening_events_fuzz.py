@@ -11,6 +11,7 @@ and others', must answer 200. No response may be a server error.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,12 +21,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.postgres import create_database
 from tests.test_hardening_events import NOW, World, open_world
 
 # No shrinking: the failure message lists every request and its status already, and
 # shrinking a server round trip per step would take minutes.
-SETTINGS = settings(max_examples=40, deadline=None,
+SETTINGS = settings(max_examples=examples(40), deadline=None,
                     phases=(Phase.explicit, Phase.reuse, Phase.generate),
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -113,12 +115,20 @@ def _post(world: World, kind: str, event: dict[str, Any], way: int,
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
-    """A factory of fresh, empty ledger databases (one per hypothesis example)."""
+    """A factory of fresh ledger databases at the newest schema (one per hypothesis example)."""
     count = iter(range(10**6))
     if request.param == "sqlite":
-        return lambda: f"sqlite:///{tmp_path / f'ledger-{next(count)}.db'}"
+        migrated: Path = request.getfixturevalue("migrated_sqlite")
+
+        def copied() -> str:
+            path = tmp_path / f"ledger-{next(count)}.db"
+            shutil.copyfile(migrated, path)
+            return f"sqlite:///{path}"
+
+        return copied
     server: str = request.getfixturevalue("postgres_server_url")
-    return lambda: create_database(server)
+    template: str = request.getfixturevalue("migrated_postgres")
+    return lambda: create_database(server, template=template)
 
 
 @SETTINGS

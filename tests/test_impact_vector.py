@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.policies.support import example, parse_declared
 from tests.test_incremental_strategies import close, near_threshold, policies
 from trustledger.engine import Event, evaluate
@@ -323,7 +324,7 @@ scorecards:
     assert (later.ranks["card"] == 1).all()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(data=st.data())
 def test_generated_policies_simulate_as_the_reference_evaluates(data: st.DataObject) -> None:
     """Random policies of the language (tests/test_incremental_strategies.py), random rates:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.policies.support import d, ev, example, policy_file
 from tests.test_engine_properties import DRIVING_TYPES, SESAME_TYPES
 from tests.test_engine_properties import histories as example_histories
@@ -25,7 +26,7 @@ from trustledger.engine.incremental import Reading, SubjectState, stateless_meas
 from trustledger.errors import InputError
 from trustledger.policy import CompiledPolicy
 
-SETTINGS = settings(max_examples=120, deadline=None,
+SETTINGS = settings(max_examples=examples(120), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -85,7 +86,7 @@ def test_reads_between_arrivals_equal_evaluate(data: st.DataObject) -> None:
                                                          opt_ins=opt_ins))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_example_policies(data: st.DataObject) -> None:
     """The example policies, with their own event types and attributes."""

@@ -20,6 +20,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.policies.support import parse_declared
 from trustledger.engine import RETRACTION, Event, evaluate
 from trustledger.engine.history import at
@@ -281,7 +282,7 @@ def near_threshold(policy: CompiledPolicy, card: str, score: float | None, at: d
     return any(b is not None and abs(score - b) <= tol * max(1.0, abs(b)) for b in bounds)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(data=st.data())
 def test_generated_policies_compile_and_evaluate(data: st.DataObject) -> None:
     policy, specs = data.draw(policies(reported_dates=True))

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from tests.clock import FixedClock
+from tests.clock import FixedClock, examples
 from tests.test_hardening_events import NOW, SESAME, World, open_world
 from trustledger.cli import app
 from trustledger.errors import ConflictError, InputError
@@ -319,7 +319,7 @@ def test_a_conflict_with_the_ledger_writes_nothing(ledger: Ledger, tmp_path: Pat
 NAMES = st.text(st.characters(codec="utf-8"), max_size=6)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.fixed_dictionaries({
     "source": st.sampled_from(["rentals", "bank", "telco", 'q"\\']),
     "source_event_id": NAMES, "subject": NAMES,

@@ -13,6 +13,7 @@ import pyarrow as pa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from trustledger.ledger.columnar import _names_ok, _names_ok_regex, json_text
 
 CHARACTERS = st.one_of(
@@ -25,7 +26,7 @@ TEXTS = st.one_of(st.none(), st.text(CHARACTERS, max_size=8),
                           max_size=300))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(TEXTS, max_size=12), st.integers(0, 3), st.integers(0, 3), st.booleans())
 def test_the_byte_wise_name_test_keeps_exactly_the_rows_the_regex_keeps(
     texts: list[str | None], before: int, after: int, optional: bool
@@ -36,7 +37,7 @@ def test_the_byte_wise_name_test_keeps_exactly_the_rows_the_regex_keeps(
         _names_ok_regex(column, optional=optional).tolist()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.text(CHARACTERS, max_size=8), max_size=10), st.integers(0, 2))
 @example(['a"'], 0)
 @example(["x", "y\\"], 1)

@@ -107,11 +107,11 @@ def _run_children(url: str, tmp_path: Path) -> list[dict[str, dict[str, int]]]:
 
 @pytest.mark.timeout(240)
 def test_concurrent_appenders_neither_fork_lose_nor_duplicate(
-    database_url: str, tmp_path: Path
+    empty_database_url: str, tmp_path: Path
 ) -> None:
-    results = _run_children(database_url, tmp_path)
+    results = _run_children(empty_database_url, tmp_path)
 
-    with Ledger.open(database_url) as ledger:
+    with Ledger.open(empty_database_url) as ledger:
         report = ledger.verify()
         stored = {(e.source_event_id): e.seq for e in ledger.events()}
         consents = list(ledger.records("consent"))
@@ -131,7 +131,7 @@ def test_concurrent_appenders_neither_fork_lose_nor_duplicate(
     for key in (f"shared-{b}" for b in range(0, BATCHES, 2)):
         assert {result["shared"][key] for result in results} == {stored[key]}
 
-    engine = sa.create_engine(database_url)
+    engine = sa.create_engine(empty_database_url)
     try:
         with engine.connect() as conn:
             seqs = list(conn.execute(sa.select(entries.c.seq).order_by(entries.c.seq)).scalars())

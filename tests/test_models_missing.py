@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.test_models_train import DATA, DICTIONARY
 from trustledger.models import CompiledScorecard
 from trustledger.models.features import load_dictionary, parse_dictionary
@@ -90,7 +91,7 @@ def test_blanking_any_subset_never_raises_any_groups_expected_score(
             check_blanking(planted, subset)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.sets(st.integers(0, 16), min_size=1))
 def test_blanking_german_credit_fields_never_pays(german: TrainedModel,
                                                   chosen: set[int]) -> None:

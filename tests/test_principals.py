@@ -185,7 +185,7 @@ def test_schema_has_the_principals_table(database_url: str) -> None:
     assert "principals" in names
 
 
-def test_revision_0004_gives_earlier_principals_no_domains(database_url: str) -> None:
+def test_revision_0004_gives_earlier_principals_no_domains(empty_database_url: str) -> None:
     """A principal issued before the register keeps working; a source gets no domains."""
     from importlib import resources
 
@@ -197,7 +197,7 @@ def test_revision_0004_gives_earlier_principals_no_domains(database_url: str) ->
     config = Config()
     config.set_main_option("script_location",
                            str(resources.files("trustledger.ledger") / "migrations"))
-    engine = database.create_engine(database_url)
+    engine = database.create_engine(empty_database_url)
     try:
         with database.writing(engine) as conn:
             config.attributes["connection"] = conn
@@ -209,6 +209,6 @@ def test_revision_0004_gives_earlier_principals_no_domains(database_url: str) ->
                 "'" + "0" * 64 + "', '[\"bill_paid\"]', NULL, NULL, 0, NULL)"))
     finally:
         engine.dispose()
-    with ServiceLedger.open(database_url) as ledger:  # migrates to the newest revision
+    with ServiceLedger.open(empty_database_url) as ledger:  # migrates to the newest revision
         (old,) = list_principals(ledger)
     assert (old.name, old.accreditations, old.domains) == ("bank", ("bill_paid",), ())

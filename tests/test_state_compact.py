@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.policies.support import example, policy_file
 from tests.test_engine_properties import DRIVING_TYPES, SESAME_TYPES
 from tests.test_engine_properties import histories as example_histories
@@ -36,7 +37,7 @@ from trustledger.engine.packed import PackedState
 from trustledger.errors import InputError
 from trustledger.policy import CompiledPolicy
 
-SETTINGS = settings(max_examples=150, deadline=None,
+SETTINGS = settings(max_examples=examples(150), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SESAME = example("sesame")
 DRIVING = policy_file("driving")
@@ -86,7 +87,7 @@ def test_restored_reads_equal_evaluate(data: st.DataObject) -> None:
     restored_reads(data, policy, events, set(opt_ins))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_restored_example_policies(data: st.DataObject) -> None:
     """Sesame (a holding time) and the driving licence (prerequisites with notice)."""
@@ -172,7 +173,7 @@ def test_unreadable_or_foreign_states_are_refused() -> None:
         pack(early)
 
 
-@settings(max_examples=100, deadline=None,
+@settings(max_examples=examples(100), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_packed_states_held_in_memory_read_as_evaluate(data: st.DataObject) -> None:

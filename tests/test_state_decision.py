@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.clock import FixedClock
+from tests.clock import FixedClock, examples
 from tests.policies.support import example, policy_file
 from tests.test_engine_properties import DRIVING_TYPES, SESAME_TYPES
 from tests.test_engine_properties import histories as example_histories
@@ -114,7 +114,7 @@ def mixed_reads(data: st.DataObject, policy: CompiledPolicy, events: list[Event]
         moment += timedelta(seconds=data.draw(st.sampled_from(STEPS)))
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=examples(150), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_decision_only_reads_equal_evaluate(data: st.DataObject) -> None:
@@ -125,7 +125,7 @@ def test_decision_only_reads_equal_evaluate(data: st.DataObject) -> None:
     mixed_reads(data, policy, events, set(opt_ins))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_decision_only_reads_of_the_example_policies(data: st.DataObject) -> None:
     """Sesame (a holding time) and the driving licence (prerequisites with notice)."""

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.clock import FixedClock
+from tests.clock import FixedClock, examples
 from tests.test_engine_properties import DRIVING_TYPES, SESAME_TYPES
 from tests.test_engine_properties import histories as example_histories
 from tests.test_state_decision import DRIVING, SESAME, START, Parts, parts_of, seed
@@ -48,7 +48,7 @@ PARTS = Parts(RENTAL.scorecards, RENTAL.measures)
 # -- the packed evaluation -------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_packed_evaluations_read_back_equal(data: st.DataObject) -> None:
     """Full reads (every contribution and event outcome) and decision-only reads."""

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.clock import examples
 from tests.policies.support import example, policy_file
 from tests.test_engine_properties import DRIVING_TYPES, SESAME_TYPES
 from tests.test_engine_properties import histories as example_histories
@@ -25,7 +26,7 @@ from trustledger.engine.maintained import MaintainedEvaluation, maintainable
 from trustledger.errors import InputError
 from trustledger.policy import CompiledPolicy
 
-SETTINGS = settings(max_examples=120, deadline=None,
+SETTINGS = settings(max_examples=examples(120), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SESAME = example("sesame")
 DRIVING = policy_file("driving")
@@ -59,7 +60,7 @@ def test_reads_equal_evaluate(data: st.DataObject) -> None:
     reads(data, policy, events, set(opt_ins))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_example_policies(data: st.DataObject) -> None:
     """Sesame (a holding time) and the driving licence (prerequisites with notice)."""

@@ -26,6 +26,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tests import test_policy_statistical as statistical
+from tests.clock import examples
 from tests.policies.support import HERE, d, ev
 from tests.test_policy_statistical import (
     CREDITS,
@@ -303,7 +304,7 @@ def statistical_cases(draw: st.DrawFn) -> tuple[list[Event], dict[str, Any], lis
     return (events, draw(ATTRIBUTE_CHOICES), removed, added, draw(ATTRIBUTE_CHOICES), at)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[
     HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(case=statistical_cases())
 def test_what_if_equals_a_fresh_evaluation_with_attributes(

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.clock import FixedClock
+from tests.clock import FixedClock, examples
 from tests.test_rights_helpers import driving, event, offence, seqs, sesame
 from trustledger.engine import Event, evaluate
 from trustledger.errors import InputError, NotFoundError
@@ -94,7 +94,7 @@ def _expected_history(events: list[Event], removed: list[int]) -> list[Event]:
     return [e for e in events if e.key not in gone]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories())
 def test_what_if_equals_a_fresh_evaluation_of_the_modified_history(
         case: tuple[list[Event], list[int], list[Hypothetical], datetime]) -> None:
@@ -111,7 +111,7 @@ TARGETS = [TierTarget("driving", t) for t in ("clear", "noted", "admonished", "w
     [MeasureTarget(m) for m in ("admonition", "warning", "licence_revoked")]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(), st.sampled_from(TARGETS))
 def test_what_it_takes_answers_are_checked_by_the_engine(
         case: tuple[list[Event], list[int], list[Hypothetical], datetime], target: Any) -> None:
