@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,20 +40,33 @@ def migrated_postgres(postgres_server_url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
+@pytest.fixture
+def migrated_copy(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """Makes fresh ledger databases at the newest schema: ``migrated_copy("sqlite")``, or
+    ``"postgres"``; each a copy of one migrated once per session (``Ledger.open`` then finds
+    nothing to migrate), as every test would otherwise run the migrations anew."""
+    made = itertools.count()
+
+    def copy(kind: str) -> str:
+        if kind == "sqlite":
+            n = next(made)
+            path = tmp_path / ("ledger.db" if n == 0 else f"ledger-{n}.db")
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+            return f"sqlite:///{path}"
+        return create_database(request.getfixturevalue("postgres_server_url"),
+                               template=request.getfixturevalue("migrated_postgres"))
+
+    return copy
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, migrated_copy: Callable[[str], str]) -> str:
     """A fresh ledger database at the newest schema: once on SQLite, once on PostgreSQL.
 
-    A copy of a database migrated once per session (``Ledger.open`` then finds nothing to
-    migrate), as every test would otherwise run the migrations anew; a test of the
-    migrations themselves asks for :func:`empty_database_url`.
+    Made by :func:`migrated_copy`; a test of the migrations themselves asks for
+    :func:`empty_database_url`.
     """
-    if request.param == "sqlite":
-        path = tmp_path / "ledger.db"
-        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
-        return f"sqlite:///{path}"
-    server: str = request.getfixturevalue("postgres_server_url")
-    return create_database(server, template=request.getfixturevalue("migrated_postgres"))
+    return migrated_copy(request.param)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

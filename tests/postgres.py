@@ -20,6 +20,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 URL_ENV = "TRUSTLEDGER_TEST_POSTGRES_URL"
+_ADMIN: dict[str, sa.Engine] = {}
+"""One engine (one pooled connection) per server that creates the test databases."""
 
 
 def _free_port() -> int:
@@ -89,5 +91,3 @@ def create_database(server_url: str, template: str | None = None) -> str:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"{copied}'))
     return server_url.rsplit("/", 1)[0] + "/" + name
 
-
-_ADMIN: dict[str, sa.Engine] = {}

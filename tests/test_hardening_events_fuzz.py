@@ -11,10 +11,8 @@ and others', must answer 200. No response may be a server error.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,6 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.clock import examples
-from tests.postgres import create_database
 from tests.test_hardening_events import NOW, World, open_world
 
 # No shrinking: the failure message lists every request and its status already, and
@@ -114,21 +111,10 @@ def _post(world: World, kind: str, event: dict[str, Any], way: int,
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
+def fresh_url(request: pytest.FixtureRequest,
+              migrated_copy: Callable[[str], str]) -> Callable[[], str]:
     """A factory of fresh ledger databases at the newest schema (one per hypothesis example)."""
-    count = iter(range(10**6))
-    if request.param == "sqlite":
-        migrated: Path = request.getfixturevalue("migrated_sqlite")
-
-        def copied() -> str:
-            path = tmp_path / f"ledger-{next(count)}.db"
-            shutil.copyfile(migrated, path)
-            return f"sqlite:///{path}"
-
-        return copied
-    server: str = request.getfixturevalue("postgres_server_url")
-    template: str = request.getfixturevalue("migrated_postgres")
-    return lambda: create_database(server, template=template)
+    return lambda: migrated_copy(request.param)
 
 
 @SETTINGS

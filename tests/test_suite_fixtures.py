@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 
@@ -49,23 +51,16 @@ def test_a_database_is_a_fresh_copy_at_the_newest_schema(
 
 
 def test_what_one_test_writes_reaches_neither_the_original_nor_the_next_copy(
-        database_url: str, request: pytest.FixtureRequest) -> None:
+        database_url: str, request: pytest.FixtureRequest,
+        migrated_copy: Callable[[str], str]) -> None:
     with Ledger.open(database_url, clock=FixedClock()) as ledger:
         ledger.append_events([EventIn.model_validate(event(1))])
         assert ledger.head()[0] == 1
-    original = _original(database_url, request)
-    with Ledger.open(original) as ledger:
+    with Ledger.open(_original(database_url, request)) as ledger:
         assert ledger.head()[0] == 0
-    if database_url.startswith("sqlite"):
-        again = request.getfixturevalue("tmp_path") / "again.db"
-        again.write_bytes(request.getfixturevalue("migrated_sqlite").read_bytes())
-        again_url = f"sqlite:///{again}"
-    else:
-        from tests.postgres import create_database
-
-        again_url = create_database(request.getfixturevalue("postgres_server_url"),
-                                    template=request.getfixturevalue("migrated_postgres"))
-    with Ledger.open(again_url) as ledger:
+    again = migrated_copy("sqlite" if database_url.startswith("sqlite") else "postgres")
+    assert again != database_url
+    with Ledger.open(again) as ledger:
         assert ledger.head()[0] == 0
 
 
